@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/outpost-run/outpost/rpc"
+	"github.com/outpost-run/outpost/runner"
+)
+
+// Agent is one outpost process: a server, a runner, or both.
+type Agent struct {
+	cfg    *Config
+	logger hclog.Logger
+
+	server   *Server
+	httpSrv  *http.Server
+	httpAddr string
+	runner   *runner.Runner
+
+	runnerCancel context.CancelFunc
+	runnerDone   chan struct{}
+	shutdownOnce sync.Once
+}
+
+// New validates cfg and returns an agent; Start runs it.
+func New(cfg *Config, logger hclog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, logger: logger}, nil
+}
+
+// HTTPAddr is the address the API listens on, once started.
+func (a *Agent) HTTPAddr() string { return a.httpAddr }
+
+// Server returns the agent's server, or nil for a runner-only agent.
+func (a *Agent) Server() *Server { return a.server }
+
+// Start starts the server and its listener, waits for a leader when the
+// agent bootstraps alone, then starts the local runner.
+func (a *Agent) Start(ctx context.Context) error {
+	if a.cfg.Server {
+		srv, err := NewServer(a.cfg, a.logger)
+		if err != nil {
+			return err
+		}
+		a.server = srv
+		if err := a.startHTTP(); err != nil {
+			_ = srv.Shutdown()
+			return err
+		}
+		if a.cfg.BootstrapExpect == 1 {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := srv.WaitForLeader(wctx)
+			cancel()
+			if err != nil {
+				_ = a.Shutdown(context.Background())
+				return err
+			}
+		}
+	}
+	if a.cfg.Runner {
+		if err := a.startRunner(); err != nil {
+			_ = a.Shutdown(context.Background())
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Agent) startHTTP() error {
+	bind := net.JoinHostPort(a.cfg.BindAddr, strconv.Itoa(a.cfg.Ports.HTTP))
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return fmt.Errorf("agent: HTTP listener on %s: %w", bind, err)
+	}
+	a.httpAddr = ln.Addr().String()
+	mux := http.NewServeMux()
+	rpc.Register(mux, a.server, a.logger)
+	// HTTP/1.1 for curl and browsers, h2c for runners' bidirectional
+	// streams; TLS adds ordinary HTTP/2.
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	a.httpSrv = &http.Server{
+		Handler:           mux,
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          a.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	go func() {
+		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("HTTP server stopped", "error", err)
+		}
+	}()
+	a.logger.Named("http").Info("API listening", "address", "http://"+a.httpAddr)
+	return nil
+}
+
+func (a *Agent) startRunner() error {
+	servers := []string{"http://" + a.httpAddr}
+	r, err := runner.New(runner.Config{
+		ID:       a.cfg.NodeID + "-runner",
+		Name:     a.cfg.NodeID,
+		Labels:   a.cfg.RunnerLabels,
+		Capacity: a.cfg.RunnerCapacity,
+		Servers:  servers,
+		DataDir:  runnerDataDir(a.cfg),
+		Version:  Version,
+		Logger:   a.logger,
+	})
+	if err != nil {
+		return err
+	}
+	a.runner = r
+	ctx, cancel := context.WithCancel(context.Background())
+	a.runnerCancel, a.runnerDone = cancel, make(chan struct{})
+	go func() {
+		defer close(a.runnerDone)
+		_ = r.Run(ctx)
+	}()
+	return nil
+}
+
+func runnerDataDir(c *Config) string {
+	if c.DataDir == "" {
+		return ""
+	}
+	return c.DataDir + "/runner"
+}
+
+// Shutdown stops the runner (canceling its jobs), the API and the server.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	var err error
+	a.shutdownOnce.Do(func() {
+		if a.runnerCancel != nil {
+			a.runnerCancel()
+			select {
+			case <-a.runnerDone:
+			case <-ctx.Done():
+			}
+		}
+		if a.httpSrv != nil {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if e := a.httpSrv.Shutdown(sctx); e != nil {
+				_ = a.httpSrv.Close()
+			}
+			cancel()
+		}
+		if a.server != nil {
+			err = a.server.Shutdown()
+		}
+	})
+	return err
+}

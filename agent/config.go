@@ -1,0 +1,147 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Version is the outpost version, set at build time with -ldflags.
+var Version = "0.1.0-dev"
+
+// Default ports (ARCHITECTURE section 5).
+const (
+	DefaultHTTPPort   = 7700
+	DefaultRaftPort   = 7701
+	DefaultGossipPort = 7702
+)
+
+// Ports are the agent's listening ports.
+type Ports struct {
+	HTTP   int `hcl:"http,optional"`
+	Raft   int `hcl:"raft,optional"`
+	Gossip int `hcl:"gossip,optional"`
+}
+
+// RaftTiming are Raft's failure-detection timeouts. The defaults suit a LAN;
+// -dev uses much shorter ones so a single node leads at once.
+type RaftTiming struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+}
+
+// Config is everything an agent needs, after files, flags and environment
+// have been merged.
+type Config struct {
+	NodeID    string
+	DataDir   string
+	BindAddr  string
+	Advertise string
+	LogLevel  string
+	Dev       bool
+
+	Server          bool
+	BootstrapExpect int
+	RetryJoin       []string
+
+	Runner         bool
+	RunnerLabels   map[string]string
+	RunnerCapacity int
+
+	Ports             Ports
+	RaftTiming        RaftTiming
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	// RunnerTimeout is how long a runner may be silent, with no stream,
+	// before the leader hands its jobs back.
+	RunnerTimeout time.Duration
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() *Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "outpost-" + randomHex(4)
+	}
+	return &Config{
+		NodeID:   host,
+		BindAddr: "0.0.0.0",
+		LogLevel: "info",
+		Ports:    Ports{HTTP: DefaultHTTPPort, Raft: DefaultRaftPort, Gossip: DefaultGossipPort},
+		RaftTiming: RaftTiming{
+			HeartbeatTimeout:   1000 * time.Millisecond,
+			ElectionTimeout:    1000 * time.Millisecond,
+			LeaderLeaseTimeout: 500 * time.Millisecond,
+		},
+		SnapshotThreshold: 8192,
+		TrailingLogs:      10240,
+		RunnerTimeout:     15 * time.Second,
+		RunnerCapacity:    4,
+	}
+}
+
+// DevConfig returns the -dev configuration: one in-memory server on
+// loopback with a local runner, timeouts cut so it is ready at once.
+func DevConfig() *Config {
+	c := DefaultConfig()
+	c.Dev = true
+	c.NodeID = "dev"
+	c.BindAddr = "127.0.0.1"
+	c.Server = true
+	c.BootstrapExpect = 1
+	c.Runner = true
+	c.RunnerLabels = map[string]string{"dev": "true"}
+	c.RaftTiming = RaftTiming{
+		HeartbeatTimeout:   50 * time.Millisecond,
+		ElectionTimeout:    50 * time.Millisecond,
+		LeaderLeaseTimeout: 50 * time.Millisecond,
+	}
+	c.RunnerTimeout = 5 * time.Second
+	return c
+}
+
+// Validate checks a merged configuration.
+func (c *Config) Validate() error {
+	if !c.Server && !c.Runner {
+		return fmt.Errorf("config: nothing to run: use -server, -dev, or `outpost runner agent`")
+	}
+	if c.Server && !c.Dev && c.DataDir == "" {
+		return fmt.Errorf("config: a server needs -data-dir (or -dev for an in-memory one)")
+	}
+	if c.Server && c.BootstrapExpect < 1 {
+		return fmt.Errorf("config: -bootstrap-expect must be 1 or more")
+	}
+	if c.Server && c.BootstrapExpect > 1 {
+		return fmt.Errorf("config: -bootstrap-expect=%d: clusters of more than one server are not supported by this build yet", c.BootstrapExpect)
+	}
+	for name, p := range map[string]int{"http": c.Ports.HTTP, "raft": c.Ports.Raft, "gossip": c.Ports.Gossip} {
+		if p < 0 || p > 65535 {
+			return fmt.Errorf("config: %s port %d is out of range", name, p)
+		}
+	}
+	if c.RunnerCapacity < 1 {
+		return fmt.Errorf("config: runner capacity must be at least 1")
+	}
+	return nil
+}
+
+func (c *Config) advertiseHost() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	if c.BindAddr == "" || c.BindAddr == "0.0.0.0" || c.BindAddr == "::" {
+		return "127.0.0.1"
+	}
+	return c.BindAddr
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,258 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outpost-run/outpost/agent/dispatch"
+	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// applyTimeout bounds how long a write waits to be enqueued by Raft.
+const applyTimeout = 10 * time.Second
+
+// Server is one outpost server: a Raft replica of the state, plus the
+// leader-only loops while it leads.
+type Server struct {
+	cfg    *Config
+	logger hclog.Logger
+
+	fsm       *fsm.FSM
+	raft      *raft.Raft
+	transport raft.Transport
+	closers   []func() error
+	raftAddr  string
+
+	liveness *Liveness
+
+	leaderMu     sync.Mutex
+	leaderCancel context.CancelFunc
+	leaderDone   chan struct{}
+	dispatcher   *dispatch.Dispatcher
+
+	raftNotifyCh chan bool
+	shutdownCh   chan struct{}
+	wg           sync.WaitGroup
+}
+
+// NewServer opens the server's stores and starts Raft.
+func NewServer(cfg *Config, logger hclog.Logger) (*Server, error) {
+	f, err := fsm.New(logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		logger:     logger.Named("server"),
+		fsm:        f,
+		liveness:   NewLiveness(cfg.RunnerTimeout),
+		shutdownCh: make(chan struct{}),
+		// Buffered so Raft never blocks on us; leadership flaps are rare.
+		raftNotifyCh: make(chan bool, 16),
+	}
+	if err := s.setupRaft(); err != nil {
+		s.closeStores()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.monitorLeadership()
+	return s, nil
+}
+
+func (s *Server) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.cfg.NodeID)
+	rc.Logger = s.logger.Named("raft")
+	rc.LogLevel = s.cfg.LogLevel
+	t := s.cfg.RaftTiming
+	rc.HeartbeatTimeout = t.HeartbeatTimeout
+	rc.ElectionTimeout = t.ElectionTimeout
+	rc.LeaderLeaseTimeout = t.LeaderLeaseTimeout
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
+	rc.SnapshotInterval = 30 * time.Second
+	rc.TrailingLogs = s.cfg.TrailingLogs
+	rc.MaxAppendEntries = 256
+	rc.BatchApplyCh = true
+	rc.NotifyCh = s.raftNotifyCh
+	return rc
+}
+
+func (s *Server) setupRaft() error {
+	rc := s.raftConfig()
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if s.cfg.DataDir == "" {
+		// -dev: nothing on disk, by design.
+		store := raft.NewInmemStore()
+		logs, stable, snaps = store, store, raft.NewInmemSnapshotStore()
+		addr, trans := raft.NewInmemTransport(raft.ServerAddress(s.cfg.NodeID))
+		s.transport, s.raftAddr = trans, string(addr)
+	} else {
+		dir := filepath.Join(s.cfg.DataDir, "raft")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("server: create %s: %w", dir, err)
+		}
+		bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+		if err != nil {
+			return fmt.Errorf("server: open raft store: %w", err)
+		}
+		s.closers = append(s.closers, bolt.Close)
+		logs, stable = bolt, bolt
+		// A log cache keeps recent entries in memory for followers that
+		// lag a little, sparing the disk.
+		if cached, err := raft.NewLogCache(512, bolt); err == nil {
+			logs = cached
+		}
+		fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, s.logger.Named("snapshot"))
+		if err != nil {
+			return fmt.Errorf("server: open snapshot store: %w", err)
+		}
+		snaps = fss
+		bind := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.cfg.Ports.Raft))
+		advertise, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(s.cfg.advertiseHost(), strconv.Itoa(s.cfg.Ports.Raft)))
+		if err != nil {
+			return fmt.Errorf("server: raft advertise address: %w", err)
+		}
+		trans, err := raft.NewTCPTransportWithLogger(bind, advertise, 3, 10*time.Second, s.logger.Named("raft-net"))
+		if err != nil {
+			return fmt.Errorf("server: raft listener on %s: %w", bind, err)
+		}
+		s.closers = append(s.closers, trans.Close)
+		s.transport, s.raftAddr = trans, string(trans.LocalAddr())
+	}
+	if s.cfg.BootstrapExpect == 1 {
+		has, err := raft.HasExistingState(logs, stable, snaps)
+		if err != nil {
+			return fmt.Errorf("server: read raft state: %w", err)
+		}
+		if !has {
+			boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(s.raftAddr)}}}
+			if err := raft.BootstrapCluster(rc, logs, stable, snaps, s.transport, boot); err != nil {
+				return fmt.Errorf("server: bootstrap raft: %w", err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, stable, snaps, s.transport)
+	if err != nil {
+		return fmt.Errorf("server: start raft: %w", err)
+	}
+	s.raft = r
+	return nil
+}
+
+func (s *Server) closeStores() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		_ = s.closers[i]()
+	}
+}
+
+// Shutdown stops leader work and Raft and closes the stores.
+func (s *Server) Shutdown() error {
+	close(s.shutdownCh)
+	s.wg.Wait()
+	s.revokeLeadership()
+	var err error
+	if s.raft != nil {
+		err = s.raft.Shutdown().Error()
+	}
+	s.closeStores()
+	return err
+}
+
+// State implements rpc.Backend.
+func (s *Server) State() *state.Store { return s.fsm.State() }
+
+// IsLeader reports whether this server leads right now.
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Apply implements rpc.Backend.
+func (s *Server) Apply(ctx context.Context, t fsm.MessageType, body proto.Message) (any, error) {
+	data, err := fsm.Encode(t, body)
+	if err != nil {
+		return nil, err
+	}
+	if s.raft.State() != raft.Leader {
+		return nil, fmt.Errorf("%w: this server is not the leader (leader: %q); retry", rpc.ErrNoLeader, s.leaderAddr())
+	}
+	timeout := applyTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	fut := s.raft.Apply(data, timeout)
+	if err := fut.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			return nil, fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+		}
+		return nil, fmt.Errorf("raft apply %s: %w", t, err)
+	}
+	if err, ok := fut.Response().(error); ok {
+		return nil, err
+	}
+	return fut.Response(), nil
+}
+
+// ReadBarrier implements rpc.Backend. The leader confirms it still leads,
+// so a deposed leader cannot serve an old view as current.
+func (s *Server) ReadBarrier(ctx context.Context, stale bool) error {
+	if stale {
+		return nil
+	}
+	if s.raft.State() == raft.Leader {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) leaderAddr() string {
+	addr, _ := s.raft.LeaderWithID()
+	return string(addr)
+}
+
+// Status implements rpc.Backend.
+func (s *Server) Status() *pb.StatusResponse {
+	return &pb.StatusResponse{
+		Name:      s.cfg.NodeID,
+		Version:   Version,
+		Dev:       s.cfg.Dev,
+		Leader:    s.leaderAddr(),
+		IsLeader:  s.IsLeader(),
+		LastIndex: s.raft.AppliedIndex(),
+	}
+}
+
+// WaitForLeader blocks until the cluster has a leader.
+func (s *Server) WaitForLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}

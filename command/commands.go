@@ -1,0 +1,68 @@
+package command
+
+import (
+	"io"
+	"os"
+
+	"github.com/mitchellh/cli"
+
+	"github.com/outpost-run/outpost/agent"
+)
+
+// Exit codes shared by every command.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// Run runs the CLI with args (without the program name) and returns the
+// process exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	ui := &cli.BasicUi{Reader: os.Stdin, Writer: stdout, ErrorWriter: stderr}
+	m := &Meta{UI: ui, Stdout: stdout, Stderr: stderr}
+	c := &cli.CLI{
+		Name:         "outpost",
+		Version:      agent.Version,
+		Args:         args,
+		Commands:     Commands(m),
+		Autocomplete: false,
+		HelpWriter:   stdout,
+		ErrorWriter:  stderr,
+	}
+	code, err := c.Run()
+	if err != nil {
+		ui.Error("Error: " + err.Error())
+		return exitError
+	}
+	return code
+}
+
+// Commands returns every command by its name.
+func Commands(m *Meta) map[string]cli.CommandFactory {
+	return map[string]cli.CommandFactory{
+		"version":    func() (cli.Command, error) { return &VersionCommand{Meta: m}, nil },
+		"agent":      func() (cli.Command, error) { return &AgentCommand{Meta: m}, nil },
+		"job":        func() (cli.Command, error) { return &GroupCommand{name: "job", synopsis: "Run and inspect jobs"}, nil },
+		"job run":    func() (cli.Command, error) { return &JobRunCommand{Meta: m}, nil },
+		"job status": func() (cli.Command, error) { return &JobStatusCommand{Meta: m}, nil },
+		"job list":   func() (cli.Command, error) { return &JobListCommand{Meta: m}, nil },
+		"job logs":   func() (cli.Command, error) { return &JobLogsCommand{Meta: m}, nil },
+		"job cancel": func() (cli.Command, error) { return &JobCancelCommand{Meta: m}, nil },
+		"project": func() (cli.Command, error) {
+			return &GroupCommand{name: "project", synopsis: "Work with project files"}, nil
+		},
+		"project validate": func() (cli.Command, error) { return &ProjectValidateCommand{Meta: m}, nil },
+	}
+}
+
+// GroupCommand stands for a command that only groups subcommands.
+type GroupCommand struct {
+	name, synopsis string
+}
+
+func (g *GroupCommand) Run([]string) int { return cli.RunResultHelp }
+func (g *GroupCommand) Synopsis() string { return g.synopsis }
+func (g *GroupCommand) Help() string {
+	return "Usage: outpost " + g.name + " <subcommand> [options] [args]\n\n  " + g.synopsis + "."
+}

@@ -1,0 +1,34 @@
+package command
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// stringSlice is a repeatable string flag.
+type stringSlice []string
+
+func (s *stringSlice) String() string     { return strings.Join(*s, ",") }
+func (s *stringSlice) Set(v string) error { *s = append(*s, v); return nil }
+
+// kvFlag is a repeatable k=v flag (-var, -label).
+type kvFlag map[string]string
+
+func (f kvFlag) String() string {
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k+"="+f[k])
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
+}
+
+func (f kvFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not of the form key=value", v)
+	}
+	f[k] = val
+	return nil
+}

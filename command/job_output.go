@@ -1,0 +1,86 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// printLine writes one log line: a job's stdout to ours, everything else to
+// our stderr, so `outpost job run … > out.txt` captures just the output.
+func printLine(stdout, stderr io.Writer, stream, text string) {
+	if stream == "stdout" {
+		fmt.Fprintln(stdout, text)
+		return
+	}
+	fmt.Fprintln(stderr, text)
+}
+
+// followLogs prints a job's logs until it is finished and returns the final
+// job. A broken stream (a server restarting) is resumed where it stopped.
+func followLogs(ctx context.Context, c *rpc.Client, id string, stdout, stderr io.Writer) (*pb.Job, error) {
+	var after uint64
+	failures := 0
+	for {
+		stream, err := c.Jobs.ReadLogs(ctx, connect.NewRequest(&pb.ReadLogsRequest{Id: id, AfterSeq: after, Follow: true}))
+		if err == nil {
+			var status string
+			for stream.Receive() {
+				failures = 0
+				msg := stream.Msg()
+				for _, ch := range msg.Chunks {
+					for _, l := range ch.Lines {
+						printLine(stdout, stderr, l.Stream, l.Text)
+					}
+					after = ch.Seq
+				}
+				status = msg.Status
+			}
+			err = stream.Err()
+			stream.Close()
+			if err == nil && state.Terminal(status) {
+				resp, err := c.Jobs.GetJob(ctx, connect.NewRequest(&pb.GetJobRequest{Id: id}))
+				if err != nil {
+					return nil, err
+				}
+				return resp.Msg.Job, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var ce *connect.Error
+		if errors.As(err, &ce) && (ce.Code() == connect.CodeNotFound || ce.Code() == connect.CodeInvalidArgument) {
+			return nil, err
+		}
+		failures++
+		if failures > 30 {
+			return nil, fmt.Errorf("following logs of %s: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(failures) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// jobExitCode maps a finished job to the CLI's exit code: 0 on success, the
+// failing step's exit code when it has one, else 1.
+func jobExitCode(j *pb.Job) int {
+	if j.Status == state.StatusSucceeded {
+		return exitOK
+	}
+	if j.Status == state.StatusFailed && j.ExitCode > 0 && j.ExitCode < 256 {
+		return int(j.ExitCode)
+	}
+	return exitError
+}

@@ -1,0 +1,116 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// JobStatusCommand shows one job.
+type JobStatusCommand struct{ Meta *Meta }
+
+func (c *JobStatusCommand) Synopsis() string { return "Show a job's status" }
+
+func (c *JobStatusCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost job status [options] ID
+
+  Shows a job: its status and why, where it runs, its attempts and times.
+  ID may be a unique prefix.
+
+Options:
+
+  -json   Print the job as JSON.
+` + clientHelp)
+}
+
+func (c *JobStatusCommand) Run(args []string) int {
+	var asJSON bool
+	fs := c.Meta.flagSet("job status", true)
+	fs.BoolVar(&asJSON, "json", false, "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		c.Meta.UI.Error("Error: job status takes exactly one argument, a job id")
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Jobs.GetJob(context.Background(), connect.NewRequest(&pb.GetJobRequest{Id: fs.Arg(0)}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	j := resp.Msg.Job
+	if asJSON {
+		return c.Meta.printJSON(j)
+	}
+	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
+	row("ID", j.Id)
+	row("Project", j.Project)
+	row("Job", j.Name)
+	row("Workspace", j.Workspace)
+	row("Status", j.Status)
+	row("Reason", j.StatusReason)
+	row("Attempt", fmt.Sprint(j.Attempt))
+	row("Runner profile", orDash(j.Profile))
+	row("Runner", orDash(j.RunnerId))
+	if j.Lease > 0 {
+		row("Lease", fmt.Sprint(j.Lease))
+	}
+	if j.FinishedAt != nil {
+		row("Exit code", fmt.Sprint(j.ExitCode))
+	}
+	if j.Error != "" {
+		row("Error", j.Error)
+	}
+	row("Created", timeString(j.CreatedAt))
+	row("Started", timeString(j.StartedAt))
+	row("Finished", timeString(j.FinishedAt))
+	if j.StartedAt != nil && j.FinishedAt != nil {
+		row("Duration", j.FinishedAt.AsTime().Sub(j.StartedAt.AsTime()).Round(time.Millisecond).String())
+	}
+	if len(j.Variables) > 0 {
+		keys := make([]string, 0, len(j.Variables))
+		for k := range j.Variables {
+			keys = append(keys, k+"="+j.Variables[k])
+		}
+		sort.Strings(keys)
+		row("Variables", strings.Join(keys, " "))
+	}
+	steps := make([]string, 0, len(j.Steps))
+	for _, s := range j.Steps {
+		steps = append(steps, s.Name)
+	}
+	row("Steps", strings.Join(steps, ", "))
+	if j.LogsTruncated {
+		row("Logs", "truncated at the per-job limit")
+	}
+	w.Flush()
+	return exitOK
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func timeString(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().Local().Format(time.RFC3339Nano)
+}

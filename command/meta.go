@@ -1,0 +1,94 @@
+package command
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/mitchellh/cli"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outpost-run/outpost/rpc"
+)
+
+// Meta carries what every command shares: the UI and the client flags.
+type Meta struct {
+	UI     cli.Ui
+	Stdout io.Writer
+	Stderr io.Writer
+
+	address string
+	token   string
+}
+
+// flagSet returns a flag set with the client flags when client is true.
+func (m *Meta) flagSet(name string, client bool) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if client {
+		fs.StringVar(&m.address, "address", "", "")
+		fs.StringVar(&m.token, "token", "", "")
+	}
+	return fs
+}
+
+const clientHelp = `
+Client options:
+
+  -address=<addr>
+    The server's HTTP API address. Also OUTPOST_ADDR.
+    Default: http://127.0.0.1:7700
+
+  -token=<token>
+    An ACL token. Also OUTPOST_TOKEN.`
+
+// parse parses flags and reports a usage error in the CLI's words.
+func (m *Meta) parse(fs *flag.FlagSet, args []string) bool {
+	if err := fs.Parse(args); err != nil {
+		m.UI.Error("Error: " + err.Error())
+		m.UI.Error("Run 'outpost " + fs.Name() + " -h' for usage.")
+		return false
+	}
+	return true
+}
+
+// client returns an API client from the flags and the environment.
+func (m *Meta) client() (*rpc.Client, error) {
+	addr := m.address
+	if addr == "" {
+		addr = os.Getenv("OUTPOST_ADDR")
+	}
+	return rpc.NewClient(addr, nil)
+}
+
+// apiError turns an RPC error into one line a person can act on.
+func (m *Meta) apiError(c *rpc.Client, err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		if ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "connect") {
+			return fmt.Sprintf("cannot reach an outpost server at %s: %s\nIs an agent running there? Start one with `outpost agent -dev`, or set -address / OUTPOST_ADDR.", c.Address, ce.Message())
+		}
+		return ce.Message()
+	}
+	return err.Error()
+}
+
+func (m *Meta) errorf(format string, args ...any) int {
+	m.UI.Error("Error: " + fmt.Sprintf(format, args...))
+	return exitError
+}
+
+// printJSON writes a message as indented JSON, in the API's own field names.
+func (m *Meta) printJSON(msg proto.Message) int {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(msg)
+	if err != nil {
+		return m.errorf("encoding JSON: %v", err)
+	}
+	fmt.Fprintln(m.Stdout, string(b))
+	return exitOK
+}

@@ -1,0 +1,109 @@
+package fsm
+
+import (
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/outpost-run/outpost/fsm/state"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// FSM applies committed log entries to the state store. Restore swaps in a
+// whole new store, so readers must fetch it through State each time.
+type FSM struct {
+	logger hclog.Logger
+
+	mu    sync.RWMutex
+	state *state.Store
+}
+
+// New returns an FSM over an empty state store.
+func New(logger hclog.Logger) (*FSM, error) {
+	st, err := state.New()
+	if err != nil {
+		return nil, err
+	}
+	return &FSM{logger: logger.Named("fsm"), state: st}, nil
+}
+
+// State returns the current state store.
+func (f *FSM) State() *state.Store {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state
+}
+
+// AssignResult is what an AssignJobs entry returns to its proposer.
+type AssignResult struct {
+	Assigned []string
+}
+
+// Apply implements raft.FSM. The returned value is the proposer's result:
+// an error when the change was refused, or a typed result.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	t, body, err := Decode(l.Data)
+	if err != nil {
+		// A server running an older version meets a newer entry type: it
+		// must not diverge silently, so it says so loudly.
+		f.logger.Error("cannot apply log entry", "index", l.Index, "error", err)
+		return err
+	}
+	return f.apply(l.Index, t, body)
+}
+
+func (f *FSM) apply(index uint64, t MessageType, body any) any {
+	st := f.State()
+	switch b := body.(type) {
+	case *pb.SubmitJobsEntry:
+		return st.SubmitJobs(index, b.Jobs)
+	case *pb.AssignJobsEntry:
+		ids, err := st.AssignJobs(index, b)
+		if err != nil {
+			return err
+		}
+		return &AssignResult{Assigned: ids}
+	case *pb.JobStartedEntry:
+		return st.JobStarted(index, b.Report)
+	case *pb.AppendLogsEntry:
+		return st.AppendLogs(index, b.Report)
+	case *pb.FinishJobEntry:
+		return st.FinishJob(index, b.Report)
+	case *pb.CancelJobEntry:
+		return st.CancelJob(index, b)
+	case *pb.MarkLostEntry:
+		return st.MarkLost(index, b)
+	case *pb.UpsertRunnerEntry:
+		return st.UpsertRunner(index, b.Runner)
+	case *pb.UpsertProjectEntry:
+		return st.UpsertProject(index, b.Project)
+	case *pb.DeleteJobsEntry:
+		return st.DeleteJobs(index, b.JobIds)
+	}
+	return fmt.Errorf("fsm: no apply for %s", t)
+}
+
+// Snapshot implements raft.FSM: it captures an immutable view cheaply; the
+// writing happens in Persist, off the apply path.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &snapshot{view: f.State().Snapshot()}, nil
+}
+
+// Restore implements raft.FSM.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := ReadSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.state = st
+	f.mu.Unlock()
+	return nil
+}

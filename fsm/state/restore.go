@@ -1,0 +1,43 @@
+package state
+
+import (
+	"fmt"
+
+	memdb "github.com/hashicorp/go-memdb"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// Restore fills a new, empty store from a snapshot, row by row, in one
+// transaction; nothing is visible until Commit.
+type Restore struct {
+	txn *memdb.Txn
+}
+
+// Restore starts a restore into s, which must be empty.
+func (s *Store) Restore() *Restore { return &Restore{txn: s.txn()} }
+
+func (r *Restore) insert(table string, obj any) error {
+	if err := r.txn.Insert(table, obj); err != nil {
+		return fmt.Errorf("state: restore %s: %w", table, err)
+	}
+	return nil
+}
+
+func (r *Restore) Job(j *pb.Job) error           { return r.insert(TableJobs, j) }
+func (r *Restore) LogChunk(c *pb.LogChunk) error { return r.insert(TableJobLogs, c) }
+func (r *Restore) Project(p *pb.Project) error   { return r.insert(TableProjects, p) }
+func (r *Restore) Runner(x *pb.Runner) error     { return r.insert(TableRunners, x) }
+
+// Index records the index every table is restored at.
+func (r *Restore) Index(index uint64) error {
+	for _, t := range []string{TableJobs, TableJobLogs, TableProjects, TableRunners} {
+		if err := setIndex(r.txn, t, index); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Restore) Commit() { r.txn.Commit() }
+func (r *Restore) Abort()  { r.txn.Abort() }

@@ -1,0 +1,119 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	memdb "github.com/hashicorp/go-memdb"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// Table names.
+const (
+	TableJobs     = "jobs"
+	TableJobLogs  = "job_logs"
+	TableProjects = "projects"
+	TableRunners  = "runners"
+	TableIndex    = "index"
+)
+
+// tableIndex records the Raft index that last wrote a table, so a blocking
+// query can say "state as of index N" and wait for N+1.
+type tableIndex struct {
+	Key   string
+	Value uint64
+}
+
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		TableJobs: {
+			Name: TableJobs,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":      {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"status":  {Name: "status", Indexer: &memdb.StringFieldIndex{Field: "Status"}},
+				"runner":  {Name: "runner", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "RunnerId"}},
+				"project": {Name: "project", Indexer: &memdb.StringFieldIndex{Field: "Project"}},
+				// Only jobs holding a runner slot, so a runner's stream and the
+				// dispatcher's load count never scan a runner's history.
+				"runner_active": {Name: "runner_active", AllowMissing: true, Indexer: activeRunnerIndex{}},
+			},
+		},
+		TableJobLogs: {
+			Name: TableJobLogs,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+					&memdb.StringFieldIndex{Field: "JobId"},
+					chunkSeqIndex{},
+				}}},
+			},
+		},
+		TableProjects: {
+			Name: TableProjects,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			},
+		},
+		TableRunners: {
+			Name: TableRunners,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		},
+		TableIndex: {
+			Name: TableIndex,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+			},
+		},
+	}}
+}
+
+// chunkSeqIndex indexes a log chunk's sequence number big-endian, so chunks
+// iterate in numeric order (memdb's UintFieldIndex uses uvarints, whose byte
+// order is not numeric order).
+type chunkSeqIndex struct{}
+
+func (chunkSeqIndex) FromObject(obj any) (bool, []byte, error) {
+	c, ok := obj.(*pb.LogChunk)
+	if !ok {
+		return false, nil, fmt.Errorf("chunkSeqIndex: %T is not a log chunk", obj)
+	}
+	return true, binary.BigEndian.AppendUint64(nil, c.Seq), nil
+}
+
+func (chunkSeqIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("chunkSeqIndex: want 1 argument, got %d", len(args))
+	}
+	seq, ok := args[0].(uint64)
+	if !ok {
+		return nil, fmt.Errorf("chunkSeqIndex: argument is %T, want uint64", args[0])
+	}
+	return binary.BigEndian.AppendUint64(nil, seq), nil
+}
+
+// activeRunnerIndex indexes a job by its runner only while the job is active.
+type activeRunnerIndex struct{}
+
+func (activeRunnerIndex) FromObject(obj any) (bool, []byte, error) {
+	j, ok := obj.(*pb.Job)
+	if !ok {
+		return false, nil, fmt.Errorf("activeRunnerIndex: %T is not a job", obj)
+	}
+	if j.RunnerId == "" || !Active(j.Status) {
+		return false, nil, nil
+	}
+	return true, []byte(j.RunnerId + "\x00"), nil
+}
+
+func (activeRunnerIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("activeRunnerIndex: want 1 argument, got %d", len(args))
+	}
+	id, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("activeRunnerIndex: argument is %T, want string", args[0])
+	}
+	return []byte(id + "\x00"), nil
+}

@@ -1,0 +1,106 @@
+package project
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Resolve evaluates the job named job for one submission. vars holds the
+// -var values (always strings); workspace "" means DefaultWorkspace.
+//
+// Problems with the inputs (an unknown job, a -var the file does not
+// declare, a required variable without a value, a bad workspace) are all
+// reported together, before any evaluation, so a user fixes a command line
+// in one go. The returned error, if any, is an *Error.
+//
+// Resolve does not modify p and may be called concurrently.
+func (p *Project) Resolve(job string, vars map[string]string, workspace string) (*ResolvedJob, error) {
+	var ds diagnostics
+
+	j, ok := p.Job(job)
+	if !ok {
+		ds.noPosf("Unknown job", "Project %s has no job named %s; available jobs: %s.",
+			quote(p.Name), quote(job), strings.Join(p.JobNames(), ", "))
+	}
+
+	if workspace == "" {
+		workspace = DefaultWorkspace
+	}
+	if !ValidWorkspace(workspace) {
+		ds.noPosf("Invalid workspace",
+			"%s is not a valid workspace name; it must match [a-zA-Z0-9][a-zA-Z0-9_.-]* and be at most %d characters long.",
+			quote(workspace), MaxNameLength)
+	}
+
+	// Sorted so that several unknown -var flags are reported in a stable
+	// order regardless of map iteration.
+	given := make([]string, 0, len(vars))
+	for name := range vars {
+		given = append(given, name)
+	}
+	sort.Strings(given)
+	for _, name := range given {
+		if _, declared := p.varIndex[name]; !declared {
+			ds.noPosf("Undeclared variable", "-var %s is not declared in %s; %s.",
+				quote(name), p.Filename, p.declaredVariables())
+		}
+	}
+
+	values := make(map[string]string, len(p.Variables))
+	for _, v := range p.Variables {
+		switch val, set := vars[v.Name]; {
+		case set:
+			values[v.Name] = val
+		case v.HasDefault:
+			values[v.Name] = v.Default
+		default:
+			ds = append(ds, Diagnostic{
+				Pos:     v.Pos,
+				Summary: "variable " + quote(v.Name) + " is required",
+				Detail:  "set it with -var " + v.Name + "=VALUE",
+			})
+		}
+	}
+	if err := ds.err(); err != nil {
+		return nil, err
+	}
+
+	ctyVars := make(map[string]cty.Value, len(values))
+	for name, val := range values {
+		ctyVars[name] = cty.StringVal(val)
+	}
+	ev := &evaluator{
+		ctx: p.evalContext(ctyVars, cty.StringVal(workspace), cty.StringVal(j.Name)),
+		ds:  &ds,
+	}
+	profile, env, steps := ev.job(j, p.runner)
+	if err := ds.err(); err != nil {
+		return nil, err
+	}
+	return &ResolvedJob{
+		Project:      p.Name,
+		Job:          j.Name,
+		Workspace:    workspace,
+		Variables:    values,
+		Profile:      profile,
+		Timeout:      j.timeout,
+		AbortTimeout: j.abortTimeout,
+		Priority:     j.priority,
+		Retry:        j.retry,
+		Env:          env,
+		Steps:        steps,
+	}, nil
+}
+
+func (p *Project) declaredVariables() string {
+	if len(p.Variables) == 0 {
+		return "the project declares no variables"
+	}
+	names := make([]string, len(p.Variables))
+	for i, v := range p.Variables {
+		names[i] = v.Name
+	}
+	return "declared variables: " + strings.Join(names, ", ")
+}

@@ -1,0 +1,34 @@
+package rpc
+
+import (
+	"context"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/fsm/state"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// Backend is what the handlers need from a server.
+type Backend interface {
+	// State is the local replica's state store. It can be replaced by a
+	// snapshot restore, so fetch it again rather than keeping it.
+	State() *state.Store
+	// Apply commits one log entry through Raft (via the leader) and returns
+	// the FSM's result; a refused change comes back as the error.
+	Apply(ctx context.Context, t fsm.MessageType, body proto.Message) (any, error)
+	// ReadBarrier makes the local state at least as new as the leader's at
+	// the time of the call, unless stale reads are allowed.
+	ReadBarrier(ctx context.Context, stale bool) error
+	// RegisterRunner records a runner that opened a stream and decides its
+	// adoption status.
+	RegisterRunner(ctx context.Context, reg *pb.Register, addr string) (*pb.Runner, error)
+	// RunnerConnected tells the liveness tracker that a runner's stream is
+	// open; the returned func says it closed.
+	RunnerConnected(runnerID string) (closed func())
+	// RunnerSeen refreshes a runner's liveness.
+	RunnerSeen(runnerID string)
+	// Status describes this agent.
+	Status() *pb.StatusResponse
+}

@@ -1,0 +1,47 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+
+	"github.com/outpost-run/outpost/fsm/state"
+)
+
+// ErrNoLeader is returned by a Backend when no leader can take a write right
+// now (an election is under way or quorum is lost). Clients retry it.
+var ErrNoLeader = errors.New("no cluster leader")
+
+// toConnect gives an error its RPC code, so clients can tell "fix your
+// request" from "try again".
+func toConnect(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	code := connect.CodeInternal
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		code = connect.CodeNotFound
+	case errors.Is(err, state.ErrAmbiguous):
+		code = connect.CodeInvalidArgument
+	case errors.Is(err, state.ErrConflict), errors.Is(err, state.ErrStaleLease):
+		code = connect.CodeFailedPrecondition
+	case errors.Is(err, ErrNoLeader):
+		code = connect.CodeUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		code = connect.CodeDeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = connect.CodeCanceled
+	}
+	return connect.NewError(code, err)
+}
+
+func invalid(format string, args ...any) error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}

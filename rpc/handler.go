@@ -1,0 +1,23 @@
+package rpc
+
+import (
+	"net/http"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
+)
+
+// maxMessageBytes bounds any one request message.
+const maxMessageBytes = 4 << 20
+
+// Register mounts every service on mux. The same handlers speak the connect
+// protocol (JSON or protobuf over HTTP/1.1 or HTTP/2, so curl works), gRPC
+// and gRPC-Web.
+func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes)}
+	mux.Handle(outpostv1connect.NewJobServiceHandler(&JobService{b: b}, opts...))
+	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream")}, opts...))
+	mux.Handle(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
+}

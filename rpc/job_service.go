@@ -1,0 +1,272 @@
+package rpc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/project"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
+)
+
+// Limits on what a client may send, so one request cannot exhaust a server.
+const (
+	maxProjectSource = 1 << 20
+	maxWait          = 5 * time.Minute
+)
+
+// JobService implements outpostv1connect.JobServiceHandler.
+type JobService struct {
+	b Backend
+}
+
+var _ outpostv1connect.JobServiceHandler = (*JobService)(nil)
+
+// NewJobID returns a random job id. 64 random bits keep collisions out of
+// reach; the FSM still refuses to overwrite an existing id.
+func NewJobID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return "j-" + hex.EncodeToString(b[:])
+}
+
+// BuildJob turns a resolved project job into a job record ready to submit.
+func BuildJob(r *project.ResolvedJob, now time.Time) *pb.Job {
+	j := &pb.Job{
+		Id:           NewJobID(),
+		Project:      r.Project,
+		Name:         r.Job,
+		Workspace:    r.Workspace,
+		Variables:    r.Variables,
+		Profile:      r.Profile,
+		Priority:     int32(r.Priority),
+		Env:          r.Env,
+		Timeout:      durationOrNil(r.Timeout),
+		AbortTimeout: durationOrNil(r.AbortTimeout),
+		Retry: &pb.RetryPolicy{
+			Attempts: uint32(r.Retry.Attempts),
+			Delay:    durationOrNil(r.Retry.Delay),
+			Backoff:  r.Retry.Backoff,
+		},
+		CreatedAt: timestamppb.New(now),
+	}
+	for _, s := range r.Steps {
+		j.Steps = append(j.Steps, &pb.Step{
+			Name:    s.Name,
+			Command: s.Command,
+			Script:  s.Script,
+			Env:     s.Env,
+			Timeout: durationOrNil(s.Timeout),
+		})
+	}
+	return j
+}
+
+func durationOrNil(d time.Duration) *durationpb.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+// SubmitJob evaluates one job of a project and queues it. It returns only
+// after the job is committed to a quorum's log.
+func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.SubmitJobRequest]) (*connect.Response[pb.SubmitJobResponse], error) {
+	m := req.Msg
+	if m.Job == "" {
+		return nil, invalid("job: a job name is required")
+	}
+	if m.Driver != "" && m.Driver != "noop" {
+		return nil, invalid("driver: %q is not a driver override; use \"noop\" or leave it empty", m.Driver)
+	}
+	src, filename := m.ProjectSource, m.ProjectFilename
+	switch {
+	case len(src) > maxProjectSource:
+		return nil, invalid("project_source: %d bytes is over the %d byte limit", len(src), maxProjectSource)
+	case len(src) > 0 && m.Project != "":
+		return nil, invalid("give either project_source or project, not both")
+	case len(src) == 0 && m.Project == "":
+		return nil, invalid("project_source or project is required")
+	case len(src) == 0:
+		if err := s.b.ReadBarrier(ctx, false); err != nil {
+			return nil, toConnect(err)
+		}
+		p, err := s.b.State().ProjectByName(nil, m.Project)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		src, filename = p.Source, p.Filename
+	}
+	if filename == "" {
+		filename = "outpost.hcl"
+	}
+	proj, err := project.Parse(filename, src)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	resolved, err := proj.Resolve(m.Job, m.Variables, m.Workspace)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	job := BuildJob(resolved, time.Now())
+	job.Driver = m.Driver
+	if _, err := s.b.Apply(ctx, fsm.SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job}}); err != nil {
+		return nil, toConnect(err)
+	}
+	stored, err := s.b.State().JobByID(nil, job.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.SubmitJobResponse{Job: stored}), nil
+}
+
+// GetJob returns one job; with wait_index it blocks until the job changes.
+func (s *JobService) GetJob(ctx context.Context, req *connect.Request[pb.GetJobRequest]) (*connect.Response[pb.GetJobResponse], error) {
+	m := req.Msg
+	if m.Id == "" {
+		return nil, invalid("id: a job id is required")
+	}
+	if err := s.b.ReadBarrier(ctx, m.Stale); err != nil {
+		return nil, toConnect(err)
+	}
+	wait := maxWait
+	if d := m.Wait.AsDuration(); m.Wait != nil && d > 0 && d < wait {
+		wait = d
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		ws := memdb.NewWatchSet()
+		j, err := s.b.State().JobByID(ws, m.Id)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		if m.WaitIndex == 0 || j.ModifyIndex > m.WaitIndex || watchOrTimeout(ctx, ws) {
+			return connect.NewResponse(&pb.GetJobResponse{Job: j, Index: j.ModifyIndex}), nil
+		}
+	}
+}
+
+// watchOrTimeout waits for ws to fire; it reports true when ctx ended first.
+// It also wakes periodically, so a state store swapped by a snapshot restore
+// (whose old watch channels never fire) is picked up.
+func watchOrTimeout(ctx context.Context, ws memdb.WatchSet) bool {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = ws.WatchCtx(wctx)
+	return ctx.Err() != nil
+}
+
+// ListJobs returns jobs, oldest first; with limit, the newest limit jobs.
+func (s *JobService) ListJobs(ctx context.Context, req *connect.Request[pb.ListJobsRequest]) (*connect.Response[pb.ListJobsResponse], error) {
+	m := req.Msg
+	if m.Status != "" && !validStatus(m.Status) {
+		return nil, invalid("status: %q is not a job status", m.Status)
+	}
+	if err := s.b.ReadBarrier(ctx, m.Stale); err != nil {
+		return nil, toConnect(err)
+	}
+	st := s.b.State()
+	jobs := st.Jobs(nil, state.JobFilter{Status: m.Status, Project: m.Project})
+	if m.Limit > 0 && len(jobs) > int(m.Limit) {
+		jobs = jobs[len(jobs)-int(m.Limit):]
+	}
+	return connect.NewResponse(&pb.ListJobsResponse{Jobs: jobs, Index: st.Index(state.TableJobs)}), nil
+}
+
+func validStatus(s string) bool {
+	switch s {
+	case state.StatusPending, state.StatusAssigned, state.StatusRunning, state.StatusCanceling,
+		state.StatusSucceeded, state.StatusFailed, state.StatusCanceled, state.StatusLost:
+		return true
+	}
+	return false
+}
+
+// CancelJob asks a job to stop.
+func (s *JobService) CancelJob(ctx context.Context, req *connect.Request[pb.CancelJobRequest]) (*connect.Response[pb.CancelJobResponse], error) {
+	m := req.Msg
+	if m.Id == "" {
+		return nil, invalid("id: a job id is required")
+	}
+	if err := s.b.ReadBarrier(ctx, false); err != nil {
+		return nil, toConnect(err)
+	}
+	j, err := s.b.State().JobByID(nil, m.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	entry := &pb.CancelJobEntry{JobId: j.Id, Reason: m.Reason, Time: timestamppb.Now()}
+	if _, err := s.b.Apply(ctx, fsm.CancelJobType, entry); err != nil {
+		return nil, toConnect(err)
+	}
+	j, err = s.b.State().JobByID(nil, j.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.CancelJobResponse{Job: j}), nil
+}
+
+// ReadLogs sends a job's log chunks; with follow it stays open until the job
+// is finished and every chunk is sent.
+func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadLogsRequest], stream *connect.ServerStream[pb.ReadLogsResponse]) error {
+	m := req.Msg
+	if m.Id == "" {
+		return invalid("id: a job id is required")
+	}
+	if err := s.b.ReadBarrier(ctx, false); err != nil {
+		return toConnect(err)
+	}
+	after := m.AfterSeq
+	for {
+		ws := memdb.NewWatchSet()
+		st := s.b.State()
+		// The job is read before its chunks: a finish and its last lines
+		// commit together, so if this read sees the job terminal, the chunk
+		// read below sees every line.
+		j, err := st.JobByID(ws, m.Id)
+		if err != nil {
+			return toConnect(err)
+		}
+		chunks := st.LogChunks(ws, j.Id, after)
+		if len(chunks) > 0 || !m.Follow {
+			resp := &pb.ReadLogsResponse{Chunks: chunks, Status: j.Status, Truncated: j.LogsTruncated}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		}
+		if len(chunks) > 0 {
+			after = chunks[len(chunks)-1].Seq
+		}
+		if !m.Follow || state.Terminal(j.Status) {
+			if m.Follow {
+				// A last empty message carries the final status.
+				if len(chunks) == 0 {
+					if err := stream.Send(&pb.ReadLogsResponse{Status: j.Status, Truncated: j.LogsTruncated}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+		if watchOrTimeout(ctx, ws) {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil
+			}
+			return toConnect(ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,238 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/go-hclog"
+	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/fsm/state"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
+)
+
+// Runner status values (adoption).
+const (
+	RunnerPending  = "pending"
+	RunnerAdopted  = "adopted"
+	RunnerRejected = "rejected"
+)
+
+// HeartbeatInterval is how often a runner reports on its stream.
+const HeartbeatInterval = 2 * time.Second
+
+// RunnerService implements the runner stream: the server end of the one
+// connection a runner opens.
+type RunnerService struct {
+	b      Backend
+	logger hclog.Logger
+}
+
+var _ outpostv1connect.RunnerServiceHandler = (*RunnerService)(nil)
+
+func validateRegister(r *pb.Register) error {
+	switch {
+	case r == nil:
+		return invalid("the first message on a runner stream must be register")
+	case r.RunnerId == "" || len(r.RunnerId) > 128:
+		return invalid("register.runner_id: must be 1 to 128 characters")
+	case r.Capacity == 0 || r.Capacity > 4096:
+		return invalid("register.capacity: must be between 1 and 4096, got %d", r.Capacity)
+	case len(r.Labels) > 64:
+		return invalid("register.labels: at most 64 labels, got %d", len(r.Labels))
+	}
+	return nil
+}
+
+// Connect serves one runner's stream until it ends.
+func (s *RunnerService) Connect(ctx context.Context, stream *connect.BidiStream[pb.RunnerMessage, pb.ServerMessage]) error {
+	first, err := stream.Receive()
+	if err != nil {
+		return err
+	}
+	reg := first.GetRegister()
+	if err := validateRegister(reg); err != nil {
+		return err
+	}
+	runner, err := s.b.RegisterRunner(ctx, reg, stream.Peer().Addr)
+	if err != nil {
+		return toConnect(err)
+	}
+	if runner.Status == RunnerRejected {
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("runner %s was rejected by an operator", runner.Id))
+	}
+	c := &runnerConn{
+		svc:    s,
+		id:     runner.Id,
+		stream: stream,
+		logger: s.logger.With("runner", runner.Id),
+	}
+	if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Registered{Registered: &pb.Registered{
+		RunnerId: runner.Id, Status: runner.Status, HeartbeatInterval: durationpb.New(HeartbeatInterval),
+	}}}); err != nil {
+		return err
+	}
+	closed := s.b.RunnerConnected(runner.Id)
+	defer closed()
+	c.logger.Debug("runner stream open", "addr", stream.Peer().Addr, "status", runner.Status)
+	if err := c.reconcile(ctx, reg); err != nil {
+		c.logger.Warn("reconciling runner's jobs failed", "error", err)
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() { cancel(c.receive(ctx)) }()
+	c.deliver(ctx)
+	err = context.Cause(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	c.logger.Debug("runner stream closed", "reason", err)
+	return err
+}
+
+type runnerConn struct {
+	svc    *RunnerService
+	id     string
+	stream *connect.BidiStream[pb.RunnerMessage, pb.ServerMessage]
+	logger hclog.Logger
+
+	sendMu sync.Mutex
+}
+
+// send serialises writes: assignments and acks come from two goroutines.
+func (c *runnerConn) send(m *pb.ServerMessage) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.stream.Send(m)
+}
+
+// reconcile ends the attempts that the server believes run on this runner
+// but that the runner no longer knows about (it restarted and lost them), so
+// they are requeued at once instead of waiting for a timeout.
+func (c *runnerConn) reconcile(ctx context.Context, reg *pb.Register) error {
+	known := map[string]bool{}
+	for _, r := range append(reg.Running, reg.Unacked...) {
+		known[fmt.Sprintf("%s/%d", r.JobId, r.Lease)] = true
+	}
+	var lost []*pb.LostJob
+	for _, j := range c.svc.b.State().ActiveJobs(nil, c.id) {
+		// An assigned job may simply not have reached the runner yet: it is
+		// sent again below. A started one the runner does not know is gone.
+		if j.Status == state.StatusAssigned || known[fmt.Sprintf("%s/%d", j.Id, j.Lease)] {
+			continue
+		}
+		lost = append(lost, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	_, err := c.svc.b.Apply(ctx, fsm.MarkLostType, &pb.MarkLostEntry{
+		Jobs:   lost,
+		Reason: "runner " + c.id + " restarted and no longer runs it",
+		Time:   timestamppb.Now(),
+	})
+	return err
+}
+
+// deliver sends the runner every assignment and cancel request made for it,
+// each once per lease, waking on state changes.
+func (c *runnerConn) deliver(ctx context.Context) {
+	assigned := map[string]uint64{}
+	canceled := map[string]uint64{}
+	for ctx.Err() == nil {
+		ws := memdb.NewWatchSet()
+		st := c.svc.b.State()
+		r, err := st.RunnerByID(ws, c.id)
+		if err == nil && r.Status == RunnerRejected {
+			c.logger.Info("closing stream of rejected runner")
+			return
+		}
+		active := map[string]bool{}
+		if err == nil && r.Status == RunnerAdopted {
+			for _, j := range st.ActiveJobs(ws, c.id) {
+				active[j.Id] = true
+				if assigned[j.Id] != j.Lease {
+					if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: j}}}); err != nil {
+						return
+					}
+					assigned[j.Id] = j.Lease
+				}
+				if j.CancelRequested && canceled[j.Id] != j.Lease {
+					if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Cancel{Cancel: &pb.CancelAssigned{
+						JobId: j.Id, Lease: j.Lease, Reason: j.StatusReason,
+					}}}); err != nil {
+						return
+					}
+					canceled[j.Id] = j.Lease
+				}
+			}
+		}
+		for id := range assigned {
+			if !active[id] {
+				delete(assigned, id)
+				delete(canceled, id)
+			}
+		}
+		watchOrTimeout(ctx, ws)
+	}
+}
+
+// receive handles the runner's reports until the stream fails.
+func (c *runnerConn) receive(ctx context.Context) error {
+	for {
+		msg, err := c.stream.Receive()
+		if err != nil {
+			return err
+		}
+		c.svc.b.RunnerSeen(c.id)
+		var (
+			t        fsm.MessageType
+			body     proto.Message
+			jobID    string
+			lease    uint64
+			kind     string
+			needsAck = true
+		)
+		switch m := msg.Msg.(type) {
+		case *pb.RunnerMessage_Heartbeat:
+			continue
+		case *pb.RunnerMessage_Started:
+			t, body, jobID, lease, kind = fsm.JobStartedType, &pb.JobStartedEntry{Report: m.Started}, m.Started.JobId, m.Started.Lease, "started"
+		case *pb.RunnerMessage_Logs:
+			t, body, jobID, lease, kind = fsm.AppendLogsType, &pb.AppendLogsEntry{Report: m.Logs, Time: timestamppb.Now()}, m.Logs.JobId, m.Logs.Lease, "logs"
+			needsAck = false
+		case *pb.RunnerMessage_Finished:
+			t, body, jobID, lease, kind = fsm.FinishJobType, &pb.FinishJobEntry{Report: m.Finished}, m.Finished.JobId, m.Finished.Lease, "finished"
+		default:
+			return invalid("unexpected runner message %T", msg.Msg)
+		}
+		if jobID == "" || lease == 0 {
+			return invalid("%s report: job_id and lease are required", kind)
+		}
+		_, err = c.svc.b.Apply(ctx, t, body)
+		ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind}
+		if err != nil {
+			ack.Error = err.Error()
+			ack.Stale = errors.Is(err, state.ErrStaleLease) || errors.Is(err, state.ErrNotFound)
+			if !ack.Stale {
+				c.logger.Warn("could not record runner report", "kind", kind, "job", jobID, "error", err)
+			}
+			needsAck = true
+		}
+		if needsAck {
+			if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: ack}}); err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	"github.com/outpost-run/outpost/runner/executor"
+)
+
+// Log lines are shipped in batches: often enough that `job logs -f` feels
+// live, rarely enough that a chatty job does not cost a Raft entry per line.
+const (
+	logFlushEvery = 200 * time.Millisecond
+	logFlushLines = 512
+)
+
+// execution is one attempt of one job on this runner.
+type execution struct {
+	job    *pb.Job
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	lines []*pb.LogLine
+	kick  chan struct{}
+}
+
+// start runs an assigned job unless it already runs here.
+func (r *Runner) start(job *pb.Job) {
+	r.mu.Lock()
+	if e, ok := r.jobs[job.Id]; ok {
+		r.mu.Unlock()
+		if e.job.Lease != job.Lease {
+			r.logger.Warn("assignment for a job already running under another lease", "job", job.Id, "lease", job.Lease, "running_lease", e.job.Lease)
+		}
+		return
+	}
+	if len(r.jobs) >= r.cfg.Capacity {
+		r.mu.Unlock()
+		// The server counts slots too; this only guards against a bug there.
+		r.logger.Error("assignment over capacity ignored", "job", job.Id, "capacity", r.cfg.Capacity)
+		return
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	e := &execution{job: job, ctx: ctx, kick: make(chan struct{}, 1)}
+	e.cancel = func() { cancel(nil) }
+	r.jobs[job.Id] = e
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go r.execute(e)
+}
+
+// cancelJob stops a running attempt if its lease matches.
+func (r *Runner) cancelJob(jobID string, lease uint64, reason string) {
+	r.mu.Lock()
+	e, ok := r.jobs[jobID]
+	r.mu.Unlock()
+	if !ok || e.job.Lease != lease {
+		return
+	}
+	r.logger.Info("stopping job", "job", jobID, "reason", reason)
+	e.cancel()
+}
+
+func (r *Runner) execute(e *execution) {
+	defer r.wg.Done()
+	job := e.job
+	logger := r.logger.With("job", job.Id, "lease", job.Lease)
+	logger.Debug("job starting", "name", job.Name)
+	_ = r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{
+		JobId: job.Id, Lease: job.Lease, Time: timestamppb.Now(),
+	}}})
+
+	dir := filepath.Join(r.workDir, fmt.Sprintf("%s-%d", job.Id, job.Attempt))
+	var res executor.Result
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		res = executor.Result{Outcome: executor.Failed, ExitCode: -1, Reason: "creating the job's working directory: " + err.Error()}
+	} else {
+		flushed := make(chan struct{})
+		go func() { defer close(flushed); r.flushLogs(e) }()
+		res = executor.Run(e.ctx, r.spec(job, dir), e.add)
+		e.cancel() // ends the flusher
+		<-flushed
+		if err := os.RemoveAll(dir); err != nil {
+			logger.Warn("removing job directory", "dir", dir, "error", err)
+		}
+	}
+
+	e.mu.Lock()
+	rest := e.lines
+	e.lines = nil
+	e.mu.Unlock()
+	fin := &pb.JobFinished{
+		JobId:    job.Id,
+		Lease:    job.Lease,
+		Outcome:  string(res.Outcome),
+		ExitCode: int32(res.ExitCode),
+		Reason:   res.Reason,
+		Time:     timestamppb.Now(),
+		Lines:    rest,
+	}
+	// The outbox write comes first: from here on the result survives a
+	// crash of this process and any server outage.
+	if err := r.outbox.Put(fin); err != nil {
+		logger.Error("could not store result in outbox; sending it directly", "error", err)
+	}
+	r.mu.Lock()
+	delete(r.jobs, job.Id)
+	r.mu.Unlock()
+	logger.Debug("job finished", "outcome", res.Outcome, "exit_code", res.ExitCode)
+	if err := r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: fin}}); err != nil {
+		logger.Info("result kept in outbox until a server is reachable", "error", err)
+	}
+}
+
+func (r *Runner) spec(job *pb.Job, dir string) executor.Spec {
+	s := executor.Spec{
+		JobID:        job.Id,
+		Env:          job.Env,
+		BaseEnv:      r.cfg.BaseEnv,
+		Dir:          dir,
+		Timeout:      job.Timeout.AsDuration(),
+		AbortTimeout: job.AbortTimeout.AsDuration(),
+		Driver:       job.Driver,
+	}
+	if s.BaseEnv == nil {
+		s.BaseEnv = os.Environ()
+	}
+	for _, st := range job.Steps {
+		s.Steps = append(s.Steps, executor.Step{
+			Name:    st.Name,
+			Command: st.Command,
+			Script:  st.Script,
+			Env:     st.Env,
+			Timeout: st.Timeout.AsDuration(),
+		})
+	}
+	return s
+}
+
+// add buffers one line; it must be quick, it runs on the output readers.
+func (e *execution) add(l executor.LogLine) {
+	line := &pb.LogLine{Time: timestamppb.New(l.Time), Stream: string(l.Stream), Step: l.Step, Text: l.Text}
+	e.mu.Lock()
+	e.lines = append(e.lines, line)
+	n := len(e.lines)
+	e.mu.Unlock()
+	if n >= logFlushLines {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// flushLogs ships buffered lines until the job ends; what is left then goes
+// out with the result.
+func (r *Runner) flushLogs(e *execution) {
+	t := time.NewTicker(logFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		case <-e.kick:
+		}
+		e.mu.Lock()
+		batch := e.lines
+		e.lines = nil
+		e.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		err := r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Logs{Logs: &pb.JobLogs{
+			JobId: e.job.Id, Lease: e.job.Lease, Lines: batch,
+		}}})
+		if err != nil {
+			// Not connected: keep the lines, in order, for the next try.
+			e.mu.Lock()
+			e.lines = append(batch, e.lines...)
+			e.mu.Unlock()
+		}
+	}
+}
