@@ -58,7 +58,48 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return f.apply(l.Index, t, body)
 }
 
+// validate rejects entries that decode but lack what their apply needs, so a
+// corrupt or hand-made entry yields an error instead of a panic.
+func validate(t MessageType, body any) error {
+	missing := ""
+	switch b := body.(type) {
+	case *pb.SubmitJobsEntry:
+		for _, j := range b.Jobs {
+			if j.GetId() == "" {
+				missing = "job id"
+			}
+		}
+	case *pb.JobStartedEntry:
+		if b.Report == nil {
+			missing = "report"
+		}
+	case *pb.AppendLogsEntry:
+		if b.Report == nil {
+			missing = "report"
+		}
+	case *pb.FinishJobEntry:
+		if b.Report == nil {
+			missing = "report"
+		}
+	case *pb.UpsertRunnerEntry:
+		if b.Runner.GetId() == "" {
+			missing = "runner id"
+		}
+	case *pb.UpsertProjectEntry:
+		if b.Project.GetName() == "" {
+			missing = "project name"
+		}
+	}
+	if missing != "" {
+		return fmt.Errorf("fsm: %s entry has no %s", t, missing)
+	}
+	return nil
+}
+
 func (f *FSM) apply(index uint64, t MessageType, body any) any {
+	if err := validate(t, body); err != nil {
+		return err
+	}
 	st := f.State()
 	switch b := body.(type) {
 	case *pb.SubmitJobsEntry:

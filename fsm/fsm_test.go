@@ -1,0 +1,258 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/outpost-run/outpost/fsm/state"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func ts(sec int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(sec) * time.Second)) }
+
+// applier feeds entries to an FSM the way Raft does, with rising indexes.
+type applier struct {
+	t     *testing.T
+	f     *FSM
+	index uint64
+}
+
+func (a *applier) apply(mt MessageType, body proto.Message) any {
+	a.t.Helper()
+	data, err := Encode(mt, body)
+	if err != nil {
+		a.t.Fatalf("encode %s: %v", mt, err)
+	}
+	a.index++
+	return a.f.Apply(&raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: data})
+}
+
+func (a *applier) mustApply(mt MessageType, body proto.Message) any {
+	a.t.Helper()
+	res := a.apply(mt, body)
+	if err, ok := res.(error); ok {
+		a.t.Fatalf("apply %s: %v", mt, err)
+	}
+	return res
+}
+
+func newApplier(t *testing.T) *applier {
+	f, err := New(hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &applier{t: t, f: f}
+}
+
+func job(id string) *pb.Job {
+	return &pb.Job{
+		Id: id, Project: "web", Name: "deploy", Workspace: "prod",
+		Variables: map[string]string{"env": "prod"},
+		Steps:     []*pb.Step{{Name: "build", Command: []string{"make"}}},
+		Retry:     &pb.RetryPolicy{Attempts: 1, Delay: durationpb.New(time.Second), Backoff: 2},
+		CreatedAt: ts(0),
+	}
+}
+
+func lineAt(sec int, text string) *pb.LogLine {
+	return &pb.LogLine{Time: ts(sec), Stream: "stdout", Step: "build", Text: text}
+}
+
+// TestApplyEveryTypeAndSnapshot applies every entry type, then checks a
+// snapshot restored into a fresh FSM holds exactly the same state.
+func TestApplyEveryTypeAndSnapshot(t *testing.T) {
+	a := newApplier(t)
+	a.mustApply(UpsertProjectType, &pb.UpsertProjectEntry{Project: &pb.Project{Name: "web", Filename: "outpost.hcl", Source: []byte(`project = "web"`)}})
+	a.mustApply(UpsertRunnerType, &pb.UpsertRunnerEntry{Runner: &pb.Runner{Id: "r-1", Name: "edge-1", Labels: map[string]string{"env": "prod"}, Capacity: 2, Status: "adopted", State: "ready", FirstSeen: ts(0)}})
+	a.mustApply(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-1"), job("j-2"), job("j-3"), job("j-4")}})
+	res := a.mustApply(AssignJobsType, &pb.AssignJobsEntry{Time: ts(1), Assignments: []*pb.Assignment{
+		{JobId: "j-1", RunnerId: "r-1"}, {JobId: "j-2", RunnerId: "r-1"}, {JobId: "j-3", RunnerId: "r-1"},
+	}})
+	lease := a.index
+	if got := res.(*AssignResult).Assigned; len(got) != 3 {
+		t.Fatalf("assigned %v, want 3 jobs", got)
+	}
+	a.mustApply(JobStartedType, &pb.JobStartedEntry{Report: &pb.JobStarted{JobId: "j-1", Lease: lease, Time: ts(2)}})
+	a.mustApply(AppendLogsType, &pb.AppendLogsEntry{Report: &pb.JobLogs{JobId: "j-1", Lease: lease, Lines: []*pb.LogLine{lineAt(2, "one"), lineAt(2, "two")}}, Time: ts(2)})
+	a.mustApply(FinishJobType, &pb.FinishJobEntry{Report: &pb.JobFinished{JobId: "j-1", Lease: lease, Outcome: "succeeded", Time: ts(3), Lines: []*pb.LogLine{lineAt(3, "three")}}})
+	a.mustApply(CancelJobType, &pb.CancelJobEntry{JobId: "j-2", Reason: "operator", Time: ts(4)})
+	a.mustApply(MarkLostType, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-3", Lease: lease}}, Reason: "runner r-1 gone", Time: ts(5)})
+	a.mustApply(CancelJobType, &pb.CancelJobEntry{JobId: "j-4", Time: ts(6)})
+	a.mustApply(DeleteJobsType, &pb.DeleteJobsEntry{JobIds: []string{"j-4"}})
+
+	st := a.f.State()
+	for id, want := range map[string]string{"j-1": "succeeded", "j-2": "canceling", "j-3": "pending"} {
+		j, err := st.JobByID(nil, id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if j.Status != want {
+			t.Errorf("%s status = %s (%s), want %s", id, j.Status, j.StatusReason, want)
+		}
+	}
+	if _, err := st.JobByID(nil, "j-4"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("deleted job j-4: err = %v, want not found", err)
+	}
+	if got := texts(st.LogChunks(nil, "j-1", 0)); got != "one,two,three" {
+		t.Errorf("j-1 logs = %q", got)
+	}
+
+	restored := roundTrip(t, a.f)
+	assertSameState(t, st, restored.State())
+	if got, want := restored.State().LatestIndex(), st.LatestIndex(); got != want {
+		t.Errorf("restored latest index %d, want %d", got, want)
+	}
+}
+
+func texts(chunks []*pb.LogChunk) string {
+	var b bytes.Buffer
+	for _, c := range chunks {
+		for _, l := range c.Lines {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(l.Text)
+		}
+	}
+	return b.String()
+}
+
+// roundTrip persists f's snapshot and restores it into a fresh FSM.
+func roundTrip(t *testing.T, f *FSM) *FSM {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := WriteSnapshot(&buf, snap.(*snapshot).view); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	fresh, err := New(hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Restore(nopCloser{&buf}); err != nil {
+		t.Fatal(err)
+	}
+	return fresh
+}
+
+type nopCloser struct{ *bytes.Buffer }
+
+func (nopCloser) Close() error { return nil }
+
+func assertSameState(t *testing.T, want, got *state.Store) {
+	t.Helper()
+	ws, gs := want.Snapshot(), got.Snapshot()
+	eqList(t, "jobs", ws.Jobs(), gs.Jobs())
+	eqList(t, "log chunks", ws.LogChunks(), gs.LogChunks())
+	eqList(t, "projects", ws.Projects(), gs.Projects())
+	eqList(t, "runners", ws.Runners(), gs.Runners())
+}
+
+func eqList[T proto.Message](t *testing.T, what string, want, got []T) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Fatalf("%s: %d restored, want %d", what, len(got), len(want))
+	}
+	if len(want) == 0 {
+		t.Fatalf("%s: table is empty, so the comparison proves nothing", what)
+	}
+	for i := range want {
+		if !proto.Equal(want[i], got[i]) {
+			t.Errorf("%s[%d] differs after restore:\n got %v\nwant %v", what, i, got[i], want[i])
+		}
+	}
+}
+
+// TestSnapshotIsPointInTime checks that writes after Snapshot do not leak
+// into what Persist writes.
+func TestSnapshotIsPointInTime(t *testing.T) {
+	a := newApplier(t)
+	a.mustApply(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-1")}})
+	snap, err := a.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.mustApply(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-2")}})
+	var buf bytes.Buffer
+	if err := WriteSnapshot(&buf, snap.(*snapshot).view); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadSnapshot(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.Jobs(nil, state.JobFilter{})); n != 1 {
+		t.Fatalf("snapshot holds %d jobs, want the 1 that existed when it was taken", n)
+	}
+}
+
+func TestReadSnapshotRejectsGarbage(t *testing.T) {
+	for name, data := range map[string][]byte{
+		"empty":        nil,
+		"wrong magic":  []byte("not-a-snapshot\n"),
+		"unknown kind": append([]byte(snapshotMagic), 99, 0),
+		"truncated":    append([]byte(snapshotMagic), byte(recordJob), 10, 1, 2),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := ReadSnapshot(bytes.NewReader(data)); err == nil {
+				t.Fatal("ReadSnapshot accepted garbage")
+			}
+		})
+	}
+}
+
+func TestEncodeChecksBodyType(t *testing.T) {
+	if _, err := Encode(SubmitJobsType, &pb.CancelJobEntry{}); err == nil {
+		t.Fatal("Encode accepted a CancelJobEntry body for a SubmitJobs entry")
+	}
+	if _, _, err := Decode([]byte{200, 1, 2}); err == nil {
+		t.Fatal("Decode accepted an unknown type")
+	}
+	if res := newApplierNoT().f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{byte(SubmitJobsType), 0xff, 0xff}}); res == nil {
+		t.Fatal("Apply of a corrupt body returned no error")
+	}
+}
+
+func newApplierNoT() *applier {
+	f, _ := New(hclog.NewNullLogger())
+	return &applier{f: f}
+}
+
+// FuzzDecode feeds arbitrary bytes to Apply: a corrupt or hostile entry must
+// produce an error, never a panic.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []struct {
+		t MessageType
+		m proto.Message
+	}{
+		{SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-1")}}},
+		{AssignJobsType, &pb.AssignJobsEntry{Assignments: []*pb.Assignment{{JobId: "j-1", RunnerId: "r"}}}},
+		{FinishJobType, &pb.FinishJobEntry{Report: &pb.JobFinished{JobId: "j-1", Lease: 2, Outcome: "failed"}}},
+		{MarkLostType, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}}},
+	} {
+		b, err := Encode(seed.t, seed.m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a := newApplierNoT()
+		a.f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
+		a.f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: data})
+	})
+}

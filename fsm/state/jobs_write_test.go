@@ -1,0 +1,165 @@
+package state
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+var now = timestamppb.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+
+// fixture is a store with one job assigned to runner r-1 under lease 2.
+func fixture(t *testing.T, retry *pb.RetryPolicy) *Store {
+	t.Helper()
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SubmitJobs(1, []*pb.Job{{Id: "j-1", Retry: retry, CreatedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AssignJobs(2, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-1", RunnerId: "r-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestJobTransitions(t *testing.T) {
+	retryOnce := &pb.RetryPolicy{Attempts: 1, Delay: durationpb.New(10 * time.Second), Backoff: 2}
+	finish := func(lease uint64, outcome string) func(*Store) error {
+		return func(s *Store) error {
+			return s.FinishJob(3, &pb.JobFinished{JobId: "j-1", Lease: lease, Outcome: outcome, ExitCode: 2, Reason: "step exited with code 2", Time: now})
+		}
+	}
+	cases := []struct {
+		name       string
+		retry      *pb.RetryPolicy
+		steps      []func(*Store) error
+		wantErr    error
+		wantStatus string
+		wantTry    uint32
+	}{
+		{name: "start with current lease", steps: []func(*Store) error{
+			func(s *Store) error { return s.JobStarted(3, &pb.JobStarted{JobId: "j-1", Lease: 2, Time: now}) },
+		}, wantStatus: StatusRunning, wantTry: 1},
+		{name: "start with stale lease is fenced", steps: []func(*Store) error{
+			func(s *Store) error { return s.JobStarted(3, &pb.JobStarted{JobId: "j-1", Lease: 1, Time: now}) },
+		}, wantErr: ErrStaleLease, wantStatus: StatusAssigned, wantTry: 1},
+		{name: "finish succeeded", steps: []func(*Store) error{finish(2, "succeeded")}, wantStatus: StatusSucceeded, wantTry: 1},
+		{name: "finish twice is idempotent", steps: []func(*Store) error{finish(2, "succeeded"), finish(2, "succeeded")}, wantStatus: StatusSucceeded, wantTry: 1},
+		{name: "finish with stale lease is fenced", steps: []func(*Store) error{finish(7, "succeeded")}, wantErr: ErrStaleLease, wantStatus: StatusAssigned, wantTry: 1},
+		{name: "failure without retry ends failed", steps: []func(*Store) error{finish(2, "failed")}, wantStatus: StatusFailed, wantTry: 1},
+		{name: "failure with retry requeues", retry: retryOnce, steps: []func(*Store) error{finish(2, "failed")}, wantStatus: StatusPending, wantTry: 2},
+		{name: "old attempt cannot finish the retry", retry: retryOnce, steps: []func(*Store) error{finish(2, "failed"), finish(2, "succeeded")}, wantErr: ErrStaleLease, wantStatus: StatusPending, wantTry: 2},
+		{name: "cancel moves a held job to canceling", steps: []func(*Store) error{
+			func(s *Store) error { return s.CancelJob(3, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
+		}, wantStatus: StatusCanceling, wantTry: 1},
+		{name: "cancel of a finished job conflicts", steps: []func(*Store) error{finish(2, "succeeded"),
+			func(s *Store) error { return s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
+		}, wantErr: ErrConflict, wantStatus: StatusSucceeded, wantTry: 1},
+		{name: "lost job is requeued once by default", steps: []func(*Store) error{
+			func(s *Store) error {
+				return s.MarkLost(3, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}, Reason: "gone", Time: now})
+			},
+		}, wantStatus: StatusPending, wantTry: 2},
+		{name: "lost with stale lease is ignored", steps: []func(*Store) error{
+			func(s *Store) error {
+				return s.MarkLost(3, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 1}}, Reason: "gone", Time: now})
+			},
+		}, wantStatus: StatusAssigned, wantTry: 1},
+		{name: "canceling job whose runner is lost ends canceled", steps: []func(*Store) error{
+			func(s *Store) error { return s.CancelJob(3, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
+			func(s *Store) error {
+				return s.MarkLost(4, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}, Reason: "gone", Time: now})
+			},
+		}, wantStatus: StatusCanceled, wantTry: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := fixture(t, tc.retry)
+			var err error
+			for _, step := range tc.steps {
+				err = step(s)
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("last step error = %v, want %v", err, tc.wantErr)
+			}
+			j, err := s.JobByID(nil, "j-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.Status != tc.wantStatus || j.Attempt != tc.wantTry {
+				t.Fatalf("job is %s attempt %d (%s), want %s attempt %d", j.Status, j.Attempt, j.StatusReason, tc.wantStatus, tc.wantTry)
+			}
+		})
+	}
+}
+
+func TestRetryDelayGrowsWithBackoff(t *testing.T) {
+	s := fixture(t, &pb.RetryPolicy{Attempts: 3, Delay: durationpb.New(10 * time.Second), Backoff: 3})
+	lease := uint64(2)
+	for attempt, wantDelay := range []time.Duration{10 * time.Second, 30 * time.Second, 90 * time.Second} {
+		if err := s.FinishJob(lease+1, &pb.JobFinished{JobId: "j-1", Lease: lease, Outcome: "failed", Time: now}); err != nil {
+			t.Fatalf("attempt %d: %v", attempt+1, err)
+		}
+		j, _ := s.JobByID(nil, "j-1")
+		if got := j.NotBefore.AsTime().Sub(now.AsTime()); got != wantDelay {
+			t.Fatalf("after attempt %d the delay is %s, want %s", attempt+1, got, wantDelay)
+		}
+		lease += 2
+		if _, err := s.AssignJobs(lease, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-1", RunnerId: "r-1"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLogCapTruncates(t *testing.T) {
+	s := fixture(t, nil)
+	s.maxLogBytes = 10
+	lines := []*pb.LogLine{{Text: "12345"}, {Text: "67890"}, {Text: "overflow"}, {Text: "dropped"}}
+	if err := s.AppendLogs(3, &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: lines}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendLogs(4, &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: []*pb.LogLine{{Text: "later"}}}); err != nil {
+		t.Fatal(err)
+	}
+	chunks := s.LogChunks(nil, "j-1", 0)
+	if len(chunks) != 1 || len(chunks[0].Lines) != 3 || chunks[0].Lines[2].Stream != "system" {
+		t.Fatalf("chunks after cap = %v, want 2 lines and a truncation marker", chunks)
+	}
+	if j, _ := s.JobByID(nil, "j-1"); !j.LogsTruncated {
+		t.Fatal("job not marked truncated")
+	}
+}
+
+func TestLogChunksIterateInNumericOrder(t *testing.T) {
+	s := fixture(t, nil)
+	for i := 0; i < 300; i++ {
+		if err := s.AppendLogs(uint64(3+i), &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: []*pb.LogLine{{Text: "x"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunks := s.LogChunks(nil, "j-1", 250)
+	if len(chunks) != 50 || chunks[0].Seq != 251 || chunks[49].Seq != 300 {
+		t.Fatalf("after seq 250 got %d chunks starting at %d", len(chunks), chunks[0].Seq)
+	}
+}
+
+func TestJobIDPrefix(t *testing.T) {
+	s, _ := New()
+	_ = s.SubmitJobs(1, []*pb.Job{{Id: "j-abc1"}, {Id: "j-abc2"}, {Id: "j-xyz"}})
+	if j, err := s.JobByID(nil, "j-x"); err != nil || j.Id != "j-xyz" {
+		t.Fatalf("prefix j-x: %v %v", j, err)
+	}
+	if _, err := s.JobByID(nil, "j-abc"); !errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("prefix j-abc: err = %v, want ambiguous", err)
+	}
+	if _, err := s.JobByID(nil, "j-nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("j-nope: err = %v, want not found", err)
+	}
+}
