@@ -18,7 +18,9 @@ import (
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
-func ts(sec int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(sec) * time.Second)) }
+func ts(sec int) *timestamppb.Timestamp {
+	return timestamppb.New(t0.Add(time.Duration(sec) * time.Second))
+}
 
 // applier feeds entries to an FSM the way Raft does, with rising indexes.
 type applier struct {

@@ -51,12 +51,22 @@ var (
 	}
 )
 
-// maxNesting bounds how deeply brackets, strings, templates and unary
-// operators may nest. hclsyntax parses and evaluates recursively, and a few
-// tens of thousands of "[" exhaust the goroutine stack, which is a fatal
-// error rather than a panic: a single hostile submission would take the
-// server down. Real project files nest fewer than ten levels.
-const maxNesting = 100
+// Limits on the shape of expressions. hclsyntax parses and evaluates
+// recursively: a few tens of thousands of "[" exhaust the goroutine stack,
+// which is a fatal error rather than a panic, so one hostile submission
+// could take a server down; and some long chains (x[a][a][a]…, nested
+// template directives) take quadratic time. Real project files nest fewer
+// than ten levels and use a handful of operators, so the limits are far
+// above anything legitimate and far below anything harmful.
+const (
+	// maxNesting bounds how deeply brackets, strings, templates and runs of
+	// unary operators may nest.
+	maxNesting = 100
+	// maxOperators bounds the number of operators, postfix index/splat
+	// brackets and template directives in the whole file, each of which
+	// can add a level to an expression tree.
+	maxOperators = 5000
+)
 
 // Parse parses and validates a project file. src is the file's content and
 // filename is used only in error positions. It checks everything that does
@@ -77,7 +87,7 @@ func Parse(filename string, src []byte) (*Project, error) {
 		src = []byte{}
 	}
 
-	if !checkNesting(filename, src, &ds) {
+	if !checkShape(filename, src, &ds) {
 		return nil, ds.err()
 	}
 	file, hd := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
@@ -91,43 +101,66 @@ func Parse(filename string, src []byte) (*Project, error) {
 	p := &Project{Filename: filename, Source: src, varIndex: map[string]int{}}
 	ps := &parser{p: p, ds: &ds, fileStart: fileStart}
 	ps.file(file.Body)
-	if ds.err() == nil {
-		// Only a structurally sound file is worth a trial evaluation.
-		ps.trialEvaluate()
-	}
+	ps.trialEvaluate()
 	if err := ds.err(); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// checkNesting rejects input nested deeper than maxNesting before hclsyntax
-// gets to recurse over it. It works on tokens, so brackets inside string
-// literals and comments do not count.
-func checkNesting(filename string, src []byte, ds *diagnostics) bool {
+// checkShape enforces maxNesting and maxOperators before hclsyntax gets to
+// recurse over the input. It works on tokens, so brackets and operators
+// inside string literals, heredocs and comments do not count.
+func checkShape(filename string, src []byte, ds *diagnostics) bool {
 	tokens, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
-	depth, unary := 0, 0
+	depth, unary, operators := 0, 0, 0
+	prev := hclsyntax.TokenNil
 	for _, t := range tokens {
 		switch t.Type {
-		case hclsyntax.TokenOBrace, hclsyntax.TokenOBrack, hclsyntax.TokenOParen,
-			hclsyntax.TokenOQuote, hclsyntax.TokenOHeredoc,
-			hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateControl:
+		case hclsyntax.TokenOBrace, hclsyntax.TokenOParen,
+			hclsyntax.TokenOQuote, hclsyntax.TokenOHeredoc, hclsyntax.TokenTemplateInterp:
 			depth++
+		case hclsyntax.TokenOBrack:
+			depth++
+			// "[" right after a value indexes or splats it, which nests the
+			// expression tree even though the brackets themselves are closed.
+			switch prev {
+			case hclsyntax.TokenCBrack, hclsyntax.TokenCParen, hclsyntax.TokenCBrace,
+				hclsyntax.TokenIdent, hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc, hclsyntax.TokenNumberLit:
+				operators++
+			}
+		case hclsyntax.TokenTemplateControl:
+			depth++
+			operators++
 		case hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen,
 			hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc, hclsyntax.TokenTemplateSeqEnd:
 			if depth > 0 {
 				depth--
 			}
+		case hclsyntax.TokenPlus, hclsyntax.TokenMinus, hclsyntax.TokenStar, hclsyntax.TokenSlash,
+			hclsyntax.TokenPercent, hclsyntax.TokenEqualOp, hclsyntax.TokenNotEqual,
+			hclsyntax.TokenLessThan, hclsyntax.TokenLessThanEq, hclsyntax.TokenGreaterThan,
+			hclsyntax.TokenGreaterThanEq, hclsyntax.TokenAnd, hclsyntax.TokenOr,
+			hclsyntax.TokenBang, hclsyntax.TokenQuestion:
+			operators++
 		}
-		// A run of unary operators ("!!!!x", "----1") also recurses.
+		// A run of unary operators ("!!!!x", "----1") nests like brackets.
 		if t.Type == hclsyntax.TokenBang || t.Type == hclsyntax.TokenMinus {
 			unary++
-		} else {
+		} else if t.Type != hclsyntax.TokenNewline && t.Type != hclsyntax.TokenComment {
 			unary = 0
 		}
-		if depth+unary > maxNesting {
+		if t.Type != hclsyntax.TokenNewline && t.Type != hclsyntax.TokenComment {
+			prev = t.Type
+		}
+		switch {
+		case depth+unary > maxNesting:
 			ds.addf(t.Range, "Nesting too deep",
 				"Brackets, strings and operators may nest at most %d levels deep.", maxNesting)
+			return false
+		case operators > maxOperators:
+			ds.addf(t.Range, "Too many operators",
+				"A project file may contain at most %d operators, index brackets and template directives.", maxOperators)
 			return false
 		}
 	}
@@ -208,10 +241,18 @@ func (ps *parser) file(body hcl.Body) {
 }
 
 func (ps *parser) projectName(attr *hcl.Attribute) {
+	v, ok := ps.constValue(attr)
+	if !ok {
+		return
+	}
+	if v.IsNull() {
+		ps.ds.add(attr.Expr.Range(), "Invalid project name", "The project name must not be null.")
+		return
+	}
 	name, set := ps.constString(attr)
 	switch {
 	case !set:
-		ps.ds.add(attr.Expr.Range(), "Invalid project name", "The project name must not be null.")
+		// constString has reported why.
 	case !validName(name):
 		ps.ds.addf(attr.Expr.Range(), "Invalid project name", "%s is not a valid project name; %s.",
 			quote(name), nameRule)
@@ -305,8 +346,7 @@ func (ps *parser) runner(b *hcl.Block) *runnerSpec {
 	if !ok {
 		return nil
 	}
-	ps.checkRefs(attr.Expr)
-	return &runnerSpec{profile: attr.Expr, pos: posOf(b.DefRange)}
+	return &runnerSpec{profile: ps.checkRefs(attr.Expr), pos: posOf(b.DefRange)}
 }
 
 func (ps *parser) job(b *hcl.Block) {
@@ -357,8 +397,7 @@ func (ps *parser) job(b *hcl.Block) {
 		}
 	}
 	if attr, ok := content.Attributes["env"]; ok {
-		ps.checkRefs(attr.Expr)
-		j.env = attr.Expr
+		j.env = ps.checkRefs(attr.Expr)
 	}
 
 	var runnerAt, retryAt *hcl.Range
@@ -451,15 +490,12 @@ func (ps *parser) step(b *hcl.Block, seen map[string]hcl.Range) *stepSpec {
 			"Step %s must set exactly one of command (a list of program and arguments) or script (a shell script).",
 			quote(name))
 	case hasCommand:
-		ps.checkRefs(command.Expr)
-		s.command = command.Expr
+		s.command = ps.checkRefs(command.Expr)
 	default:
-		ps.checkRefs(script.Expr)
-		s.script = script.Expr
+		s.script = ps.checkRefs(script.Expr)
 	}
 	if attr, ok := content.Attributes["env"]; ok {
-		ps.checkRefs(attr.Expr)
-		s.env = attr.Expr
+		s.env = ps.checkRefs(attr.Expr)
 	}
 	if attr, ok := content.Attributes["timeout"]; ok {
 		s.timeout, _ = ps.constDuration(attr, false)
@@ -470,7 +506,12 @@ func (ps *parser) step(b *hcl.Block, seen map[string]hcl.Range) *stepSpec {
 // checkRefs makes sure that expr references only declared variables and
 // the values every expression can see. Doing it here, rather than waiting
 // for Resolve, means a typo in a rarely run job is caught by validate.
-func (ps *parser) checkRefs(expr hcl.Expression) {
+//
+// It returns expr, or nil when a reference is bad: the file is rejected
+// anyway, and dropping the expression keeps the trial evaluation from
+// reporting the same mistake a second time in hcl's vaguer words.
+func (ps *parser) checkRefs(expr hcl.Expression) hcl.Expression {
+	bad := false
 	for _, tr := range expr.Variables() {
 		switch root := tr.RootName(); root {
 		case "workspace", "project", "job":
@@ -479,18 +520,25 @@ func (ps *parser) checkRefs(expr hcl.Expression) {
 			if !ok {
 				ps.ds.add(tr.SourceRange(), "Invalid reference",
 					"A reference to var must name a variable, such as var.env.")
+				bad = true
 				continue
 			}
 			if _, declared := ps.p.varIndex[name]; !declared {
 				ps.ds.addf(tr.SourceRange(), "Reference to undeclared variable",
 					"There is no variable named %s; declare it with a variable %s block.", quote(name), quote(name))
+				bad = true
 			}
 		default:
 			ps.ds.addf(tr.SourceRange(), "Unknown reference",
 				"There is no value named %s; expressions may only reference var.<name>, workspace, project and job.",
 				quote(root))
+			bad = true
 		}
 	}
+	if bad {
+		return nil
+	}
+	return expr
 }
 
 // varName returns the variable named by a traversal that starts with var,
