@@ -49,15 +49,17 @@ func (a *Agent) Server() *Server { return a.server }
 // agent bootstraps alone, then starts the local runner.
 func (a *Agent) Start(ctx context.Context) error {
 	if a.cfg.Server {
-		srv, err := NewServer(a.cfg, a.logger)
+		ln, err := a.listenHTTP()
 		if err != nil {
 			return err
 		}
-		a.server = srv
-		if err := a.startHTTP(); err != nil {
-			_ = srv.Shutdown()
+		srv, err := NewServer(a.cfg, a.advertisedHTTP(), a.logger)
+		if err != nil {
+			ln.Close()
 			return err
 		}
+		a.server = srv
+		a.serveHTTP(ln)
 		if a.cfg.BootstrapExpect == 1 {
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := srv.WaitForLeader(wctx)
@@ -77,15 +79,26 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
-func (a *Agent) startHTTP() error {
+func (a *Agent) listenHTTP() (net.Listener, error) {
 	bind := net.JoinHostPort(a.cfg.BindAddr, strconv.Itoa(a.cfg.Ports.HTTP))
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
-		return fmt.Errorf("agent: HTTP listener on %s: %w", bind, err)
+		return nil, fmt.Errorf("agent: HTTP listener on %s: %w", bind, err)
 	}
 	a.httpAddr = ln.Addr().String()
+	return ln, nil
+}
+
+// advertisedHTTP is the API address other servers use to reach this one.
+func (a *Agent) advertisedHTTP() string {
+	_, port, _ := net.SplitHostPort(a.httpAddr)
+	return net.JoinHostPort(a.cfg.advertiseHost(), port)
+}
+
+func (a *Agent) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
 	rpc.Register(mux, a.server, a.logger)
+	mux.Handle("/v1/operator/snapshot", a.server.snapshotHandler())
 	// HTTP/1.1 for curl and browsers, h2c for runners' bidirectional
 	// streams; TLS adds ordinary HTTP/2.
 	protocols := new(http.Protocols)
@@ -104,17 +117,20 @@ func (a *Agent) startHTTP() error {
 		}
 	}()
 	a.logger.Named("http").Info("API listening", "address", "http://"+a.httpAddr)
-	return nil
 }
 
 func (a *Agent) startRunner() error {
-	servers := []string{"http://" + a.httpAddr}
+	servers := a.cfg.RunnerServers
+	if a.server != nil {
+		servers = []string{"http://" + a.httpAddr}
+	}
 	r, err := runner.New(runner.Config{
 		ID:       a.cfg.NodeID + "-runner",
 		Name:     a.cfg.NodeID,
 		Labels:   a.cfg.RunnerLabels,
 		Capacity: a.cfg.RunnerCapacity,
 		Servers:  servers,
+		Token:    a.cfg.RunnerToken,
 		DataDir:  runnerDataDir(a.cfg),
 		Version:  Version,
 		Logger:   a.logger,
@@ -138,6 +154,16 @@ func runnerDataDir(c *Config) string {
 	}
 	return c.DataDir + "/runner"
 }
+
+// Leave takes a server out of the cluster on purpose (graceful stop).
+func (a *Agent) Leave(ctx context.Context) {
+	if a.server != nil {
+		a.server.Leave(ctx)
+	}
+}
+
+// SetLogLevel changes the level of every logger of the agent.
+func (a *Agent) SetLogLevel(level hclog.Level) { a.logger.SetLevel(level) }
 
 // Shutdown stops the runner (canceling its jobs), the API and the server.
 func (a *Agent) Shutdown(ctx context.Context) error {

@@ -47,9 +47,14 @@ type Config struct {
 	BootstrapExpect int
 	RetryJoin       []string
 
+	// GossipKey is a base64 AES key (16, 24 or 32 bytes) encrypting gossip.
+	GossipKey string
+
 	Runner         bool
 	RunnerLabels   map[string]string
 	RunnerCapacity int
+	RunnerServers  []string
+	RunnerToken    string
 
 	Ports             Ports
 	RaftTiming        RaftTiming
@@ -71,15 +76,26 @@ func DefaultConfig() *Config {
 		BindAddr: "0.0.0.0",
 		LogLevel: "info",
 		Ports:    Ports{HTTP: DefaultHTTPPort, Raft: DefaultRaftPort, Gossip: DefaultGossipPort},
-		RaftTiming: RaftTiming{
-			HeartbeatTimeout:   1000 * time.Millisecond,
-			ElectionTimeout:    1000 * time.Millisecond,
-			LeaderLeaseTimeout: 500 * time.Millisecond,
-		},
+		RaftTiming:        raftTiming(DefaultRaftMultiplier),
 		SnapshotThreshold: 8192,
 		TrailingLogs:      10240,
 		RunnerTimeout:     15 * time.Second,
 		RunnerCapacity:    4,
+	}
+}
+
+// DefaultRaftMultiplier scales Raft's timeouts for a LAN; 1 is the fastest
+// failure detection (loopback, or a very quiet LAN), 10 the most tolerant.
+const DefaultRaftMultiplier = 5
+
+// raftTiming returns Raft timeouts for a multiplier: a heartbeat timeout of
+// 200ms per unit, so the default detects a dead leader within about 1-2s.
+func raftTiming(multiplier int) RaftTiming {
+	unit := time.Duration(multiplier)
+	return RaftTiming{
+		HeartbeatTimeout:   200 * time.Millisecond * unit,
+		ElectionTimeout:    200 * time.Millisecond * unit,
+		LeaderLeaseTimeout: 100 * time.Millisecond * unit,
 	}
 }
 
@@ -114,8 +130,8 @@ func (c *Config) Validate() error {
 	if c.Server && c.BootstrapExpect < 1 {
 		return fmt.Errorf("config: -bootstrap-expect must be 1 or more")
 	}
-	if c.Server && c.BootstrapExpect > 1 {
-		return fmt.Errorf("config: -bootstrap-expect=%d: clusters of more than one server are not supported by this build yet", c.BootstrapExpect)
+	if c.Dev && c.BootstrapExpect > 1 {
+		return fmt.Errorf("config: -dev runs a single server; drop -bootstrap-expect")
 	}
 	for name, p := range map[string]int{"http": c.Ports.HTTP, "raft": c.Ports.Raft, "gossip": c.Ports.Gossip} {
 		if p < 0 || p > 65535 {

@@ -14,7 +14,22 @@ type Liveness struct {
 	mu      sync.Mutex
 	runners map[string]*liveEntry
 	onOpen  func()
+	// remote holds, per follower, the runners with a stream to it, as last
+	// reported; only the leader's copy matters.
+	remote map[string]remoteSet
+	// localChanged fires when a local stream opens or closes, so a
+	// follower reports to the leader at once instead of at the next tick.
+	localChanged chan struct{}
 }
+
+type remoteSet struct {
+	ids map[string]bool
+	at  time.Time
+}
+
+// remoteFresh is how long a follower's report counts: a few of its
+// one-second reports may be lost before its runners stop being usable.
+const remoteFresh = 4 * time.Second
 
 type liveEntry struct {
 	streams  int
@@ -24,7 +39,7 @@ type liveEntry struct {
 // NewLiveness returns a tracker that declares a runner gone timeout after it
 // was last heard from with no stream open.
 func NewLiveness(timeout time.Duration) *Liveness {
-	return &Liveness{timeout: timeout, runners: map[string]*liveEntry{}}
+	return &Liveness{timeout: timeout, runners: map[string]*liveEntry{}, remote: map[string]remoteSet{}, localChanged: make(chan struct{}, 1)}
 }
 
 func (l *Liveness) entry(id string) *liveEntry {
@@ -44,6 +59,7 @@ func (l *Liveness) Connected(id string) func() {
 	e.lastSeen = time.Now()
 	hook := l.onOpen
 	l.mu.Unlock()
+	l.signalLocal()
 	if hook != nil {
 		hook()
 	}
@@ -54,6 +70,7 @@ func (l *Liveness) Connected(id string) func() {
 			e.streams--
 			e.lastSeen = time.Now()
 			l.mu.Unlock()
+			l.signalLocal()
 			if hook != nil {
 				hook()
 			}
@@ -68,12 +85,66 @@ func (l *Liveness) Seen(id string) {
 	l.mu.Unlock()
 }
 
-// Connectable reports whether a runner can take work now: it has a stream.
+// Connectable reports whether a runner can take work now: it has a stream
+// to this server or, as a follower recently reported, to another.
 func (l *Liveness) Connectable(id string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e, ok := l.runners[id]
-	return ok && e.streams > 0
+	if e, ok := l.runners[id]; ok && e.streams > 0 {
+		return true
+	}
+	now := time.Now()
+	for _, set := range l.remote {
+		if set.ids[id] && now.Sub(set.at) < remoteFresh {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Liveness) signalLocal() {
+	select {
+	case l.localChanged <- struct{}{}:
+	default:
+	}
+}
+
+// Local lists the runners with a stream to this server.
+func (l *Liveness) Local() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for id, e := range l.runners {
+		if e.streams > 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Remote records a follower's report of the runners connected to it. A
+// change wakes the dispatcher, since runners may have come or gone.
+func (l *Liveness) Remote(server string, ids []string) {
+	now := time.Now()
+	set := remoteSet{ids: make(map[string]bool, len(ids)), at: now}
+	l.mu.Lock()
+	for _, id := range ids {
+		set.ids[id] = true
+		l.entry(id).lastSeen = now
+	}
+	old := l.remote[server]
+	changed := len(old.ids) != len(set.ids)
+	for id := range set.ids {
+		if !old.ids[id] {
+			changed = true
+		}
+	}
+	l.remote[server] = set
+	hook := l.onOpen
+	l.mu.Unlock()
+	if changed && hook != nil {
+		hook()
+	}
 }
 
 // Gone reports whether a runner has had no stream and no word for the

@@ -14,12 +14,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-run/outpost/agent/dispatch"
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
-	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -39,6 +37,10 @@ type Server struct {
 	raftAddr  string
 
 	liveness *Liveness
+	gossip   *Gossip // nil in -dev: a single server has no one to gossip with
+	peers    *peers
+	// httpAddr is this server's advertised API address, for forwarding.
+	httpAddr string
 
 	leaderMu     sync.Mutex
 	leaderCancel context.CancelFunc
@@ -46,12 +48,16 @@ type Server struct {
 	dispatcher   *dispatch.Dispatcher
 
 	raftNotifyCh chan bool
+	// hadState is true when Raft found a log or snapshot at start: such a
+	// server never bootstraps again.
+	hadState bool
 	shutdownCh   chan struct{}
 	wg           sync.WaitGroup
 }
 
-// NewServer opens the server's stores and starts Raft.
-func NewServer(cfg *Config, logger hclog.Logger) (*Server, error) {
+// NewServer opens the server's stores, starts Raft and joins gossip.
+// httpAddr is the API address other servers forward writes to.
+func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, error) {
 	f, err := fsm.New(logger)
 	if err != nil {
 		return nil, err
@@ -61,6 +67,8 @@ func NewServer(cfg *Config, logger hclog.Logger) (*Server, error) {
 		logger:     logger.Named("server"),
 		fsm:        f,
 		liveness:   NewLiveness(cfg.RunnerTimeout),
+		peers:      newPeers(),
+		httpAddr:   httpAddr,
 		shutdownCh: make(chan struct{}),
 		// Buffered so Raft never blocks on us; leadership flaps are rare.
 		raftNotifyCh: make(chan bool, 16),
@@ -69,8 +77,16 @@ func NewServer(cfg *Config, logger hclog.Logger) (*Server, error) {
 		s.closeStores()
 		return nil, err
 	}
-	s.wg.Add(1)
+	if !cfg.Dev {
+		if err := s.setupGossip(); err != nil {
+			_ = s.raft.Shutdown().Error()
+			s.closeStores()
+			return nil, err
+		}
+	}
+	s.wg.Add(2)
 	go s.monitorLeadership()
+	go s.reportRunners()
 	return s, nil
 }
 
@@ -139,14 +155,15 @@ func (s *Server) setupRaft() error {
 		s.closers = append(s.closers, trans.Close)
 		s.transport, s.raftAddr = trans, string(trans.LocalAddr())
 	}
+	has, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("server: read raft state: %w", err)
+	}
+	s.hadState = has
 	if s.cfg.BootstrapExpect == 1 {
-		has, err := raft.HasExistingState(logs, stable, snaps)
-		if err != nil {
-			return fmt.Errorf("server: read raft state: %w", err)
-		}
 		if !has {
 			boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(s.raftAddr)}}}
-			if err := raft.BootstrapCluster(rc, logs, stable, snaps, s.transport, boot); err != nil {
+			if err := raft.BootstrapCluster(rc, logs, stable, snaps, s.transport, boot); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 				return fmt.Errorf("server: bootstrap raft: %w", err)
 			}
 		}
@@ -167,6 +184,9 @@ func (s *Server) closeStores() {
 
 // Shutdown stops leader work and Raft and closes the stores.
 func (s *Server) Shutdown() error {
+	if s.gossip != nil {
+		_ = s.gossip.Shutdown()
+	}
 	close(s.shutdownCh)
 	s.wg.Wait()
 	s.revokeLeadership()
@@ -184,49 +204,10 @@ func (s *Server) State() *state.Store { return s.fsm.State() }
 // IsLeader reports whether this server leads right now.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 
-// Apply implements rpc.Backend.
-func (s *Server) Apply(ctx context.Context, t fsm.MessageType, body proto.Message) (any, error) {
-	data, err := fsm.Encode(t, body)
-	if err != nil {
-		return nil, err
-	}
-	if s.raft.State() != raft.Leader {
-		return nil, fmt.Errorf("%w: this server is not the leader (leader: %q); retry", rpc.ErrNoLeader, s.leaderAddr())
-	}
-	timeout := applyTimeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
-		timeout = time.Until(dl)
-	}
-	fut := s.raft.Apply(data, timeout)
-	if err := fut.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
-			return nil, fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
-		}
-		return nil, fmt.Errorf("raft apply %s: %w", t, err)
-	}
-	if err, ok := fut.Response().(error); ok {
-		return nil, err
-	}
-	return fut.Response(), nil
-}
-
-// ReadBarrier implements rpc.Backend. The leader confirms it still leads,
-// so a deposed leader cannot serve an old view as current.
-func (s *Server) ReadBarrier(ctx context.Context, stale bool) error {
-	if stale {
-		return nil
-	}
-	if s.raft.State() == raft.Leader {
-		if err := s.raft.VerifyLeader().Error(); err != nil {
-			return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
-		}
-	}
-	return nil
-}
-
-func (s *Server) leaderAddr() string {
-	addr, _ := s.raft.LeaderWithID()
-	return string(addr)
+// leaderName returns the current leader's server name, "" during elections.
+func (s *Server) leaderName() string {
+	_, id := s.raft.LeaderWithID()
+	return string(id)
 }
 
 // Status implements rpc.Backend.
@@ -235,9 +216,9 @@ func (s *Server) Status() *pb.StatusResponse {
 		Name:      s.cfg.NodeID,
 		Version:   Version,
 		Dev:       s.cfg.Dev,
-		Leader:    s.leaderAddr(),
+		Leader:    s.leaderName(),
 		IsLeader:  s.IsLeader(),
-		LastIndex: s.raft.AppliedIndex(),
+		LastIndex: s.fsm.AppliedIndex(),
 	}
 }
 

@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -25,100 +26,163 @@ Usage: outpost agent [options]
 
   Runs an outpost agent. With -dev, one in-memory server and a local runner
   in one process, with no security: for trying outpost out. With -server, a
-  server that keeps its state in -data-dir.
+  server that keeps its state in -data-dir and forms a Raft cluster with
+  the servers it finds through -retry-join.
+
+  Settings come from -config files (merged in order), then flags, then
+  OUTPOST_* environment variables, each overriding the one before.
 
 Options:
 
   -dev                 In-memory server plus local runner on 127.0.0.1. Not for production.
+  -config=PATH         HCL config file or directory of *.hcl; repeatable.
   -server              Run a server.
   -runner              Also run a runner inside this agent (for jobs aimed at the servers' network).
-  -bootstrap-expect=N  Servers to wait for before electing a leader (1 in this build).
+  -bootstrap-expect=N  Servers to wait for before electing the first leader (1, 3 or 5).
+  -retry-join=ADDR     Gossip address (host:port) of another server; repeatable.
   -data-dir=DIR        Where Raft's log, snapshots and the runner's outbox live.
-  -name=NAME           Node name; defaults to the hostname.
+  -name=NAME           Node name, unique in the cluster; defaults to the hostname.
   -bind=ADDR           Address to listen on. Default 0.0.0.0 (127.0.0.1 with -dev).
+  -advertise=ADDR      Address other agents reach this one at. Default: the bind address.
   -http-port=N         HTTP/RPC port. Default 7700.
   -raft-port=N         Raft port. Default 7701.
+  -gossip-port=N       Gossip port (TCP and UDP). Default 7702.
+  -raft-multiplier=N   Scale Raft timeouts, 1 (fastest failover) to 10. Default 5.
+  -encrypt=KEY         Base64 key (16/24/32 bytes) encrypting gossip.
   -label=k=v           A label of the in-agent runner; repeatable.
   -runner-capacity=N   Jobs the in-agent runner runs at once. Default 4.
   -log-level=LEVEL     trace, debug, info, warn or error. Default info.
+
+  SIGHUP re-reads the config files and applies what can change while
+  running: the log level. SIGINT or SIGTERM leave the cluster gracefully
+  (a leader hands over leadership first) and stop.
 `)
 }
 
-func (c *AgentCommand) Run(args []string) int {
-	var (
-		dev, server, withRunner bool
-		bootstrap, httpPort     int
-		raftPort, capacity      int
-		dataDir, name, bind     string
-		logLevel                string
-		labels                  = kvFlag{}
-	)
+// agentFlags holds the flag values; only flags given on the command line
+// become overrides, so a flag's default never hides a config file's value.
+type agentFlags struct {
+	dev     bool
+	configs stringSlice
+	o       agent.Overrides
+	server  agent.ServerBlock
+	runner  agent.RunnerBlock
+	ports   agent.PortsBlock
+}
+
+func (c *AgentCommand) parseFlags(args []string) (*agentFlags, bool) {
+	f := &agentFlags{}
 	fs := c.Meta.flagSet("agent", false)
-	fs.BoolVar(&dev, "dev", false, "")
-	fs.BoolVar(&server, "server", false, "")
+	var (
+		name, dataDir, bind, adv, level, encrypt string
+		srv, withRunner                          bool
+		expect, httpP, raftP, gossipP, mult, cap int
+		join                                     stringSlice
+		labels                                   = kvFlag{}
+	)
+	fs.BoolVar(&f.dev, "dev", false, "")
+	fs.Var(&f.configs, "config", "")
+	fs.BoolVar(&srv, "server", false, "")
 	fs.BoolVar(&withRunner, "runner", false, "")
-	fs.IntVar(&bootstrap, "bootstrap-expect", 0, "")
+	fs.IntVar(&expect, "bootstrap-expect", 0, "")
+	fs.Var(&join, "retry-join", "")
 	fs.StringVar(&dataDir, "data-dir", "", "")
 	fs.StringVar(&name, "name", "", "")
 	fs.StringVar(&bind, "bind", "", "")
-	fs.IntVar(&httpPort, "http-port", -1, "")
-	fs.IntVar(&raftPort, "raft-port", -1, "")
-	fs.IntVar(&capacity, "runner-capacity", 0, "")
-	fs.StringVar(&logLevel, "log-level", "", "")
+	fs.StringVar(&adv, "advertise", "", "")
+	fs.IntVar(&httpP, "http-port", 0, "")
+	fs.IntVar(&raftP, "raft-port", 0, "")
+	fs.IntVar(&gossipP, "gossip-port", 0, "")
+	fs.IntVar(&mult, "raft-multiplier", 0, "")
+	fs.StringVar(&encrypt, "encrypt", "", "")
+	fs.IntVar(&cap, "runner-capacity", 0, "")
+	fs.StringVar(&level, "log-level", "", "")
 	fs.Var(labels, "label", "")
 	if !c.Meta.parse(fs, args) {
-		return exitUsage
+		return nil, false
 	}
 	if fs.NArg() > 0 {
 		c.Meta.UI.Error("Error: agent takes no arguments")
-		return exitUsage
+		return nil, false
 	}
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "server":
+			f.server.Enabled = &srv
+		case "runner":
+			f.runner.Enabled = &withRunner
+		case "bootstrap-expect":
+			f.server.BootstrapExpect = &expect
+		case "retry-join":
+			f.server.RetryJoin = join
+		case "data-dir":
+			f.o.DataDir = &dataDir
+		case "name":
+			f.o.Name = &name
+		case "bind":
+			f.o.BindAddr = &bind
+		case "advertise":
+			f.o.Advertise = &adv
+		case "http-port":
+			f.ports.HTTP = &httpP
+		case "raft-port":
+			f.ports.Raft = &raftP
+		case "gossip-port":
+			f.ports.Gossip = &gossipP
+		case "raft-multiplier":
+			f.server.RaftMultiplier = &mult
+		case "encrypt":
+			f.server.Encrypt = &encrypt
+		case "runner-capacity":
+			f.runner.Capacity = &cap
+		case "label":
+			f.runner.Labels = labels
+		case "log-level":
+			f.o.LogLevel = &level
+		}
+	})
+	f.o.Server, f.o.Runner, f.o.Ports = &f.server, &f.runner, &f.ports
+	return f, true
+}
 
+// buildConfig layers defaults, config files, flags and environment.
+func buildConfig(f *agentFlags) (*agent.Config, error) {
 	cfg := agent.DefaultConfig()
-	if dev {
+	if f.dev {
 		cfg = agent.DevConfig()
 	}
-	if server {
-		cfg.Server = true
+	files, err := agent.LoadConfigPaths(f.configs)
+	if err != nil {
+		return nil, err
 	}
-	if withRunner {
-		cfg.Runner = true
+	env, err := agent.EnvOverrides(os.Getenv)
+	if err != nil {
+		return nil, err
 	}
-	if bootstrap > 0 {
-		cfg.BootstrapExpect = bootstrap
-	} else if cfg.Server && cfg.BootstrapExpect == 0 {
+	for _, o := range append(append(files, &f.o), env) {
+		if err := cfg.Apply(o); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Server && cfg.BootstrapExpect == 0 {
 		cfg.BootstrapExpect = 1
 	}
-	if dataDir != "" {
-		cfg.DataDir = dataDir
+	return cfg, nil
+}
+
+func (c *AgentCommand) Run(args []string) int {
+	f, ok := c.parseFlags(args)
+	if !ok {
+		return exitUsage
 	}
-	if name != "" {
-		cfg.NodeID = name
-	}
-	if bind != "" {
-		cfg.BindAddr = bind
-	}
-	if httpPort >= 0 {
-		cfg.Ports.HTTP = httpPort
-	}
-	if raftPort >= 0 {
-		cfg.Ports.Raft = raftPort
-	}
-	if capacity > 0 {
-		cfg.RunnerCapacity = capacity
-	}
-	if len(labels) > 0 {
-		cfg.RunnerLabels = labels
-	}
-	if v := os.Getenv("OUTPOST_LOG_LEVEL"); v != "" && logLevel == "" {
-		logLevel = v
-	}
-	if logLevel != "" {
-		cfg.LogLevel = logLevel
+	cfg, err := buildConfig(f)
+	if err != nil {
+		c.Meta.UI.Error("Error: " + err.Error())
+		return exitUsage
 	}
 	level := hclog.LevelFromString(cfg.LogLevel)
 	if level == hclog.NoLevel {
-		c.Meta.UI.Error(fmt.Sprintf("Error: -log-level=%q: use trace, debug, info, warn or error", cfg.LogLevel))
+		c.Meta.UI.Error(fmt.Sprintf("Error: log level %q: use trace, debug, info, warn or error", cfg.LogLevel))
 		return exitUsage
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "outpost", Level: level, Output: c.Meta.Stderr})
@@ -135,23 +199,49 @@ func (c *AgentCommand) Run(args []string) int {
 	}
 	c.banner(cfg, a, time.Since(start))
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	sig := <-sigs
-	logger.Info("shutting down", "signal", sig.String())
-	go func() {
-		<-sigs
-		logger.Warn("second signal: exiting without a clean shutdown")
-		os.Exit(exitError)
-	}()
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			c.reload(f, a, logger)
+			continue
+		}
+		logger.Info("shutting down", "signal", sig.String())
+		go func() {
+			for s := range sigs {
+				if s != syscall.SIGHUP {
+					logger.Warn("second signal: exiting without a clean shutdown")
+					os.Exit(exitError)
+				}
+			}
+		}()
+		break
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	a.Leave(ctx)
 	if err := a.Shutdown(ctx); err != nil {
 		logger.Error("shutdown", "error", err)
 		return exitError
 	}
 	return exitOK
+}
+
+// reload applies what may change while running.
+func (c *AgentCommand) reload(f *agentFlags, a *agent.Agent, logger hclog.Logger) {
+	cfg, err := buildConfig(f)
+	if err != nil {
+		logger.Error("reload: keeping the running configuration", "error", err)
+		return
+	}
+	level := hclog.LevelFromString(cfg.LogLevel)
+	if level == hclog.NoLevel {
+		logger.Error("reload: invalid log level; keeping the current one", "log_level", cfg.LogLevel)
+		return
+	}
+	a.SetLogLevel(level)
+	logger.Info("reloaded configuration", "log_level", level.String())
 }
 
 func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Duration) {
@@ -160,14 +250,23 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 		b.WriteString("==> outpost DEV agent: in-memory state, no TLS, no ACLs, runner adopted automatically.\n")
 		b.WriteString("==> Everything is lost when it stops. Never use -dev in production.\n")
 	}
-	role := "server"
-	if cfg.Runner {
-		role += " + runner"
+	var roles []string
+	if cfg.Server {
+		roles = append(roles, "server")
 	}
-	fmt.Fprintf(&b, "==> outpost agent started (%s) in %s\n", role, took.Round(time.Millisecond))
+	if cfg.Runner {
+		roles = append(roles, "runner")
+	}
+	fmt.Fprintf(&b, "==> outpost agent started (%s) in %s\n", strings.Join(roles, " + "), took.Round(time.Millisecond))
 	fmt.Fprintf(&b, "        Name: %s\n", cfg.NodeID)
 	fmt.Fprintf(&b, "     Version: %s\n", agent.Version)
-	fmt.Fprintf(&b, "    HTTP API: http://%s\n", a.HTTPAddr())
+	if cfg.Server {
+		fmt.Fprintf(&b, "    HTTP API: http://%s\n", a.HTTPAddr())
+		if !cfg.Dev {
+			fmt.Fprintf(&b, "        Raft: port %d, bootstrap_expect %d\n", cfg.Ports.Raft, cfg.BootstrapExpect)
+			fmt.Fprintf(&b, "      Gossip: port %d, encrypted %t\n", cfg.Ports.Gossip, cfg.GossipKey != "")
+		}
+	}
 	if cfg.DataDir != "" {
 		fmt.Fprintf(&b, "    Data dir: %s\n", cfg.DataDir)
 	} else {
@@ -176,6 +275,8 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 	if cfg.Runner {
 		fmt.Fprintf(&b, "      Runner: capacity %d, labels %s\n", cfg.RunnerCapacity, kvFlag(cfg.RunnerLabels).String())
 	}
-	b.WriteString("==> Ready. Try: outpost job run -file examples/hello/outpost.hcl hello\n")
+	if cfg.Dev {
+		b.WriteString("==> Ready. Try: outpost job run -file examples/hello/outpost.hcl hello\n")
+	}
 	fmt.Fprint(c.Meta.Stdout, b.String())
 }

@@ -53,6 +53,21 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 			return &GroupCommand{name: "project", synopsis: "Work with project files"}, nil
 		},
 		"project validate": func() (cli.Command, error) { return &ProjectValidateCommand{Meta: m}, nil },
+		"members":          func() (cli.Command, error) { return &MembersCommand{Meta: m}, nil },
+		"operator": func() (cli.Command, error) {
+			return &GroupCommand{name: "operator", synopsis: "Cluster administration"}, nil
+		},
+		"operator raft": func() (cli.Command, error) {
+			return &GroupCommand{name: "operator raft", synopsis: "Inspect and change the Raft peers"}, nil
+		},
+		"operator raft list-peers":  func() (cli.Command, error) { return &OperatorRaftListPeersCommand{Meta: m}, nil },
+		"operator raft remove-peer": func() (cli.Command, error) { return &OperatorRaftRemovePeerCommand{Meta: m}, nil },
+		"operator snapshot": func() (cli.Command, error) {
+			return &GroupCommand{name: "operator snapshot", synopsis: "Save, restore and inspect state snapshots"}, nil
+		},
+		"operator snapshot save":    func() (cli.Command, error) { return &OperatorSnapshotSaveCommand{Meta: m}, nil },
+		"operator snapshot restore": func() (cli.Command, error) { return &OperatorSnapshotRestoreCommand{Meta: m}, nil },
+		"operator snapshot inspect": func() (cli.Command, error) { return &OperatorSnapshotInspectCommand{Meta: m}, nil },
 	}
 }
 

@@ -29,6 +29,8 @@ Options:
   -project=NAME    Only jobs of this project.
   -limit=N         Only the newest N jobs. Default 100; 0 for all.
   -json            Print the jobs as JSON.
+  -stale           Answer from the contacted server's copy without asking
+                   the leader (works without a quorum; may lag slightly).
 ` + clientHelp)
 }
 
@@ -40,6 +42,8 @@ func (c *JobListCommand) Run(args []string) int {
 	)
 	fs := c.Meta.flagSet("job list", true)
 	fs.BoolVar(&asJSON, "json", false, "")
+	var stale bool
+	fs.BoolVar(&stale, "stale", false, "")
 	fs.StringVar(&status, "status", "", "")
 	fs.StringVar(&proj, "project", "", "")
 	fs.UintVar(&limit, "limit", 100, "")
@@ -55,7 +59,7 @@ func (c *JobListCommand) Run(args []string) int {
 		return c.Meta.errorf("%v", err)
 	}
 	resp, err := client.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{
-		Status: status, Project: proj, Limit: uint32(limit),
+		Status: status, Project: proj, Limit: uint32(limit), Stale: stale,
 	}))
 	if err != nil {
 		return c.Meta.errorf("%s", c.Meta.apiError(client, err))

@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/outpost-run/outpost/internal/project"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/runner/executor"
 )
@@ -75,18 +77,18 @@ func (c *JobRunCommand) Run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	resp, err := client.Jobs.SubmitJob(ctx, connect.NewRequest(&pb.SubmitJobRequest{
+	job, err := submitWithRetry(ctx, client, &pb.SubmitJobRequest{
+		Id:              rpc.NewJobID(),
 		ProjectSource:   src,
 		ProjectFilename: filepath.Base(file),
 		Job:             name,
 		Variables:       vars,
 		Workspace:       workspace,
 		Driver:          driver,
-	}))
+	})
 	if err != nil {
 		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
 	}
-	job := resp.Msg.Job
 	if detach {
 		fmt.Fprintln(c.Meta.Stdout, job.Id)
 		return exitOK
@@ -102,6 +104,27 @@ func (c *JobRunCommand) Run(args []string) int {
 	}
 	fmt.Fprintf(c.Meta.Stderr, "==> job %s %s: %s\n", final.Id, final.Status, final.StatusReason)
 	return jobExitCode(final)
+}
+
+// submitWithRetry submits a job, retrying while the cluster has no leader
+// (an election takes a second or two). The request carries its own job id,
+// so a retry after a submit that did commit returns that job, not a copy.
+func submitWithRetry(ctx context.Context, client *rpc.Client, req *pb.SubmitJobRequest) (*pb.Job, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
+		resp, err := client.Jobs.SubmitJob(ctx, connect.NewRequest(req))
+		if err == nil {
+			return resp.Msg.Job, nil
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable || time.Now().Add(wait).After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // runLocal evaluates and runs the job in this process.

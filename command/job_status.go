@@ -28,7 +28,9 @@ Usage: outpost job status [options] ID
 
 Options:
 
-  -json   Print the job as JSON.
+  -json    Print the job as JSON.
+  -stale   Answer from the contacted server's copy without asking the
+           leader (works without a quorum; may lag slightly).
 ` + clientHelp)
 }
 
@@ -36,6 +38,8 @@ func (c *JobStatusCommand) Run(args []string) int {
 	var asJSON bool
 	fs := c.Meta.flagSet("job status", true)
 	fs.BoolVar(&asJSON, "json", false, "")
+	var stale bool
+	fs.BoolVar(&stale, "stale", false, "")
 	if !c.Meta.parse(fs, args) {
 		return exitUsage
 	}
@@ -47,7 +51,7 @@ func (c *JobStatusCommand) Run(args []string) int {
 	if err != nil {
 		return c.Meta.errorf("%v", err)
 	}
-	resp, err := client.Jobs.GetJob(context.Background(), connect.NewRequest(&pb.GetJobRequest{Id: fs.Arg(0)}))
+	resp, err := client.Jobs.GetJob(context.Background(), connect.NewRequest(&pb.GetJobRequest{Id: fs.Arg(0), Stale: stale}))
 	if err != nil {
 		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
 	}

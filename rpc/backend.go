@@ -31,4 +31,19 @@ type Backend interface {
 	RunnerSeen(runnerID string)
 	// Status describes this agent.
 	Status() *pb.StatusResponse
+
+	// ApplyEntry commits a log entry forwarded by another server; only the
+	// leader accepts it.
+	ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyResponse, error)
+	// LeaderReadIndex is the index a consistent read on a follower waits for.
+	LeaderReadIndex(ctx context.Context) (uint64, error)
+	// RemoteRunners records which runners hold a stream to another server.
+	RemoteRunners(server string, runnerIDs []string)
+
+	// Members lists the gossip pool.
+	Members() []*pb.Member
+	// RaftPeers lists the Raft configuration.
+	RaftPeers(ctx context.Context, stale bool) (*pb.RaftPeersResponse, error)
+	// RemovePeer removes a server from the Raft configuration.
+	RemovePeer(ctx context.Context, id string) error
 }

@@ -1,11 +1,15 @@
 package rpc
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
@@ -14,12 +18,17 @@ import (
 // DefaultAddress is where clients look for a server when told nothing.
 const DefaultAddress = "http://127.0.0.1:7700"
 
-// Client is a typed client for one server.
+// Client is a typed client for a cluster, reached through one or more
+// server addresses.
 type Client struct {
-	Address string
-	Jobs    outpostv1connect.JobServiceClient
-	Runners outpostv1connect.RunnerServiceClient
-	Agent   outpostv1connect.AgentServiceClient
+	// Address is the first address; Addresses all of them.
+	Address   string
+	Addresses []string
+	HTTP      *http.Client
+	Jobs      outpostv1connect.JobServiceClient
+	Runners   outpostv1connect.RunnerServiceClient
+	Agent     outpostv1connect.AgentServiceClient
+	Operator  outpostv1connect.OperatorServiceClient
 }
 
 // NormalizeAddress accepts "host:port", "http://host:port" or
@@ -45,6 +54,22 @@ func NormalizeAddress(addr string) (string, error) {
 	return u.Scheme + "://" + u.Host, nil
 }
 
+// ParseAddresses splits a comma-separated list of server addresses.
+func ParseAddresses(list string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		if strings.TrimSpace(a) == "" && len(out) > 0 {
+			continue
+		}
+		n, err := NormalizeAddress(a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 // NewHTTPClient returns an HTTP client that speaks HTTP/2 without TLS to
 // http:// addresses, which the runner stream needs (it is bidirectional).
 func NewHTTPClient() *http.Client {
@@ -63,19 +88,93 @@ func NewHTTPClient() *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// NewClient returns a client for the server at addr.
-func NewClient(addr string, hc *http.Client) (*Client, error) {
-	base, err := NormalizeAddress(addr)
+// NewClient returns a client for the servers in addrs, a comma-separated
+// list. With several, a request that cannot reach one server is sent to the
+// next, and the client stays with the one that answered.
+func NewClient(addrs string, hc *http.Client) (*Client, error) {
+	list, err := ParseAddresses(addrs)
 	if err != nil {
 		return nil, err
 	}
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
+	base := list[0]
+	if len(list) > 1 {
+		hc = &http.Client{Transport: &failover{next: hc.Transport, addrs: list}, Timeout: hc.Timeout}
+	}
 	return &Client{
-		Address: base,
-		Jobs:    outpostv1connect.NewJobServiceClient(hc, base),
-		Runners: outpostv1connect.NewRunnerServiceClient(hc, base),
-		Agent:   outpostv1connect.NewAgentServiceClient(hc, base),
+		Address:   base,
+		Addresses: list,
+		HTTP:      hc,
+		Jobs:      outpostv1connect.NewJobServiceClient(hc, base),
+		Runners:   outpostv1connect.NewRunnerServiceClient(hc, base),
+		Agent:     outpostv1connect.NewAgentServiceClient(hc, base),
+		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base),
 	}, nil
+}
+
+// maxReplayBody bounds the request body failover keeps for a resend.
+const maxReplayBody = 8 << 20
+
+// failover sends each request to the current server and, when the
+// connection cannot be made, to the next. Only connection failures move on:
+// a request that reached a server is never sent twice by this layer.
+type failover struct {
+	next  http.RoundTripper
+	addrs []string
+
+	mu      sync.Mutex
+	current int
+}
+
+func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil && req.Body != http.NoBody {
+		b, err := io.ReadAll(io.LimitReader(req.Body, maxReplayBody+1))
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > maxReplayBody {
+			return nil, fmt.Errorf("request body over %d bytes", maxReplayBody)
+		}
+		body = b
+	}
+	f.mu.Lock()
+	start := f.current
+	f.mu.Unlock()
+	var lastErr error
+	for i := range f.addrs {
+		idx := (start + i) % len(f.addrs)
+		u, _ := url.Parse(f.addrs[idx])
+		r := req.Clone(req.Context())
+		r.URL.Scheme, r.URL.Host, r.Host = u.Scheme, u.Host, ""
+		if body != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		}
+		resp, err := f.next.RoundTrip(r)
+		if err == nil {
+			f.mu.Lock()
+			f.current = idx
+			f.mu.Unlock()
+			return resp, nil
+		}
+		lastErr = err
+		if !unreachable(err) || req.Context().Err() != nil {
+			return nil, err
+		}
+	}
+	return nil, lastErr
+}
+
+// unreachable reports whether err means the request never reached a server.
+func unreachable(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscallECONNREFUSED)
 }

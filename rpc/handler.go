@@ -20,4 +20,6 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	mux.Handle(outpostv1connect.NewJobServiceHandler(&JobService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream")}, opts...))
 	mux.Handle(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
+	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
+	mux.Handle(outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, opts...))
 }

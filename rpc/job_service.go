@@ -75,6 +75,18 @@ func BuildJob(r *project.ResolvedJob, now time.Time) *pb.Job {
 	return j
 }
 
+func validJobID(id string) bool {
+	if len(id) != 18 || id[:2] != "j-" {
+		return false
+	}
+	for _, c := range id[2:] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func durationOrNil(d time.Duration) *durationpb.Duration {
 	if d <= 0 {
 		return nil
@@ -123,6 +135,14 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 	}
 	job := BuildJob(resolved, time.Now())
 	job.Driver = m.Driver
+	if m.Id != "" {
+		if !validJobID(m.Id) {
+			return nil, invalid("id: %q is not a job id (\"j-\" and 16 lower-case hex digits)", m.Id)
+		}
+		// A retried submit whose first try committed finds its job here
+		// and returns it instead of queuing a second one.
+		job.Id = m.Id
+	}
 	if _, err := s.b.Apply(ctx, fsm.SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job}}); err != nil {
 		return nil, toConnect(err)
 	}

@@ -830,7 +830,10 @@ type SubmitJobRequest struct {
 	Variables map[string]string `protobuf:"bytes,5,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Workspace string            `protobuf:"bytes,6,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// Overrides the driver of every step; "noop" is for benchmarks.
-	Driver        string `protobuf:"bytes,7,opt,name=driver,proto3" json:"driver,omitempty"`
+	Driver string `protobuf:"bytes,7,opt,name=driver,proto3" json:"driver,omitempty"`
+	// Optional job id chosen by the client ("j-" and 16 hex digits). A submit
+	// retried with the same id after an unclear failure creates one job.
+	Id            string `protobuf:"bytes,8,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -910,6 +913,13 @@ func (x *SubmitJobRequest) GetWorkspace() string {
 func (x *SubmitJobRequest) GetDriver() string {
 	if x != nil {
 		return x.Driver
+	}
+	return ""
+}
+
+func (x *SubmitJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
 	}
 	return ""
 }
@@ -2443,6 +2453,695 @@ func (x *StatusResponse) GetLastIndex() uint64 {
 	return 0
 }
 
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
+}
+
+type Member struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// alive, suspect, dead, left.
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	// server or runner.
+	Role          string            `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Meta          map[string]string `protobuf:"bytes,5,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Member) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Member) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Member) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Member) GetMeta() map[string]string {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type MembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersResponse) Reset() {
+	*x = MembersResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersResponse) ProtoMessage() {}
+
+func (x *MembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
+func (*MembersResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *MembersResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type RaftPeersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftPeersRequest) Reset() {
+	*x = RaftPeersRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftPeersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftPeersRequest) ProtoMessage() {}
+
+func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftPeersRequest.ProtoReflect.Descriptor instead.
+func (*RaftPeersRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RaftPeersRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type RaftPeer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Leader        bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Voter         bool                   `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftPeer) Reset() {
+	*x = RaftPeer{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftPeer) ProtoMessage() {}
+
+func (x *RaftPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
+func (*RaftPeer) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RaftPeer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RaftPeer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *RaftPeer) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *RaftPeer) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+type RaftPeersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peers         []*RaftPeer            `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftPeersResponse) Reset() {
+	*x = RaftPeersResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftPeersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftPeersResponse) ProtoMessage() {}
+
+func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftPeersResponse.ProtoReflect.Descriptor instead.
+func (*RaftPeersResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RaftPeersResponse) GetPeers() []*RaftPeer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *RaftPeersResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type RemovePeerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Raft server id (the server's name) or its Raft address.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePeerRequest) Reset() {
+	*x = RemovePeerRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePeerRequest) ProtoMessage() {}
+
+func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
+func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RemovePeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RemovePeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePeerResponse) Reset() {
+	*x = RemovePeerResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePeerResponse) ProtoMessage() {}
+
+func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
+func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
+}
+
+type ApplyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A complete log entry (type byte + body), as fsm.Encode builds it.
+	Entry         []byte `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyRequest) Reset() {
+	*x = ApplyRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyRequest) ProtoMessage() {}
+
+func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
+func (*ApplyRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ApplyRequest) GetEntry() []byte {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+type ApplyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The index the entry was committed at; the forwarding server waits to
+	// apply it before answering its own client.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// A refusal by the state machine: kind is not_found, stale_lease,
+	// conflict or ambiguous, and message the error's text.
+	ErrorKind     string   `protobuf:"bytes,2,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
+	ErrorMessage  string   `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	Assigned      []string `protobuf:"bytes,4,rep,name=assigned,proto3" json:"assigned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyResponse) Reset() {
+	*x = ApplyResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyResponse) ProtoMessage() {}
+
+func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
+func (*ApplyResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ApplyResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ApplyResponse) GetErrorKind() string {
+	if x != nil {
+		return x.ErrorKind
+	}
+	return ""
+}
+
+func (x *ApplyResponse) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *ApplyResponse) GetAssigned() []string {
+	if x != nil {
+		return x.Assigned
+	}
+	return nil
+}
+
+type ReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
+}
+
+type ReadIndexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type RunnerHeartbeatsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Server string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	// Runners with an open stream to that server right now.
+	RunnerIds     []string `protobuf:"bytes,2,rep,name=runner_ids,json=runnerIds,proto3" json:"runner_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerHeartbeatsRequest) Reset() {
+	*x = RunnerHeartbeatsRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerHeartbeatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerHeartbeatsRequest) ProtoMessage() {}
+
+func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerHeartbeatsRequest.ProtoReflect.Descriptor instead.
+func (*RunnerHeartbeatsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RunnerHeartbeatsRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *RunnerHeartbeatsRequest) GetRunnerIds() []string {
+	if x != nil {
+		return x.RunnerIds
+	}
+	return nil
+}
+
+type RunnerHeartbeatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerHeartbeatsResponse) Reset() {
+	*x = RunnerHeartbeatsResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerHeartbeatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerHeartbeatsResponse) ProtoMessage() {}
+
+func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerHeartbeatsResponse.ProtoReflect.Descriptor instead.
+func (*RunnerHeartbeatsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
+}
+
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_outpost_proto_rawDesc = "" +
@@ -2544,7 +3243,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\fmodify_index\x18\x15 \x01(\x04R\vmodifyIndex\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdf\x02\n" +
 	"\x10SubmitJobRequest\x12%\n" +
 	"\x0eproject_source\x18\x01 \x01(\fR\rprojectSource\x12)\n" +
 	"\x10project_filename\x18\x02 \x01(\tR\x0fprojectFilename\x12\x18\n" +
@@ -2552,7 +3251,8 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x03job\x18\x04 \x01(\tR\x03job\x12I\n" +
 	"\tvariables\x18\x05 \x03(\v2+.outpost.v1.SubmitJobRequest.VariablesEntryR\tvariables\x12\x1c\n" +
 	"\tworkspace\x18\x06 \x01(\tR\tworkspace\x12\x16\n" +
-	"\x06driver\x18\a \x01(\tR\x06driver\x1a<\n" +
+	"\x06driver\x18\a \x01(\tR\x06driver\x12\x0e\n" +
+	"\x02id\x18\b \x01(\tR\x02id\x1a<\n" +
 	"\x0eVariablesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"6\n" +
@@ -2663,7 +3363,48 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06leader\x18\x04 \x01(\tR\x06leader\x12\x1b\n" +
 	"\tis_leader\x18\x05 \x01(\bR\bisLeader\x12\x1d\n" +
 	"\n" +
-	"last_index\x18\x06 \x01(\x04R\tlastIndex2\xf1\x02\n" +
+	"last_index\x18\x06 \x01(\x04R\tlastIndex\"\x10\n" +
+	"\x0eMembersRequest\"\xcd\x01\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x120\n" +
+	"\x04meta\x18\x05 \x03(\v2\x1c.outpost.v1.Member.MetaEntryR\x04meta\x1a7\n" +
+	"\tMetaEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
+	"\x0fMembersResponse\x12,\n" +
+	"\amembers\x18\x01 \x03(\v2\x12.outpost.v1.MemberR\amembers\"(\n" +
+	"\x10RaftPeersRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"b\n" +
+	"\bRaftPeer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x14\n" +
+	"\x05voter\x18\x04 \x01(\bR\x05voter\"U\n" +
+	"\x11RaftPeersResponse\x12*\n" +
+	"\x05peers\x18\x01 \x03(\v2\x14.outpost.v1.RaftPeerR\x05peers\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"#\n" +
+	"\x11RemovePeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
+	"\x12RemovePeerResponse\"$\n" +
+	"\fApplyRequest\x12\x14\n" +
+	"\x05entry\x18\x01 \x01(\fR\x05entry\"\x85\x01\n" +
+	"\rApplyResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1d\n" +
+	"\n" +
+	"error_kind\x18\x02 \x01(\tR\terrorKind\x12#\n" +
+	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\x12\x1a\n" +
+	"\bassigned\x18\x04 \x03(\tR\bassigned\"\x12\n" +
+	"\x10ReadIndexRequest\")\n" +
+	"\x11ReadIndexResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"P\n" +
+	"\x17RunnerHeartbeatsRequest\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1d\n" +
+	"\n" +
+	"runner_ids\x18\x02 \x03(\tR\trunnerIds\"\x1a\n" +
+	"\x18RunnerHeartbeatsResponse2\xf1\x02\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.outpost.v1.SubmitJobRequest\x1a\x1d.outpost.v1.SubmitJobResponse\x12?\n" +
@@ -2674,7 +3415,16 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\rRunnerService\x12C\n" +
 	"\aConnect\x12\x19.outpost.v1.RunnerMessage\x1a\x19.outpost.v1.ServerMessage(\x010\x012O\n" +
 	"\fAgentService\x12?\n" +
-	"\x06Status\x12\x19.outpost.v1.StatusRequest\x1a\x1a.outpost.v1.StatusResponseB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
+	"\x06Status\x12\x19.outpost.v1.StatusRequest\x1a\x1a.outpost.v1.StatusResponse2\xec\x01\n" +
+	"\x0fOperatorService\x12B\n" +
+	"\aMembers\x12\x1a.outpost.v1.MembersRequest\x1a\x1b.outpost.v1.MembersResponse\x12H\n" +
+	"\tRaftPeers\x12\x1c.outpost.v1.RaftPeersRequest\x1a\x1d.outpost.v1.RaftPeersResponse\x12K\n" +
+	"\n" +
+	"RemovePeer\x12\x1d.outpost.v1.RemovePeerRequest\x1a\x1e.outpost.v1.RemovePeerResponse2\xf7\x01\n" +
+	"\x0eClusterService\x12<\n" +
+	"\x05Apply\x12\x18.outpost.v1.ApplyRequest\x1a\x19.outpost.v1.ApplyResponse\x12H\n" +
+	"\tReadIndex\x12\x1c.outpost.v1.ReadIndexRequest\x1a\x1d.outpost.v1.ReadIndexResponse\x12]\n" +
+	"\x10RunnerHeartbeats\x12#.outpost.v1.RunnerHeartbeatsRequest\x1a$.outpost.v1.RunnerHeartbeatsResponseB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_outpost_proto_rawDescOnce sync.Once
@@ -2688,114 +3438,144 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_outpost_v1_outpost_proto_goTypes = []any{
-	(*Step)(nil),                  // 0: outpost.v1.Step
-	(*RetryPolicy)(nil),           // 1: outpost.v1.RetryPolicy
-	(*Job)(nil),                   // 2: outpost.v1.Job
-	(*LogLine)(nil),               // 3: outpost.v1.LogLine
-	(*LogChunk)(nil),              // 4: outpost.v1.LogChunk
-	(*Project)(nil),               // 5: outpost.v1.Project
-	(*Runner)(nil),                // 6: outpost.v1.Runner
-	(*SubmitJobRequest)(nil),      // 7: outpost.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),     // 8: outpost.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),         // 9: outpost.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 10: outpost.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 11: outpost.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 12: outpost.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 13: outpost.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 14: outpost.v1.CancelJobResponse
-	(*ReadLogsRequest)(nil),       // 15: outpost.v1.ReadLogsRequest
-	(*ReadLogsResponse)(nil),      // 16: outpost.v1.ReadLogsResponse
-	(*RunningJob)(nil),            // 17: outpost.v1.RunningJob
-	(*Register)(nil),              // 18: outpost.v1.Register
-	(*Heartbeat)(nil),             // 19: outpost.v1.Heartbeat
-	(*JobStarted)(nil),            // 20: outpost.v1.JobStarted
-	(*JobLogs)(nil),               // 21: outpost.v1.JobLogs
-	(*JobFinished)(nil),           // 22: outpost.v1.JobFinished
-	(*RunnerMessage)(nil),         // 23: outpost.v1.RunnerMessage
-	(*Registered)(nil),            // 24: outpost.v1.Registered
-	(*Assign)(nil),                // 25: outpost.v1.Assign
-	(*CancelAssigned)(nil),        // 26: outpost.v1.CancelAssigned
-	(*Ack)(nil),                   // 27: outpost.v1.Ack
-	(*ServerMessage)(nil),         // 28: outpost.v1.ServerMessage
-	(*StatusRequest)(nil),         // 29: outpost.v1.StatusRequest
-	(*StatusResponse)(nil),        // 30: outpost.v1.StatusResponse
-	nil,                           // 31: outpost.v1.Step.EnvEntry
-	nil,                           // 32: outpost.v1.Job.VariablesEntry
-	nil,                           // 33: outpost.v1.Job.EnvEntry
-	nil,                           // 34: outpost.v1.Runner.LabelsEntry
-	nil,                           // 35: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                           // 36: outpost.v1.Register.LabelsEntry
-	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*Step)(nil),                     // 0: outpost.v1.Step
+	(*RetryPolicy)(nil),              // 1: outpost.v1.RetryPolicy
+	(*Job)(nil),                      // 2: outpost.v1.Job
+	(*LogLine)(nil),                  // 3: outpost.v1.LogLine
+	(*LogChunk)(nil),                 // 4: outpost.v1.LogChunk
+	(*Project)(nil),                  // 5: outpost.v1.Project
+	(*Runner)(nil),                   // 6: outpost.v1.Runner
+	(*SubmitJobRequest)(nil),         // 7: outpost.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),        // 8: outpost.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),            // 9: outpost.v1.GetJobRequest
+	(*GetJobResponse)(nil),           // 10: outpost.v1.GetJobResponse
+	(*ListJobsRequest)(nil),          // 11: outpost.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 12: outpost.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),         // 13: outpost.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),        // 14: outpost.v1.CancelJobResponse
+	(*ReadLogsRequest)(nil),          // 15: outpost.v1.ReadLogsRequest
+	(*ReadLogsResponse)(nil),         // 16: outpost.v1.ReadLogsResponse
+	(*RunningJob)(nil),               // 17: outpost.v1.RunningJob
+	(*Register)(nil),                 // 18: outpost.v1.Register
+	(*Heartbeat)(nil),                // 19: outpost.v1.Heartbeat
+	(*JobStarted)(nil),               // 20: outpost.v1.JobStarted
+	(*JobLogs)(nil),                  // 21: outpost.v1.JobLogs
+	(*JobFinished)(nil),              // 22: outpost.v1.JobFinished
+	(*RunnerMessage)(nil),            // 23: outpost.v1.RunnerMessage
+	(*Registered)(nil),               // 24: outpost.v1.Registered
+	(*Assign)(nil),                   // 25: outpost.v1.Assign
+	(*CancelAssigned)(nil),           // 26: outpost.v1.CancelAssigned
+	(*Ack)(nil),                      // 27: outpost.v1.Ack
+	(*ServerMessage)(nil),            // 28: outpost.v1.ServerMessage
+	(*StatusRequest)(nil),            // 29: outpost.v1.StatusRequest
+	(*StatusResponse)(nil),           // 30: outpost.v1.StatusResponse
+	(*MembersRequest)(nil),           // 31: outpost.v1.MembersRequest
+	(*Member)(nil),                   // 32: outpost.v1.Member
+	(*MembersResponse)(nil),          // 33: outpost.v1.MembersResponse
+	(*RaftPeersRequest)(nil),         // 34: outpost.v1.RaftPeersRequest
+	(*RaftPeer)(nil),                 // 35: outpost.v1.RaftPeer
+	(*RaftPeersResponse)(nil),        // 36: outpost.v1.RaftPeersResponse
+	(*RemovePeerRequest)(nil),        // 37: outpost.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),       // 38: outpost.v1.RemovePeerResponse
+	(*ApplyRequest)(nil),             // 39: outpost.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 40: outpost.v1.ApplyResponse
+	(*ReadIndexRequest)(nil),         // 41: outpost.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 42: outpost.v1.ReadIndexResponse
+	(*RunnerHeartbeatsRequest)(nil),  // 43: outpost.v1.RunnerHeartbeatsRequest
+	(*RunnerHeartbeatsResponse)(nil), // 44: outpost.v1.RunnerHeartbeatsResponse
+	nil,                              // 45: outpost.v1.Step.EnvEntry
+	nil,                              // 46: outpost.v1.Job.VariablesEntry
+	nil,                              // 47: outpost.v1.Job.EnvEntry
+	nil,                              // 48: outpost.v1.Runner.LabelsEntry
+	nil,                              // 49: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                              // 50: outpost.v1.Register.LabelsEntry
+	nil,                              // 51: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),      // 52: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 53: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	31, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	37, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	37, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	32, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	45, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	52, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	52, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	46, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,  // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	33, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	37, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	37, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	47, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	52, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	52, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,  // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	38, // 9: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	38, // 10: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	38, // 11: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	38, // 12: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	38, // 13: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	38, // 14: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	38, // 15: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	53, // 9: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	53, // 10: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	53, // 11: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	53, // 12: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	53, // 13: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	53, // 14: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	53, // 15: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	3,  // 16: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	34, // 17: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	38, // 18: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	38, // 19: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	35, // 20: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	48, // 17: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	53, // 18: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	53, // 19: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	49, // 20: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
 	2,  // 21: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	37, // 22: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	52, // 22: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 23: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
 	2,  // 24: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
 	2,  // 25: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
 	4,  // 26: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
-	36, // 27: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	50, // 27: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
 	17, // 28: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
 	17, // 29: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
 	17, // 30: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	38, // 31: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	53, // 31: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
 	3,  // 32: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	38, // 33: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	53, // 33: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
 	3,  // 34: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
 	18, // 35: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
 	19, // 36: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
 	20, // 37: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
 	21, // 38: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
 	22, // 39: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	37, // 40: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	52, // 40: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
 	2,  // 41: outpost.v1.Assign.job:type_name -> outpost.v1.Job
 	24, // 42: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
 	25, // 43: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
 	26, // 44: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
 	27, // 45: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	7,  // 46: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	9,  // 47: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	11, // 48: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	13, // 49: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	15, // 50: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	23, // 51: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	29, // 52: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	8,  // 53: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	10, // 54: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	12, // 55: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	14, // 56: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	16, // 57: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	28, // 58: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	30, // 59: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	53, // [53:60] is the sub-list for method output_type
-	46, // [46:53] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	51, // 46: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	32, // 47: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	35, // 48: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	7,  // 49: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	9,  // 50: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	11, // 51: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	13, // 52: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	15, // 53: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	23, // 54: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	29, // 55: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	31, // 56: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	34, // 57: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	37, // 58: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	39, // 59: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	41, // 60: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	43, // 61: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	8,  // 62: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	10, // 63: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	12, // 64: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	14, // 65: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	16, // 66: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	28, // 67: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	30, // 68: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	33, // 69: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	36, // 70: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	38, // 71: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	40, // 72: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	42, // 73: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	44, // 74: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	62, // [62:75] is the sub-list for method output_type
+	49, // [49:62] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -2822,9 +3602,9 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   52,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   5,
 		},
 		GoTypes:           file_outpost_v1_outpost_proto_goTypes,
 		DependencyIndexes: file_outpost_v1_outpost_proto_depIdxs,

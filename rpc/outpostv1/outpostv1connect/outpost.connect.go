@@ -35,6 +35,10 @@ const (
 	RunnerServiceName = "outpost.v1.RunnerService"
 	// AgentServiceName is the fully-qualified name of the AgentService service.
 	AgentServiceName = "outpost.v1.AgentService"
+	// OperatorServiceName is the fully-qualified name of the OperatorService service.
+	OperatorServiceName = "outpost.v1.OperatorService"
+	// ClusterServiceName is the fully-qualified name of the ClusterService service.
+	ClusterServiceName = "outpost.v1.ClusterService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -59,6 +63,22 @@ const (
 	RunnerServiceConnectProcedure = "/outpost.v1.RunnerService/Connect"
 	// AgentServiceStatusProcedure is the fully-qualified name of the AgentService's Status RPC.
 	AgentServiceStatusProcedure = "/outpost.v1.AgentService/Status"
+	// OperatorServiceMembersProcedure is the fully-qualified name of the OperatorService's Members RPC.
+	OperatorServiceMembersProcedure = "/outpost.v1.OperatorService/Members"
+	// OperatorServiceRaftPeersProcedure is the fully-qualified name of the OperatorService's RaftPeers
+	// RPC.
+	OperatorServiceRaftPeersProcedure = "/outpost.v1.OperatorService/RaftPeers"
+	// OperatorServiceRemovePeerProcedure is the fully-qualified name of the OperatorService's
+	// RemovePeer RPC.
+	OperatorServiceRemovePeerProcedure = "/outpost.v1.OperatorService/RemovePeer"
+	// ClusterServiceApplyProcedure is the fully-qualified name of the ClusterService's Apply RPC.
+	ClusterServiceApplyProcedure = "/outpost.v1.ClusterService/Apply"
+	// ClusterServiceReadIndexProcedure is the fully-qualified name of the ClusterService's ReadIndex
+	// RPC.
+	ClusterServiceReadIndexProcedure = "/outpost.v1.ClusterService/ReadIndex"
+	// ClusterServiceRunnerHeartbeatsProcedure is the fully-qualified name of the ClusterService's
+	// RunnerHeartbeats RPC.
+	ClusterServiceRunnerHeartbeatsProcedure = "/outpost.v1.ClusterService/RunnerHeartbeats"
 )
 
 // JobServiceClient is a client for the outpost.v1.JobService service.
@@ -375,4 +395,248 @@ type UnimplementedAgentServiceHandler struct{}
 
 func (UnimplementedAgentServiceHandler) Status(context.Context, *connect.Request[outpostv1.StatusRequest]) (*connect.Response[outpostv1.StatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.AgentService.Status is not implemented"))
+}
+
+// OperatorServiceClient is a client for the outpost.v1.OperatorService service.
+type OperatorServiceClient interface {
+	Members(context.Context, *connect.Request[outpostv1.MembersRequest]) (*connect.Response[outpostv1.MembersResponse], error)
+	RaftPeers(context.Context, *connect.Request[outpostv1.RaftPeersRequest]) (*connect.Response[outpostv1.RaftPeersResponse], error)
+	RemovePeer(context.Context, *connect.Request[outpostv1.RemovePeerRequest]) (*connect.Response[outpostv1.RemovePeerResponse], error)
+}
+
+// NewOperatorServiceClient constructs a client for the outpost.v1.OperatorService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) OperatorServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	operatorServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("OperatorService").Methods()
+	return &operatorServiceClient{
+		members: connect.NewClient[outpostv1.MembersRequest, outpostv1.MembersResponse](
+			httpClient,
+			baseURL+OperatorServiceMembersProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("Members")),
+			connect.WithClientOptions(opts...),
+		),
+		raftPeers: connect.NewClient[outpostv1.RaftPeersRequest, outpostv1.RaftPeersResponse](
+			httpClient,
+			baseURL+OperatorServiceRaftPeersProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RaftPeers")),
+			connect.WithClientOptions(opts...),
+		),
+		removePeer: connect.NewClient[outpostv1.RemovePeerRequest, outpostv1.RemovePeerResponse](
+			httpClient,
+			baseURL+OperatorServiceRemovePeerProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RemovePeer")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// operatorServiceClient implements OperatorServiceClient.
+type operatorServiceClient struct {
+	members    *connect.Client[outpostv1.MembersRequest, outpostv1.MembersResponse]
+	raftPeers  *connect.Client[outpostv1.RaftPeersRequest, outpostv1.RaftPeersResponse]
+	removePeer *connect.Client[outpostv1.RemovePeerRequest, outpostv1.RemovePeerResponse]
+}
+
+// Members calls outpost.v1.OperatorService.Members.
+func (c *operatorServiceClient) Members(ctx context.Context, req *connect.Request[outpostv1.MembersRequest]) (*connect.Response[outpostv1.MembersResponse], error) {
+	return c.members.CallUnary(ctx, req)
+}
+
+// RaftPeers calls outpost.v1.OperatorService.RaftPeers.
+func (c *operatorServiceClient) RaftPeers(ctx context.Context, req *connect.Request[outpostv1.RaftPeersRequest]) (*connect.Response[outpostv1.RaftPeersResponse], error) {
+	return c.raftPeers.CallUnary(ctx, req)
+}
+
+// RemovePeer calls outpost.v1.OperatorService.RemovePeer.
+func (c *operatorServiceClient) RemovePeer(ctx context.Context, req *connect.Request[outpostv1.RemovePeerRequest]) (*connect.Response[outpostv1.RemovePeerResponse], error) {
+	return c.removePeer.CallUnary(ctx, req)
+}
+
+// OperatorServiceHandler is an implementation of the outpost.v1.OperatorService service.
+type OperatorServiceHandler interface {
+	Members(context.Context, *connect.Request[outpostv1.MembersRequest]) (*connect.Response[outpostv1.MembersResponse], error)
+	RaftPeers(context.Context, *connect.Request[outpostv1.RaftPeersRequest]) (*connect.Response[outpostv1.RaftPeersResponse], error)
+	RemovePeer(context.Context, *connect.Request[outpostv1.RemovePeerRequest]) (*connect.Response[outpostv1.RemovePeerResponse], error)
+}
+
+// NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	operatorServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("OperatorService").Methods()
+	operatorServiceMembersHandler := connect.NewUnaryHandler(
+		OperatorServiceMembersProcedure,
+		svc.Members,
+		connect.WithSchema(operatorServiceMethods.ByName("Members")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRaftPeersHandler := connect.NewUnaryHandler(
+		OperatorServiceRaftPeersProcedure,
+		svc.RaftPeers,
+		connect.WithSchema(operatorServiceMethods.ByName("RaftPeers")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRemovePeerHandler := connect.NewUnaryHandler(
+		OperatorServiceRemovePeerProcedure,
+		svc.RemovePeer,
+		connect.WithSchema(operatorServiceMethods.ByName("RemovePeer")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case OperatorServiceMembersProcedure:
+			operatorServiceMembersHandler.ServeHTTP(w, r)
+		case OperatorServiceRaftPeersProcedure:
+			operatorServiceRaftPeersHandler.ServeHTTP(w, r)
+		case OperatorServiceRemovePeerProcedure:
+			operatorServiceRemovePeerHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedOperatorServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedOperatorServiceHandler struct{}
+
+func (UnimplementedOperatorServiceHandler) Members(context.Context, *connect.Request[outpostv1.MembersRequest]) (*connect.Response[outpostv1.MembersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.Members is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RaftPeers(context.Context, *connect.Request[outpostv1.RaftPeersRequest]) (*connect.Response[outpostv1.RaftPeersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.RaftPeers is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RemovePeer(context.Context, *connect.Request[outpostv1.RemovePeerRequest]) (*connect.Response[outpostv1.RemovePeerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.OperatorService.RemovePeer is not implemented"))
+}
+
+// ClusterServiceClient is a client for the outpost.v1.ClusterService service.
+type ClusterServiceClient interface {
+	Apply(context.Context, *connect.Request[outpostv1.ApplyRequest]) (*connect.Response[outpostv1.ApplyResponse], error)
+	ReadIndex(context.Context, *connect.Request[outpostv1.ReadIndexRequest]) (*connect.Response[outpostv1.ReadIndexResponse], error)
+	RunnerHeartbeats(context.Context, *connect.Request[outpostv1.RunnerHeartbeatsRequest]) (*connect.Response[outpostv1.RunnerHeartbeatsResponse], error)
+}
+
+// NewClusterServiceClient constructs a client for the outpost.v1.ClusterService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ClusterServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	clusterServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("ClusterService").Methods()
+	return &clusterServiceClient{
+		apply: connect.NewClient[outpostv1.ApplyRequest, outpostv1.ApplyResponse](
+			httpClient,
+			baseURL+ClusterServiceApplyProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("Apply")),
+			connect.WithClientOptions(opts...),
+		),
+		readIndex: connect.NewClient[outpostv1.ReadIndexRequest, outpostv1.ReadIndexResponse](
+			httpClient,
+			baseURL+ClusterServiceReadIndexProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("ReadIndex")),
+			connect.WithClientOptions(opts...),
+		),
+		runnerHeartbeats: connect.NewClient[outpostv1.RunnerHeartbeatsRequest, outpostv1.RunnerHeartbeatsResponse](
+			httpClient,
+			baseURL+ClusterServiceRunnerHeartbeatsProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("RunnerHeartbeats")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// clusterServiceClient implements ClusterServiceClient.
+type clusterServiceClient struct {
+	apply            *connect.Client[outpostv1.ApplyRequest, outpostv1.ApplyResponse]
+	readIndex        *connect.Client[outpostv1.ReadIndexRequest, outpostv1.ReadIndexResponse]
+	runnerHeartbeats *connect.Client[outpostv1.RunnerHeartbeatsRequest, outpostv1.RunnerHeartbeatsResponse]
+}
+
+// Apply calls outpost.v1.ClusterService.Apply.
+func (c *clusterServiceClient) Apply(ctx context.Context, req *connect.Request[outpostv1.ApplyRequest]) (*connect.Response[outpostv1.ApplyResponse], error) {
+	return c.apply.CallUnary(ctx, req)
+}
+
+// ReadIndex calls outpost.v1.ClusterService.ReadIndex.
+func (c *clusterServiceClient) ReadIndex(ctx context.Context, req *connect.Request[outpostv1.ReadIndexRequest]) (*connect.Response[outpostv1.ReadIndexResponse], error) {
+	return c.readIndex.CallUnary(ctx, req)
+}
+
+// RunnerHeartbeats calls outpost.v1.ClusterService.RunnerHeartbeats.
+func (c *clusterServiceClient) RunnerHeartbeats(ctx context.Context, req *connect.Request[outpostv1.RunnerHeartbeatsRequest]) (*connect.Response[outpostv1.RunnerHeartbeatsResponse], error) {
+	return c.runnerHeartbeats.CallUnary(ctx, req)
+}
+
+// ClusterServiceHandler is an implementation of the outpost.v1.ClusterService service.
+type ClusterServiceHandler interface {
+	Apply(context.Context, *connect.Request[outpostv1.ApplyRequest]) (*connect.Response[outpostv1.ApplyResponse], error)
+	ReadIndex(context.Context, *connect.Request[outpostv1.ReadIndexRequest]) (*connect.Response[outpostv1.ReadIndexResponse], error)
+	RunnerHeartbeats(context.Context, *connect.Request[outpostv1.RunnerHeartbeatsRequest]) (*connect.Response[outpostv1.RunnerHeartbeatsResponse], error)
+}
+
+// NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	clusterServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("ClusterService").Methods()
+	clusterServiceApplyHandler := connect.NewUnaryHandler(
+		ClusterServiceApplyProcedure,
+		svc.Apply,
+		connect.WithSchema(clusterServiceMethods.ByName("Apply")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterServiceReadIndexHandler := connect.NewUnaryHandler(
+		ClusterServiceReadIndexProcedure,
+		svc.ReadIndex,
+		connect.WithSchema(clusterServiceMethods.ByName("ReadIndex")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterServiceRunnerHeartbeatsHandler := connect.NewUnaryHandler(
+		ClusterServiceRunnerHeartbeatsProcedure,
+		svc.RunnerHeartbeats,
+		connect.WithSchema(clusterServiceMethods.ByName("RunnerHeartbeats")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ClusterServiceApplyProcedure:
+			clusterServiceApplyHandler.ServeHTTP(w, r)
+		case ClusterServiceReadIndexProcedure:
+			clusterServiceReadIndexHandler.ServeHTTP(w, r)
+		case ClusterServiceRunnerHeartbeatsProcedure:
+			clusterServiceRunnerHeartbeatsHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedClusterServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedClusterServiceHandler struct{}
+
+func (UnimplementedClusterServiceHandler) Apply(context.Context, *connect.Request[outpostv1.ApplyRequest]) (*connect.Response[outpostv1.ApplyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ClusterService.Apply is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) ReadIndex(context.Context, *connect.Request[outpostv1.ReadIndexRequest]) (*connect.Response[outpostv1.ReadIndexResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ClusterService.ReadIndex is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) RunnerHeartbeats(context.Context, *connect.Request[outpostv1.RunnerHeartbeatsRequest]) (*connect.Response[outpostv1.RunnerHeartbeatsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ClusterService.RunnerHeartbeats is not implemented"))
 }

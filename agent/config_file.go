@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Overrides is one source of settings: a config file, the flags or the
+// environment. Every field is a pointer so "not set" differs from "set to
+// the zero value"; Apply layers sources in order with one rule, so a new
+// setting is one field here and one line in Apply.
+type Overrides struct {
+	Name      *string        `hcl:"name,optional"`
+	DataDir   *string        `hcl:"data_dir,optional"`
+	BindAddr  *string        `hcl:"bind_addr,optional"`
+	Advertise *string        `hcl:"advertise_addr,optional"`
+	LogLevel  *string        `hcl:"log_level,optional"`
+	Server    *ServerBlock   `hcl:"server,block"`
+	Runner    *RunnerBlock   `hcl:"runner,block"`
+	Ports     *PortsBlock    `hcl:"ports,block"`
+	TLS       *hclBodyIgnore `hcl:"tls,block"`
+	ACL       *hclBodyIgnore `hcl:"acl,block"`
+	Telemetry *hclBodyIgnore `hcl:"telemetry,block"`
+}
+
+// hclBodyIgnore reserves a block whose settings later versions define.
+type hclBodyIgnore struct {
+	Remain hcl.Body `hcl:",remain"`
+}
+
+// ServerBlock is `server { … }`.
+type ServerBlock struct {
+	Enabled         *bool    `hcl:"enabled,optional"`
+	BootstrapExpect *int     `hcl:"bootstrap_expect,optional"`
+	RetryJoin       []string `hcl:"retry_join,optional"`
+	RaftMultiplier  *int     `hcl:"raft_multiplier,optional"`
+	Encrypt         *string  `hcl:"encrypt,optional"`
+	RunnerTimeout   *string  `hcl:"runner_timeout,optional"`
+}
+
+// RunnerBlock is `runner { … }`.
+type RunnerBlock struct {
+	Enabled  *bool             `hcl:"enabled,optional"`
+	Servers  []string          `hcl:"servers,optional"`
+	Labels   map[string]string `hcl:"labels,optional"`
+	Capacity *int              `hcl:"capacity,optional"`
+	Token    *string           `hcl:"token,optional"`
+}
+
+// PortsBlock is `ports { … }`.
+type PortsBlock struct {
+	HTTP   *int `hcl:"http,optional"`
+	Raft   *int `hcl:"raft,optional"`
+	Gossip *int `hcl:"gossip,optional"`
+}
+
+// LoadConfigPaths reads each path (a file, or a directory whose *.hcl files
+// are read in name order) into Overrides, in order.
+func LoadConfigPaths(paths []string) ([]*Overrides, error) {
+	var out []*Overrides
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		files := []string{p}
+		if info.IsDir() {
+			matches, err := filepath.Glob(filepath.Join(p, "*.hcl"))
+			if err != nil {
+				return nil, fmt.Errorf("config: %w", err)
+			}
+			sort.Strings(matches)
+			files = matches
+		}
+		for _, f := range files {
+			o, err := LoadConfigFile(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// LoadConfigFile parses one agent config file. Unknown keys are errors that
+// name file:line:col.
+func LoadConfigFile(path string) (*Overrides, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(path, src)
+}
+
+// ParseConfig parses agent config source.
+func ParseConfig(filename string, src []byte) (*Overrides, error) {
+	f, diags := hclparse.NewParser().ParseHCL(src, filename)
+	if diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	o := &Overrides{}
+	if diags := gohcl.DecodeBody(f.Body, nil, o); diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	return o, nil
+}
+
+// diagError renders HCL diagnostics one per line as file:line:col: text.
+func diagError(diags hcl.Diagnostics) error {
+	var lines []string
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += ": " + d.Detail
+		}
+		if d.Subject != nil {
+			msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
+		}
+		lines = append(lines, msg)
+	}
+	return fmt.Errorf("%s", strings.Join(lines, "\n"))
+}
+
+// Apply layers o over c.
+func (c *Config) Apply(o *Overrides) error {
+	if o == nil {
+		return nil
+	}
+	setS(&c.NodeID, o.Name)
+	setS(&c.DataDir, o.DataDir)
+	setS(&c.BindAddr, o.BindAddr)
+	setS(&c.Advertise, o.Advertise)
+	setS(&c.LogLevel, o.LogLevel)
+	if s := o.Server; s != nil {
+		setB(&c.Server, s.Enabled)
+		setI(&c.BootstrapExpect, s.BootstrapExpect)
+		if s.RetryJoin != nil {
+			c.RetryJoin = s.RetryJoin
+		}
+		if s.RaftMultiplier != nil {
+			if *s.RaftMultiplier < 1 || *s.RaftMultiplier > 10 {
+				return fmt.Errorf("config: raft_multiplier must be between 1 and 10, got %d", *s.RaftMultiplier)
+			}
+			c.RaftTiming = raftTiming(*s.RaftMultiplier)
+		}
+		setS(&c.GossipKey, s.Encrypt)
+		if s.RunnerTimeout != nil {
+			d, err := time.ParseDuration(*s.RunnerTimeout)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("config: runner_timeout %q is not a positive duration", *s.RunnerTimeout)
+			}
+			c.RunnerTimeout = d
+		}
+	}
+	if r := o.Runner; r != nil {
+		setB(&c.Runner, r.Enabled)
+		if r.Servers != nil {
+			c.RunnerServers = r.Servers
+		}
+		for k, v := range r.Labels {
+			if c.RunnerLabels == nil {
+				c.RunnerLabels = map[string]string{}
+			}
+			c.RunnerLabels[k] = v
+		}
+		setI(&c.RunnerCapacity, r.Capacity)
+		setS(&c.RunnerToken, r.Token)
+	}
+	if p := o.Ports; p != nil {
+		setI(&c.Ports.HTTP, p.HTTP)
+		setI(&c.Ports.Raft, p.Raft)
+		setI(&c.Ports.Gossip, p.Gossip)
+	}
+	return nil
+}
+
+func setS(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setI(dst *int, v *int) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setB(dst *bool, v *bool) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// EnvOverrides reads OUTPOST_* variables. They win over files and flags, so
+// an orchestrator can adjust one setting without rewriting either.
+func EnvOverrides(getenv func(string) string) (*Overrides, error) {
+	o := &Overrides{Server: &ServerBlock{}, Ports: &PortsBlock{}}
+	str := func(name string) *string {
+		if v := getenv(name); v != "" {
+			return &v
+		}
+		return nil
+	}
+	var err error
+	num := func(name string) *int {
+		v := getenv(name)
+		if v == "" {
+			return nil
+		}
+		n, e := strconv.Atoi(v)
+		if e != nil && err == nil {
+			err = fmt.Errorf("config: %s=%q is not a number", name, v)
+		}
+		return &n
+	}
+	o.Name = str("OUTPOST_NAME")
+	o.DataDir = str("OUTPOST_DATA_DIR")
+	o.BindAddr = str("OUTPOST_BIND_ADDR")
+	o.Advertise = str("OUTPOST_ADVERTISE_ADDR")
+	o.LogLevel = str("OUTPOST_LOG_LEVEL")
+	o.Server.BootstrapExpect = num("OUTPOST_BOOTSTRAP_EXPECT")
+	o.Server.Encrypt = str("OUTPOST_ENCRYPT")
+	if v := getenv("OUTPOST_RETRY_JOIN"); v != "" {
+		o.Server.RetryJoin = strings.Split(v, ",")
+	}
+	o.Ports.HTTP = num("OUTPOST_HTTP_PORT")
+	o.Ports.Raft = num("OUTPOST_RAFT_PORT")
+	o.Ports.Gossip = num("OUTPOST_GOSSIP_PORT")
+	return o, err
+}

@@ -1,0 +1,285 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
+)
+
+// leaderWait bounds how long a write waits for an election to produce a
+// leader before failing with a retryable error.
+const leaderWait = 5 * time.Second
+
+// peers caches clients for other servers, keyed by HTTP address.
+type peers struct {
+	hc *http.Client
+	mu sync.Mutex
+	by map[string]outpostv1connect.ClusterServiceClient
+}
+
+func newPeers() *peers {
+	return &peers{hc: rpc.NewHTTPClient(), by: map[string]outpostv1connect.ClusterServiceClient{}}
+}
+
+func (p *peers) cluster(addr string) outpostv1connect.ClusterServiceClient {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.by[addr]
+	if !ok {
+		c = outpostv1connect.NewClusterServiceClient(p.hc, "http://"+addr)
+		p.by[addr] = c
+	}
+	return c
+}
+
+// leaderHTTP returns the leader's HTTP address, waiting out an election for
+// up to leaderWait. It returns "" with no error when this server leads.
+func (s *Server) leaderHTTP(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		if s.raft.State() == raft.Leader {
+			return "", nil
+		}
+		_, id := s.raft.LeaderWithID()
+		if id != "" {
+			if addr := s.httpAddrOf(string(id)); addr != "" {
+				return addr, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			if id != "" {
+				return "", fmt.Errorf("%w: leader %s has not announced its API address", rpc.ErrNoLeader, id)
+			}
+			return "", fmt.Errorf("%w: no leader elected (is a quorum of servers up?)", rpc.ErrNoLeader)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: %v", rpc.ErrNoLeader, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// httpAddrOf finds a server's API address from its gossip metadata.
+func (s *Server) httpAddrOf(name string) string {
+	if name == s.cfg.NodeID {
+		return s.httpAddr
+	}
+	if s.gossip == nil {
+		return ""
+	}
+	for _, m := range s.gossip.Members() {
+		if m.Name == name && m.Meta.Role == RoleServer {
+			return m.Meta.HTTP
+		}
+	}
+	return ""
+}
+
+// Apply implements rpc.Backend: the leader commits the entry; any other
+// server forwards it to the leader and then waits until its own replica has
+// applied it, so the caller reads its own write on this server.
+func (s *Server) Apply(ctx context.Context, t fsm.MessageType, body proto.Message) (any, error) {
+	data, err := fsm.Encode(t, body)
+	if err != nil {
+		return nil, err
+	}
+	leader, err := s.leaderHTTP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if leader == "" {
+		_, res, err := s.applyLocal(ctx, data)
+		return res, err
+	}
+	resp, err := s.peers.cluster(leader).Apply(ctx, connect.NewRequest(&pb.ApplyRequest{Entry: data}))
+	if err != nil {
+		var ce *connect.Error
+		if errors.As(err, &ce) && ce.Code() == connect.CodeUnavailable {
+			return nil, fmt.Errorf("%w: forwarding to leader at %s: %s", rpc.ErrNoLeader, leader, ce.Message())
+		}
+		return nil, fmt.Errorf("forwarding %s to leader at %s: %w", t, leader, err)
+	}
+	m := resp.Msg
+	if m.ErrorKind != "" || m.ErrorMessage != "" {
+		return nil, rebuildError(m.ErrorKind, m.ErrorMessage)
+	}
+	wctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	if err := s.fsm.WaitIndex(wctx, m.Index); err != nil {
+		return nil, fmt.Errorf("%w: committed at index %d, but this server has not applied it yet: %v", rpc.ErrNoLeader, m.Index, err)
+	}
+	if t == fsm.AssignJobsType {
+		return &fsm.AssignResult{Assigned: m.Assigned}, nil
+	}
+	return nil, nil
+}
+
+// applyLocal commits an encoded entry on this server, which must lead.
+func (s *Server) applyLocal(ctx context.Context, data []byte) (uint64, any, error) {
+	timeout := applyTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	fut := s.raft.Apply(data, timeout)
+	if err := fut.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			return 0, nil, fmt.Errorf("%w: %v; retry", rpc.ErrNoLeader, err)
+		}
+		return 0, nil, fmt.Errorf("raft apply: %w", err)
+	}
+	if err, ok := fut.Response().(error); ok {
+		return fut.Index(), nil, err
+	}
+	return fut.Index(), fut.Response(), nil
+}
+
+// ApplyEntry implements rpc.Backend for writes forwarded by other servers.
+func (s *Server) ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyResponse, error) {
+	if s.raft.State() != raft.Leader {
+		return nil, fmt.Errorf("%w: this server is no longer the leader", rpc.ErrNoLeader)
+	}
+	if _, _, err := fsm.Decode(entry); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	index, res, err := s.applyLocal(ctx, entry)
+	if err != nil && index == 0 {
+		return nil, err
+	}
+	resp := &pb.ApplyResponse{Index: index}
+	if err != nil {
+		resp.ErrorKind, resp.ErrorMessage = errorKind(err), err.Error()
+	}
+	if r, ok := res.(*fsm.AssignResult); ok {
+		resp.Assigned = r.Assigned
+	}
+	return resp, nil
+}
+
+// errorKind names a state-machine refusal so it survives the trip back to
+// the forwarding server as the same sentinel.
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, state.ErrStaleLease):
+		return "stale_lease"
+	case errors.Is(err, state.ErrConflict):
+		return "conflict"
+	case errors.Is(err, state.ErrAmbiguous):
+		return "ambiguous"
+	}
+	return "internal"
+}
+
+func rebuildError(kind, msg string) error {
+	var sentinel error
+	switch kind {
+	case "not_found":
+		sentinel = state.ErrNotFound
+	case "stale_lease":
+		sentinel = state.ErrStaleLease
+	case "conflict":
+		sentinel = state.ErrConflict
+	case "ambiguous":
+		sentinel = state.ErrAmbiguous
+	default:
+		return errors.New(msg)
+	}
+	return &remoteError{msg: msg, kind: sentinel}
+}
+
+// remoteError carries the leader's message and matches its sentinel.
+type remoteError struct {
+	msg  string
+	kind error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }
+
+// ReadBarrier implements rpc.Backend. The leader confirms it still leads; a
+// follower asks the leader how far state has gone and waits to catch up, so
+// a read on any server sees every write acknowledged before it.
+func (s *Server) ReadBarrier(ctx context.Context, stale bool) error {
+	if stale {
+		return nil
+	}
+	leader, err := s.leaderHTTP(ctx)
+	if err != nil {
+		return err
+	}
+	if leader == "" {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+		}
+		return nil
+	}
+	resp, err := s.peers.cluster(leader).ReadIndex(ctx, connect.NewRequest(&pb.ReadIndexRequest{}))
+	if err != nil {
+		return fmt.Errorf("%w: asking leader at %s for its index: %v (use -stale to read this server's copy)", rpc.ErrNoLeader, leader, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	return s.fsm.WaitIndex(wctx, resp.Msg.Index)
+}
+
+// LeaderReadIndex implements rpc.Backend: the index a consistent read must
+// wait for, from a leader that has just confirmed it leads.
+func (s *Server) LeaderReadIndex(ctx context.Context) (uint64, error) {
+	if s.raft.State() != raft.Leader {
+		return 0, fmt.Errorf("%w: this server is no longer the leader", rpc.ErrNoLeader)
+	}
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		return 0, fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+	}
+	return s.fsm.AppliedIndex(), nil
+}
+
+// RemoteRunners implements rpc.Backend.
+func (s *Server) RemoteRunners(server string, ids []string) { s.liveness.Remote(server, ids) }
+
+// reportRunners tells the leader which runners hold a stream to this server,
+// every second and whenever one connects or disconnects.
+func (s *Server) reportRunners() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.shutdownCh:
+			return
+		case <-t.C:
+		case <-s.liveness.localChanged:
+		}
+		if s.raft.State() == raft.Leader {
+			continue
+		}
+		_, id := s.raft.LeaderWithID()
+		addr := s.httpAddrOf(string(id))
+		if addr == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := s.peers.cluster(addr).RunnerHeartbeats(ctx, connect.NewRequest(&pb.RunnerHeartbeatsRequest{
+			Server: s.cfg.NodeID, RunnerIds: s.liveness.Local(),
+		}))
+		cancel()
+		if err != nil {
+			s.logger.Debug("reporting runners to leader", "leader", id, "error", err)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// OperatorRaftListPeersCommand lists the Raft configuration.
+type OperatorRaftListPeersCommand struct{ Meta *Meta }
+
+func (c *OperatorRaftListPeersCommand) Synopsis() string { return "List the Raft peers" }
+
+func (c *OperatorRaftListPeersCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost operator raft list-peers [options]
+
+  Lists the servers in the Raft configuration and which one leads.
+
+Options:
+
+  -stale   Answer from the contacted server's copy, even without a leader.
+  -json    Print as JSON.
+` + clientHelp)
+}
+
+func (c *OperatorRaftListPeersCommand) Run(args []string) int {
+	var asJSON, stale bool
+	fs := c.Meta.flagSet("operator raft list-peers", true)
+	fs.BoolVar(&asJSON, "json", false, "")
+	fs.BoolVar(&stale, "stale", false, "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Operator.RaftPeers(context.Background(), connect.NewRequest(&pb.RaftPeersRequest{Stale: stale}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	if asJSON {
+		return c.Meta.printJSON(resp.Msg)
+	}
+	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tADDRESS\tSTATE\tVOTER")
+	for _, p := range resp.Msg.Peers {
+		st := "follower"
+		if p.Leader {
+			st = "leader"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%t\n", p.Id, p.Address, st, p.Voter)
+	}
+	w.Flush()
+	return exitOK
+}
+
+// OperatorRaftRemovePeerCommand removes a dead server from Raft.
+type OperatorRaftRemovePeerCommand struct{ Meta *Meta }
+
+func (c *OperatorRaftRemovePeerCommand) Synopsis() string {
+	return "Remove a server from the Raft peers"
+}
+
+func (c *OperatorRaftRemovePeerCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost operator raft remove-peer [options] NODE
+
+  Removes a server that is gone for good from the Raft configuration, by
+  its name or Raft address, so it no longer counts toward the quorum.
+` + clientHelp)
+}
+
+func (c *OperatorRaftRemovePeerCommand) Run(args []string) int {
+	fs := c.Meta.flagSet("operator raft remove-peer", true)
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		c.Meta.UI.Error("Error: remove-peer takes exactly one argument, the node name or raft address")
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	if _, err := client.Operator.RemovePeer(context.Background(), connect.NewRequest(&pb.RemovePeerRequest{Id: fs.Arg(0)})); err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	fmt.Fprintf(c.Meta.Stdout, "Removed peer %s\n", fs.Arg(0))
+	return exitOK
+}

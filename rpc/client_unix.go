@@ -1,0 +1,5 @@
+package rpc
+
+import "syscall"
+
+var syscallECONNREFUSED = syscall.ECONNREFUSED
