@@ -72,10 +72,10 @@ func DefaultConfig() *Config {
 		host = "outpost-" + randomHex(4)
 	}
 	return &Config{
-		NodeID:   host,
-		BindAddr: "0.0.0.0",
-		LogLevel: "info",
-		Ports:    Ports{HTTP: DefaultHTTPPort, Raft: DefaultRaftPort, Gossip: DefaultGossipPort},
+		NodeID:            host,
+		BindAddr:          "0.0.0.0",
+		LogLevel:          "info",
+		Ports:             Ports{HTTP: DefaultHTTPPort, Raft: DefaultRaftPort, Gossip: DefaultGossipPort},
 		RaftTiming:        raftTiming(DefaultRaftMultiplier),
 		SnapshotThreshold: 8192,
 		TrailingLogs:      10240,

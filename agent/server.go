@@ -50,9 +50,9 @@ type Server struct {
 	raftNotifyCh chan bool
 	// hadState is true when Raft found a log or snapshot at start: such a
 	// server never bootstraps again.
-	hadState bool
-	shutdownCh   chan struct{}
-	wg           sync.WaitGroup
+	hadState   bool
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup
 }
 
 // NewServer opens the server's stores, starts Raft and joins gossip.

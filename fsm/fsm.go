@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -19,6 +20,12 @@ type FSM struct {
 
 	mu    sync.RWMutex
 	state *state.Store
+	// applied is closed and replaced after every apply and restore, waking
+	// WaitIndex callers.
+	applied chan struct{}
+	// lastIndex is the index of the last command applied, refused ones and
+	// no-ops included; table indexes only move when a table changes.
+	lastIndex uint64
 }
 
 // New returns an FSM over an empty state store.
@@ -27,7 +34,34 @@ func New(logger hclog.Logger) (*FSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FSM{logger: logger.Named("fsm"), state: st}, nil
+	return &FSM{logger: logger.Named("fsm"), state: st, applied: make(chan struct{})}, nil
+}
+
+func (f *FSM) notifyApplied(index uint64) {
+	f.mu.Lock()
+	f.lastIndex = max(f.lastIndex, index)
+	close(f.applied)
+	f.applied = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// WaitIndex blocks until the state store has applied index, so a server
+// that forwarded a write, or asked the leader for its read index, serves
+// reads that include it.
+func (f *FSM) WaitIndex(ctx context.Context, index uint64) error {
+	for {
+		f.mu.RLock()
+		last, ch := f.lastIndex, f.applied
+		f.mu.RUnlock()
+		if last >= index {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for index %d (at %d): %w", index, last, ctx.Err())
+		case <-ch:
+		}
+	}
 }
 
 // State returns the current state store.
@@ -50,12 +84,15 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	t, body, err := Decode(l.Data)
 	if err != nil {
+		f.notifyApplied(l.Index)
 		// A server running an older version meets a newer entry type: it
 		// must not diverge silently, so it says so loudly.
 		f.logger.Error("cannot apply log entry", "index", l.Index, "error", err)
 		return err
 	}
-	return f.apply(l.Index, t, body)
+	res := f.apply(l.Index, t, body)
+	f.notifyApplied(l.Index)
+	return res
 }
 
 // validate rejects entries that decode but lack what their apply needs, so a
@@ -133,7 +170,16 @@ func (f *FSM) apply(index uint64, t MessageType, body any) any {
 // Snapshot implements raft.FSM: it captures an immutable view cheaply; the
 // writing happens in Persist, off the apply path.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &snapshot{view: f.State().Snapshot()}, nil
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &snapshot{view: f.state.Snapshot(), index: f.lastIndex}, nil
+}
+
+// AppliedIndex returns the index of the last command this FSM applied.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.lastIndex
 }
 
 // Restore implements raft.FSM.
@@ -145,6 +191,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.state = st
+	f.lastIndex = 0
 	f.mu.Unlock()
+	f.notifyApplied(st.LatestIndex())
 	return nil
 }

@@ -137,7 +137,7 @@ func roundTrip(t *testing.T, f *FSM) *FSM {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := WriteSnapshot(&buf, snap.(*snapshot).view); err != nil {
+	if err := WriteSnapshot(&buf, snap.(*snapshot).view, 0); err != nil {
 		t.Fatal(err)
 	}
 	snap.Release()
@@ -190,7 +190,7 @@ func TestSnapshotIsPointInTime(t *testing.T) {
 	}
 	a.mustApply(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-2")}})
 	var buf bytes.Buffer
-	if err := WriteSnapshot(&buf, snap.(*snapshot).view); err != nil {
+	if err := WriteSnapshot(&buf, snap.(*snapshot).view, 0); err != nil {
 		t.Fatal(err)
 	}
 	st, err := ReadSnapshot(&buf)

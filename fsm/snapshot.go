@@ -30,12 +30,13 @@ const (
 )
 
 type snapshot struct {
-	view *state.Snapshot
+	view  *state.Snapshot
+	index uint64
 }
 
 // Persist implements raft.FSMSnapshot.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := WriteSnapshot(sink, s.view); err != nil {
+	if err := WriteSnapshot(sink, s.view, s.index); err != nil {
 		sink.Cancel()
 		return err
 	}
@@ -45,8 +46,9 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 // Release implements raft.FSMSnapshot.
 func (s *snapshot) Release() {}
 
-// WriteSnapshot writes every table of view to w.
-func WriteSnapshot(w io.Writer, view *state.Snapshot) error {
+// WriteSnapshot writes every table of view to w. index is the last index
+// applied when the view was taken; it is at least the view's table indexes.
+func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return fmt.Errorf("fsm: write snapshot: %w", err)
@@ -68,7 +70,7 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot) error {
 		}
 		return put(k, b)
 	}
-	err := put(recordIndex, binary.BigEndian.AppendUint64(nil, view.LatestIndex()))
+	err := put(recordIndex, binary.BigEndian.AppendUint64(nil, max(index, view.LatestIndex())))
 	for _, p := range view.Projects() {
 		if err == nil {
 			err = putMsg(recordProject, p)

@@ -109,8 +109,8 @@ func (ev *evaluator) profile(r *runnerSpec) string {
 	return s
 }
 
-// value evaluates expr. ok is false when it failed or, in a trial run, when
-// the value is not known yet.
+// value evaluates expr. ok is false when evaluation failed; the problem
+// has then been recorded. In a trial run the value may be unknown.
 func (ev *evaluator) value(expr hcl.Expression) (v cty.Value, ok bool) {
 	v, hd := expr.Value(ev.ctx)
 	if ev.ds.appendHCL(hd) {

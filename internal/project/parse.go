@@ -51,23 +51,6 @@ var (
 	}
 )
 
-// Limits on the shape of expressions. hclsyntax parses and evaluates
-// recursively: a few tens of thousands of "[" exhaust the goroutine stack,
-// which is a fatal error rather than a panic, so one hostile submission
-// could take a server down; and some long chains (x[a][a][a]…, nested
-// template directives) take quadratic time. Real project files nest fewer
-// than ten levels and use a handful of operators, so the limits are far
-// above anything legitimate and far below anything harmful.
-const (
-	// maxNesting bounds how deeply brackets, strings, templates and runs of
-	// unary operators may nest.
-	maxNesting = 100
-	// maxOperators bounds the number of operators, postfix index/splat
-	// brackets and template directives in the whole file, each of which
-	// can add a level to an expression tree.
-	maxOperators = 5000
-)
-
 // Parse parses and validates a project file. src is the file's content and
 // filename is used only in error positions. It checks everything that does
 // not depend on variable values or the workspace; see the package
@@ -96,7 +79,10 @@ func Parse(filename string, src []byte) (*Project, error) {
 		// add confusing follow-on errors.
 		return nil, ds.err()
 	}
-	checkNumbers(file.Body, &ds)
+	if !checkNumbers(file.Body, &ds) {
+		// Evaluating the rest could format one of those numbers.
+		return nil, ds.err()
+	}
 
 	p := &Project{Filename: filename, Source: src, varIndex: map[string]int{}}
 	ps := &parser{p: p, ds: &ds, fileStart: fileStart}
@@ -106,94 +92,6 @@ func Parse(filename string, src []byte) (*Project, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// checkShape enforces maxNesting and maxOperators before hclsyntax gets to
-// recurse over the input. It works on tokens, so brackets and operators
-// inside string literals, heredocs and comments do not count.
-func checkShape(filename string, src []byte, ds *diagnostics) bool {
-	tokens, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
-	depth, unary, operators := 0, 0, 0
-	prev := hclsyntax.TokenNil
-	for _, t := range tokens {
-		switch t.Type {
-		case hclsyntax.TokenOBrace, hclsyntax.TokenOParen,
-			hclsyntax.TokenOQuote, hclsyntax.TokenOHeredoc, hclsyntax.TokenTemplateInterp:
-			depth++
-		case hclsyntax.TokenOBrack:
-			depth++
-			// "[" right after a value indexes or splats it, which nests the
-			// expression tree even though the brackets themselves are closed.
-			switch prev {
-			case hclsyntax.TokenCBrack, hclsyntax.TokenCParen, hclsyntax.TokenCBrace,
-				hclsyntax.TokenIdent, hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc, hclsyntax.TokenNumberLit:
-				operators++
-			}
-		case hclsyntax.TokenTemplateControl:
-			depth++
-			operators++
-		case hclsyntax.TokenCBrace, hclsyntax.TokenCBrack, hclsyntax.TokenCParen,
-			hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc, hclsyntax.TokenTemplateSeqEnd:
-			if depth > 0 {
-				depth--
-			}
-		case hclsyntax.TokenPlus, hclsyntax.TokenMinus, hclsyntax.TokenStar, hclsyntax.TokenSlash,
-			hclsyntax.TokenPercent, hclsyntax.TokenEqualOp, hclsyntax.TokenNotEqual,
-			hclsyntax.TokenLessThan, hclsyntax.TokenLessThanEq, hclsyntax.TokenGreaterThan,
-			hclsyntax.TokenGreaterThanEq, hclsyntax.TokenAnd, hclsyntax.TokenOr,
-			hclsyntax.TokenBang, hclsyntax.TokenQuestion:
-			operators++
-		}
-		// A run of unary operators ("!!!!x", "----1") nests like brackets.
-		if t.Type == hclsyntax.TokenBang || t.Type == hclsyntax.TokenMinus {
-			unary++
-		} else if t.Type != hclsyntax.TokenNewline && t.Type != hclsyntax.TokenComment {
-			unary = 0
-		}
-		if t.Type != hclsyntax.TokenNewline && t.Type != hclsyntax.TokenComment {
-			prev = t.Type
-		}
-		switch {
-		case depth+unary > maxNesting:
-			ds.addf(t.Range, "Nesting too deep",
-				"Brackets, strings and operators may nest at most %d levels deep.", maxNesting)
-			return false
-		case operators > maxOperators:
-			ds.addf(t.Range, "Too many operators",
-				"A project file may contain at most %d operators, index brackets and template directives.", maxOperators)
-			return false
-		}
-	}
-	return true
-}
-
-// checkNumbers rejects number literals that do not fit a float64. cty keeps
-// numbers as arbitrary-precision floats, and turning 1e999999999 into a
-// string (which interpolation does) would allocate a billion digits.
-func checkNumbers(body hcl.Body, ds *diagnostics) {
-	node, ok := body.(hclsyntax.Node)
-	if !ok {
-		return
-	}
-	hclsyntax.VisitAll(node, func(n hclsyntax.Node) hcl.Diagnostics {
-		lit, ok := n.(*hclsyntax.LiteralValueExpr)
-		if !ok || lit.Val.Type() != cty.Number || lit.Val.IsNull() || !lit.Val.IsKnown() {
-			return nil
-		}
-		if !numberInRange(lit.Val.AsBigFloat()) {
-			ds.add(lit.SrcRange, "Number out of range",
-				"Numbers in a project file must fit in a 64-bit floating point value.")
-		}
-		return nil
-	})
-}
-
-func numberInRange(f *big.Float) bool {
-	if f.IsInf() {
-		return false
-	}
-	v, _ := f.Float64()
-	return !math.IsInf(v, 0) && (v != 0 || f.Sign() == 0)
 }
 
 // parser holds the state of one Parse call.
@@ -346,7 +244,7 @@ func (ps *parser) runner(b *hcl.Block) *runnerSpec {
 	if !ok {
 		return nil
 	}
-	return &runnerSpec{profile: ps.checkRefs(attr.Expr), pos: posOf(b.DefRange)}
+	return &runnerSpec{profile: ps.checkRefs(attr.Expr)}
 }
 
 func (ps *parser) job(b *hcl.Block) {
@@ -467,7 +365,7 @@ func (ps *parser) step(b *hcl.Block, seen map[string]hcl.Range) *stepSpec {
 	}
 	seen[name] = b.DefRange
 
-	s := &stepSpec{name: name, pos: posOf(b.DefRange)}
+	s := &stepSpec{name: name}
 	content, hd := b.Body.Content(stepSchema)
 	ps.ds.appendHCL(hd)
 	if content == nil {

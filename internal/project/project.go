@@ -102,14 +102,15 @@ func (j *Job) StepNames() []string {
 	return names
 }
 
+// runnerSpec is a runner block. profile is nil only in a file that failed
+// to parse.
 type runnerSpec struct {
 	profile hcl.Expression
-	pos     Pos
 }
 
+// stepSpec is a step block with its constants decoded.
 type stepSpec struct {
 	name    string
-	pos     Pos
 	command hcl.Expression // exactly one of command and script is non-nil
 	script  hcl.Expression
 	env     hcl.Expression // nil when unset
