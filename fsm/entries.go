@@ -24,6 +24,8 @@ const (
 	UpsertRunnerType  MessageType = 8
 	UpsertProjectType MessageType = 9
 	DeleteJobsType    MessageType = 10
+	UpdateRunnerType  MessageType = 11
+	RunnerTokenType   MessageType = 12
 )
 
 var typeNames = map[MessageType]string{
@@ -37,6 +39,8 @@ var typeNames = map[MessageType]string{
 	UpsertRunnerType:  "UpsertRunner",
 	UpsertProjectType: "UpsertProject",
 	DeleteJobsType:    "DeleteJobs",
+	UpdateRunnerType:  "UpdateRunner",
+	RunnerTokenType:   "RunnerToken",
 }
 
 func (t MessageType) String() string {
@@ -69,6 +73,10 @@ func newBody(t MessageType) (proto.Message, error) {
 		return &pb.UpsertProjectEntry{}, nil
 	case DeleteJobsType:
 		return &pb.DeleteJobsEntry{}, nil
+	case UpdateRunnerType:
+		return &pb.RunnerUpdateEntry{}, nil
+	case RunnerTokenType:
+		return &pb.UpsertRunnerTokenEntry{}, nil
 	}
 	return nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
 }

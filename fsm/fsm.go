@@ -126,6 +126,10 @@ func validate(t MessageType, body any) error {
 		if b.Project.GetName() == "" {
 			missing = "project name"
 		}
+	case *pb.UpsertRunnerTokenEntry:
+		if b.Token.GetId() == "" || len(b.Token.GetHash()) == 0 {
+			missing = "token id and hash"
+		}
 	}
 	if missing != "" {
 		return fmt.Errorf("fsm: %s entry has no %s", t, missing)
@@ -163,6 +167,10 @@ func (f *FSM) apply(index uint64, t MessageType, body any) any {
 		return st.UpsertProject(index, b.Project)
 	case *pb.DeleteJobsEntry:
 		return st.DeleteJobs(index, b.JobIds)
+	case *pb.RunnerUpdateEntry:
+		return st.UpdateRunner(index, b)
+	case *pb.UpsertRunnerTokenEntry:
+		return st.UpsertRunnerToken(index, b.Token)
 	}
 	return fmt.Errorf("fsm: no apply for %s", t)
 }

@@ -91,6 +91,10 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	a.mustApply(MarkLostType, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-3", Lease: lease}}, Reason: "runner r-1 gone", Time: ts(5)})
 	a.mustApply(CancelJobType, &pb.CancelJobEntry{JobId: "j-4", Time: ts(6)})
 	a.mustApply(DeleteJobsType, &pb.DeleteJobsEntry{JobIds: []string{"j-4"}})
+	a.mustApply(UpsertRunnerType, &pb.UpsertRunnerEntry{Runner: &pb.Runner{Id: "r-2", Capacity: 1, Status: "pending"}})
+	a.mustApply(UpdateRunnerType, &pb.RunnerUpdateEntry{RunnerId: "r-2", Action: "adopt", Time: ts(7)})
+	a.mustApply(UpdateRunnerType, &pb.RunnerUpdateEntry{RunnerId: "r-2", Action: "drain", Time: ts(7)})
+	a.mustApply(RunnerTokenType, &pb.UpsertRunnerTokenEntry{Token: &pb.RunnerToken{Id: "t-1", Hash: []byte{1, 2, 3}, CreatedAt: ts(8)}})
 
 	st := a.f.State()
 	for id, want := range map[string]string{"j-1": "succeeded", "j-2": "canceling", "j-3": "pending"} {
@@ -104,6 +108,9 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	}
 	if _, err := st.JobByID(nil, "j-4"); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("deleted job j-4: err = %v, want not found", err)
+	}
+	if r, _ := st.RunnerByID(nil, "r-2"); r.Status != "adopted" || !r.Draining {
+		t.Errorf("r-2 = %s draining=%t, want adopted and draining", r.Status, r.Draining)
 	}
 	if got := texts(st.LogChunks(nil, "j-1", 0)); got != "one,two,three" {
 		t.Errorf("j-1 logs = %q", got)
@@ -162,6 +169,7 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 	eqList(t, "log chunks", ws.LogChunks(), gs.LogChunks())
 	eqList(t, "projects", ws.Projects(), gs.Projects())
 	eqList(t, "runners", ws.Runners(), gs.Runners())
+	eqList(t, "runner tokens", ws.RunnerTokens(), gs.RunnerTokens())
 }
 
 func eqList[T proto.Message](t *testing.T, what string, want, got []T) {

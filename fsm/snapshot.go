@@ -27,6 +27,7 @@ const (
 	recordChunk   recordKind = 3
 	recordProject recordKind = 4
 	recordRunner  recordKind = 5
+	recordToken   recordKind = 6
 )
 
 type snapshot struct {
@@ -79,6 +80,11 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 	for _, r := range view.Runners() {
 		if err == nil {
 			err = putMsg(recordRunner, r)
+		}
+	}
+	for _, t := range view.RunnerTokens() {
+		if err == nil {
+			err = putMsg(recordToken, t)
 		}
 	}
 	for _, j := range view.Jobs() {
@@ -171,6 +177,11 @@ func restoreRecord(rs *state.Restore, kind recordKind, b []byte) error {
 		m := &pb.Runner{}
 		if err = proto.Unmarshal(b, m); err == nil {
 			err = rs.Runner(m)
+		}
+	case recordToken:
+		m := &pb.RunnerToken{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.RunnerToken(m)
 		}
 	default:
 		return fmt.Errorf("fsm: unknown snapshot record kind %d", kind)

@@ -153,12 +153,21 @@ func (s *Store) AppendLogs(index uint64, r *pb.JobLogs) error {
 	if err := s.appendLines(txn, index, j, r.Lines); err != nil {
 		return err
 	}
+	if err := putJob(txn, index, j); err != nil {
+		return err
+	}
+	if err := setIndex(txn, TableJobs, index); err != nil {
+		return err
+	}
 	txn.Commit()
 	return nil
 }
 
 // appendLines adds lines as one chunk, enforcing the per-job cap: the line
 // that would cross it is replaced by a marker and later lines are dropped.
+// It updates j's counters but does not store j: the caller stores it once,
+// because memdb computes the old index entries from the stored object, and
+// storing the same pointer twice in one transaction would leave stale ones.
 func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb.LogLine) error {
 	if len(lines) == 0 || j.LogsTruncated {
 		return nil
@@ -180,13 +189,7 @@ func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb
 	if err := txn.Insert(TableJobLogs, c); err != nil {
 		return fmt.Errorf("state: insert log chunk: %w", err)
 	}
-	if err := putJob(txn, index, j); err != nil {
-		return err
-	}
-	if err := setIndex(txn, TableJobLogs, index); err != nil {
-		return err
-	}
-	return setIndex(txn, TableJobs, index)
+	return setIndex(txn, TableJobLogs, index)
 }
 
 // FinishJob records a runner's result. A report repeated after it was applied

@@ -163,3 +163,20 @@ func TestJobIDPrefix(t *testing.T) {
 		t.Fatalf("j-nope: err = %v, want not found", err)
 	}
 }
+
+// A finish that carries log lines updates the job twice in one transaction;
+// the slot index must still drop the job (a regression: it once kept it).
+func TestFinishWithLinesFreesRunnerSlot(t *testing.T) {
+	s := fixture(t, nil)
+	if got := len(s.ActiveJobs(nil, "r-1")); got != 1 {
+		t.Fatalf("before finish: %d active jobs, want 1", got)
+	}
+	err := s.FinishJob(3, &pb.JobFinished{JobId: "j-1", Lease: 2, Outcome: "succeeded", Time: now,
+		Lines: []*pb.LogLine{{Text: "last words"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(s.ActiveJobs(nil, "r-1")); got != 0 {
+		t.Fatalf("after finish: %d active jobs, want 0", got)
+	}
+}

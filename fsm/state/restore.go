@@ -24,14 +24,15 @@ func (r *Restore) insert(table string, obj any) error {
 	return nil
 }
 
-func (r *Restore) Job(j *pb.Job) error           { return r.insert(TableJobs, j) }
-func (r *Restore) LogChunk(c *pb.LogChunk) error { return r.insert(TableJobLogs, c) }
-func (r *Restore) Project(p *pb.Project) error   { return r.insert(TableProjects, p) }
-func (r *Restore) Runner(x *pb.Runner) error     { return r.insert(TableRunners, x) }
+func (r *Restore) Job(j *pb.Job) error                 { return r.insert(TableJobs, j) }
+func (r *Restore) LogChunk(c *pb.LogChunk) error       { return r.insert(TableJobLogs, c) }
+func (r *Restore) Project(p *pb.Project) error         { return r.insert(TableProjects, p) }
+func (r *Restore) Runner(x *pb.Runner) error           { return r.insert(TableRunners, x) }
+func (r *Restore) RunnerToken(t *pb.RunnerToken) error { return r.insert(TableTokens, t) }
 
 // Index records the index every table is restored at.
 func (r *Restore) Index(index uint64) error {
-	for _, t := range []string{TableJobs, TableJobLogs, TableProjects, TableRunners} {
+	for _, t := range []string{TableJobs, TableJobLogs, TableProjects, TableRunners, TableTokens} {
 		if err := setIndex(r.txn, t, index); err != nil {
 			return err
 		}

@@ -33,6 +33,104 @@ func (s *Store) UpsertRunner(index uint64, r *pb.Runner) error {
 	return nil
 }
 
+// Runner actions carried by RunnerUpdateEntry.
+const (
+	RunnerAdopt   = "adopt"
+	RunnerReject  = "reject"
+	RunnerForget  = "forget"
+	RunnerDrain   = "drain"
+	RunnerUndrain = "undrain"
+	RunnerReady   = "ready"
+	RunnerDown    = "down"
+)
+
+// UpdateRunner applies an operator's decision or a liveness verdict.
+func (s *Store) UpdateRunner(index uint64, e *pb.RunnerUpdateEntry) error {
+	txn := s.txn()
+	defer txn.Abort()
+	raw, err := txn.First(TableRunners, "id", e.RunnerId)
+	if err != nil {
+		return fmt.Errorf("state: runner lookup: %w", err)
+	}
+	if raw == nil {
+		return fmt.Errorf("runner %q: %w", e.RunnerId, ErrNotFound)
+	}
+	r := proto.Clone(raw.(*pb.Runner)).(*pb.Runner)
+	switch e.Action {
+	case RunnerAdopt:
+		r.Status, r.StatusReason = "adopted", reasonOr(e.Reason, "adopted by an operator")
+	case RunnerReject:
+		r.Status, r.StatusReason = "rejected", reasonOr(e.Reason, "rejected by an operator")
+	case RunnerDrain:
+		r.Draining = true
+	case RunnerUndrain:
+		r.Draining = false
+	case RunnerReady:
+		r.State, r.LastSeen = "ready", e.Time
+	case RunnerDown:
+		r.State = "down"
+		r.StatusReason = reasonOr(e.Reason, r.StatusReason)
+	case RunnerForget:
+		it, err := txn.Get(TableJobs, "runner_active", r.Id)
+		if err != nil {
+			return fmt.Errorf("state: runner jobs: %w", err)
+		}
+		if it.Next() != nil {
+			return fmt.Errorf("runner %s still holds jobs; drain it and wait, or reject it so they are requeued, then forget it: %w", r.Id, ErrConflict)
+		}
+		if err := txn.Delete(TableRunners, raw); err != nil {
+			return fmt.Errorf("state: delete runner: %w", err)
+		}
+		if err := setIndex(txn, TableRunners, index); err != nil {
+			return err
+		}
+		txn.Commit()
+		return nil
+	default:
+		return fmt.Errorf("unknown runner action %q: %w", e.Action, ErrConflict)
+	}
+	r.ModifyIndex = index
+	if err := txn.Insert(TableRunners, r); err != nil {
+		return fmt.Errorf("state: update runner: %w", err)
+	}
+	if err := setIndex(txn, TableRunners, index); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// UpsertRunnerToken stores an adoption token (its hash).
+func (s *Store) UpsertRunnerToken(index uint64, t *pb.RunnerToken) error {
+	txn := s.txn()
+	defer txn.Abort()
+	t = proto.Clone(t).(*pb.RunnerToken)
+	t.CreateIndex = index
+	if err := txn.Insert(TableTokens, t); err != nil {
+		return fmt.Errorf("state: insert runner token: %w", err)
+	}
+	if err := setIndex(txn, TableTokens, index); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// RunnerTokenByHash finds an adoption token by the hash of its secret.
+func (s *Store) RunnerTokenByHash(hash []byte) (*pb.RunnerToken, error) {
+	raw, err := s.db.Txn(false).First(TableTokens, "hash", hash)
+	if err != nil {
+		return nil, fmt.Errorf("state: token lookup: %w", err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("runner token: %w", ErrNotFound)
+	}
+	return raw.(*pb.RunnerToken), nil
+}
+
+// RunnerTokens lists the adoption tokens.
+func (s *Store) RunnerTokens() []*pb.RunnerToken { return tokensFrom(s.db.Txn(false)) }
+
 // UpsertProject creates or replaces a stored project.
 func (s *Store) UpsertProject(index uint64, p *pb.Project) error {
 	txn := s.txn()

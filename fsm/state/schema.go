@@ -16,6 +16,7 @@ const (
 	TableProjects = "projects"
 	TableRunners  = "runners"
 	TableIndex    = "index"
+	TableTokens   = "runner_tokens"
 )
 
 // tableIndex records the Raft index that last wrote a table, so a blocking
@@ -58,6 +59,13 @@ func schema() *memdb.DBSchema {
 			Name: TableRunners,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		},
+		TableTokens: {
+			Name: TableTokens,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"hash": {Name: "hash", Unique: true, Indexer: tokenHashIndex{}},
 			},
 		},
 		TableIndex: {
@@ -116,4 +124,27 @@ func (activeRunnerIndex) FromArgs(args ...any) ([]byte, error) {
 		return nil, fmt.Errorf("activeRunnerIndex: argument is %T, want string", args[0])
 	}
 	return []byte(id + "\x00"), nil
+}
+
+// tokenHashIndex indexes a runner token by its hash, the only form in which
+// a presented token can be looked up.
+type tokenHashIndex struct{}
+
+func (tokenHashIndex) FromObject(obj any) (bool, []byte, error) {
+	t, ok := obj.(*pb.RunnerToken)
+	if !ok {
+		return false, nil, fmt.Errorf("tokenHashIndex: %T is not a runner token", obj)
+	}
+	return len(t.Hash) > 0, append([]byte(nil), t.Hash...), nil
+}
+
+func (tokenHashIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("tokenHashIndex: want 1 argument, got %d", len(args))
+	}
+	h, ok := args[0].([]byte)
+	if !ok {
+		return nil, fmt.Errorf("tokenHashIndex: argument is %T, want []byte", args[0])
+	}
+	return h, nil
 }

@@ -81,11 +81,24 @@ func (s *Store) Snapshot() *Snapshot {
 type Snapshot struct{ txn *memdb.Txn }
 
 // Each table's rows in a stable order, for persisting.
-func (sn *Snapshot) Jobs() []*pb.Job           { return jobsFrom(sn.txn, nil) }
-func (sn *Snapshot) Projects() []*pb.Project   { return projectsFrom(sn.txn, nil) }
-func (sn *Snapshot) Runners() []*pb.Runner     { return runnersFrom(sn.txn, nil) }
-func (sn *Snapshot) LogChunks() []*pb.LogChunk { return allChunks(sn.txn) }
-func (sn *Snapshot) LatestIndex() uint64       { return latestIndex(sn.txn) }
+func (sn *Snapshot) Jobs() []*pb.Job                 { return jobsFrom(sn.txn, nil) }
+func (sn *Snapshot) Projects() []*pb.Project         { return projectsFrom(sn.txn, nil) }
+func (sn *Snapshot) Runners() []*pb.Runner           { return runnersFrom(sn.txn, nil) }
+func (sn *Snapshot) LogChunks() []*pb.LogChunk       { return allChunks(sn.txn) }
+func (sn *Snapshot) LatestIndex() uint64             { return latestIndex(sn.txn) }
+func (sn *Snapshot) RunnerTokens() []*pb.RunnerToken { return tokensFrom(sn.txn) }
+
+func tokensFrom(txn *memdb.Txn) []*pb.RunnerToken {
+	it, err := txn.Get(TableTokens, "id")
+	if err != nil {
+		return nil
+	}
+	var out []*pb.RunnerToken
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*pb.RunnerToken))
+	}
+	return out
+}
 
 // setIndex records that index last wrote table.
 func setIndex(txn *memdb.Txn, table string, index uint64) error {
