@@ -28,6 +28,10 @@ type Agent struct {
 
 	runnerCancel context.CancelFunc
 	runnerDone   chan struct{}
+
+	gossipMu     sync.Mutex
+	runnerGossip *Gossip
+	gossipJoined bool
 	shutdownOnce sync.Once
 }
 
@@ -120,25 +124,56 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 }
 
 func (a *Agent) startRunner() error {
-	servers := a.cfg.RunnerServers
-	if a.server != nil {
-		servers = []string{"http://" + a.httpAddr}
-	}
-	r, err := runner.New(runner.Config{
-		ID:       a.cfg.NodeID + "-runner",
+	rc := runner.Config{
 		Name:     a.cfg.NodeID,
 		Labels:   a.cfg.RunnerLabels,
 		Capacity: a.cfg.RunnerCapacity,
-		Servers:  servers,
+		Servers:  a.cfg.RunnerServers,
+		DataDir:  a.cfg.DataDir,
 		Token:    a.cfg.RunnerToken,
-		DataDir:  runnerDataDir(a.cfg),
 		Version:  Version,
 		Logger:   a.logger,
-	})
+	}
+	if a.server != nil {
+		// The runner inside a server agent talks to its own server, which
+		// trusts it through a token that never leaves this process.
+		rc.ID = a.cfg.NodeID + "-runner"
+		rc.Servers = []string{"http://" + a.httpAddr}
+		rc.Token = a.server.LocalRunnerToken()
+		if rc.DataDir != "" {
+			rc.DataDir += "/runner"
+		}
+	} else {
+		rc.OnRegistered = a.joinRunnerGossip
+	}
+	if len(rc.Servers) == 0 {
+		return fmt.Errorf("agent: a runner needs at least one server address (-server)")
+	}
+	r, err := runner.New(rc)
 	if err != nil {
 		return err
 	}
 	a.runner = r
+	if a.server == nil && a.cfg.Ports.Gossip >= 0 {
+		g, err := StartGossip(GossipConfig{
+			Name:      r.ID(),
+			BindAddr:  a.cfg.BindAddr,
+			Advertise: a.cfg.Advertise,
+			Port:      a.cfg.Ports.Gossip,
+			Key:       a.cfg.GossipKey,
+			Fast:      true,
+			Logger:    a.logger,
+			Meta:      NodeMeta{Role: RoleRunner, Capacity: a.cfg.RunnerCapacity, Labels: a.cfg.RunnerLabels, Version: Version},
+		})
+		if err != nil {
+			// Gossip is an extra liveness signal; the stream alone works.
+			a.logger.Warn("not joining gossip; liveness rests on the stream alone", "error", err)
+		} else {
+			a.gossipMu.Lock()
+			a.runnerGossip = g
+			a.gossipMu.Unlock()
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.runnerCancel, a.runnerDone = cancel, make(chan struct{})
 	go func() {
@@ -148,12 +183,29 @@ func (a *Agent) startRunner() error {
 	return nil
 }
 
-func runnerDataDir(c *Config) string {
-	if c.DataDir == "" {
-		return ""
+// joinRunnerGossip joins the pool through the servers' gossip addresses the
+// first time a server tells them; a firewall that blocks gossip costs only
+// the extra signal.
+func (a *Agent) joinRunnerGossip(addrs []string) {
+	a.gossipMu.Lock()
+	g, joined := a.runnerGossip, a.gossipJoined
+	a.gossipJoined = true
+	a.gossipMu.Unlock()
+	if g == nil || joined {
+		return
 	}
-	return c.DataDir + "/runner"
+	go func() {
+		if n, err := g.Join(addrs); err != nil && n == 0 {
+			a.logger.Warn("cannot reach the servers' gossip; liveness rests on the stream alone", "addresses", addrs, "error", err)
+			a.gossipMu.Lock()
+			a.gossipJoined = false
+			a.gossipMu.Unlock()
+		}
+	}()
 }
+
+// Runner returns the agent's runner, or nil.
+func (a *Agent) Runner() *runner.Runner { return a.runner }
 
 // Leave takes a server out of the cluster on purpose (graceful stop).
 func (a *Agent) Leave(ctx context.Context) {
@@ -176,6 +228,11 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			case <-ctx.Done():
 			}
 		}
+		a.gossipMu.Lock()
+		if a.runnerGossip != nil {
+			_ = a.runnerGossip.Leave(2 * time.Second)
+		}
+		a.gossipMu.Unlock()
 		if a.httpSrv != nil {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			if e := a.httpSrv.Shutdown(sctx); e != nil {

@@ -1,50 +1,91 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"crypto/subtle"
+	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"time"
 
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
 var _ rpc.Backend = (*Server)(nil)
 
-// RegisterRunner implements rpc.Backend: it writes the runner's record when
-// it is new or its description changed, and nothing otherwise, so
-// reconnects cost no log entries.
+// RegisterRunner implements rpc.Backend. It checks the runner's secret
+// against the one bound at first contact, decides adoption for newcomers,
+// and writes the record only when something in it changed, so reconnects
+// cost no log entries.
 func (s *Server) RegisterRunner(ctx context.Context, reg *pb.Register, addr string) (*pb.Runner, error) {
+	if err := s.ReadBarrier(ctx, false); err != nil {
+		return nil, err
+	}
+	hash := rpc.HashSecret(reg.Secret)
+	trusted := s.cfg.Dev || (reg.Token != "" && subtle.ConstantTimeCompare([]byte(reg.Token), []byte(s.localRunnerToken)) == 1)
+	now := timestamppb.Now()
+
 	cur, err := s.State().RunnerByID(nil, reg.RunnerId)
-	if err == nil && cur.Id == reg.RunnerId && cur.Name == reg.Name && cur.Capacity == reg.Capacity &&
-		cur.Version == reg.Version && maps.Equal(cur.Labels, reg.Labels) && cur.Address == addr {
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return nil, err
+	}
+	var r *pb.Runner
+	if cur != nil && cur.Id == reg.RunnerId {
+		if len(cur.SecretHash) > 0 && !bytes.Equal(cur.SecretHash, hash) && !trusted {
+			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf(
+				"runner %s is registered with a different secret; if its data dir was lost, remove the old record with `outpost runner forget %s` and restart it", cur.Id, cur.Id))
+		}
+		if cur.Status == rpc.RunnerRejected {
+			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("runner %s was rejected by an operator", cur.Id))
+		}
+		r = proto.Clone(cur).(*pb.Runner)
+	} else {
+		r = &pb.Runner{Id: reg.RunnerId, FirstSeen: now, Status: rpc.RunnerPending,
+			StatusReason: fmt.Sprintf("waiting for adoption: run `outpost runner adopt %s`, or start the runner with a token from `outpost runner token create`", reg.RunnerId)}
+	}
+	r.Name, r.Labels, r.Capacity, r.Version, r.Address = reg.Name, reg.Labels, reg.Capacity, reg.Version, addr
+	r.SecretHash = hash
+	r.State = "ready"
+	if r.Status == rpc.RunnerPending {
+		switch {
+		case trusted:
+			r.Status, r.StatusReason = rpc.RunnerAdopted, "adopted automatically: runs inside a server agent"
+			if s.cfg.Dev {
+				r.StatusReason = "adopted automatically by the dev agent"
+			}
+		case reg.Token != "":
+			tok, err := s.State().RunnerTokenByHash(rpc.HashSecret(reg.Token))
+			if err != nil || (tok.ExpiresAt != nil && tok.ExpiresAt.AsTime().Before(time.Now())) {
+				return nil, connect.NewError(connect.CodePermissionDenied, errors.New(
+					"the adoption token is unknown or expired; create one with `outpost runner token create`, or start without -token and adopt the runner with `outpost runner adopt`"))
+			}
+			r.Status, r.StatusReason = rpc.RunnerAdopted, "adopted with token "+tok.Id
+		}
+	}
+	if cur != nil && cur.Id == reg.RunnerId && runnerSame(cur, r) {
 		return cur, nil
 	}
-	r := &pb.Runner{
-		Id:       reg.RunnerId,
-		Name:     reg.Name,
-		Labels:   reg.Labels,
-		Capacity: reg.Capacity,
-		Version:  reg.Version,
-		Address:  addr,
-		State:    "ready",
-		LastSeen: timestamppb.Now(),
-	}
-	if err == nil && cur.Id == reg.RunnerId {
-		r.Status, r.State, r.FirstSeen = cur.Status, cur.State, cur.FirstSeen
-	} else {
-		r.FirstSeen = r.LastSeen
-		// Adoption by operators arrives with the runner-token work; until
-		// then every runner that reaches a server is adopted.
-		r.Status = rpc.RunnerAdopted
-	}
+	r.LastSeen = now
 	if _, err := s.Apply(ctx, fsm.UpsertRunnerType, &pb.UpsertRunnerEntry{Runner: r}); err != nil {
 		return nil, fmt.Errorf("recording runner %s: %w", r.Id, err)
 	}
 	return s.State().RunnerByID(nil, r.Id)
+}
+
+// runnerSame reports whether a registration changes nothing worth a write.
+func runnerSame(a, b *pb.Runner) bool {
+	return a.Name == b.Name && a.Capacity == b.Capacity && a.Version == b.Version && a.Address == b.Address &&
+		a.Status == b.Status && a.State == b.State && maps.Equal(a.Labels, b.Labels) &&
+		bytes.Equal(a.SecretHash, b.SecretHash) && slices.Equal(a.Projects, b.Projects)
 }
 
 // RunnerConnected implements rpc.Backend.
@@ -52,3 +93,27 @@ func (s *Server) RunnerConnected(id string) func() { return s.liveness.Connected
 
 // RunnerSeen implements rpc.Backend.
 func (s *Server) RunnerSeen(id string) { s.liveness.Seen(id) }
+
+// RunnerLastSeen implements rpc.Backend.
+func (s *Server) RunnerLastSeen(id string) (time.Time, bool) { return s.liveness.LastSeen(id) }
+
+// RunnerFresh implements rpc.Backend.
+func (s *Server) RunnerFresh(id string) bool { return s.liveness.Fresh(id) }
+
+// GossipAddrs implements rpc.Backend.
+func (s *Server) GossipAddrs() []string {
+	if s.gossip == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range s.gossip.Members() {
+		if m.Meta.Role == RoleServer && m.Status == "alive" {
+			out = append(out, m.Addr)
+		}
+	}
+	return out
+}
+
+// LocalRunnerToken is the in-memory token that adopts the runner running
+// inside this server's own agent (-runner), which needs no operator.
+func (s *Server) LocalRunnerToken() string { return s.localRunnerToken }

@@ -61,6 +61,11 @@ func (s *Server) watchMembership() {
 		if s.leaderName() != "" {
 			s.gossip.SetBootstrapped()
 		}
+		for _, m := range s.gossip.Members() {
+			if m.Meta.Role == RoleRunner {
+				s.liveness.Gossip(m.Name, m.Status == "alive")
+			}
+		}
 		if s.raft.State() == raft.Leader {
 			s.reconcileMembers()
 		} else if !s.hadState && s.cfg.BootstrapExpect > 1 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outpost-run/outpost/agent/dispatch"
 	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/fsm/state"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -45,7 +46,7 @@ func (s *Server) establishLeadership() {
 	d := dispatch.New(dispatch.Config{
 		State:  s.State,
 		Apply:  s.Apply,
-		Usable: s.liveness.Connectable,
+		Usable: s.liveness.Usable,
 		Logger: s.logger,
 	})
 	s.leaderMu.Lock()
@@ -78,10 +79,11 @@ func (s *Server) revokeLeadership() {
 	s.logger.Info("leader loops stopped")
 }
 
-// reap finds runners that are gone while holding jobs and hands those jobs
-// back: requeued or lost, per their retry policy.
+// reap watches runner liveness: a runner silent past the timeout is marked
+// down and its jobs handed back (requeued or lost, per their retry policy);
+// a runner heard from again is marked ready.
 func (s *Server) reap(ctx context.Context, since time.Time) {
-	t := time.NewTicker(s.cfg.RunnerTimeout / 4)
+	t := time.NewTicker(max(s.cfg.RunnerTimeout/4, 100*time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -92,7 +94,14 @@ func (s *Server) reap(ctx context.Context, since time.Time) {
 		now := time.Now()
 		st := s.State()
 		for _, r := range st.Runners(nil) {
-			if !s.liveness.Gone(r.Id, since, now) {
+			gone := s.liveness.Gone(r.Id, since, now)
+			switch {
+			case !gone && r.State == "down" && s.liveness.Usable(r.Id):
+				s.markRunner(ctx, r.Id, state.RunnerReady, "")
+			case gone && r.State != "down":
+				s.markRunner(ctx, r.Id, state.RunnerDown, "no word from the runner for "+s.cfg.RunnerTimeout.String())
+			}
+			if !gone {
 				continue
 			}
 			active := st.ActiveJobs(nil, r.Id)
@@ -107,10 +116,19 @@ func (s *Server) reap(ctx context.Context, since time.Time) {
 				entry.Jobs = append(entry.Jobs, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
 			}
 			if _, err := s.Apply(ctx, fsm.MarkLostType, entry); err != nil {
-				s.logger.Warn("could not mark jobs of a gone runner lost", "runner", r.Id, "error", err)
+				s.logger.Warn("could not hand back the jobs of a gone runner", "runner", r.Id, "error", err)
 				continue
 			}
 			s.logger.Warn("runner gone; its jobs were handed back", "runner", r.Id, "jobs", len(entry.Jobs))
 		}
 	}
+}
+
+func (s *Server) markRunner(ctx context.Context, id, action, reason string) {
+	entry := &pb.RunnerUpdateEntry{RunnerId: id, Action: action, Reason: reason, Time: timestamppb.Now()}
+	if _, err := s.Apply(ctx, fsm.UpdateRunnerType, entry); err != nil {
+		s.logger.Warn("recording runner liveness", "runner", id, "state", action, "error", err)
+		return
+	}
+	s.logger.Info("runner liveness changed", "runner", id, "state", action)
 }

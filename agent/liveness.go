@@ -5,21 +5,34 @@ import (
 	"time"
 )
 
-// Liveness tracks, in memory, which runners have an open stream and when
-// each was last heard from. It is never written to the log: heartbeats are
-// chatter, and a new leader starts every runner with a fresh grace period.
+// Liveness tracks, in memory, which runners are alive: streams open to this
+// server and when each runner last spoke, followers' reports of runners
+// streaming to them, and what gossip says. It is never written to the log:
+// heartbeats are chatter, and a new leader starts every runner with a fresh
+// grace period.
+//
+// A runner is usable (can take work) while its stream has spoken within the
+// timeout. It is gone (its jobs are handed back) when it has not spoken for
+// the timeout and gossip does not vouch for it; gossip alone keeps it for at
+// most gossipGrace more, so a runner cut off from every server's API cannot
+// hold its jobs forever.
 type Liveness struct {
 	timeout time.Duration
 
 	mu      sync.Mutex
 	runners map[string]*liveEntry
 	onOpen  func()
-	// remote holds, per follower, the runners with a stream to it, as last
-	// reported; only the leader's copy matters.
+	// remote holds, per follower, the runners with a live stream to it.
 	remote map[string]remoteSet
 	// localChanged fires when a local stream opens or closes, so a
 	// follower reports to the leader at once instead of at the next tick.
 	localChanged chan struct{}
+}
+
+type liveEntry struct {
+	streams     int
+	lastSeen    time.Time
+	gossipAlive bool
 }
 
 type remoteSet struct {
@@ -31,15 +44,18 @@ type remoteSet struct {
 // one-second reports may be lost before its runners stop being usable.
 const remoteFresh = 4 * time.Second
 
-type liveEntry struct {
-	streams  int
-	lastSeen time.Time
-}
+// gossipGrace multiplies the timeout for runners that gossip says are alive
+// but that have no stream.
+const gossipGrace = 3
 
-// NewLiveness returns a tracker that declares a runner gone timeout after it
-// was last heard from with no stream open.
+// NewLiveness returns a tracker with the given silence timeout.
 func NewLiveness(timeout time.Duration) *Liveness {
-	return &Liveness{timeout: timeout, runners: map[string]*liveEntry{}, remote: map[string]remoteSet{}, localChanged: make(chan struct{}, 1)}
+	return &Liveness{
+		timeout:      timeout,
+		runners:      map[string]*liveEntry{},
+		remote:       map[string]remoteSet{},
+		localChanged: make(chan struct{}, 1),
+	}
 }
 
 func (l *Liveness) entry(id string) *liveEntry {
@@ -68,7 +84,6 @@ func (l *Liveness) Connected(id string) func() {
 		once.Do(func() {
 			l.mu.Lock()
 			e.streams--
-			e.lastSeen = time.Now()
 			l.mu.Unlock()
 			l.signalLocal()
 			if hook != nil {
@@ -78,28 +93,73 @@ func (l *Liveness) Connected(id string) func() {
 	}
 }
 
-// Seen refreshes a runner's last-heard time.
+// Seen records that a runner spoke on its stream.
 func (l *Liveness) Seen(id string) {
 	l.mu.Lock()
 	l.entry(id).lastSeen = time.Now()
 	l.mu.Unlock()
 }
 
-// Connectable reports whether a runner can take work now: it has a stream
-// to this server or, as a follower recently reported, to another.
-func (l *Liveness) Connectable(id string) bool {
+// LastSeen returns when a runner last spoke, as far as this server knows.
+func (l *Liveness) LastSeen(id string) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e, ok := l.runners[id]; ok && e.streams > 0 {
+	e, ok := l.runners[id]
+	if !ok || e.lastSeen.IsZero() {
+		return time.Time{}, false
+	}
+	return e.lastSeen, true
+}
+
+// Fresh reports whether a runner spoke within the timeout.
+func (l *Liveness) Fresh(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.runners[id]
+	return ok && time.Since(e.lastSeen) <= l.timeout
+}
+
+// Gossip records what the gossip pool says of a runner.
+func (l *Liveness) Gossip(id string, alive bool) {
+	l.mu.Lock()
+	l.entry(id).gossipAlive = alive
+	l.mu.Unlock()
+}
+
+// Usable reports whether a runner can take work now: a live stream to this
+// server or, as a follower recently reported, to another.
+func (l *Liveness) Usable(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if e, ok := l.runners[id]; ok && e.streams > 0 && now.Sub(e.lastSeen) <= l.timeout {
 		return true
 	}
-	now := time.Now()
 	for _, set := range l.remote {
 		if set.ids[id] && now.Sub(set.at) < remoteFresh {
 			return true
 		}
 	}
 	return false
+}
+
+// Gone reports whether a runner should be given up on, counting silence
+// from since at the earliest (when this server started leading).
+func (l *Liveness) Gone(id string, since, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	last, gossip := since, false
+	if e, ok := l.runners[id]; ok {
+		if e.lastSeen.After(last) {
+			last = e.lastSeen
+		}
+		gossip = e.gossipAlive
+	}
+	silent := now.Sub(last)
+	if gossip {
+		return silent > gossipGrace*l.timeout
+	}
+	return silent > l.timeout
 }
 
 func (l *Liveness) signalLocal() {
@@ -109,20 +169,21 @@ func (l *Liveness) signalLocal() {
 	}
 }
 
-// Local lists the runners with a stream to this server.
+// Local lists the runners with a live stream to this server.
 func (l *Liveness) Local() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
 	var out []string
 	for id, e := range l.runners {
-		if e.streams > 0 {
+		if e.streams > 0 && now.Sub(e.lastSeen) <= l.timeout {
 			out = append(out, id)
 		}
 	}
 	return out
 }
 
-// Remote records a follower's report of the runners connected to it. A
+// Remote records a follower's report of the runners streaming to it. A
 // change wakes the dispatcher, since runners may have come or gone.
 func (l *Liveness) Remote(server string, ids []string) {
 	now := time.Now()
@@ -145,23 +206,6 @@ func (l *Liveness) Remote(server string, ids []string) {
 	if changed && hook != nil {
 		hook()
 	}
-}
-
-// Gone reports whether a runner has had no stream and no word for the
-// timeout, counting from since at the earliest (leadership start).
-func (l *Liveness) Gone(id string, since time.Time, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	last := since
-	if e, ok := l.runners[id]; ok {
-		if e.streams > 0 {
-			return false
-		}
-		if e.lastSeen.After(last) {
-			last = e.lastSeen
-		}
-	}
-	return now.Sub(last) > l.timeout
 }
 
 // onOpenSet installs a hook called whenever a stream opens or closes (the

@@ -18,6 +18,7 @@ import (
 	"github.com/outpost-run/outpost/agent/dispatch"
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -41,6 +42,9 @@ type Server struct {
 	peers    *peers
 	// httpAddr is this server's advertised API address, for forwarding.
 	httpAddr string
+	// localRunnerToken adopts the runner inside this agent; it lives only
+	// in this process's memory.
+	localRunnerToken string
 
 	leaderMu     sync.Mutex
 	leaderCancel context.CancelFunc
@@ -63,13 +67,14 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 		return nil, err
 	}
 	s := &Server{
-		cfg:        cfg,
-		logger:     logger.Named("server"),
-		fsm:        f,
-		liveness:   NewLiveness(cfg.RunnerTimeout),
-		peers:      newPeers(),
-		httpAddr:   httpAddr,
-		shutdownCh: make(chan struct{}),
+		cfg:              cfg,
+		logger:           logger.Named("server"),
+		fsm:              f,
+		liveness:         NewLiveness(cfg.RunnerTimeout),
+		peers:            newPeers(),
+		localRunnerToken: rpc.NewSecret("local_"),
+		httpAddr:         httpAddr,
+		shutdownCh:       make(chan struct{}),
 		// Buffered so Raft never blocks on us; leadership flaps are rare.
 		raftNotifyCh: make(chan bool, 16),
 	}

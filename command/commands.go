@@ -54,6 +54,28 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 		},
 		"project validate": func() (cli.Command, error) { return &ProjectValidateCommand{Meta: m}, nil },
 		"members":          func() (cli.Command, error) { return &MembersCommand{Meta: m}, nil },
+		"runner": func() (cli.Command, error) {
+			return &GroupCommand{name: "runner", synopsis: "Run, adopt and inspect runners"}, nil
+		},
+		"runner agent":   func() (cli.Command, error) { return &RunnerAgentCommand{Meta: m}, nil },
+		"runner list":    func() (cli.Command, error) { return &RunnerListCommand{Meta: m}, nil },
+		"runner inspect": func() (cli.Command, error) { return &RunnerInspectCommand{Meta: m}, nil },
+		"runner adopt": func() (cli.Command, error) {
+			return &RunnerActionCommand{Meta: m, action: "adopt", synopsis: "Approve a pending runner", help: "Adopts a pending runner (or a rejected one): it starts getting jobs."}, nil
+		},
+		"runner reject": func() (cli.Command, error) {
+			return &RunnerActionCommand{Meta: m, action: "reject", synopsis: "Refuse a runner", help: "Rejects a runner: its connection is closed, it is never sent work, and its jobs are requeued."}, nil
+		},
+		"runner forget": func() (cli.Command, error) {
+			return &RunnerActionCommand{Meta: m, action: "forget", synopsis: "Remove a runner's record", help: "Removes a runner's record. It must hold no jobs. If it connects again it registers as new."}, nil
+		},
+		"runner drain": func() (cli.Command, error) {
+			return &RunnerActionCommand{Meta: m, action: "drain", synopsis: "Stop giving a runner new jobs", help: "Drains a runner: it finishes what it runs and takes nothing new."}, nil
+		},
+		"runner token": func() (cli.Command, error) {
+			return &GroupCommand{name: "runner token", synopsis: "Adoption tokens"}, nil
+		},
+		"runner token create": func() (cli.Command, error) { return &RunnerTokenCreateCommand{Meta: m}, nil },
 		"operator": func() (cli.Command, error) {
 			return &GroupCommand{name: "operator", synopsis: "Cluster administration"}, nil
 		},

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -29,6 +30,13 @@ type Backend interface {
 	RunnerConnected(runnerID string) (closed func())
 	// RunnerSeen refreshes a runner's liveness.
 	RunnerSeen(runnerID string)
+	// RunnerLastSeen is when this server last heard of a runner, if ever.
+	RunnerLastSeen(runnerID string) (time.Time, bool)
+	// RunnerFresh reports whether a runner's stream has spoken recently
+	// enough; a stream that went quiet is closed.
+	RunnerFresh(runnerID string) bool
+	// GossipAddrs are the servers' gossip addresses, for runners to join.
+	GossipAddrs() []string
 	// Status describes this agent.
 	Status() *pb.StatusResponse
 

@@ -49,6 +49,8 @@ func validateRegister(r *pb.Register) error {
 		return invalid("register.capacity: must be between 1 and 4096, got %d", r.Capacity)
 	case len(r.Labels) > 64:
 		return invalid("register.labels: at most 64 labels, got %d", len(r.Labels))
+	case len(r.Secret) < 16 || len(r.Secret) > 256:
+		return invalid("register.secret: the runner's own secret (16 to 256 characters) is required")
 	}
 	return nil
 }
@@ -76,9 +78,7 @@ func (s *RunnerService) Connect(ctx context.Context, stream *connect.BidiStream[
 		stream: stream,
 		logger: s.logger.With("runner", runner.Id),
 	}
-	if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Registered{Registered: &pb.Registered{
-		RunnerId: runner.Id, Status: runner.Status, HeartbeatInterval: durationpb.New(HeartbeatInterval),
-	}}}); err != nil {
+	if err := c.sendRegistered(runner); err != nil {
 		return err
 	}
 	closed := s.b.RunnerConnected(runner.Id)
@@ -91,7 +91,8 @@ func (s *RunnerService) Connect(ctx context.Context, stream *connect.BidiStream[
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() { cancel(c.receive(ctx)) }()
-	c.deliver(ctx)
+	err = c.deliver(ctx, runner.Status)
+	cancel(err)
 	err = context.Cause(ctx)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -107,6 +108,16 @@ type runnerConn struct {
 	logger hclog.Logger
 
 	sendMu sync.Mutex
+}
+
+func (c *runnerConn) sendRegistered(r *pb.Runner) error {
+	return c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Registered{Registered: &pb.Registered{
+		RunnerId:          r.Id,
+		Status:            r.Status,
+		StatusReason:      r.StatusReason,
+		HeartbeatInterval: durationpb.New(HeartbeatInterval),
+		GossipAddrs:       c.svc.b.GossipAddrs(),
+	}}})
 }
 
 // send serialises writes: assignments and acks come from two goroutines.
@@ -145,17 +156,29 @@ func (c *runnerConn) reconcile(ctx context.Context, reg *pb.Register) error {
 }
 
 // deliver sends the runner every assignment and cancel request made for it,
-// each once per lease, waking on state changes.
-func (c *runnerConn) deliver(ctx context.Context) {
+// each once per lease, waking on state changes. It ends the stream when the
+// runner is rejected or forgotten, or its heartbeats lapse.
+func (c *runnerConn) deliver(ctx context.Context, status string) error {
 	assigned := map[string]uint64{}
 	canceled := map[string]uint64{}
 	for ctx.Err() == nil {
 		ws := memdb.NewWatchSet()
 		st := c.svc.b.State()
 		r, err := st.RunnerByID(ws, c.id)
-		if err == nil && r.Status == RunnerRejected {
+		switch {
+		case errors.Is(err, state.ErrNotFound):
+			return connect.NewError(connect.CodeNotFound, fmt.Errorf("runner %s was forgotten by an operator; restart it to register anew", c.id))
+		case err == nil && r.Status == RunnerRejected:
 			c.logger.Info("closing stream of rejected runner")
-			return
+			return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("runner %s was rejected by an operator", c.id))
+		case !c.svc.b.RunnerFresh(c.id):
+			return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("no heartbeat from runner %s in time; closing its stream", c.id))
+		}
+		if err == nil && r.Status != status {
+			if err := c.sendRegistered(r); err != nil {
+				return err
+			}
+			status = r.Status
 		}
 		active := map[string]bool{}
 		if err == nil && r.Status == RunnerAdopted {
@@ -163,7 +186,7 @@ func (c *runnerConn) deliver(ctx context.Context) {
 				active[j.Id] = true
 				if assigned[j.Id] != j.Lease {
 					if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: j}}}); err != nil {
-						return
+						return err
 					}
 					assigned[j.Id] = j.Lease
 				}
@@ -171,7 +194,7 @@ func (c *runnerConn) deliver(ctx context.Context) {
 					if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Cancel{Cancel: &pb.CancelAssigned{
 						JobId: j.Id, Lease: j.Lease, Reason: j.StatusReason,
 					}}}); err != nil {
-						return
+						return err
 					}
 					canceled[j.Id] = j.Lease
 				}
@@ -185,6 +208,7 @@ func (c *runnerConn) deliver(ctx context.Context) {
 		}
 		watchOrTimeout(ctx, ws)
 	}
+	return ctx.Err()
 }
 
 // receive handles the runner's reports until the stream fails.
@@ -205,6 +229,9 @@ func (c *runnerConn) receive(ctx context.Context) error {
 		)
 		switch m := msg.Msg.(type) {
 		case *pb.RunnerMessage_Heartbeat:
+			if err := c.fenceRunning(m.Heartbeat.Running); err != nil {
+				return err
+			}
 			continue
 		case *pb.RunnerMessage_Started:
 			t, body, jobID, lease, kind = fsm.JobStartedType, &pb.JobStartedEntry{Report: m.Started}, m.Started.JobId, m.Started.Lease, "started"
@@ -235,4 +262,26 @@ func (c *runnerConn) receive(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// fenceRunning tells the runner to stop attempts it runs that are no longer
+// its own: requeued after it was thought lost, canceled, or finished.
+func (c *runnerConn) fenceRunning(running []*pb.RunningJob) error {
+	st := c.svc.b.State()
+	for _, r := range running {
+		j, err := st.JobByID(nil, r.JobId)
+		if err == nil && j.Lease == r.Lease && j.RunnerId == c.id && state.Active(j.Status) {
+			continue
+		}
+		reason := "this attempt is no longer current"
+		if err == nil {
+			reason = fmt.Sprintf("this attempt is no longer current: job is %s (attempt %d, lease %d)", j.Status, j.Attempt, j.Lease)
+		}
+		if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Cancel{Cancel: &pb.CancelAssigned{
+			JobId: r.JobId, Lease: r.Lease, Reason: reason,
+		}}}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -21,6 +21,8 @@ import (
 
 // Config describes one runner.
 type Config struct {
+	// ID is optional: by default the runner keeps the id it made at its
+	// first start in DataDir.
 	ID       string
 	Name     string
 	Labels   map[string]string
@@ -37,11 +39,15 @@ type Config struct {
 	HTTPClient *http.Client
 	// BaseEnv is the environment jobs start from; nil means os.Environ().
 	BaseEnv []string
+	// OnRegistered, if set, is told the servers' gossip addresses each time
+	// the runner registers, so its agent can join the pool.
+	OnRegistered func(gossipAddrs []string)
 }
 
 // Runner is a running runner agent.
 type Runner struct {
 	cfg     Config
+	id      *Identity
 	logger  hclog.Logger
 	outbox  *outbox.Outbox
 	workDir string
@@ -56,9 +62,6 @@ type Runner struct {
 
 // New prepares a runner; Run connects it.
 func New(cfg Config) (*Runner, error) {
-	if cfg.ID == "" {
-		return nil, errors.New("runner: an id is required")
-	}
 	if cfg.Capacity <= 0 {
 		cfg.Capacity = 1
 	}
@@ -71,8 +74,12 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = rpc.NewHTTPClient()
 	}
-	r := &Runner{cfg: cfg, logger: cfg.Logger.Named("runner"), hc: cfg.HTTPClient, jobs: map[string]*execution{}}
-	var err error
+	id, err := LoadIdentity(cfg.DataDir, cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ID = id.ID
+	r := &Runner{cfg: cfg, id: id, logger: cfg.Logger.Named("runner").With("runner", id.ID), hc: cfg.HTTPClient, jobs: map[string]*execution{}}
 	if cfg.DataDir == "" {
 		r.outbox = outbox.Memory()
 		if r.workDir, err = os.MkdirTemp("", "outpost-runner-"); err != nil {
@@ -113,19 +120,30 @@ func (r *Runner) Run(ctx context.Context) error {
 			backoff.reset()
 		}
 		wait := backoff.next()
+		if connect.CodeOf(err) == connect.CodePermissionDenied {
+			// Refused (rejected, or wrong secret): what runs here can no
+			// longer be reported, so stop it. An operator must act; keep
+			// asking, slowly, so the runner recovers once they have.
+			wait = 30 * time.Second
+			r.cancelAll()
+		}
 		r.logger.Warn("stream to server ended; reconnecting", "server", server, "error", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
 		}
 	}
+	r.cancelAll()
+	r.wg.Wait()
+	return nil
+}
+
+func (r *Runner) cancelAll() {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, e := range r.jobs {
 		e.cancel()
 	}
-	r.mu.Unlock()
-	r.wg.Wait()
-	return nil
 }
 
 func (r *Runner) close() {
@@ -197,6 +215,7 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		Capacity: uint32(r.cfg.Capacity),
 		Version:  r.cfg.Version,
 		Token:    r.cfg.Token,
+		Secret:   r.id.Secret,
 		Running:  r.running(),
 	}
 	for _, f := range unacked {
@@ -225,11 +244,7 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		r.mu.Unlock()
 		stream.CloseRequest()
 	}()
-	if changed {
-		r.logger.Info("connected", "server", server, "status", registered.Status)
-	} else {
-		r.logger.Debug("connected", "server", server)
-	}
+	r.registered(server, registered, changed)
 	for _, f := range unacked {
 		if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: f}}); err != nil {
 			return err
@@ -254,10 +269,35 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 			r.handleAck(m.Ack)
 		case *pb.ServerMessage_Registered:
 			r.mu.Lock()
+			changed := r.status != m.Registered.Status
 			r.status = m.Registered.Status
 			r.mu.Unlock()
+			r.registered(server, m.Registered, changed)
 		}
 	}
+}
+
+// registered reports a registration answer and passes on gossip addresses.
+func (r *Runner) registered(server string, m *pb.Registered, changed bool) {
+	switch {
+	case !changed:
+		r.logger.Debug("connected", "server", server, "status", m.Status)
+	case m.Status == "adopted":
+		r.logger.Info("connected and adopted; ready for jobs", "server", server)
+	default:
+		r.logger.Warn("connected but not adopted: no jobs will come", "server", server, "status", m.Status, "reason", m.StatusReason)
+	}
+	if r.cfg.OnRegistered != nil && len(m.GossipAddrs) > 0 {
+		r.cfg.OnRegistered(m.GossipAddrs)
+	}
+}
+
+// Status is the adoption status the server last gave, "" before the first
+// registration.
+func (r *Runner) Status() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
 }
 
 func (r *Runner) heartbeat(ctx context.Context, s *session, every time.Duration) {

@@ -97,7 +97,7 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 	pending := st.Jobs(ws, state.JobFilter{Status: state.StatusPending})
 	var slots []*slot
 	for _, r := range st.Runners(ws) {
-		if r.Status != "adopted" || r.State == "draining" || !d.cfg.Usable(r.Id) {
+		if r.Status != "adopted" || r.Draining || !d.cfg.Usable(r.Id) {
 			continue
 		}
 		slots = append(slots, &slot{runner: r, load: len(st.ActiveJobs(ws, r.Id))})

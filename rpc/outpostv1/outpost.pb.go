@@ -694,13 +694,23 @@ type Runner struct {
 	Version  string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	// pending, adopted, rejected.
 	Status string `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
-	// ready, down, draining (liveness as last recorded by the leader).
-	State         string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
-	Address       string                 `protobuf:"bytes,8,opt,name=address,proto3" json:"address,omitempty"`
-	FirstSeen     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
-	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	CreateIndex   uint64                 `protobuf:"varint,20,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
-	ModifyIndex   uint64                 `protobuf:"varint,21,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	// ready or down: liveness as last recorded by the leader.
+	State     string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	Address   string                 `protobuf:"bytes,8,opt,name=address,proto3" json:"address,omitempty"`
+	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	LastSeen  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// Finish what runs, take nothing new.
+	Draining bool `protobuf:"varint,11,opt,name=draining,proto3" json:"draining,omitempty"`
+	// SHA-256 of the runner's own secret, bound at first contact: only the
+	// holder of that secret may speak as this runner.
+	SecretHash   []byte `protobuf:"bytes,12,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
+	StatusReason string `protobuf:"bytes,13,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	// Filled in by the server answering a read, not stored: jobs held now.
+	Running uint32 `protobuf:"varint,14,opt,name=running,proto3" json:"running,omitempty"`
+	// Projects it may serve (empty = all).
+	Projects      []string `protobuf:"bytes,15,rep,name=projects,proto3" json:"projects,omitempty"`
+	CreateIndex   uint64   `protobuf:"varint,20,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex   uint64   `protobuf:"varint,21,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -805,6 +815,41 @@ func (x *Runner) GetLastSeen() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Runner) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *Runner) GetSecretHash() []byte {
+	if x != nil {
+		return x.SecretHash
+	}
+	return nil
+}
+
+func (x *Runner) GetStatusReason() string {
+	if x != nil {
+		return x.StatusReason
+	}
+	return ""
+}
+
+func (x *Runner) GetRunning() uint32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *Runner) GetProjects() []string {
+	if x != nil {
+		return x.Projects
+	}
+	return nil
+}
+
 func (x *Runner) GetCreateIndex() uint64 {
 	if x != nil {
 		return x.CreateIndex
@@ -815,6 +860,92 @@ func (x *Runner) GetCreateIndex() uint64 {
 func (x *Runner) GetModifyIndex() uint64 {
 	if x != nil {
 		return x.ModifyIndex
+	}
+	return 0
+}
+
+// A token that adopts the runners presenting it on first contact.
+type RunnerToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// SHA-256 of the token; the token itself is shown once, at creation.
+	Hash          []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreateIndex   uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerToken) Reset() {
+	*x = RunnerToken{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerToken) ProtoMessage() {}
+
+func (x *RunnerToken) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerToken.ProtoReflect.Descriptor instead.
+func (*RunnerToken) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RunnerToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunnerToken) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *RunnerToken) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *RunnerToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *RunnerToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *RunnerToken) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
 	}
 	return 0
 }
@@ -840,7 +971,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +983,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +996,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{7}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubmitJobRequest) GetProjectSource() []byte {
@@ -933,7 +1064,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1076,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1089,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{8}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -983,7 +1114,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1126,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1139,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{9}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1049,7 +1180,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1192,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1205,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{10}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1103,7 +1234,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1246,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1259,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{11}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListJobsRequest) GetStatus() string {
@@ -1169,7 +1300,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1312,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1325,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{12}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1221,7 +1352,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1364,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1377,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{13}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1272,7 +1403,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1415,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1428,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{14}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -1320,7 +1451,7 @@ type ReadLogsRequest struct {
 
 func (x *ReadLogsRequest) Reset() {
 	*x = ReadLogsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1463,7 @@ func (x *ReadLogsRequest) String() string {
 func (*ReadLogsRequest) ProtoMessage() {}
 
 func (x *ReadLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1476,7 @@ func (x *ReadLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogsRequest.ProtoReflect.Descriptor instead.
 func (*ReadLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{15}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadLogsRequest) GetId() string {
@@ -1381,7 +1512,7 @@ type ReadLogsResponse struct {
 
 func (x *ReadLogsResponse) Reset() {
 	*x = ReadLogsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1524,7 @@ func (x *ReadLogsResponse) String() string {
 func (*ReadLogsResponse) ProtoMessage() {}
 
 func (x *ReadLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1537,7 @@ func (x *ReadLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogsResponse.ProtoReflect.Descriptor instead.
 func (*ReadLogsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{16}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadLogsResponse) GetChunks() []*LogChunk {
@@ -1440,7 +1571,7 @@ type RunningJob struct {
 
 func (x *RunningJob) Reset() {
 	*x = RunningJob{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1583,7 @@ func (x *RunningJob) String() string {
 func (*RunningJob) ProtoMessage() {}
 
 func (x *RunningJob) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1596,7 @@ func (x *RunningJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningJob.ProtoReflect.Descriptor instead.
 func (*RunningJob) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{17}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunningJob) GetJobId() string {
@@ -1494,14 +1625,19 @@ type Register struct {
 	Running []*RunningJob `protobuf:"bytes,7,rep,name=running,proto3" json:"running,omitempty"`
 	// Finished jobs whose result waits in the runner's outbox: the server must
 	// not mistake them for jobs the runner lost.
-	Unacked       []*RunningJob `protobuf:"bytes,8,rep,name=unacked,proto3" json:"unacked,omitempty"`
+	Unacked []*RunningJob `protobuf:"bytes,8,rep,name=unacked,proto3" json:"unacked,omitempty"`
+	// The runner's own secret, made at its first start and kept in its data
+	// dir. (token above is an adoption token from `runner token create`.)
+	Secret string `protobuf:"bytes,9,opt,name=secret,proto3" json:"secret,omitempty"`
+	// Gossip address the runner listens on, if it joined the pool.
+	GossipAddr    string `protobuf:"bytes,10,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1649,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1662,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{18}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Register) GetRunnerId() string {
@@ -1585,6 +1721,20 @@ func (x *Register) GetUnacked() []*RunningJob {
 	return nil
 }
 
+func (x *Register) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *Register) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Running       []*RunningJob          `protobuf:"bytes,1,rep,name=running,proto3" json:"running,omitempty"`
@@ -1594,7 +1744,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1756,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1769,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{19}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Heartbeat) GetRunning() []*RunningJob {
@@ -1640,7 +1790,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1802,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1815,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{20}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -1700,7 +1850,7 @@ type JobLogs struct {
 
 func (x *JobLogs) Reset() {
 	*x = JobLogs{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1862,7 @@ func (x *JobLogs) String() string {
 func (*JobLogs) ProtoMessage() {}
 
 func (x *JobLogs) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1875,7 @@ func (x *JobLogs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobLogs.ProtoReflect.Descriptor instead.
 func (*JobLogs) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{21}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobLogs) GetJobId() string {
@@ -1766,7 +1916,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +1928,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +1941,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{22}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -1859,7 +2009,7 @@ type RunnerMessage struct {
 
 func (x *RunnerMessage) Reset() {
 	*x = RunnerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +2021,7 @@ func (x *RunnerMessage) String() string {
 func (*RunnerMessage) ProtoMessage() {}
 
 func (x *RunnerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +2034,7 @@ func (x *RunnerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerMessage.ProtoReflect.Descriptor instead.
 func (*RunnerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{23}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RunnerMessage) GetMsg() isRunnerMessage_Msg {
@@ -1979,13 +2129,17 @@ type Registered struct {
 	// pending, adopted, rejected.
 	Status            string               `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,3,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Why the runner is in its status (for pending: how to adopt it).
+	StatusReason string `protobuf:"bytes,4,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	// The servers' gossip addresses, for a runner that joins the pool.
+	GossipAddrs   []string `protobuf:"bytes,5,rep,name=gossip_addrs,json=gossipAddrs,proto3" json:"gossip_addrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2151,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2164,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{24}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Registered) GetRunnerId() string {
@@ -2034,6 +2188,20 @@ func (x *Registered) GetHeartbeatInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *Registered) GetStatusReason() string {
+	if x != nil {
+		return x.StatusReason
+	}
+	return ""
+}
+
+func (x *Registered) GetGossipAddrs() []string {
+	if x != nil {
+		return x.GossipAddrs
+	}
+	return nil
+}
+
 type Assign struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
@@ -2043,7 +2211,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2223,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2236,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{25}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2089,7 +2257,7 @@ type CancelAssigned struct {
 
 func (x *CancelAssigned) Reset() {
 	*x = CancelAssigned{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2269,7 @@ func (x *CancelAssigned) String() string {
 func (*CancelAssigned) ProtoMessage() {}
 
 func (x *CancelAssigned) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2282,7 @@ func (x *CancelAssigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAssigned.ProtoReflect.Descriptor instead.
 func (*CancelAssigned) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{26}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelAssigned) GetJobId() string {
@@ -2156,7 +2324,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2336,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2349,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{27}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Ack) GetJobId() string {
@@ -2234,7 +2402,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2414,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2427,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{28}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -2333,6 +2501,402 @@ func (*ServerMessage_Cancel) isServerMessage_Msg() {}
 
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
+type ListRunnersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunnersRequest) Reset() {
+	*x = ListRunnersRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunnersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunnersRequest) ProtoMessage() {}
+
+func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunnersRequest.ProtoReflect.Descriptor instead.
+func (*ListRunnersRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListRunnersRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type ListRunnersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runners       []*Runner              `protobuf:"bytes,1,rep,name=runners,proto3" json:"runners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunnersResponse) Reset() {
+	*x = ListRunnersResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunnersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunnersResponse) ProtoMessage() {}
+
+func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunnersResponse.ProtoReflect.Descriptor instead.
+func (*ListRunnersResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListRunnersResponse) GetRunners() []*Runner {
+	if x != nil {
+		return x.Runners
+	}
+	return nil
+}
+
+type GetRunnerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A runner id, a unique prefix of one, or a runner name.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Stale         bool   `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunnerRequest) Reset() {
+	*x = GetRunnerRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunnerRequest) ProtoMessage() {}
+
+func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunnerRequest.ProtoReflect.Descriptor instead.
+func (*GetRunnerRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetRunnerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetRunnerRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type GetRunnerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runner        *Runner                `protobuf:"bytes,1,opt,name=runner,proto3" json:"runner,omitempty"`
+	Jobs          []*Job                 `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunnerResponse) Reset() {
+	*x = GetRunnerResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunnerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunnerResponse) ProtoMessage() {}
+
+func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunnerResponse.ProtoReflect.Descriptor instead.
+func (*GetRunnerResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetRunnerResponse) GetRunner() *Runner {
+	if x != nil {
+		return x.Runner
+	}
+	return nil
+}
+
+func (x *GetRunnerResponse) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type RunnerActionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// adopt, reject, forget, drain, undrain.
+	Action        string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerActionRequest) Reset() {
+	*x = RunnerActionRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerActionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerActionRequest) ProtoMessage() {}
+
+func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerActionRequest.ProtoReflect.Descriptor instead.
+func (*RunnerActionRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RunnerActionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunnerActionRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+type RunnerActionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runner        *Runner                `protobuf:"bytes,1,opt,name=runner,proto3" json:"runner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerActionResponse) Reset() {
+	*x = RunnerActionResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerActionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerActionResponse) ProtoMessage() {}
+
+func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerActionResponse.ProtoReflect.Descriptor instead.
+func (*RunnerActionResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RunnerActionResponse) GetRunner() *Runner {
+	if x != nil {
+		return x.Runner
+	}
+	return nil
+}
+
+type CreateRunnerTokenRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Description string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	// Zero means the token does not expire.
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRunnerTokenRequest) Reset() {
+	*x = CreateRunnerTokenRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRunnerTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRunnerTokenRequest) ProtoMessage() {}
+
+func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRunnerTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateRunnerTokenRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CreateRunnerTokenRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *CreateRunnerTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+type CreateRunnerTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Info  *RunnerToken           `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	// The secret; shown this once, never stored.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRunnerTokenResponse) Reset() {
+	*x = CreateRunnerTokenResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRunnerTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRunnerTokenResponse) ProtoMessage() {}
+
+func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRunnerTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateRunnerTokenResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CreateRunnerTokenResponse) GetInfo() *RunnerToken {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *CreateRunnerTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2341,7 +2905,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2917,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2930,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{29}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
 }
 
 type StatusResponse struct {
@@ -2383,7 +2947,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2959,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2972,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{30}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -2461,7 +3025,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +3037,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +3050,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
 }
 
 type Member struct {
@@ -2504,7 +3068,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +3080,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +3093,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Member) GetName() string {
@@ -2576,7 +3140,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +3152,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +3165,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2620,7 +3184,7 @@ type RaftPeersRequest struct {
 
 func (x *RaftPeersRequest) Reset() {
 	*x = RaftPeersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +3196,7 @@ func (x *RaftPeersRequest) String() string {
 func (*RaftPeersRequest) ProtoMessage() {}
 
 func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +3209,7 @@ func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftPeersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RaftPeersRequest) GetStale() bool {
@@ -2667,7 +3231,7 @@ type RaftPeer struct {
 
 func (x *RaftPeer) Reset() {
 	*x = RaftPeer{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2679,7 +3243,7 @@ func (x *RaftPeer) String() string {
 func (*RaftPeer) ProtoMessage() {}
 
 func (x *RaftPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2692,7 +3256,7 @@ func (x *RaftPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
 func (*RaftPeer) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RaftPeer) GetId() string {
@@ -2733,7 +3297,7 @@ type RaftPeersResponse struct {
 
 func (x *RaftPeersResponse) Reset() {
 	*x = RaftPeersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +3309,7 @@ func (x *RaftPeersResponse) String() string {
 func (*RaftPeersResponse) ProtoMessage() {}
 
 func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +3322,7 @@ func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftPeersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RaftPeersResponse) GetPeers() []*RaftPeer {
@@ -2785,7 +3349,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +3361,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +3374,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2828,7 +3392,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2840,7 +3404,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2853,7 +3417,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
 }
 
 type ApplyRequest struct {
@@ -2866,7 +3430,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +3442,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +3455,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ApplyRequest) GetEntry() []byte {
@@ -2917,7 +3481,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3493,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3506,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -2981,7 +3545,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3557,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3570,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
 }
 
 type ReadIndexResponse struct {
@@ -3018,7 +3582,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3594,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3607,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -3064,7 +3628,7 @@ type RunnerHeartbeatsRequest struct {
 
 func (x *RunnerHeartbeatsRequest) Reset() {
 	*x = RunnerHeartbeatsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3640,7 @@ func (x *RunnerHeartbeatsRequest) String() string {
 func (*RunnerHeartbeatsRequest) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3653,7 @@ func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsRequest.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RunnerHeartbeatsRequest) GetServer() string {
@@ -3114,7 +3678,7 @@ type RunnerHeartbeatsResponse struct {
 
 func (x *RunnerHeartbeatsResponse) Reset() {
 	*x = RunnerHeartbeatsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3690,7 @@ func (x *RunnerHeartbeatsResponse) String() string {
 func (*RunnerHeartbeatsResponse) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3703,7 @@ func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsResponse.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
 }
 
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
@@ -3225,7 +3789,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06source\x18\x03 \x01(\fR\x06source\x12!\n" +
 	"\fcreate_index\x18\n" +
 	" \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\v \x01(\x04R\vmodifyIndex\"\xd7\x03\n" +
+	"\fmodify_index\x18\v \x01(\x04R\vmodifyIndex\"\xef\x04\n" +
 	"\x06Runner\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x126\n" +
@@ -3238,12 +3802,28 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\n" +
 	"first_seen\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n" +
 	"\tlast_seen\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12!\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1a\n" +
+	"\bdraining\x18\v \x01(\bR\bdraining\x12\x1f\n" +
+	"\vsecret_hash\x18\f \x01(\fR\n" +
+	"secretHash\x12#\n" +
+	"\rstatus_reason\x18\r \x01(\tR\fstatusReason\x12\x18\n" +
+	"\arunning\x18\x0e \x01(\rR\arunning\x12\x1a\n" +
+	"\bprojects\x18\x0f \x03(\tR\bprojects\x12!\n" +
 	"\fcreate_index\x18\x14 \x01(\x04R\vcreateIndex\x12!\n" +
 	"\fmodify_index\x18\x15 \x01(\x04R\vmodifyIndex\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdf\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
+	"\vRunnerToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12!\n" +
+	"\fcreate_index\x18\n" +
+	" \x01(\x04R\vcreateIndex\"\xdf\x02\n" +
 	"\x10SubmitJobRequest\x12%\n" +
 	"\x0eproject_source\x18\x01 \x01(\fR\rprojectSource\x12)\n" +
 	"\x10project_filename\x18\x02 \x01(\tR\x0fprojectFilename\x12\x18\n" +
@@ -3291,7 +3871,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\n" +
 	"RunningJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
-	"\x05lease\x18\x02 \x01(\x04R\x05lease\"\xe0\x02\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\"\x99\x03\n" +
 	"\bRegister\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x128\n" +
@@ -3300,7 +3880,11 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x14\n" +
 	"\x05token\x18\x06 \x01(\tR\x05token\x120\n" +
 	"\arunning\x18\a \x03(\v2\x16.outpost.v1.RunningJobR\arunning\x120\n" +
-	"\aunacked\x18\b \x03(\v2\x16.outpost.v1.RunningJobR\aunacked\x1a9\n" +
+	"\aunacked\x18\b \x03(\v2\x16.outpost.v1.RunningJobR\aunacked\x12\x16\n" +
+	"\x06secret\x18\t \x01(\tR\x06secret\x12\x1f\n" +
+	"\vgossip_addr\x18\n" +
+	" \x01(\tR\n" +
+	"gossipAddr\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
@@ -3329,12 +3913,14 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\astarted\x18\x03 \x01(\v2\x16.outpost.v1.JobStartedH\x00R\astarted\x12)\n" +
 	"\x04logs\x18\x04 \x01(\v2\x13.outpost.v1.JobLogsH\x00R\x04logs\x125\n" +
 	"\bfinished\x18\x05 \x01(\v2\x17.outpost.v1.JobFinishedH\x00R\bfinishedB\x05\n" +
-	"\x03msg\"\x8b\x01\n" +
+	"\x03msg\"\xd3\x01\n" +
 	"\n" +
 	"Registered\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12H\n" +
-	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"+\n" +
+	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12#\n" +
+	"\rstatus_reason\x18\x04 \x01(\tR\fstatusReason\x12!\n" +
+	"\fgossip_addrs\x18\x05 \x03(\tR\vgossipAddrs\"+\n" +
 	"\x06Assign\x12!\n" +
 	"\x03job\x18\x01 \x01(\v2\x0f.outpost.v1.JobR\x03job\"U\n" +
 	"\x0eCancelAssigned\x12\x15\n" +
@@ -3354,7 +3940,28 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06assign\x18\x02 \x01(\v2\x12.outpost.v1.AssignH\x00R\x06assign\x124\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1a.outpost.v1.CancelAssignedH\x00R\x06cancel\x12#\n" +
 	"\x03ack\x18\x04 \x01(\v2\x0f.outpost.v1.AckH\x00R\x03ackB\x05\n" +
-	"\x03msg\"\x0f\n" +
+	"\x03msg\"*\n" +
+	"\x12ListRunnersRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"C\n" +
+	"\x13ListRunnersResponse\x12,\n" +
+	"\arunners\x18\x01 \x03(\v2\x12.outpost.v1.RunnerR\arunners\"8\n" +
+	"\x10GetRunnerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\"d\n" +
+	"\x11GetRunnerResponse\x12*\n" +
+	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\x12#\n" +
+	"\x04jobs\x18\x02 \x03(\v2\x0f.outpost.v1.JobR\x04jobs\"=\n" +
+	"\x13RunnerActionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\"B\n" +
+	"\x14RunnerActionResponse\x12*\n" +
+	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\"i\n" +
+	"\x18CreateRunnerTokenRequest\x12 \n" +
+	"\vdescription\x18\x01 \x01(\tR\vdescription\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"^\n" +
+	"\x19CreateRunnerTokenResponse\x12+\n" +
+	"\x04info\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x04info\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\x0f\n" +
 	"\rStatusRequest\"\xa4\x01\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -3411,9 +4018,13 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06GetJob\x12\x19.outpost.v1.GetJobRequest\x1a\x1a.outpost.v1.GetJobResponse\x12E\n" +
 	"\bListJobs\x12\x1b.outpost.v1.ListJobsRequest\x1a\x1c.outpost.v1.ListJobsResponse\x12H\n" +
 	"\tCancelJob\x12\x1c.outpost.v1.CancelJobRequest\x1a\x1d.outpost.v1.CancelJobResponse\x12G\n" +
-	"\bReadLogs\x12\x1b.outpost.v1.ReadLogsRequest\x1a\x1c.outpost.v1.ReadLogsResponse0\x012T\n" +
+	"\bReadLogs\x12\x1b.outpost.v1.ReadLogsRequest\x1a\x1c.outpost.v1.ReadLogsResponse0\x012\xa3\x03\n" +
 	"\rRunnerService\x12C\n" +
-	"\aConnect\x12\x19.outpost.v1.RunnerMessage\x1a\x19.outpost.v1.ServerMessage(\x010\x012O\n" +
+	"\aConnect\x12\x19.outpost.v1.RunnerMessage\x1a\x19.outpost.v1.ServerMessage(\x010\x01\x12N\n" +
+	"\vListRunners\x12\x1e.outpost.v1.ListRunnersRequest\x1a\x1f.outpost.v1.ListRunnersResponse\x12H\n" +
+	"\tGetRunner\x12\x1c.outpost.v1.GetRunnerRequest\x1a\x1d.outpost.v1.GetRunnerResponse\x12Q\n" +
+	"\fRunnerAction\x12\x1f.outpost.v1.RunnerActionRequest\x1a .outpost.v1.RunnerActionResponse\x12`\n" +
+	"\x11CreateRunnerToken\x12$.outpost.v1.CreateRunnerTokenRequest\x1a%.outpost.v1.CreateRunnerTokenResponse2O\n" +
 	"\fAgentService\x12?\n" +
 	"\x06Status\x12\x19.outpost.v1.StatusRequest\x1a\x1a.outpost.v1.StatusResponse2\xec\x01\n" +
 	"\x0fOperatorService\x12B\n" +
@@ -3438,144 +4049,169 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_outpost_v1_outpost_proto_goTypes = []any{
-	(*Step)(nil),                     // 0: outpost.v1.Step
-	(*RetryPolicy)(nil),              // 1: outpost.v1.RetryPolicy
-	(*Job)(nil),                      // 2: outpost.v1.Job
-	(*LogLine)(nil),                  // 3: outpost.v1.LogLine
-	(*LogChunk)(nil),                 // 4: outpost.v1.LogChunk
-	(*Project)(nil),                  // 5: outpost.v1.Project
-	(*Runner)(nil),                   // 6: outpost.v1.Runner
-	(*SubmitJobRequest)(nil),         // 7: outpost.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),        // 8: outpost.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),            // 9: outpost.v1.GetJobRequest
-	(*GetJobResponse)(nil),           // 10: outpost.v1.GetJobResponse
-	(*ListJobsRequest)(nil),          // 11: outpost.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 12: outpost.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),         // 13: outpost.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),        // 14: outpost.v1.CancelJobResponse
-	(*ReadLogsRequest)(nil),          // 15: outpost.v1.ReadLogsRequest
-	(*ReadLogsResponse)(nil),         // 16: outpost.v1.ReadLogsResponse
-	(*RunningJob)(nil),               // 17: outpost.v1.RunningJob
-	(*Register)(nil),                 // 18: outpost.v1.Register
-	(*Heartbeat)(nil),                // 19: outpost.v1.Heartbeat
-	(*JobStarted)(nil),               // 20: outpost.v1.JobStarted
-	(*JobLogs)(nil),                  // 21: outpost.v1.JobLogs
-	(*JobFinished)(nil),              // 22: outpost.v1.JobFinished
-	(*RunnerMessage)(nil),            // 23: outpost.v1.RunnerMessage
-	(*Registered)(nil),               // 24: outpost.v1.Registered
-	(*Assign)(nil),                   // 25: outpost.v1.Assign
-	(*CancelAssigned)(nil),           // 26: outpost.v1.CancelAssigned
-	(*Ack)(nil),                      // 27: outpost.v1.Ack
-	(*ServerMessage)(nil),            // 28: outpost.v1.ServerMessage
-	(*StatusRequest)(nil),            // 29: outpost.v1.StatusRequest
-	(*StatusResponse)(nil),           // 30: outpost.v1.StatusResponse
-	(*MembersRequest)(nil),           // 31: outpost.v1.MembersRequest
-	(*Member)(nil),                   // 32: outpost.v1.Member
-	(*MembersResponse)(nil),          // 33: outpost.v1.MembersResponse
-	(*RaftPeersRequest)(nil),         // 34: outpost.v1.RaftPeersRequest
-	(*RaftPeer)(nil),                 // 35: outpost.v1.RaftPeer
-	(*RaftPeersResponse)(nil),        // 36: outpost.v1.RaftPeersResponse
-	(*RemovePeerRequest)(nil),        // 37: outpost.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),       // 38: outpost.v1.RemovePeerResponse
-	(*ApplyRequest)(nil),             // 39: outpost.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 40: outpost.v1.ApplyResponse
-	(*ReadIndexRequest)(nil),         // 41: outpost.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 42: outpost.v1.ReadIndexResponse
-	(*RunnerHeartbeatsRequest)(nil),  // 43: outpost.v1.RunnerHeartbeatsRequest
-	(*RunnerHeartbeatsResponse)(nil), // 44: outpost.v1.RunnerHeartbeatsResponse
-	nil,                              // 45: outpost.v1.Step.EnvEntry
-	nil,                              // 46: outpost.v1.Job.VariablesEntry
-	nil,                              // 47: outpost.v1.Job.EnvEntry
-	nil,                              // 48: outpost.v1.Runner.LabelsEntry
-	nil,                              // 49: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                              // 50: outpost.v1.Register.LabelsEntry
-	nil,                              // 51: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),      // 52: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 53: google.protobuf.Timestamp
+	(*Step)(nil),                      // 0: outpost.v1.Step
+	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
+	(*Job)(nil),                       // 2: outpost.v1.Job
+	(*LogLine)(nil),                   // 3: outpost.v1.LogLine
+	(*LogChunk)(nil),                  // 4: outpost.v1.LogChunk
+	(*Project)(nil),                   // 5: outpost.v1.Project
+	(*Runner)(nil),                    // 6: outpost.v1.Runner
+	(*RunnerToken)(nil),               // 7: outpost.v1.RunnerToken
+	(*SubmitJobRequest)(nil),          // 8: outpost.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),         // 9: outpost.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),             // 10: outpost.v1.GetJobRequest
+	(*GetJobResponse)(nil),            // 11: outpost.v1.GetJobResponse
+	(*ListJobsRequest)(nil),           // 12: outpost.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 13: outpost.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),          // 14: outpost.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),         // 15: outpost.v1.CancelJobResponse
+	(*ReadLogsRequest)(nil),           // 16: outpost.v1.ReadLogsRequest
+	(*ReadLogsResponse)(nil),          // 17: outpost.v1.ReadLogsResponse
+	(*RunningJob)(nil),                // 18: outpost.v1.RunningJob
+	(*Register)(nil),                  // 19: outpost.v1.Register
+	(*Heartbeat)(nil),                 // 20: outpost.v1.Heartbeat
+	(*JobStarted)(nil),                // 21: outpost.v1.JobStarted
+	(*JobLogs)(nil),                   // 22: outpost.v1.JobLogs
+	(*JobFinished)(nil),               // 23: outpost.v1.JobFinished
+	(*RunnerMessage)(nil),             // 24: outpost.v1.RunnerMessage
+	(*Registered)(nil),                // 25: outpost.v1.Registered
+	(*Assign)(nil),                    // 26: outpost.v1.Assign
+	(*CancelAssigned)(nil),            // 27: outpost.v1.CancelAssigned
+	(*Ack)(nil),                       // 28: outpost.v1.Ack
+	(*ServerMessage)(nil),             // 29: outpost.v1.ServerMessage
+	(*ListRunnersRequest)(nil),        // 30: outpost.v1.ListRunnersRequest
+	(*ListRunnersResponse)(nil),       // 31: outpost.v1.ListRunnersResponse
+	(*GetRunnerRequest)(nil),          // 32: outpost.v1.GetRunnerRequest
+	(*GetRunnerResponse)(nil),         // 33: outpost.v1.GetRunnerResponse
+	(*RunnerActionRequest)(nil),       // 34: outpost.v1.RunnerActionRequest
+	(*RunnerActionResponse)(nil),      // 35: outpost.v1.RunnerActionResponse
+	(*CreateRunnerTokenRequest)(nil),  // 36: outpost.v1.CreateRunnerTokenRequest
+	(*CreateRunnerTokenResponse)(nil), // 37: outpost.v1.CreateRunnerTokenResponse
+	(*StatusRequest)(nil),             // 38: outpost.v1.StatusRequest
+	(*StatusResponse)(nil),            // 39: outpost.v1.StatusResponse
+	(*MembersRequest)(nil),            // 40: outpost.v1.MembersRequest
+	(*Member)(nil),                    // 41: outpost.v1.Member
+	(*MembersResponse)(nil),           // 42: outpost.v1.MembersResponse
+	(*RaftPeersRequest)(nil),          // 43: outpost.v1.RaftPeersRequest
+	(*RaftPeer)(nil),                  // 44: outpost.v1.RaftPeer
+	(*RaftPeersResponse)(nil),         // 45: outpost.v1.RaftPeersResponse
+	(*RemovePeerRequest)(nil),         // 46: outpost.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),        // 47: outpost.v1.RemovePeerResponse
+	(*ApplyRequest)(nil),              // 48: outpost.v1.ApplyRequest
+	(*ApplyResponse)(nil),             // 49: outpost.v1.ApplyResponse
+	(*ReadIndexRequest)(nil),          // 50: outpost.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),         // 51: outpost.v1.ReadIndexResponse
+	(*RunnerHeartbeatsRequest)(nil),   // 52: outpost.v1.RunnerHeartbeatsRequest
+	(*RunnerHeartbeatsResponse)(nil),  // 53: outpost.v1.RunnerHeartbeatsResponse
+	nil,                               // 54: outpost.v1.Step.EnvEntry
+	nil,                               // 55: outpost.v1.Job.VariablesEntry
+	nil,                               // 56: outpost.v1.Job.EnvEntry
+	nil,                               // 57: outpost.v1.Runner.LabelsEntry
+	nil,                               // 58: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 59: outpost.v1.Register.LabelsEntry
+	nil,                               // 60: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 61: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 62: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	45, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	52, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	52, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	46, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	54, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	61, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	61, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	55, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,  // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	47, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	52, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	52, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	56, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	61, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	61, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,  // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	53, // 9: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	53, // 10: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	53, // 11: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	53, // 12: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	53, // 13: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	53, // 14: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	53, // 15: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	62, // 9: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	62, // 10: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	62, // 11: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	62, // 12: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	62, // 13: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	62, // 14: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	62, // 15: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	3,  // 16: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	48, // 17: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	53, // 18: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	53, // 19: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	49, // 20: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
-	2,  // 21: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	52, // 22: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
-	2,  // 23: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
-	2,  // 24: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
-	2,  // 25: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
-	4,  // 26: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
-	50, // 27: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
-	17, // 28: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
-	17, // 29: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
-	17, // 30: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	53, // 31: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
-	3,  // 32: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	53, // 33: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
-	3,  // 34: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	18, // 35: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
-	19, // 36: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
-	20, // 37: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
-	21, // 38: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
-	22, // 39: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	52, // 40: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	2,  // 41: outpost.v1.Assign.job:type_name -> outpost.v1.Job
-	24, // 42: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
-	25, // 43: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
-	26, // 44: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
-	27, // 45: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	51, // 46: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	32, // 47: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	35, // 48: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	7,  // 49: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	9,  // 50: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	11, // 51: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	13, // 52: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	15, // 53: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	23, // 54: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	29, // 55: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	31, // 56: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	34, // 57: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	37, // 58: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	39, // 59: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	41, // 60: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	43, // 61: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	8,  // 62: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	10, // 63: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	12, // 64: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	14, // 65: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	16, // 66: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	28, // 67: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	30, // 68: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	33, // 69: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	36, // 70: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	38, // 71: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	40, // 72: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	42, // 73: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	44, // 74: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	62, // [62:75] is the sub-list for method output_type
-	49, // [49:62] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	57, // 17: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	62, // 18: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	62, // 19: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	62, // 20: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	62, // 21: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	58, // 22: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	2,  // 23: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
+	61, // 24: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	2,  // 25: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
+	2,  // 26: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
+	2,  // 27: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
+	4,  // 28: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
+	59, // 29: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	18, // 30: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
+	18, // 31: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
+	18, // 32: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
+	62, // 33: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	3,  // 34: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
+	62, // 35: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	3,  // 36: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
+	19, // 37: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
+	20, // 38: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
+	21, // 39: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
+	22, // 40: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
+	23, // 41: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
+	61, // 42: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	2,  // 43: outpost.v1.Assign.job:type_name -> outpost.v1.Job
+	25, // 44: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
+	26, // 45: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
+	27, // 46: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
+	28, // 47: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
+	6,  // 48: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
+	6,  // 49: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
+	2,  // 50: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
+	6,  // 51: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
+	61, // 52: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	7,  // 53: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
+	60, // 54: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	41, // 55: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	44, // 56: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	8,  // 57: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	10, // 58: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	12, // 59: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	14, // 60: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	16, // 61: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	24, // 62: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	30, // 63: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	32, // 64: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	34, // 65: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	36, // 66: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	38, // 67: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	40, // 68: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	43, // 69: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	46, // 70: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	48, // 71: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	50, // 72: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	52, // 73: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	9,  // 74: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	11, // 75: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	13, // 76: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	15, // 77: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	17, // 78: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	29, // 79: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	31, // 80: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	33, // 81: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	35, // 82: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	37, // 83: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	39, // 84: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	42, // 85: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	45, // 86: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	47, // 87: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	49, // 88: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	51, // 89: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	53, // 90: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	74, // [74:91] is the sub-list for method output_type
+	57, // [57:74] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -3583,14 +4219,14 @@ func file_outpost_v1_outpost_proto_init() {
 	if File_outpost_v1_outpost_proto != nil {
 		return
 	}
-	file_outpost_v1_outpost_proto_msgTypes[23].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[24].OneofWrappers = []any{
 		(*RunnerMessage_Register)(nil),
 		(*RunnerMessage_Heartbeat)(nil),
 		(*RunnerMessage_Started)(nil),
 		(*RunnerMessage_Logs)(nil),
 		(*RunnerMessage_Finished)(nil),
 	}
-	file_outpost_v1_outpost_proto_msgTypes[28].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[29].OneofWrappers = []any{
 		(*ServerMessage_Registered)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -3602,7 +4238,7 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

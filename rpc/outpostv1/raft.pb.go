@@ -622,6 +622,120 @@ func (x *DeleteJobsEntry) GetJobIds() []string {
 	return nil
 }
 
+// An operator's decision on a runner, or the leader's liveness verdict.
+type RunnerUpdateEntry struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RunnerId string                 `protobuf:"bytes,1,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
+	// adopt, reject, forget, drain, undrain, ready, down.
+	Action        string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerUpdateEntry) Reset() {
+	*x = RunnerUpdateEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerUpdateEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerUpdateEntry) ProtoMessage() {}
+
+func (x *RunnerUpdateEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerUpdateEntry.ProtoReflect.Descriptor instead.
+func (*RunnerUpdateEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RunnerUpdateEntry) GetRunnerId() string {
+	if x != nil {
+		return x.RunnerId
+	}
+	return ""
+}
+
+func (x *RunnerUpdateEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RunnerUpdateEntry) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunnerUpdateEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+type UpsertRunnerTokenEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *RunnerToken           `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertRunnerTokenEntry) Reset() {
+	*x = UpsertRunnerTokenEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertRunnerTokenEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertRunnerTokenEntry) ProtoMessage() {}
+
+func (x *UpsertRunnerTokenEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertRunnerTokenEntry.ProtoReflect.Descriptor instead.
+func (*UpsertRunnerTokenEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UpsertRunnerTokenEntry) GetToken() *RunnerToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 var File_outpost_v1_raft_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_raft_proto_rawDesc = "" +
@@ -660,7 +774,14 @@ const file_outpost_v1_raft_proto_rawDesc = "" +
 	"\x12UpsertProjectEntry\x12-\n" +
 	"\aproject\x18\x01 \x01(\v2\x13.outpost.v1.ProjectR\aproject\"*\n" +
 	"\x0fDeleteJobsEntry\x12\x17\n" +
-	"\ajob_ids\x18\x01 \x03(\tR\x06jobIdsB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
+	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\"\x90\x01\n" +
+	"\x11RunnerUpdateEntry\x12\x1b\n" +
+	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"G\n" +
+	"\x16UpsertRunnerTokenEntry\x12-\n" +
+	"\x05token\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x05tokenB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_raft_proto_rawDescOnce sync.Once
@@ -674,46 +795,51 @@ func file_outpost_v1_raft_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_raft_proto_rawDescData
 }
 
-var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_outpost_v1_raft_proto_goTypes = []any{
-	(*SubmitJobsEntry)(nil),       // 0: outpost.v1.SubmitJobsEntry
-	(*Assignment)(nil),            // 1: outpost.v1.Assignment
-	(*AssignJobsEntry)(nil),       // 2: outpost.v1.AssignJobsEntry
-	(*JobStartedEntry)(nil),       // 3: outpost.v1.JobStartedEntry
-	(*AppendLogsEntry)(nil),       // 4: outpost.v1.AppendLogsEntry
-	(*FinishJobEntry)(nil),        // 5: outpost.v1.FinishJobEntry
-	(*CancelJobEntry)(nil),        // 6: outpost.v1.CancelJobEntry
-	(*LostJob)(nil),               // 7: outpost.v1.LostJob
-	(*MarkLostEntry)(nil),         // 8: outpost.v1.MarkLostEntry
-	(*UpsertRunnerEntry)(nil),     // 9: outpost.v1.UpsertRunnerEntry
-	(*UpsertProjectEntry)(nil),    // 10: outpost.v1.UpsertProjectEntry
-	(*DeleteJobsEntry)(nil),       // 11: outpost.v1.DeleteJobsEntry
-	(*Job)(nil),                   // 12: outpost.v1.Job
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*JobStarted)(nil),            // 14: outpost.v1.JobStarted
-	(*JobLogs)(nil),               // 15: outpost.v1.JobLogs
-	(*JobFinished)(nil),           // 16: outpost.v1.JobFinished
-	(*Runner)(nil),                // 17: outpost.v1.Runner
-	(*Project)(nil),               // 18: outpost.v1.Project
+	(*SubmitJobsEntry)(nil),        // 0: outpost.v1.SubmitJobsEntry
+	(*Assignment)(nil),             // 1: outpost.v1.Assignment
+	(*AssignJobsEntry)(nil),        // 2: outpost.v1.AssignJobsEntry
+	(*JobStartedEntry)(nil),        // 3: outpost.v1.JobStartedEntry
+	(*AppendLogsEntry)(nil),        // 4: outpost.v1.AppendLogsEntry
+	(*FinishJobEntry)(nil),         // 5: outpost.v1.FinishJobEntry
+	(*CancelJobEntry)(nil),         // 6: outpost.v1.CancelJobEntry
+	(*LostJob)(nil),                // 7: outpost.v1.LostJob
+	(*MarkLostEntry)(nil),          // 8: outpost.v1.MarkLostEntry
+	(*UpsertRunnerEntry)(nil),      // 9: outpost.v1.UpsertRunnerEntry
+	(*UpsertProjectEntry)(nil),     // 10: outpost.v1.UpsertProjectEntry
+	(*DeleteJobsEntry)(nil),        // 11: outpost.v1.DeleteJobsEntry
+	(*RunnerUpdateEntry)(nil),      // 12: outpost.v1.RunnerUpdateEntry
+	(*UpsertRunnerTokenEntry)(nil), // 13: outpost.v1.UpsertRunnerTokenEntry
+	(*Job)(nil),                    // 14: outpost.v1.Job
+	(*timestamppb.Timestamp)(nil),  // 15: google.protobuf.Timestamp
+	(*JobStarted)(nil),             // 16: outpost.v1.JobStarted
+	(*JobLogs)(nil),                // 17: outpost.v1.JobLogs
+	(*JobFinished)(nil),            // 18: outpost.v1.JobFinished
+	(*Runner)(nil),                 // 19: outpost.v1.Runner
+	(*Project)(nil),                // 20: outpost.v1.Project
+	(*RunnerToken)(nil),            // 21: outpost.v1.RunnerToken
 }
 var file_outpost_v1_raft_proto_depIdxs = []int32{
-	12, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
+	14, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
 	1,  // 1: outpost.v1.AssignJobsEntry.assignments:type_name -> outpost.v1.Assignment
-	13, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
-	14, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
-	15, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
-	13, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
-	16, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
-	13, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
+	15, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
+	16, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
+	17, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
+	15, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
+	18, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
+	15, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
 	7,  // 8: outpost.v1.MarkLostEntry.jobs:type_name -> outpost.v1.LostJob
-	13, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
-	17, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
-	18, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
+	19, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
+	20, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
+	15, // 12: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
+	21, // 13: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_raft_proto_init() }
@@ -728,7 +854,7 @@ func file_outpost_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_raft_proto_rawDesc), len(file_outpost_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

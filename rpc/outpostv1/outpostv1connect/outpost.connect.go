@@ -61,6 +61,17 @@ const (
 	JobServiceReadLogsProcedure = "/outpost.v1.JobService/ReadLogs"
 	// RunnerServiceConnectProcedure is the fully-qualified name of the RunnerService's Connect RPC.
 	RunnerServiceConnectProcedure = "/outpost.v1.RunnerService/Connect"
+	// RunnerServiceListRunnersProcedure is the fully-qualified name of the RunnerService's ListRunners
+	// RPC.
+	RunnerServiceListRunnersProcedure = "/outpost.v1.RunnerService/ListRunners"
+	// RunnerServiceGetRunnerProcedure is the fully-qualified name of the RunnerService's GetRunner RPC.
+	RunnerServiceGetRunnerProcedure = "/outpost.v1.RunnerService/GetRunner"
+	// RunnerServiceRunnerActionProcedure is the fully-qualified name of the RunnerService's
+	// RunnerAction RPC.
+	RunnerServiceRunnerActionProcedure = "/outpost.v1.RunnerService/RunnerAction"
+	// RunnerServiceCreateRunnerTokenProcedure is the fully-qualified name of the RunnerService's
+	// CreateRunnerToken RPC.
+	RunnerServiceCreateRunnerTokenProcedure = "/outpost.v1.RunnerService/CreateRunnerToken"
 	// AgentServiceStatusProcedure is the fully-qualified name of the AgentService's Status RPC.
 	AgentServiceStatusProcedure = "/outpost.v1.AgentService/Status"
 	// OperatorServiceMembersProcedure is the fully-qualified name of the OperatorService's Members RPC.
@@ -259,6 +270,10 @@ func (UnimplementedJobServiceHandler) ReadLogs(context.Context, *connect.Request
 type RunnerServiceClient interface {
 	// Opened by the runner; the server never dials a runner.
 	Connect(context.Context) *connect.BidiStreamForClient[outpostv1.RunnerMessage, outpostv1.ServerMessage]
+	ListRunners(context.Context, *connect.Request[outpostv1.ListRunnersRequest]) (*connect.Response[outpostv1.ListRunnersResponse], error)
+	GetRunner(context.Context, *connect.Request[outpostv1.GetRunnerRequest]) (*connect.Response[outpostv1.GetRunnerResponse], error)
+	RunnerAction(context.Context, *connect.Request[outpostv1.RunnerActionRequest]) (*connect.Response[outpostv1.RunnerActionResponse], error)
+	CreateRunnerToken(context.Context, *connect.Request[outpostv1.CreateRunnerTokenRequest]) (*connect.Response[outpostv1.CreateRunnerTokenResponse], error)
 }
 
 // NewRunnerServiceClient constructs a client for the outpost.v1.RunnerService service. By default,
@@ -278,12 +293,40 @@ func NewRunnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(runnerServiceMethods.ByName("Connect")),
 			connect.WithClientOptions(opts...),
 		),
+		listRunners: connect.NewClient[outpostv1.ListRunnersRequest, outpostv1.ListRunnersResponse](
+			httpClient,
+			baseURL+RunnerServiceListRunnersProcedure,
+			connect.WithSchema(runnerServiceMethods.ByName("ListRunners")),
+			connect.WithClientOptions(opts...),
+		),
+		getRunner: connect.NewClient[outpostv1.GetRunnerRequest, outpostv1.GetRunnerResponse](
+			httpClient,
+			baseURL+RunnerServiceGetRunnerProcedure,
+			connect.WithSchema(runnerServiceMethods.ByName("GetRunner")),
+			connect.WithClientOptions(opts...),
+		),
+		runnerAction: connect.NewClient[outpostv1.RunnerActionRequest, outpostv1.RunnerActionResponse](
+			httpClient,
+			baseURL+RunnerServiceRunnerActionProcedure,
+			connect.WithSchema(runnerServiceMethods.ByName("RunnerAction")),
+			connect.WithClientOptions(opts...),
+		),
+		createRunnerToken: connect.NewClient[outpostv1.CreateRunnerTokenRequest, outpostv1.CreateRunnerTokenResponse](
+			httpClient,
+			baseURL+RunnerServiceCreateRunnerTokenProcedure,
+			connect.WithSchema(runnerServiceMethods.ByName("CreateRunnerToken")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // runnerServiceClient implements RunnerServiceClient.
 type runnerServiceClient struct {
-	connect *connect.Client[outpostv1.RunnerMessage, outpostv1.ServerMessage]
+	connect           *connect.Client[outpostv1.RunnerMessage, outpostv1.ServerMessage]
+	listRunners       *connect.Client[outpostv1.ListRunnersRequest, outpostv1.ListRunnersResponse]
+	getRunner         *connect.Client[outpostv1.GetRunnerRequest, outpostv1.GetRunnerResponse]
+	runnerAction      *connect.Client[outpostv1.RunnerActionRequest, outpostv1.RunnerActionResponse]
+	createRunnerToken *connect.Client[outpostv1.CreateRunnerTokenRequest, outpostv1.CreateRunnerTokenResponse]
 }
 
 // Connect calls outpost.v1.RunnerService.Connect.
@@ -291,10 +334,34 @@ func (c *runnerServiceClient) Connect(ctx context.Context) *connect.BidiStreamFo
 	return c.connect.CallBidiStream(ctx)
 }
 
+// ListRunners calls outpost.v1.RunnerService.ListRunners.
+func (c *runnerServiceClient) ListRunners(ctx context.Context, req *connect.Request[outpostv1.ListRunnersRequest]) (*connect.Response[outpostv1.ListRunnersResponse], error) {
+	return c.listRunners.CallUnary(ctx, req)
+}
+
+// GetRunner calls outpost.v1.RunnerService.GetRunner.
+func (c *runnerServiceClient) GetRunner(ctx context.Context, req *connect.Request[outpostv1.GetRunnerRequest]) (*connect.Response[outpostv1.GetRunnerResponse], error) {
+	return c.getRunner.CallUnary(ctx, req)
+}
+
+// RunnerAction calls outpost.v1.RunnerService.RunnerAction.
+func (c *runnerServiceClient) RunnerAction(ctx context.Context, req *connect.Request[outpostv1.RunnerActionRequest]) (*connect.Response[outpostv1.RunnerActionResponse], error) {
+	return c.runnerAction.CallUnary(ctx, req)
+}
+
+// CreateRunnerToken calls outpost.v1.RunnerService.CreateRunnerToken.
+func (c *runnerServiceClient) CreateRunnerToken(ctx context.Context, req *connect.Request[outpostv1.CreateRunnerTokenRequest]) (*connect.Response[outpostv1.CreateRunnerTokenResponse], error) {
+	return c.createRunnerToken.CallUnary(ctx, req)
+}
+
 // RunnerServiceHandler is an implementation of the outpost.v1.RunnerService service.
 type RunnerServiceHandler interface {
 	// Opened by the runner; the server never dials a runner.
 	Connect(context.Context, *connect.BidiStream[outpostv1.RunnerMessage, outpostv1.ServerMessage]) error
+	ListRunners(context.Context, *connect.Request[outpostv1.ListRunnersRequest]) (*connect.Response[outpostv1.ListRunnersResponse], error)
+	GetRunner(context.Context, *connect.Request[outpostv1.GetRunnerRequest]) (*connect.Response[outpostv1.GetRunnerResponse], error)
+	RunnerAction(context.Context, *connect.Request[outpostv1.RunnerActionRequest]) (*connect.Response[outpostv1.RunnerActionResponse], error)
+	CreateRunnerToken(context.Context, *connect.Request[outpostv1.CreateRunnerTokenRequest]) (*connect.Response[outpostv1.CreateRunnerTokenResponse], error)
 }
 
 // NewRunnerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -310,10 +377,42 @@ func NewRunnerServiceHandler(svc RunnerServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(runnerServiceMethods.ByName("Connect")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runnerServiceListRunnersHandler := connect.NewUnaryHandler(
+		RunnerServiceListRunnersProcedure,
+		svc.ListRunners,
+		connect.WithSchema(runnerServiceMethods.ByName("ListRunners")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runnerServiceGetRunnerHandler := connect.NewUnaryHandler(
+		RunnerServiceGetRunnerProcedure,
+		svc.GetRunner,
+		connect.WithSchema(runnerServiceMethods.ByName("GetRunner")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runnerServiceRunnerActionHandler := connect.NewUnaryHandler(
+		RunnerServiceRunnerActionProcedure,
+		svc.RunnerAction,
+		connect.WithSchema(runnerServiceMethods.ByName("RunnerAction")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runnerServiceCreateRunnerTokenHandler := connect.NewUnaryHandler(
+		RunnerServiceCreateRunnerTokenProcedure,
+		svc.CreateRunnerToken,
+		connect.WithSchema(runnerServiceMethods.ByName("CreateRunnerToken")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.v1.RunnerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RunnerServiceConnectProcedure:
 			runnerServiceConnectHandler.ServeHTTP(w, r)
+		case RunnerServiceListRunnersProcedure:
+			runnerServiceListRunnersHandler.ServeHTTP(w, r)
+		case RunnerServiceGetRunnerProcedure:
+			runnerServiceGetRunnerHandler.ServeHTTP(w, r)
+		case RunnerServiceRunnerActionProcedure:
+			runnerServiceRunnerActionHandler.ServeHTTP(w, r)
+		case RunnerServiceCreateRunnerTokenProcedure:
+			runnerServiceCreateRunnerTokenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -325,6 +424,22 @@ type UnimplementedRunnerServiceHandler struct{}
 
 func (UnimplementedRunnerServiceHandler) Connect(context.Context, *connect.BidiStream[outpostv1.RunnerMessage, outpostv1.ServerMessage]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.RunnerService.Connect is not implemented"))
+}
+
+func (UnimplementedRunnerServiceHandler) ListRunners(context.Context, *connect.Request[outpostv1.ListRunnersRequest]) (*connect.Response[outpostv1.ListRunnersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.RunnerService.ListRunners is not implemented"))
+}
+
+func (UnimplementedRunnerServiceHandler) GetRunner(context.Context, *connect.Request[outpostv1.GetRunnerRequest]) (*connect.Response[outpostv1.GetRunnerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.RunnerService.GetRunner is not implemented"))
+}
+
+func (UnimplementedRunnerServiceHandler) RunnerAction(context.Context, *connect.Request[outpostv1.RunnerActionRequest]) (*connect.Response[outpostv1.RunnerActionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.RunnerService.RunnerAction is not implemented"))
+}
+
+func (UnimplementedRunnerServiceHandler) CreateRunnerToken(context.Context, *connect.Request[outpostv1.CreateRunnerTokenRequest]) (*connect.Response[outpostv1.CreateRunnerTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.RunnerService.CreateRunnerToken is not implemented"))
 }
 
 // AgentServiceClient is a client for the outpost.v1.AgentService service.

@@ -1,0 +1,271 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+func runnerLabels(r *pb.Runner) string {
+	ls := make([]string, 0, len(r.Labels))
+	for k, v := range r.Labels {
+		ls = append(ls, k+"="+v)
+	}
+	sort.Strings(ls)
+	if len(ls) == 0 {
+		return "-"
+	}
+	return strings.Join(ls, ",")
+}
+
+// runnerState is the liveness column: draining shows over ready.
+func runnerState(r *pb.Runner) string {
+	if r.Draining {
+		return r.State + ",draining"
+	}
+	return orDash(r.State)
+}
+
+func ago(r *pb.Runner) string {
+	if r.LastSeen == nil {
+		return "-"
+	}
+	return time.Since(r.LastSeen.AsTime()).Round(time.Second).String() + " ago"
+}
+
+// RunnerListCommand lists runners.
+type RunnerListCommand struct{ Meta *Meta }
+
+func (c *RunnerListCommand) Synopsis() string { return "List runners" }
+
+func (c *RunnerListCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost runner list [options]
+
+  Lists runners: adoption status (pending, adopted, rejected), liveness
+  (ready, down, draining), jobs running against capacity, last contact.
+
+Options:
+
+  -json    Print as JSON.
+  -stale   Answer from the contacted server's copy.
+` + clientHelp)
+}
+
+func (c *RunnerListCommand) Run(args []string) int {
+	var asJSON, stale bool
+	fs := c.Meta.flagSet("runner list", true)
+	fs.BoolVar(&asJSON, "json", false, "")
+	fs.BoolVar(&stale, "stale", false, "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Runners.ListRunners(context.Background(), connect.NewRequest(&pb.ListRunnersRequest{Stale: stale}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	if asJSON {
+		return c.Meta.printJSON(resp.Msg)
+	}
+	if len(resp.Msg.Runners) == 0 {
+		fmt.Fprintln(c.Meta.Stdout, "No runners. Start one with: outpost runner agent -server=ADDR -data-dir=DIR")
+		return exitOK
+	}
+	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tNAME\tLABELS\tSTATUS\tSTATE\tJOBS\tLAST SEEN\tVERSION")
+	for _, r := range resp.Msg.Runners {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.Id, orDash(r.Name), runnerLabels(r), r.Status, runnerState(r), r.Running, r.Capacity, ago(r), orDash(r.Version))
+	}
+	w.Flush()
+	return exitOK
+}
+
+// RunnerInspectCommand shows one runner.
+type RunnerInspectCommand struct{ Meta *Meta }
+
+func (c *RunnerInspectCommand) Synopsis() string { return "Show a runner and the jobs it holds" }
+
+func (c *RunnerInspectCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost runner inspect [options] ID
+
+  Shows one runner (by id, unique id prefix or name) and the jobs it holds.
+
+Options:
+
+  -json    Print as JSON.
+  -stale   Answer from the contacted server's copy.
+` + clientHelp)
+}
+
+func (c *RunnerInspectCommand) Run(args []string) int {
+	var asJSON, stale bool
+	fs := c.Meta.flagSet("runner inspect", true)
+	fs.BoolVar(&asJSON, "json", false, "")
+	fs.BoolVar(&stale, "stale", false, "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		c.Meta.UI.Error("Error: runner inspect takes exactly one argument, a runner id or name")
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Runners.GetRunner(context.Background(), connect.NewRequest(&pb.GetRunnerRequest{Id: fs.Arg(0), Stale: stale}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	if asJSON {
+		return c.Meta.printJSON(resp.Msg)
+	}
+	r := resp.Msg.Runner
+	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
+	row("ID", r.Id)
+	row("Name", orDash(r.Name))
+	row("Status", r.Status)
+	row("Reason", orDash(r.StatusReason))
+	row("State", runnerState(r))
+	row("Labels", runnerLabels(r))
+	row("Jobs", fmt.Sprintf("%d of %d", r.Running, r.Capacity))
+	row("Address", orDash(r.Address))
+	row("Version", orDash(r.Version))
+	row("First seen", timeString(r.FirstSeen))
+	row("Last seen", ago(r))
+	w.Flush()
+	if len(resp.Msg.Jobs) > 0 {
+		fmt.Fprintln(c.Meta.Stdout, "\nJobs held:")
+		w = tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "ID\tPROJECT\tJOB\tSTATUS\tLEASE")
+		for _, j := range resp.Msg.Jobs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", j.Id, j.Project, j.Name, j.Status, j.Lease)
+		}
+		w.Flush()
+	}
+	return exitOK
+}
+
+// RunnerActionCommand is adopt, reject, forget and drain.
+type RunnerActionCommand struct {
+	Meta             *Meta
+	action, synopsis string
+	help             string
+}
+
+func (c *RunnerActionCommand) Synopsis() string { return c.synopsis }
+
+func (c *RunnerActionCommand) Help() string {
+	extra := ""
+	if c.action == "drain" {
+		extra = "\nOptions:\n\n  -undo   End the drain: the runner takes new jobs again.\n"
+	}
+	return strings.TrimSpace(fmt.Sprintf("Usage: outpost runner %s [options] ID\n\n  %s\n%s", c.action, c.help, extra) + clientHelp)
+}
+
+func (c *RunnerActionCommand) Run(args []string) int {
+	var undo bool
+	fs := c.Meta.flagSet("runner "+c.action, true)
+	if c.action == "drain" {
+		fs.BoolVar(&undo, "undo", false, "")
+	}
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		c.Meta.UI.Error(fmt.Sprintf("Error: runner %s takes exactly one argument, a runner id or name", c.action))
+		return exitUsage
+	}
+	action := c.action
+	if undo {
+		action = "undrain"
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Runners.RunnerAction(context.Background(), connect.NewRequest(&pb.RunnerActionRequest{Id: fs.Arg(0), Action: action}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	r := resp.Msg.Runner
+	switch action {
+	case "forget":
+		fmt.Fprintf(c.Meta.Stdout, "Runner %s forgotten\n", r.Id)
+	case "drain":
+		fmt.Fprintf(c.Meta.Stdout, "Runner %s is draining: it finishes its %d job(s) and takes no new ones\n", r.Id, r.Running)
+	case "undrain":
+		fmt.Fprintf(c.Meta.Stdout, "Runner %s takes new jobs again\n", r.Id)
+	default:
+		fmt.Fprintf(c.Meta.Stdout, "Runner %s is %s\n", r.Id, r.Status)
+	}
+	return exitOK
+}
+
+// RunnerTokenCreateCommand makes an adoption token.
+type RunnerTokenCreateCommand struct{ Meta *Meta }
+
+func (c *RunnerTokenCreateCommand) Synopsis() string {
+	return "Create a token that adopts runners on first contact"
+}
+
+func (c *RunnerTokenCreateCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost runner token create [options]
+
+  Creates an adoption token. A runner started with -token=TOKEN is adopted
+  when it first connects, with no operator step. The token is printed once;
+  servers keep only its hash.
+
+Options:
+
+  -description=TEXT   What the token is for.
+  -ttl=DURATION       Expire the token after this long (e.g. 24h). Default: never.
+` + clientHelp)
+}
+
+func (c *RunnerTokenCreateCommand) Run(args []string) int {
+	var (
+		desc string
+		ttl  time.Duration
+	)
+	fs := c.Meta.flagSet("runner token create", true)
+	fs.StringVar(&desc, "description", "", "")
+	fs.DurationVar(&ttl, "ttl", 0, "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	req := &pb.CreateRunnerTokenRequest{Description: desc}
+	if ttl > 0 {
+		req.Ttl = durationpb.New(ttl)
+	}
+	resp, err := client.Runners.CreateRunnerToken(context.Background(), connect.NewRequest(req))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	fmt.Fprintln(c.Meta.Stdout, resp.Msg.Token)
+	exp := "never expires"
+	if resp.Msg.Info.ExpiresAt != nil {
+		exp = "expires " + timeString(resp.Msg.Info.ExpiresAt)
+	}
+	fmt.Fprintf(c.Meta.Stderr, "Token %s created (%s). Start runners with: outpost runner agent -token=<the token above> ...\n", resp.Msg.Info.Id, exp)
+	return exitOK
+}

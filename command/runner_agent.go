@@ -1,0 +1,167 @@
+package command
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/outpost-run/outpost/agent"
+)
+
+// RunnerAgentCommand runs a runner on an edge node.
+type RunnerAgentCommand struct{ Meta *Meta }
+
+func (c *RunnerAgentCommand) Synopsis() string { return "Run a runner agent on this machine" }
+
+func (c *RunnerAgentCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost runner agent [options]
+
+  Runs a runner: it opens one outbound connection to a server (trying the
+  listed servers in turn, reconnecting with backoff) and runs the jobs the
+  cluster assigns to it. Servers never connect to a runner.
+
+  A new runner registers as pending and gets no work until an operator runs
+  ` + "`outpost runner adopt ID`" + `, or it starts with a token from
+  ` + "`outpost runner token create`" + `. Its identity and the results not yet
+  delivered live in -data-dir; keep it across restarts.
+
+Options:
+
+  -server=ADDR[,ADDR…]  Server API addresses; repeatable. Also OUTPOST_ADDR.
+  -name=NAME            Display name. Default: the hostname.
+  -label=k=v            A label profiles can target; repeatable.
+  -capacity=N           Jobs run at once. Default 4.
+  -data-dir=DIR         Identity, outbox and job directories. Without it the
+                        runner is new (and pending) at every start.
+  -token=TOKEN          Adoption token. Also OUTPOST_RUNNER_TOKEN.
+  -gossip-port=N        Join the gossip pool on this port (0: any free port,
+                        -1: do not join). Default 0.
+  -bind=ADDR            Address for gossip. Default 0.0.0.0.
+  -config=PATH          HCL config file with a runner { } block; repeatable.
+  -log-level=LEVEL      trace, debug, info, warn or error. Default info.
+`)
+}
+
+func (c *RunnerAgentCommand) Run(args []string) int {
+	var (
+		servers, configs                stringSlice
+		name, dataDir, token, bind, lvl string
+		capacity, gossipPort            int
+		labels                          = kvFlag{}
+	)
+	fs := c.Meta.flagSet("runner agent", false)
+	fs.Var(&servers, "server", "")
+	fs.Var(&configs, "config", "")
+	fs.StringVar(&name, "name", "", "")
+	fs.Var(labels, "label", "")
+	fs.IntVar(&capacity, "capacity", 0, "")
+	fs.StringVar(&dataDir, "data-dir", "", "")
+	fs.StringVar(&token, "token", "", "")
+	fs.IntVar(&gossipPort, "gossip-port", 0, "")
+	fs.StringVar(&bind, "bind", "", "")
+	fs.StringVar(&lvl, "log-level", "", "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		c.Meta.UI.Error("Error: runner agent takes no arguments")
+		return exitUsage
+	}
+
+	cfg := agent.DefaultConfig()
+	cfg.Ports.Gossip = 0
+	files, err := agent.LoadConfigPaths(configs)
+	if err != nil {
+		c.Meta.UI.Error("Error: " + err.Error())
+		return exitUsage
+	}
+	for _, o := range files {
+		if err := cfg.Apply(o); err != nil {
+			c.Meta.UI.Error("Error: " + err.Error())
+			return exitUsage
+		}
+	}
+	cfg.Server = false
+	cfg.Runner = true
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "name":
+			cfg.NodeID = name
+		case "label":
+			cfg.RunnerLabels = labels
+		case "capacity":
+			cfg.RunnerCapacity = capacity
+		case "data-dir":
+			cfg.DataDir = dataDir
+		case "token":
+			cfg.RunnerToken = token
+		case "gossip-port":
+			cfg.Ports.Gossip = gossipPort
+		case "bind":
+			cfg.BindAddr = bind
+		case "log-level":
+			cfg.LogLevel = lvl
+		}
+	})
+	for _, s := range servers {
+		cfg.RunnerServers = append(cfg.RunnerServers, strings.Split(s, ",")...)
+	}
+	if len(cfg.RunnerServers) == 0 {
+		if v := os.Getenv("OUTPOST_ADDR"); v != "" {
+			cfg.RunnerServers = strings.Split(v, ",")
+		}
+	}
+	if cfg.RunnerToken == "" {
+		cfg.RunnerToken = os.Getenv("OUTPOST_RUNNER_TOKEN")
+	}
+	if len(cfg.RunnerServers) == 0 {
+		c.Meta.UI.Error("Error: give the servers to connect to with -server=ADDR (or OUTPOST_ADDR)")
+		return exitUsage
+	}
+	level := hclog.LevelFromString(cfg.LogLevel)
+	if level == hclog.NoLevel {
+		c.Meta.UI.Error(fmt.Sprintf("Error: log level %q: use trace, debug, info, warn or error", cfg.LogLevel))
+		return exitUsage
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "outpost", Level: level, Output: c.Meta.Stderr})
+	if cfg.DataDir == "" {
+		logger.Warn("no -data-dir: this runner gets a new identity at every start and keeps undelivered results only in memory")
+	}
+
+	a, err := agent.New(cfg, logger)
+	if err != nil {
+		c.Meta.UI.Error("Error: " + err.Error())
+		return exitUsage
+	}
+	if err := a.Start(context.Background()); err != nil {
+		c.Meta.UI.Error("Error: starting runner: " + err.Error())
+		return exitError
+	}
+	fmt.Fprintf(c.Meta.Stdout, "==> outpost runner %s started\n        Name: %s\n     Servers: %s\n    Capacity: %d\n      Labels: %s\n",
+		a.Runner().ID(), cfg.NodeID, strings.Join(cfg.RunnerServers, ", "), cfg.RunnerCapacity, kvFlag(cfg.RunnerLabels).String())
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	sig := <-sigs
+	logger.Info("shutting down: running jobs are stopped and their results kept in the outbox", "signal", sig.String())
+	go func() {
+		<-sigs
+		os.Exit(exitError)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := a.Shutdown(ctx); err != nil {
+		logger.Error("shutdown", "error", err)
+		return exitError
+	}
+	return exitOK
+}

@@ -1,0 +1,164 @@
+package rpc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/fsm/state"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// HashSecret is how runner secrets and adoption tokens are stored: only
+// their SHA-256, so a copy of the state cannot impersonate a runner.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// NewSecret returns a random secret with a readable prefix.
+func NewSecret(prefix string) string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// withLive fills the read-only fields a runner record does not store.
+func (s *RunnerService) withLive(st *state.Store, r *pb.Runner) *pb.Runner {
+	r = proto.Clone(r).(*pb.Runner)
+	r.SecretHash = nil
+	r.Running = uint32(len(st.ActiveJobs(nil, r.Id)))
+	if t, ok := s.b.RunnerLastSeen(r.Id); ok {
+		r.LastSeen = timestamppb.New(t)
+	}
+	return r
+}
+
+// ListRunners lists every runner record.
+func (s *RunnerService) ListRunners(ctx context.Context, req *connect.Request[pb.ListRunnersRequest]) (*connect.Response[pb.ListRunnersResponse], error) {
+	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {
+		return nil, toConnect(err)
+	}
+	st := s.b.State()
+	resp := &pb.ListRunnersResponse{}
+	for _, r := range st.Runners(nil) {
+		resp.Runners = append(resp.Runners, s.withLive(st, r))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// findRunner resolves an id, id prefix or unique name.
+func findRunner(st *state.Store, id string) (*pb.Runner, error) {
+	r, err := st.RunnerByID(nil, id)
+	if err == nil {
+		return r, nil
+	}
+	var byName *pb.Runner
+	for _, x := range st.Runners(nil) {
+		if x.Name == id {
+			if byName != nil {
+				return nil, connect.NewError(connect.CodeInvalidArgument, errAmbiguousName(id))
+			}
+			byName = x
+		}
+	}
+	if byName != nil {
+		return byName, nil
+	}
+	return nil, err
+}
+
+type errAmbiguousName string
+
+func (e errAmbiguousName) Error() string {
+	return "several runners are named " + string(e) + "; use the runner id"
+}
+
+// GetRunner returns one runner and the jobs it holds.
+func (s *RunnerService) GetRunner(ctx context.Context, req *connect.Request[pb.GetRunnerRequest]) (*connect.Response[pb.GetRunnerResponse], error) {
+	if req.Msg.Id == "" {
+		return nil, invalid("id: a runner id or name is required")
+	}
+	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {
+		return nil, toConnect(err)
+	}
+	st := s.b.State()
+	r, err := findRunner(st, req.Msg.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.GetRunnerResponse{Runner: s.withLive(st, r), Jobs: st.ActiveJobs(nil, r.Id)}), nil
+}
+
+// RunnerAction adopts, rejects, forgets, drains or undrains a runner.
+func (s *RunnerService) RunnerAction(ctx context.Context, req *connect.Request[pb.RunnerActionRequest]) (*connect.Response[pb.RunnerActionResponse], error) {
+	m := req.Msg
+	switch m.Action {
+	case state.RunnerAdopt, state.RunnerReject, state.RunnerForget, state.RunnerDrain, state.RunnerUndrain:
+	default:
+		return nil, invalid("action: %q is not one of adopt, reject, forget, drain, undrain", m.Action)
+	}
+	if m.Id == "" {
+		return nil, invalid("id: a runner id or name is required")
+	}
+	if err := s.b.ReadBarrier(ctx, false); err != nil {
+		return nil, toConnect(err)
+	}
+	r, err := findRunner(s.b.State(), m.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	entry := &pb.RunnerUpdateEntry{RunnerId: r.Id, Action: m.Action, Time: timestamppb.Now()}
+	if _, err := s.b.Apply(ctx, fsm.UpdateRunnerType, entry); err != nil {
+		return nil, toConnect(err)
+	}
+	if m.Action == state.RunnerForget {
+		return connect.NewResponse(&pb.RunnerActionResponse{Runner: s.withLive(s.b.State(), r)}), nil
+	}
+	st := s.b.State()
+	r, err = st.RunnerByID(nil, r.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.RunnerActionResponse{Runner: s.withLive(st, r)}), nil
+}
+
+// CreateRunnerToken makes an adoption token; only its hash is stored.
+func (s *RunnerService) CreateRunnerToken(ctx context.Context, req *connect.Request[pb.CreateRunnerTokenRequest]) (*connect.Response[pb.CreateRunnerTokenResponse], error) {
+	ttl := req.Msg.Ttl.AsDuration()
+	if req.Msg.Ttl != nil && ttl < 0 {
+		return nil, invalid("ttl: must not be negative")
+	}
+	if len(req.Msg.Description) > 256 {
+		return nil, invalid("description: at most 256 characters")
+	}
+	secret := NewSecret("opr_")
+	var idb [4]byte
+	_, _ = rand.Read(idb[:])
+	now := time.Now()
+	t := &pb.RunnerToken{
+		Id:          "t-" + hex.EncodeToString(idb[:]),
+		Hash:        HashSecret(secret),
+		Description: req.Msg.Description,
+		CreatedAt:   timestamppb.New(now),
+	}
+	if ttl > 0 {
+		t.ExpiresAt = timestamppb.New(now.Add(ttl))
+	}
+	if _, err := s.b.Apply(ctx, fsm.RunnerTokenType, &pb.UpsertRunnerTokenEntry{Token: t}); err != nil {
+		return nil, toConnect(err)
+	}
+	info := proto.Clone(t).(*pb.RunnerToken)
+	info.Hash = nil
+	return connect.NewResponse(&pb.CreateRunnerTokenResponse{Info: info, Token: secret}), nil
+}
