@@ -49,11 +49,23 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 		"job list":   func() (cli.Command, error) { return &JobListCommand{Meta: m}, nil },
 		"job logs":   func() (cli.Command, error) { return &JobLogsCommand{Meta: m}, nil },
 		"job cancel": func() (cli.Command, error) { return &JobCancelCommand{Meta: m}, nil },
+		"job retry":  func() (cli.Command, error) { return &JobRetryCommand{Meta: m}, nil },
 		"project": func() (cli.Command, error) {
 			return &GroupCommand{name: "project", synopsis: "Work with project files"}, nil
 		},
 		"project validate": func() (cli.Command, error) { return &ProjectValidateCommand{Meta: m}, nil },
-		"members":          func() (cli.Command, error) { return &MembersCommand{Meta: m}, nil },
+		"project apply":    func() (cli.Command, error) { return &ProjectApplyCommand{Meta: m}, nil },
+		"project list":     func() (cli.Command, error) { return &ProjectListCommand{Meta: m}, nil },
+		"project inspect":  func() (cli.Command, error) { return &ProjectInspectCommand{Meta: m}, nil },
+		"project delete":   func() (cli.Command, error) { return &ProjectDeleteCommand{Meta: m}, nil },
+		"runner profile": func() (cli.Command, error) {
+			return &GroupCommand{name: "runner profile", synopsis: "Runner profiles: which runners a job runs on, and how"}, nil
+		},
+		"runner profile set":     func() (cli.Command, error) { return &RunnerProfileSetCommand{Meta: m}, nil },
+		"runner profile list":    func() (cli.Command, error) { return &RunnerProfileListCommand{Meta: m}, nil },
+		"runner profile inspect": func() (cli.Command, error) { return &RunnerProfileInspectCommand{Meta: m}, nil },
+		"runner profile delete":  func() (cli.Command, error) { return &RunnerProfileDeleteCommand{Meta: m}, nil },
+		"members":                func() (cli.Command, error) { return &MembersCommand{Meta: m}, nil },
 		"runner": func() (cli.Command, error) {
 			return &GroupCommand{name: "runner", synopsis: "Run, adopt and inspect runners"}, nil
 		},

@@ -34,6 +34,7 @@ Usage: outpost job run [options] JOB
 Options:
 
   -file=PATH        Project file. Default ./outpost.hcl.
+  -project=NAME     Run a job of a project stored with ` + "`outpost project apply`" + `.
   -var=k=v          Set a project variable; repeatable.
   -workspace=NAME   Workspace (dev, staging, prod, ...). Default "default".
   -detach           Print the job id and return once the job is queued.
@@ -45,6 +46,7 @@ Options:
 func (c *JobRunCommand) Run(args []string) int {
 	var (
 		file, workspace, driver string
+		projectName             string
 		detach, local           bool
 		vars                    = kvFlag{}
 	)
@@ -52,6 +54,7 @@ func (c *JobRunCommand) Run(args []string) int {
 	fs.StringVar(&file, "file", "outpost.hcl", "")
 	fs.StringVar(&workspace, "workspace", "", "")
 	fs.StringVar(&driver, "driver", "", "")
+	fs.StringVar(&projectName, "project", "", "")
 	fs.BoolVar(&detach, "detach", false, "")
 	fs.BoolVar(&local, "local", false, "")
 	fs.Var(vars, "var", "")
@@ -63,9 +66,15 @@ func (c *JobRunCommand) Run(args []string) int {
 		return exitUsage
 	}
 	name := fs.Arg(0)
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return c.Meta.errorf("reading project file: %v", err)
+	var src []byte
+	if projectName == "" {
+		var err error
+		if src, err = os.ReadFile(file); err != nil {
+			return c.Meta.errorf("reading project file: %v", err)
+		}
+	} else if local {
+		c.Meta.UI.Error("Error: -local runs a project file; it cannot use -project")
+		return exitUsage
 	}
 	if local {
 		return c.runLocal(file, src, name, vars, workspace)
@@ -81,6 +90,7 @@ func (c *JobRunCommand) Run(args []string) int {
 		Id:              rpc.NewJobID(),
 		ProjectSource:   src,
 		ProjectFilename: filepath.Base(file),
+		Project:         projectName,
 		Job:             name,
 		Variables:       vars,
 		Workspace:       workspace,

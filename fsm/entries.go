@@ -14,33 +14,43 @@ type MessageType byte
 
 // Values are stored in the log forever: never renumber, only append.
 const (
-	SubmitJobsType    MessageType = 1
-	AssignJobsType    MessageType = 2
-	JobStartedType    MessageType = 3
-	AppendLogsType    MessageType = 4
-	FinishJobType     MessageType = 5
-	CancelJobType     MessageType = 6
-	MarkLostType      MessageType = 7
-	UpsertRunnerType  MessageType = 8
-	UpsertProjectType MessageType = 9
-	DeleteJobsType    MessageType = 10
-	UpdateRunnerType  MessageType = 11
-	RunnerTokenType   MessageType = 12
+	SubmitJobsType        MessageType = 1
+	AssignJobsType        MessageType = 2
+	JobStartedType        MessageType = 3
+	AppendLogsType        MessageType = 4
+	FinishJobType         MessageType = 5
+	CancelJobType         MessageType = 6
+	MarkLostType          MessageType = 7
+	UpsertRunnerType      MessageType = 8
+	UpsertProjectType     MessageType = 9
+	DeleteJobsType        MessageType = 10
+	UpdateRunnerType      MessageType = 11
+	RunnerTokenType       MessageType = 12
+	UpsertProfilesType    MessageType = 13
+	DeleteProfileType     MessageType = 14
+	DeleteProjectType     MessageType = 15
+	SetPendingReasonsType MessageType = 16
+	RetryJobType          MessageType = 17
 )
 
 var typeNames = map[MessageType]string{
-	SubmitJobsType:    "SubmitJobs",
-	AssignJobsType:    "AssignJobs",
-	JobStartedType:    "JobStarted",
-	AppendLogsType:    "AppendLogs",
-	FinishJobType:     "FinishJob",
-	CancelJobType:     "CancelJob",
-	MarkLostType:      "MarkLost",
-	UpsertRunnerType:  "UpsertRunner",
-	UpsertProjectType: "UpsertProject",
-	DeleteJobsType:    "DeleteJobs",
-	UpdateRunnerType:  "UpdateRunner",
-	RunnerTokenType:   "RunnerToken",
+	SubmitJobsType:        "SubmitJobs",
+	AssignJobsType:        "AssignJobs",
+	JobStartedType:        "JobStarted",
+	AppendLogsType:        "AppendLogs",
+	FinishJobType:         "FinishJob",
+	CancelJobType:         "CancelJob",
+	MarkLostType:          "MarkLost",
+	UpsertRunnerType:      "UpsertRunner",
+	UpsertProjectType:     "UpsertProject",
+	DeleteJobsType:        "DeleteJobs",
+	UpdateRunnerType:      "UpdateRunner",
+	RunnerTokenType:       "RunnerToken",
+	UpsertProfilesType:    "UpsertProfiles",
+	DeleteProfileType:     "DeleteProfile",
+	DeleteProjectType:     "DeleteProject",
+	SetPendingReasonsType: "SetPendingReasons",
+	RetryJobType:          "RetryJob",
 }
 
 func (t MessageType) String() string {
@@ -77,6 +87,16 @@ func newBody(t MessageType) (proto.Message, error) {
 		return &pb.RunnerUpdateEntry{}, nil
 	case RunnerTokenType:
 		return &pb.UpsertRunnerTokenEntry{}, nil
+	case UpsertProfilesType:
+		return &pb.UpsertProfilesEntry{}, nil
+	case DeleteProfileType:
+		return &pb.DeleteProfileEntry{}, nil
+	case DeleteProjectType:
+		return &pb.DeleteProjectEntry{}, nil
+	case SetPendingReasonsType:
+		return &pb.SetPendingReasonsEntry{}, nil
+	case RetryJobType:
+		return &pb.RetryJobEntry{}, nil
 	}
 	return nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
 }

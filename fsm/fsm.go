@@ -130,6 +130,12 @@ func validate(t MessageType, body any) error {
 		if b.Token.GetId() == "" || len(b.Token.GetHash()) == 0 {
 			missing = "token id and hash"
 		}
+	case *pb.UpsertProfilesEntry:
+		for _, p := range b.Profiles {
+			if p.GetName() == "" {
+				missing = "profile name"
+			}
+		}
 	}
 	if missing != "" {
 		return fmt.Errorf("fsm: %s entry has no %s", t, missing)
@@ -171,6 +177,16 @@ func (f *FSM) apply(index uint64, t MessageType, body any) any {
 		return st.UpdateRunner(index, b)
 	case *pb.UpsertRunnerTokenEntry:
 		return st.UpsertRunnerToken(index, b.Token)
+	case *pb.UpsertProfilesEntry:
+		return st.UpsertProfiles(index, b.Profiles)
+	case *pb.DeleteProfileEntry:
+		return st.DeleteProfile(index, b.Name)
+	case *pb.DeleteProjectEntry:
+		return st.DeleteProject(index, b.Name)
+	case *pb.SetPendingReasonsEntry:
+		return st.SetPendingReasons(index, b.Reasons)
+	case *pb.RetryJobEntry:
+		return st.RetryJob(index, b)
 	}
 	return fmt.Errorf("fsm: no apply for %s", t)
 }

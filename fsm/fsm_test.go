@@ -95,9 +95,19 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	a.mustApply(UpdateRunnerType, &pb.RunnerUpdateEntry{RunnerId: "r-2", Action: "adopt", Time: ts(7)})
 	a.mustApply(UpdateRunnerType, &pb.RunnerUpdateEntry{RunnerId: "r-2", Action: "drain", Time: ts(7)})
 	a.mustApply(RunnerTokenType, &pb.UpsertRunnerTokenEntry{Token: &pb.RunnerToken{Id: "t-1", Hash: []byte{1, 2, 3}, CreatedAt: ts(8)}})
+	a.mustApply(UpsertProfilesType, &pb.UpsertProfilesEntry{Profiles: []*pb.RunnerProfile{
+		{Name: "prod", TargetLabels: map[string]string{"env": "prod"}, Mode: "on_demand", Default: true, Limits: &pb.Limits{Processes: 64}},
+		{Name: "old", TargetRunnerId: "r-1"},
+	}})
+	a.mustApply(DeleteProfileType, &pb.DeleteProfileEntry{Name: "old"})
+	a.mustApply(UpsertProjectType, &pb.UpsertProjectEntry{Project: &pb.Project{Name: "gone"}})
+	a.mustApply(DeleteProjectType, &pb.DeleteProjectEntry{Name: "gone"})
+	a.mustApply(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-5")}})
+	a.mustApply(SetPendingReasonsType, &pb.SetPendingReasonsEntry{Reasons: []*pb.PendingReason{{JobId: "j-5", Reason: "no adopted runner matches labels {env=prod}"}}})
+	a.mustApply(RetryJobType, &pb.RetryJobEntry{JobId: "j-1", Time: ts(9)})
 
 	st := a.f.State()
-	for id, want := range map[string]string{"j-1": "succeeded", "j-2": "canceling", "j-3": "pending"} {
+	for id, want := range map[string]string{"j-1": "pending", "j-2": "canceling", "j-3": "pending", "j-5": "pending"} {
 		j, err := st.JobByID(nil, id)
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
@@ -108,6 +118,15 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	}
 	if _, err := st.JobByID(nil, "j-4"); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("deleted job j-4: err = %v, want not found", err)
+	}
+	if j, _ := st.JobByID(nil, "j-5"); j.StatusReason != "no adopted runner matches labels {env=prod}" {
+		t.Errorf("j-5 reason = %q", j.StatusReason)
+	}
+	if j, _ := st.JobByID(nil, "j-1"); j.Attempt != 2 {
+		t.Errorf("retried j-1 is attempt %d, want 2", j.Attempt)
+	}
+	if ps := st.Profiles(nil); len(ps) != 1 || ps[0].Name != "prod" {
+		t.Errorf("profiles = %v, want only prod", ps)
 	}
 	if r, _ := st.RunnerByID(nil, "r-2"); r.Status != "adopted" || !r.Draining {
 		t.Errorf("r-2 = %s draining=%t, want adopted and draining", r.Status, r.Draining)
@@ -170,6 +189,7 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 	eqList(t, "projects", ws.Projects(), gs.Projects())
 	eqList(t, "runners", ws.Runners(), gs.Runners())
 	eqList(t, "runner tokens", ws.RunnerTokens(), gs.RunnerTokens())
+	eqList(t, "runner profiles", ws.Profiles(), gs.Profiles())
 }
 
 func eqList[T proto.Message](t *testing.T, what string, want, got []T) {

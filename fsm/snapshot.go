@@ -28,6 +28,7 @@ const (
 	recordProject recordKind = 4
 	recordRunner  recordKind = 5
 	recordToken   recordKind = 6
+	recordProfile recordKind = 7
 )
 
 type snapshot struct {
@@ -85,6 +86,11 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 	for _, t := range view.RunnerTokens() {
 		if err == nil {
 			err = putMsg(recordToken, t)
+		}
+	}
+	for _, p := range view.Profiles() {
+		if err == nil {
+			err = putMsg(recordProfile, p)
 		}
 	}
 	for _, j := range view.Jobs() {
@@ -182,6 +188,11 @@ func restoreRecord(rs *state.Restore, kind recordKind, b []byte) error {
 		m := &pb.RunnerToken{}
 		if err = proto.Unmarshal(b, m); err == nil {
 			err = rs.RunnerToken(m)
+		}
+	case recordProfile:
+		m := &pb.RunnerProfile{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.Profile(m)
 		}
 	default:
 		return fmt.Errorf("fsm: unknown snapshot record kind %d", kind)

@@ -29,6 +29,7 @@ type Client struct {
 	Runners   outpostv1connect.RunnerServiceClient
 	Agent     outpostv1connect.AgentServiceClient
 	Operator  outpostv1connect.OperatorServiceClient
+	Projects  outpostv1connect.ProjectServiceClient
 }
 
 // NormalizeAddress accepts "host:port", "http://host:port" or
@@ -111,6 +112,7 @@ func NewClient(addrs string, hc *http.Client) (*Client, error) {
 		Runners:   outpostv1connect.NewRunnerServiceClient(hc, base),
 		Agent:     outpostv1connect.NewAgentServiceClient(hc, base),
 		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base),
+		Projects:  outpostv1connect.NewProjectServiceClient(hc, base),
 	}, nil
 }
 

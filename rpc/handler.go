@@ -22,4 +22,5 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	mux.Handle(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, opts...))
+	mux.Handle(outpostv1connect.NewProjectServiceHandler(&ProjectService{b: b}, opts...))
 }

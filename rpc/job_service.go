@@ -134,7 +134,12 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	job := BuildJob(resolved, time.Now())
-	job.Driver = m.Driver
+	if err := applyProfile(s.b.State(), job, resolved); err != nil {
+		return nil, err
+	}
+	if m.Driver != "" {
+		job.Driver = m.Driver
+	}
 	if m.Id != "" {
 		if !validJobID(m.Id) {
 			return nil, invalid("id: %q is not a job id (\"j-\" and 16 lower-case hex digits)", m.Id)
@@ -151,6 +156,68 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&pb.SubmitJobResponse{Job: stored}), nil
+}
+
+// applyProfile copies the targeting and execution settings of the job's
+// runner profile (or the default profile) into the job. No profile at all
+// means any adopted runner, in static mode.
+func applyProfile(st *state.Store, job *pb.Job, r *project.ResolvedJob) error {
+	var p *pb.RunnerProfile
+	if job.Profile != "" {
+		var err error
+		if p, err = st.ProfileByName(job.Profile); err != nil {
+			pos := ""
+			if r.ProfilePos.IsValid() {
+				pos = r.ProfilePos.String() + ": "
+			}
+			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(
+				"%sUnknown runner profile: no runner profile named %q; create it with `outpost runner profile set`, or see `outpost runner profile list`", pos, job.Profile))
+		}
+	} else if p = st.DefaultProfile(); p != nil {
+		job.Profile = p.Name
+	}
+	job.Mode = "static"
+	if p == nil {
+		return nil
+	}
+	job.TargetRunnerId, job.TargetLabels, job.Driver = p.TargetRunnerId, p.TargetLabels, p.Driver
+	if p.Mode != "" {
+		job.Mode = p.Mode
+	}
+	job.Limits, job.User = p.Limits, p.User
+	if len(p.Env) > 0 {
+		env := make(map[string]string, len(p.Env)+len(job.Env))
+		for k, v := range p.Env {
+			env[k] = v
+		}
+		for k, v := range job.Env {
+			env[k] = v
+		}
+		job.Env = env
+	}
+	return nil
+}
+
+// RetryJob runs a finished job again as a new attempt.
+func (s *JobService) RetryJob(ctx context.Context, req *connect.Request[pb.RetryJobRequest]) (*connect.Response[pb.RetryJobResponse], error) {
+	if req.Msg.Id == "" {
+		return nil, invalid("id: a job id is required")
+	}
+	if err := s.b.ReadBarrier(ctx, false); err != nil {
+		return nil, toConnect(err)
+	}
+	j, err := s.b.State().JobByID(nil, req.Msg.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if _, err := s.b.Apply(ctx, fsm.RetryJobType, &pb.RetryJobEntry{JobId: j.Id, Time: timestamppb.Now()}); err != nil {
+		return nil, toConnect(err)
+	}
+	j, err = s.b.State().JobByID(nil, j.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.RetryJobResponse{Job: j}), nil
 }
 
 // GetJob returns one job; with wait_index it blocks until the job changes.

@@ -78,19 +78,17 @@ func (r *Runner) execute(e *execution) {
 		JobId: job.Id, Lease: job.Lease, Time: timestamppb.Now(),
 	}}})
 
-	dir := filepath.Join(r.workDir, fmt.Sprintf("%s-%d", job.Id, job.Attempt))
 	var res executor.Result
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		res = executor.Result{Outcome: executor.Failed, ExitCode: -1, Reason: "creating the job's working directory: " + err.Error()}
+	spec, cleanup, err := r.prepare(job)
+	if err != nil {
+		res = executor.Result{Outcome: executor.Failed, ExitCode: -1, Reason: err.Error()}
 	} else {
 		flushed := make(chan struct{})
 		go func() { defer close(flushed); r.flushLogs(e) }()
-		res = executor.Run(e.ctx, r.spec(job, dir), e.add)
+		res = executor.Run(e.ctx, spec, e.add)
 		e.cancel() // ends the flusher
 		<-flushed
-		if err := os.RemoveAll(dir); err != nil {
-			logger.Warn("removing job directory", "dir", dir, "error", err)
-		}
+		cleanup()
 	}
 
 	e.mu.Lock()
@@ -120,12 +118,32 @@ func (r *Runner) execute(e *execution) {
 	}
 }
 
-func (r *Runner) spec(job *pb.Job, dir string) executor.Spec {
+// prepare builds the executor spec for a job and the working directory it
+// runs in: a per-job directory for static jobs, an isolated executor for
+// on_demand ones. cleanup removes what prepare made.
+func (r *Runner) prepare(job *pb.Job) (executor.Spec, func(), error) {
+	s := r.spec(job)
+	if job.Mode == ModeOnDemand {
+		cleanup, err := r.onDemand(job, &s)
+		return s, cleanup, err
+	}
+	dir := filepath.Join(r.workDir, fmt.Sprintf("%s-%d", job.Id, job.Attempt))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return s, nil, fmt.Errorf("creating the job's working directory: %w", err)
+	}
+	s.Dir = dir
+	return s, func() {
+		if err := os.RemoveAll(dir); err != nil {
+			r.logger.Warn("removing job directory", "dir", dir, "error", err)
+		}
+	}, nil
+}
+
+func (r *Runner) spec(job *pb.Job) executor.Spec {
 	s := executor.Spec{
 		JobID:        job.Id,
 		Env:          job.Env,
 		BaseEnv:      r.cfg.BaseEnv,
-		Dir:          dir,
 		Timeout:      job.Timeout.AsDuration(),
 		AbortTimeout: job.AbortTimeout.AsDuration(),
 		Driver:       job.Driver,

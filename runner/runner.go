@@ -16,6 +16,7 @@ import (
 
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	"github.com/outpost-run/outpost/runner/executor"
 	"github.com/outpost-run/outpost/runner/outbox"
 )
 
@@ -39,6 +40,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// BaseEnv is the environment jobs start from; nil means os.Environ().
 	BaseEnv []string
+	// Launcher is the argv prefix that starts on_demand steps under
+	// resource limits (see executor.Isolation); nil means os.Executable()
+	// with the executor-launch subcommand.
+	Launcher []string
 	// OnRegistered, if set, is told the servers' gossip addresses each time
 	// the runner registers, so its agent can join the pool.
 	OnRegistered func(gossipAddrs []string)
@@ -73,6 +78,11 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = rpc.NewHTTPClient()
+	}
+	if cfg.Launcher == nil {
+		if exe, err := os.Executable(); err == nil {
+			cfg.Launcher = []string{exe, executor.LauncherCommand}
+		}
 	}
 	id, err := LoadIdentity(cfg.DataDir, cfg.ID)
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package dispatch is the leader's dispatcher: it matches pending jobs to
-// usable runners with free slots and commits the assignments in batches.
-// It keeps nothing that is not derived from the state store, so a new leader
-// simply starts a new Dispatcher.
+// usable runners with free slots, commits the assignments in batches, and
+// records in words why the jobs it cannot place are waiting. It keeps
+// nothing that is not derived from the state store, so a new leader simply
+// starts a new Dispatcher.
 package dispatch
 
 import (
@@ -16,18 +17,25 @@ import (
 
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/profile"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
-// maxBatch bounds the assignments in one log entry, so one entry stays small
-// enough to replicate quickly.
-const maxBatch = 1024
+const (
+	// maxBatch bounds the assignments in one log entry, so one entry stays
+	// small enough to replicate quickly.
+	maxBatch = 1024
+	// reasonEvery limits how often waiting reasons are written: they are
+	// for people, and a busy queue must not spend its log on them.
+	reasonEvery = time.Second
+	maxReasons  = 4096
+)
 
 // Config wires a dispatcher to its server.
 type Config struct {
 	State func() *state.Store
 	Apply func(context.Context, fsm.MessageType, proto.Message) (any, error)
-	// Usable reports whether a runner has an open stream right now.
+	// Usable reports whether a runner has a live stream right now.
 	Usable func(runnerID string) bool
 	Logger hclog.Logger
 }
@@ -38,7 +46,8 @@ type Dispatcher struct {
 	logger hclog.Logger
 	kick   chan struct{}
 	// rr breaks ties between equally loaded runners in turn.
-	rr int
+	rr          int
+	lastReasons time.Time
 }
 
 // New returns a dispatcher; Run starts it.
@@ -65,9 +74,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		}
 		wait := time.Second
 		if !wake.IsZero() {
-			if w := time.Until(wake); w < wait {
-				wait = max(w, 0)
-			}
+			wait = min(wait, max(time.Until(wake), 0))
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		ch := make(chan struct{})
@@ -85,9 +92,33 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
+// slot is a runner as one pass sees it.
 type slot struct {
 	runner *pb.Runner
 	load   int
+	usable bool
+}
+
+func (s *slot) free() bool { return s.usable && s.load < int(s.runner.Capacity) }
+
+// group is the set of runners a kind of job may use: jobs with the same
+// targets and project share one.
+type group struct {
+	slots  []*slot
+	reason string // why nothing can be placed, once known
+}
+
+func groupKey(j *pb.Job) string {
+	keys := make([]string, 0, len(j.TargetLabels))
+	for k := range j.TargetLabels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b := []byte(j.TargetRunnerId + "\x00" + j.Project + "\x00")
+	for _, k := range keys {
+		b = append(b, k+"="+j.TargetLabels[k]+"\x00"...)
+	}
+	return string(b)
 }
 
 // pass makes one round of assignments. It returns the earliest time a
@@ -95,22 +126,28 @@ type slot struct {
 func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, error) {
 	st := d.cfg.State()
 	pending := st.Jobs(ws, state.JobFilter{Status: state.StatusPending})
-	var slots []*slot
-	for _, r := range st.Runners(ws) {
-		if r.Status != "adopted" || r.Draining || !d.cfg.Usable(r.Id) {
-			continue
-		}
-		slots = append(slots, &slot{runner: r, load: len(st.ActiveJobs(ws, r.Id))})
-	}
-	if len(pending) == 0 || len(slots) == 0 {
+	runners := st.Runners(ws)
+	if len(pending) == 0 {
 		return time.Time{}, nil
 	}
+	slots := make([]*slot, 0, len(runners))
+	for _, r := range runners {
+		s := &slot{runner: r, usable: r.Status == "adopted" && !r.Draining && d.cfg.Usable(r.Id)}
+		if s.usable {
+			s.load = len(st.ActiveJobs(ws, r.Id))
+		}
+		slots = append(slots, s)
+	}
+	// Higher priority first; Jobs returns FIFO order, which the stable sort
+	// keeps among equals.
 	sort.SliceStable(pending, func(a, b int) bool { return pending[a].Priority > pending[b].Priority })
 
 	now := time.Now()
 	var (
-		wake  time.Time
-		batch []*pb.Assignment
+		wake    time.Time
+		batch   []*pb.Assignment
+		reasons []*pb.PendingReason
+		groups  = map[string]*group{}
 	)
 	for _, j := range pending {
 		if nb := j.NotBefore; nb != nil && nb.AsTime().After(now) {
@@ -119,9 +156,26 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 			}
 			continue
 		}
-		s := d.pick(slots)
+		key := groupKey(j)
+		g, ok := groups[key]
+		if !ok {
+			g = &group{}
+			for _, s := range slots {
+				if matches(j, s.runner) {
+					g.slots = append(g.slots, s)
+				}
+			}
+			groups[key] = g
+		}
+		s := d.pick(g)
 		if s == nil {
-			break
+			if g.reason == "" {
+				g.reason = explain(j, g.slots)
+			}
+			if j.StatusReason != g.reason {
+				reasons = append(reasons, &pb.PendingReason{JobId: j.Id, Reason: g.reason})
+			}
+			continue
 		}
 		s.load++
 		batch = append(batch, &pb.Assignment{JobId: j.Id, RunnerId: s.runner.Id})
@@ -137,20 +191,55 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 			return wake, err
 		}
 	}
+	if len(reasons) > 0 {
+		if time.Since(d.lastReasons) < reasonEvery {
+			next := d.lastReasons.Add(reasonEvery)
+			if wake.IsZero() || next.Before(wake) {
+				wake = next
+			}
+		} else {
+			d.lastReasons = time.Now()
+			if len(reasons) > maxReasons {
+				reasons = reasons[:maxReasons]
+			}
+			if _, err := d.cfg.Apply(ctx, fsm.SetPendingReasonsType, &pb.SetPendingReasonsEntry{Reasons: reasons}); err != nil {
+				d.logger.Warn("recording why jobs wait", "error", err)
+			}
+		}
+	}
 	return wake, nil
 }
 
-// pick returns the slot with the lowest load ratio, taking equals in turn,
-// or nil when every runner is full.
-func (d *Dispatcher) pick(slots []*slot) *slot {
+// matches reports whether job j may run on runner r at all (ignoring
+// whether r can take it now).
+func matches(j *pb.Job, r *pb.Runner) bool {
+	if !profile.Matches(j.TargetRunnerId, j.TargetLabels, r.Id, r.Labels) {
+		return false
+	}
+	if len(r.Projects) == 0 {
+		return true
+	}
+	for _, p := range r.Projects {
+		if p == j.Project {
+			return true
+		}
+	}
+	return false
+}
+
+// pick returns the group's runner with the lowest load ratio, taking
+// equals in turn, or nil when none can take a job now.
+func (d *Dispatcher) pick(g *group) *slot {
+	if g.reason != "" {
+		return nil
+	}
 	var ties []*slot
 	best := 2.0
-	for _, s := range slots {
-		c := int(s.runner.Capacity)
-		if s.load >= c {
+	for _, s := range g.slots {
+		if !s.free() {
 			continue
 		}
-		ratio := float64(s.load) / float64(c)
+		ratio := float64(s.load) / float64(s.runner.Capacity)
 		switch {
 		case ratio < best:
 			best, ties = ratio, append(ties[:0], s)
@@ -171,7 +260,7 @@ func (d *Dispatcher) commit(ctx context.Context, batch []*pb.Assignment) error {
 		return err
 	}
 	if r, ok := res.(*fsm.AssignResult); ok {
-		d.logger.Debug("assigned jobs", "count", len(r.Assigned))
+		d.logger.Trace("assigned jobs", "count", len(r.Assigned))
 	}
 	return nil
 }

@@ -29,10 +29,11 @@ func (r *Restore) LogChunk(c *pb.LogChunk) error       { return r.insert(TableJo
 func (r *Restore) Project(p *pb.Project) error         { return r.insert(TableProjects, p) }
 func (r *Restore) Runner(x *pb.Runner) error           { return r.insert(TableRunners, x) }
 func (r *Restore) RunnerToken(t *pb.RunnerToken) error { return r.insert(TableTokens, t) }
+func (r *Restore) Profile(p *pb.RunnerProfile) error   { return r.insert(TableProfiles, p) }
 
 // Index records the index every table is restored at.
 func (r *Restore) Index(index uint64) error {
-	for _, t := range []string{TableJobs, TableJobLogs, TableProjects, TableRunners, TableTokens} {
+	for _, t := range []string{TableJobs, TableJobLogs, TableProjects, TableRunners, TableTokens, TableProfiles} {
 		if err := setIndex(r.txn, t, index); err != nil {
 			return err
 		}

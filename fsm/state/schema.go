@@ -17,6 +17,7 @@ const (
 	TableRunners  = "runners"
 	TableIndex    = "index"
 	TableTokens   = "runner_tokens"
+	TableProfiles = "runner_profiles"
 )
 
 // tableIndex records the Raft index that last wrote a table, so a blocking
@@ -66,6 +67,12 @@ func schema() *memdb.DBSchema {
 			Indexes: map[string]*memdb.IndexSchema{
 				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 				"hash": {Name: "hash", Unique: true, Indexer: tokenHashIndex{}},
+			},
+		},
+		TableProfiles: {
+			Name: TableProfiles,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 			},
 		},
 		TableIndex: {

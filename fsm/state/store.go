@@ -87,6 +87,7 @@ func (sn *Snapshot) Runners() []*pb.Runner           { return runnersFrom(sn.txn
 func (sn *Snapshot) LogChunks() []*pb.LogChunk       { return allChunks(sn.txn) }
 func (sn *Snapshot) LatestIndex() uint64             { return latestIndex(sn.txn) }
 func (sn *Snapshot) RunnerTokens() []*pb.RunnerToken { return tokensFrom(sn.txn) }
+func (sn *Snapshot) Profiles() []*pb.RunnerProfile   { return profilesFrom(sn.txn, nil) }
 
 func tokensFrom(txn *memdb.Txn) []*pb.RunnerToken {
 	it, err := txn.Get(TableTokens, "id")

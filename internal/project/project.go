@@ -155,7 +155,9 @@ type ResolvedJob struct {
 	Variables map[string]string
 	// Profile is the job's runner profile if the job has a runner block,
 	// else the project's, else "" (the server's default profile).
-	Profile      string
+	Profile string
+	// ProfilePos is where Profile was set; invalid when it was not.
+	ProfilePos   Pos
 	Timeout      time.Duration
 	AbortTimeout time.Duration
 	Priority     int

@@ -79,7 +79,17 @@ func (p *Project) Resolve(job string, vars map[string]string, workspace string) 
 	if err := ds.err(); err != nil {
 		return nil, err
 	}
+	// Where the profile name came from, so the server can point at it when
+	// no such profile exists.
+	var profilePos Pos
+	switch {
+	case j.runner != nil && j.runner.profile != nil:
+		profilePos = posOf(j.runner.profile.Range())
+	case p.runner != nil && p.runner.profile != nil:
+		profilePos = posOf(p.runner.profile.Range())
+	}
 	return &ResolvedJob{
+		ProfilePos:   profilePos,
 		Project:      p.Name,
 		Job:          j.Name,
 		Workspace:    workspace,

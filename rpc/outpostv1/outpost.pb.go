@@ -188,6 +188,14 @@ type Job struct {
 	Retry        *RetryPolicy         `protobuf:"bytes,12,opt,name=retry,proto3" json:"retry,omitempty"`
 	// Driver override for every step ("" = by step form, "noop").
 	Driver string `protobuf:"bytes,13,opt,name=driver,proto3" json:"driver,omitempty"`
+	// The profile's targeting and execution settings, copied at submit time
+	// so a later profile change does not move queued work unexpectedly.
+	TargetRunnerId string            `protobuf:"bytes,14,opt,name=target_runner_id,json=targetRunnerId,proto3" json:"target_runner_id,omitempty"`
+	TargetLabels   map[string]string `protobuf:"bytes,15,rep,name=target_labels,json=targetLabels,proto3" json:"target_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// static or on_demand.
+	Mode   string  `protobuf:"bytes,16,opt,name=mode,proto3" json:"mode,omitempty"`
+	Limits *Limits `protobuf:"bytes,17,opt,name=limits,proto3" json:"limits,omitempty"`
+	User   string  `protobuf:"bytes,18,opt,name=user,proto3" json:"user,omitempty"`
 	// pending, assigned, running, canceling, succeeded, failed, canceled, lost.
 	Status string `protobuf:"bytes,20,opt,name=status,proto3" json:"status,omitempty"`
 	// Why the job is in its status, in words a person can act on.
@@ -333,6 +341,41 @@ func (x *Job) GetRetry() *RetryPolicy {
 func (x *Job) GetDriver() string {
 	if x != nil {
 		return x.Driver
+	}
+	return ""
+}
+
+func (x *Job) GetTargetRunnerId() string {
+	if x != nil {
+		return x.TargetRunnerId
+	}
+	return ""
+}
+
+func (x *Job) GetTargetLabels() map[string]string {
+	if x != nil {
+		return x.TargetLabels
+	}
+	return nil
+}
+
+func (x *Job) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *Job) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *Job) GetUser() string {
+	if x != nil {
+		return x.User
 	}
 	return ""
 }
@@ -608,6 +651,236 @@ func (x *LogChunk) GetLines() []*LogLine {
 	return nil
 }
 
+// Resource limits for on_demand executors (0 = no limit).
+type Limits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RLIMIT_AS, bytes.
+	MemoryBytes uint64 `protobuf:"varint,1,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// RLIMIT_NPROC.
+	Processes uint64 `protobuf:"varint,2,opt,name=processes,proto3" json:"processes,omitempty"`
+	// RLIMIT_NOFILE.
+	OpenFiles uint64 `protobuf:"varint,3,opt,name=open_files,json=openFiles,proto3" json:"open_files,omitempty"`
+	// RLIMIT_CPU, seconds.
+	CpuSeconds uint64 `protobuf:"varint,4,opt,name=cpu_seconds,json=cpuSeconds,proto3" json:"cpu_seconds,omitempty"`
+	// RLIMIT_FSIZE, bytes.
+	FileSizeBytes uint64 `protobuf:"varint,5,opt,name=file_size_bytes,json=fileSizeBytes,proto3" json:"file_size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Limits) Reset() {
+	*x = Limits{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Limits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Limits) ProtoMessage() {}
+
+func (x *Limits) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Limits.ProtoReflect.Descriptor instead.
+func (*Limits) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Limits) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetProcesses() uint64 {
+	if x != nil {
+		return x.Processes
+	}
+	return 0
+}
+
+func (x *Limits) GetOpenFiles() uint64 {
+	if x != nil {
+		return x.OpenFiles
+	}
+	return 0
+}
+
+func (x *Limits) GetCpuSeconds() uint64 {
+	if x != nil {
+		return x.CpuSeconds
+	}
+	return 0
+}
+
+func (x *Limits) GetFileSizeBytes() uint64 {
+	if x != nil {
+		return x.FileSizeBytes
+	}
+	return 0
+}
+
+type RunnerProfile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Target one runner by id ...
+	TargetRunnerId string `protobuf:"bytes,2,opt,name=target_runner_id,json=targetRunnerId,proto3" json:"target_runner_id,omitempty"`
+	// ... or every runner whose labels include all of these.
+	TargetLabels map[string]string `protobuf:"bytes,3,rep,name=target_labels,json=targetLabels,proto3" json:"target_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// static: run in the runner's own process tree; on_demand: a fresh,
+	// isolated executor per job.
+	Mode string `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	// "" (by step form), exec, shell or noop.
+	Driver string            `protobuf:"bytes,5,opt,name=driver,proto3" json:"driver,omitempty"`
+	Env    map[string]string `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Used for jobs that name no profile.
+	Default bool    `protobuf:"varint,7,opt,name=default,proto3" json:"default,omitempty"`
+	Limits  *Limits `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
+	// on_demand: the user to run as when the runner runs as root
+	// (default "nobody").
+	User          string `protobuf:"bytes,9,opt,name=user,proto3" json:"user,omitempty"`
+	Filename      string `protobuf:"bytes,10,opt,name=filename,proto3" json:"filename,omitempty"`
+	Source        []byte `protobuf:"bytes,11,opt,name=source,proto3" json:"source,omitempty"`
+	CreateIndex   uint64 `protobuf:"varint,20,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex   uint64 `protobuf:"varint,21,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerProfile) Reset() {
+	*x = RunnerProfile{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerProfile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerProfile) ProtoMessage() {}
+
+func (x *RunnerProfile) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerProfile.ProtoReflect.Descriptor instead.
+func (*RunnerProfile) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RunnerProfile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunnerProfile) GetTargetRunnerId() string {
+	if x != nil {
+		return x.TargetRunnerId
+	}
+	return ""
+}
+
+func (x *RunnerProfile) GetTargetLabels() map[string]string {
+	if x != nil {
+		return x.TargetLabels
+	}
+	return nil
+}
+
+func (x *RunnerProfile) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *RunnerProfile) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *RunnerProfile) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *RunnerProfile) GetDefault() bool {
+	if x != nil {
+		return x.Default
+	}
+	return false
+}
+
+func (x *RunnerProfile) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *RunnerProfile) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RunnerProfile) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *RunnerProfile) GetSource() []byte {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *RunnerProfile) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *RunnerProfile) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
 type Project struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -622,7 +895,7 @@ type Project struct {
 
 func (x *Project) Reset() {
 	*x = Project{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[5]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +907,7 @@ func (x *Project) String() string {
 func (*Project) ProtoMessage() {}
 
 func (x *Project) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[5]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +920,7 @@ func (x *Project) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Project.ProtoReflect.Descriptor instead.
 func (*Project) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{5}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Project) GetName() string {
@@ -717,7 +990,7 @@ type Runner struct {
 
 func (x *Runner) Reset() {
 	*x = Runner{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[6]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +1002,7 @@ func (x *Runner) String() string {
 func (*Runner) ProtoMessage() {}
 
 func (x *Runner) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[6]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +1015,7 @@ func (x *Runner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runner.ProtoReflect.Descriptor instead.
 func (*Runner) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{6}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Runner) GetId() string {
@@ -880,7 +1153,7 @@ type RunnerToken struct {
 
 func (x *RunnerToken) Reset() {
 	*x = RunnerToken{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1165,7 @@ func (x *RunnerToken) String() string {
 func (*RunnerToken) ProtoMessage() {}
 
 func (x *RunnerToken) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1178,7 @@ func (x *RunnerToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerToken.ProtoReflect.Descriptor instead.
 func (*RunnerToken) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{7}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunnerToken) GetId() string {
@@ -971,7 +1244,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1256,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1269,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{8}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitJobRequest) GetProjectSource() []byte {
@@ -1064,7 +1337,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1349,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1362,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{9}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -1114,7 +1387,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1399,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1412,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{10}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1180,7 +1453,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1465,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1478,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{11}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1234,7 +1507,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1519,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1532,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{12}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJobsRequest) GetStatus() string {
@@ -1300,7 +1573,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1585,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1598,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{13}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1352,7 +1625,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1637,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1650,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{14}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1403,7 +1676,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1688,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1701,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{15}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -1451,7 +1724,7 @@ type ReadLogsRequest struct {
 
 func (x *ReadLogsRequest) Reset() {
 	*x = ReadLogsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1736,7 @@ func (x *ReadLogsRequest) String() string {
 func (*ReadLogsRequest) ProtoMessage() {}
 
 func (x *ReadLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1749,7 @@ func (x *ReadLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogsRequest.ProtoReflect.Descriptor instead.
 func (*ReadLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{16}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadLogsRequest) GetId() string {
@@ -1512,7 +1785,7 @@ type ReadLogsResponse struct {
 
 func (x *ReadLogsResponse) Reset() {
 	*x = ReadLogsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1797,7 @@ func (x *ReadLogsResponse) String() string {
 func (*ReadLogsResponse) ProtoMessage() {}
 
 func (x *ReadLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1810,7 @@ func (x *ReadLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogsResponse.ProtoReflect.Descriptor instead.
 func (*ReadLogsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{17}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReadLogsResponse) GetChunks() []*LogChunk {
@@ -1561,6 +1834,94 @@ func (x *ReadLogsResponse) GetTruncated() bool {
 	return false
 }
 
+type RetryJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobRequest) Reset() {
+	*x = RetryJobRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobRequest) ProtoMessage() {}
+
+func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
+func (*RetryJobRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RetryJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RetryJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobResponse) Reset() {
+	*x = RetryJobResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobResponse) ProtoMessage() {}
+
+func (x *RetryJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobResponse.ProtoReflect.Descriptor instead.
+func (*RetryJobResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RetryJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 type RunningJob struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1571,7 +1932,7 @@ type RunningJob struct {
 
 func (x *RunningJob) Reset() {
 	*x = RunningJob{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1944,7 @@ func (x *RunningJob) String() string {
 func (*RunningJob) ProtoMessage() {}
 
 func (x *RunningJob) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1957,7 @@ func (x *RunningJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningJob.ProtoReflect.Descriptor instead.
 func (*RunningJob) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{18}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RunningJob) GetJobId() string {
@@ -1637,7 +1998,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +2010,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +2023,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{19}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Register) GetRunnerId() string {
@@ -1744,7 +2105,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +2117,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +2130,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{20}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Heartbeat) GetRunning() []*RunningJob {
@@ -1790,7 +2151,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +2163,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +2176,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{21}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -1850,7 +2211,7 @@ type JobLogs struct {
 
 func (x *JobLogs) Reset() {
 	*x = JobLogs{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2223,7 @@ func (x *JobLogs) String() string {
 func (*JobLogs) ProtoMessage() {}
 
 func (x *JobLogs) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2236,7 @@ func (x *JobLogs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobLogs.ProtoReflect.Descriptor instead.
 func (*JobLogs) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{22}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JobLogs) GetJobId() string {
@@ -1916,7 +2277,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2289,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2302,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{23}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2009,7 +2370,7 @@ type RunnerMessage struct {
 
 func (x *RunnerMessage) Reset() {
 	*x = RunnerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2382,7 @@ func (x *RunnerMessage) String() string {
 func (*RunnerMessage) ProtoMessage() {}
 
 func (x *RunnerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2395,7 @@ func (x *RunnerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerMessage.ProtoReflect.Descriptor instead.
 func (*RunnerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{24}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RunnerMessage) GetMsg() isRunnerMessage_Msg {
@@ -2139,7 +2500,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2512,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2525,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{25}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Registered) GetRunnerId() string {
@@ -2211,7 +2572,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2584,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2597,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{26}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2257,7 +2618,7 @@ type CancelAssigned struct {
 
 func (x *CancelAssigned) Reset() {
 	*x = CancelAssigned{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2630,7 @@ func (x *CancelAssigned) String() string {
 func (*CancelAssigned) ProtoMessage() {}
 
 func (x *CancelAssigned) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2643,7 @@ func (x *CancelAssigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAssigned.ProtoReflect.Descriptor instead.
 func (*CancelAssigned) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{27}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CancelAssigned) GetJobId() string {
@@ -2324,7 +2685,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2697,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2710,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{28}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Ack) GetJobId() string {
@@ -2402,7 +2763,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2775,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2788,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{29}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -2510,7 +2871,7 @@ type ListRunnersRequest struct {
 
 func (x *ListRunnersRequest) Reset() {
 	*x = ListRunnersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2883,7 @@ func (x *ListRunnersRequest) String() string {
 func (*ListRunnersRequest) ProtoMessage() {}
 
 func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2896,7 @@ func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunnersRequest.ProtoReflect.Descriptor instead.
 func (*ListRunnersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{30}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListRunnersRequest) GetStale() bool {
@@ -2554,7 +2915,7 @@ type ListRunnersResponse struct {
 
 func (x *ListRunnersResponse) Reset() {
 	*x = ListRunnersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2927,7 @@ func (x *ListRunnersResponse) String() string {
 func (*ListRunnersResponse) ProtoMessage() {}
 
 func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2940,7 @@ func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunnersResponse.ProtoReflect.Descriptor instead.
 func (*ListRunnersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRunnersResponse) GetRunners() []*Runner {
@@ -2600,7 +2961,7 @@ type GetRunnerRequest struct {
 
 func (x *GetRunnerRequest) Reset() {
 	*x = GetRunnerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2973,7 @@ func (x *GetRunnerRequest) String() string {
 func (*GetRunnerRequest) ProtoMessage() {}
 
 func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2986,7 @@ func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunnerRequest.ProtoReflect.Descriptor instead.
 func (*GetRunnerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetRunnerRequest) GetId() string {
@@ -2652,7 +3013,7 @@ type GetRunnerResponse struct {
 
 func (x *GetRunnerResponse) Reset() {
 	*x = GetRunnerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +3025,7 @@ func (x *GetRunnerResponse) String() string {
 func (*GetRunnerResponse) ProtoMessage() {}
 
 func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +3038,7 @@ func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunnerResponse.ProtoReflect.Descriptor instead.
 func (*GetRunnerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetRunnerResponse) GetRunner() *Runner {
@@ -2705,7 +3066,7 @@ type RunnerActionRequest struct {
 
 func (x *RunnerActionRequest) Reset() {
 	*x = RunnerActionRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +3078,7 @@ func (x *RunnerActionRequest) String() string {
 func (*RunnerActionRequest) ProtoMessage() {}
 
 func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +3091,7 @@ func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerActionRequest.ProtoReflect.Descriptor instead.
 func (*RunnerActionRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RunnerActionRequest) GetId() string {
@@ -2756,7 +3117,7 @@ type RunnerActionResponse struct {
 
 func (x *RunnerActionResponse) Reset() {
 	*x = RunnerActionResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +3129,7 @@ func (x *RunnerActionResponse) String() string {
 func (*RunnerActionResponse) ProtoMessage() {}
 
 func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +3142,7 @@ func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerActionResponse.ProtoReflect.Descriptor instead.
 func (*RunnerActionResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RunnerActionResponse) GetRunner() *Runner {
@@ -2802,7 +3163,7 @@ type CreateRunnerTokenRequest struct {
 
 func (x *CreateRunnerTokenRequest) Reset() {
 	*x = CreateRunnerTokenRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +3175,7 @@ func (x *CreateRunnerTokenRequest) String() string {
 func (*CreateRunnerTokenRequest) ProtoMessage() {}
 
 func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +3188,7 @@ func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunnerTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunnerTokenRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateRunnerTokenRequest) GetDescription() string {
@@ -2855,7 +3216,7 @@ type CreateRunnerTokenResponse struct {
 
 func (x *CreateRunnerTokenResponse) Reset() {
 	*x = CreateRunnerTokenResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +3228,7 @@ func (x *CreateRunnerTokenResponse) String() string {
 func (*CreateRunnerTokenResponse) ProtoMessage() {}
 
 func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +3241,7 @@ func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunnerTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunnerTokenResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateRunnerTokenResponse) GetInfo() *RunnerToken {
@@ -2905,7 +3266,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2917,7 +3278,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2930,7 +3291,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
 }
 
 type StatusResponse struct {
@@ -2947,7 +3308,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3320,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3333,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -3025,7 +3386,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3037,7 +3398,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3050,7 +3411,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
 }
 
 type Member struct {
@@ -3068,7 +3429,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3441,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3454,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Member) GetName() string {
@@ -3140,7 +3501,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3513,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3526,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3184,7 +3545,7 @@ type RaftPeersRequest struct {
 
 func (x *RaftPeersRequest) Reset() {
 	*x = RaftPeersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3196,7 +3557,7 @@ func (x *RaftPeersRequest) String() string {
 func (*RaftPeersRequest) ProtoMessage() {}
 
 func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3209,7 +3570,7 @@ func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftPeersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RaftPeersRequest) GetStale() bool {
@@ -3231,7 +3592,7 @@ type RaftPeer struct {
 
 func (x *RaftPeer) Reset() {
 	*x = RaftPeer{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3604,7 @@ func (x *RaftPeer) String() string {
 func (*RaftPeer) ProtoMessage() {}
 
 func (x *RaftPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3617,7 @@ func (x *RaftPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
 func (*RaftPeer) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RaftPeer) GetId() string {
@@ -3297,7 +3658,7 @@ type RaftPeersResponse struct {
 
 func (x *RaftPeersResponse) Reset() {
 	*x = RaftPeersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +3670,7 @@ func (x *RaftPeersResponse) String() string {
 func (*RaftPeersResponse) ProtoMessage() {}
 
 func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +3683,7 @@ func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftPeersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RaftPeersResponse) GetPeers() []*RaftPeer {
@@ -3349,7 +3710,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3361,7 +3722,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3374,7 +3735,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -3392,7 +3753,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3765,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3778,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
 }
 
 type ApplyRequest struct {
@@ -3430,7 +3791,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3442,7 +3803,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3455,7 +3816,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ApplyRequest) GetEntry() []byte {
@@ -3481,7 +3842,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3493,7 +3854,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3506,7 +3867,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -3545,7 +3906,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3918,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3931,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
 }
 
 type ReadIndexResponse struct {
@@ -3582,7 +3943,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +3955,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +3968,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -3628,7 +3989,7 @@ type RunnerHeartbeatsRequest struct {
 
 func (x *RunnerHeartbeatsRequest) Reset() {
 	*x = RunnerHeartbeatsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +4001,7 @@ func (x *RunnerHeartbeatsRequest) String() string {
 func (*RunnerHeartbeatsRequest) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +4014,7 @@ func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsRequest.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RunnerHeartbeatsRequest) GetServer() string {
@@ -3678,7 +4039,7 @@ type RunnerHeartbeatsResponse struct {
 
 func (x *RunnerHeartbeatsResponse) Reset() {
 	*x = RunnerHeartbeatsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3690,7 +4051,7 @@ func (x *RunnerHeartbeatsResponse) String() string {
 func (*RunnerHeartbeatsResponse) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3703,7 +4064,753 @@ func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsResponse.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
+}
+
+type SetProfileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Either an HCL file with one or more runner_profile blocks ...
+	Source   []byte `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Filename string `protobuf:"bytes,2,opt,name=filename,proto3" json:"filename,omitempty"`
+	// ... or a profile built from flags.
+	Profile       *RunnerProfile `protobuf:"bytes,3,opt,name=profile,proto3" json:"profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProfileRequest) Reset() {
+	*x = SetProfileRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProfileRequest) ProtoMessage() {}
+
+func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProfileRequest.ProtoReflect.Descriptor instead.
+func (*SetProfileRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *SetProfileRequest) GetSource() []byte {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *SetProfileRequest) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *SetProfileRequest) GetProfile() *RunnerProfile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+type SetProfileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Profiles      []*RunnerProfile       `protobuf:"bytes,1,rep,name=profiles,proto3" json:"profiles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProfileResponse) Reset() {
+	*x = SetProfileResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProfileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProfileResponse) ProtoMessage() {}
+
+func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProfileResponse.ProtoReflect.Descriptor instead.
+func (*SetProfileResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *SetProfileResponse) GetProfiles() []*RunnerProfile {
+	if x != nil {
+		return x.Profiles
+	}
+	return nil
+}
+
+type ListProfilesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProfilesRequest) Reset() {
+	*x = ListProfilesRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProfilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProfilesRequest) ProtoMessage() {}
+
+func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
+func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListProfilesRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type ListProfilesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Profiles      []*RunnerProfile       `protobuf:"bytes,1,rep,name=profiles,proto3" json:"profiles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProfilesResponse) Reset() {
+	*x = ListProfilesResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProfilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProfilesResponse) ProtoMessage() {}
+
+func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
+func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ListProfilesResponse) GetProfiles() []*RunnerProfile {
+	if x != nil {
+		return x.Profiles
+	}
+	return nil
+}
+
+type GetProfileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Stale         bool                   `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProfileRequest) Reset() {
+	*x = GetProfileRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProfileRequest) ProtoMessage() {}
+
+func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
+func (*GetProfileRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *GetProfileRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetProfileRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type GetProfileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Profile       *RunnerProfile         `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProfileResponse) Reset() {
+	*x = GetProfileResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProfileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProfileResponse) ProtoMessage() {}
+
+func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProfileResponse.ProtoReflect.Descriptor instead.
+func (*GetProfileResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *GetProfileResponse) GetProfile() *RunnerProfile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+type DeleteProfileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteProfileRequest) Reset() {
+	*x = DeleteProfileRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProfileRequest) ProtoMessage() {}
+
+func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProfileRequest.ProtoReflect.Descriptor instead.
+func (*DeleteProfileRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *DeleteProfileRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteProfileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteProfileResponse) Reset() {
+	*x = DeleteProfileResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProfileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProfileResponse) ProtoMessage() {}
+
+func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProfileResponse.ProtoReflect.Descriptor instead.
+func (*DeleteProfileResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
+}
+
+type ApplyProjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Source        []byte                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Filename      string                 `protobuf:"bytes,2,opt,name=filename,proto3" json:"filename,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyProjectRequest) Reset() {
+	*x = ApplyProjectRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyProjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyProjectRequest) ProtoMessage() {}
+
+func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyProjectRequest.ProtoReflect.Descriptor instead.
+func (*ApplyProjectRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ApplyProjectRequest) GetSource() []byte {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *ApplyProjectRequest) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+type ApplyProjectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Project       *Project               `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	Jobs          []string               `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyProjectResponse) Reset() {
+	*x = ApplyProjectResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyProjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyProjectResponse) ProtoMessage() {}
+
+func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyProjectResponse.ProtoReflect.Descriptor instead.
+func (*ApplyProjectResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ApplyProjectResponse) GetProject() *Project {
+	if x != nil {
+		return x.Project
+	}
+	return nil
+}
+
+func (x *ApplyProjectResponse) GetJobs() []string {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type ListProjectsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProjectsRequest) Reset() {
+	*x = ListProjectsRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProjectsRequest) ProtoMessage() {}
+
+func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
+func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ListProjectsRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type ListProjectsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Projects      []*Project             `protobuf:"bytes,1,rep,name=projects,proto3" json:"projects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProjectsResponse) Reset() {
+	*x = ListProjectsResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProjectsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProjectsResponse) ProtoMessage() {}
+
+func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
+func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ListProjectsResponse) GetProjects() []*Project {
+	if x != nil {
+		return x.Projects
+	}
+	return nil
+}
+
+type GetProjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Stale         bool                   `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectRequest) Reset() {
+	*x = GetProjectRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectRequest) ProtoMessage() {}
+
+func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectRequest.ProtoReflect.Descriptor instead.
+func (*GetProjectRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *GetProjectRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetProjectRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type GetProjectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Project       *Project               `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	Jobs          []string               `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectResponse) Reset() {
+	*x = GetProjectResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectResponse) ProtoMessage() {}
+
+func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectResponse.ProtoReflect.Descriptor instead.
+func (*GetProjectResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *GetProjectResponse) GetProject() *Project {
+	if x != nil {
+		return x.Project
+	}
+	return nil
+}
+
+func (x *GetProjectResponse) GetJobs() []string {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type DeleteProjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteProjectRequest) Reset() {
+	*x = DeleteProjectRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProjectRequest) ProtoMessage() {}
+
+func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
+func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *DeleteProjectRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteProjectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteProjectResponse) Reset() {
+	*x = DeleteProjectResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProjectResponse) ProtoMessage() {}
+
+func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProjectResponse.ProtoReflect.Descriptor instead.
+func (*DeleteProjectResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
 }
 
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
@@ -3724,8 +4831,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\vRetryPolicy\x12\x1a\n" +
 	"\battempts\x18\x01 \x01(\rR\battempts\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x18\n" +
-	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xd2\n" +
-	"\n" +
+	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xd9\f\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x12\n" +
@@ -3740,7 +4846,12 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	" \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12>\n" +
 	"\rabort_timeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\fabortTimeout\x12-\n" +
 	"\x05retry\x18\f \x01(\v2\x17.outpost.v1.RetryPolicyR\x05retry\x12\x16\n" +
-	"\x06driver\x18\r \x01(\tR\x06driver\x12\x16\n" +
+	"\x06driver\x18\r \x01(\tR\x06driver\x12(\n" +
+	"\x10target_runner_id\x18\x0e \x01(\tR\x0etargetRunnerId\x12F\n" +
+	"\rtarget_labels\x18\x0f \x03(\v2!.outpost.v1.Job.TargetLabelsEntryR\ftargetLabels\x12\x12\n" +
+	"\x04mode\x18\x10 \x01(\tR\x04mode\x12*\n" +
+	"\x06limits\x18\x11 \x01(\v2\x12.outpost.v1.LimitsR\x06limits\x12\x12\n" +
+	"\x04user\x18\x12 \x01(\tR\x04user\x12\x16\n" +
 	"\x06status\x18\x14 \x01(\tR\x06status\x12#\n" +
 	"\rstatus_reason\x18\x15 \x01(\tR\fstatusReason\x12\x18\n" +
 	"\aattempt\x18\x16 \x01(\rR\aattempt\x12\x1b\n" +
@@ -3772,6 +4883,9 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
+	"\x11TargetLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"y\n" +
 	"\aLogLine\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
@@ -3782,7 +4896,36 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12)\n" +
-	"\x05lines\x18\x04 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\x97\x01\n" +
+	"\x05lines\x18\x04 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\xb1\x01\n" +
+	"\x06Limits\x12!\n" +
+	"\fmemory_bytes\x18\x01 \x01(\x04R\vmemoryBytes\x12\x1c\n" +
+	"\tprocesses\x18\x02 \x01(\x04R\tprocesses\x12\x1d\n" +
+	"\n" +
+	"open_files\x18\x03 \x01(\x04R\topenFiles\x12\x1f\n" +
+	"\vcpu_seconds\x18\x04 \x01(\x04R\n" +
+	"cpuSeconds\x12&\n" +
+	"\x0ffile_size_bytes\x18\x05 \x01(\x04R\rfileSizeBytes\"\xce\x04\n" +
+	"\rRunnerProfile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x10target_runner_id\x18\x02 \x01(\tR\x0etargetRunnerId\x12P\n" +
+	"\rtarget_labels\x18\x03 \x03(\v2+.outpost.v1.RunnerProfile.TargetLabelsEntryR\ftargetLabels\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06driver\x18\x05 \x01(\tR\x06driver\x124\n" +
+	"\x03env\x18\x06 \x03(\v2\".outpost.v1.RunnerProfile.EnvEntryR\x03env\x12\x18\n" +
+	"\adefault\x18\a \x01(\bR\adefault\x12*\n" +
+	"\x06limits\x18\b \x01(\v2\x12.outpost.v1.LimitsR\x06limits\x12\x12\n" +
+	"\x04user\x18\t \x01(\tR\x04user\x12\x1a\n" +
+	"\bfilename\x18\n" +
+	" \x01(\tR\bfilename\x12\x16\n" +
+	"\x06source\x18\v \x01(\fR\x06source\x12!\n" +
+	"\fcreate_index\x18\x14 \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\x15 \x01(\x04R\vmodifyIndex\x1a?\n" +
+	"\x11TargetLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x97\x01\n" +
 	"\aProject\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bfilename\x18\x02 \x01(\tR\bfilename\x12\x16\n" +
@@ -3867,7 +5010,11 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x10ReadLogsResponse\x12,\n" +
 	"\x06chunks\x18\x01 \x03(\v2\x14.outpost.v1.LogChunkR\x06chunks\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1c\n" +
-	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"9\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"!\n" +
+	"\x0fRetryJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"5\n" +
+	"\x10RetryJobResponse\x12!\n" +
+	"\x03job\x18\x01 \x01(\v2\x0f.outpost.v1.JobR\x03job\"9\n" +
 	"\n" +
 	"RunningJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
@@ -4011,10 +5158,48 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1d\n" +
 	"\n" +
 	"runner_ids\x18\x02 \x03(\tR\trunnerIds\"\x1a\n" +
-	"\x18RunnerHeartbeatsResponse2\xf1\x02\n" +
+	"\x18RunnerHeartbeatsResponse\"|\n" +
+	"\x11SetProfileRequest\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\fR\x06source\x12\x1a\n" +
+	"\bfilename\x18\x02 \x01(\tR\bfilename\x123\n" +
+	"\aprofile\x18\x03 \x01(\v2\x19.outpost.v1.RunnerProfileR\aprofile\"K\n" +
+	"\x12SetProfileResponse\x125\n" +
+	"\bprofiles\x18\x01 \x03(\v2\x19.outpost.v1.RunnerProfileR\bprofiles\"+\n" +
+	"\x13ListProfilesRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"M\n" +
+	"\x14ListProfilesResponse\x125\n" +
+	"\bprofiles\x18\x01 \x03(\v2\x19.outpost.v1.RunnerProfileR\bprofiles\"=\n" +
+	"\x11GetProfileRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\"I\n" +
+	"\x12GetProfileResponse\x123\n" +
+	"\aprofile\x18\x01 \x01(\v2\x19.outpost.v1.RunnerProfileR\aprofile\"*\n" +
+	"\x14DeleteProfileRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
+	"\x15DeleteProfileResponse\"I\n" +
+	"\x13ApplyProjectRequest\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\fR\x06source\x12\x1a\n" +
+	"\bfilename\x18\x02 \x01(\tR\bfilename\"Y\n" +
+	"\x14ApplyProjectResponse\x12-\n" +
+	"\aproject\x18\x01 \x01(\v2\x13.outpost.v1.ProjectR\aproject\x12\x12\n" +
+	"\x04jobs\x18\x02 \x03(\tR\x04jobs\"+\n" +
+	"\x13ListProjectsRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"G\n" +
+	"\x14ListProjectsResponse\x12/\n" +
+	"\bprojects\x18\x01 \x03(\v2\x13.outpost.v1.ProjectR\bprojects\"=\n" +
+	"\x11GetProjectRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\"W\n" +
+	"\x12GetProjectResponse\x12-\n" +
+	"\aproject\x18\x01 \x01(\v2\x13.outpost.v1.ProjectR\aproject\x12\x12\n" +
+	"\x04jobs\x18\x02 \x03(\tR\x04jobs\"*\n" +
+	"\x14DeleteProjectRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
+	"\x15DeleteProjectResponse2\xb8\x03\n" +
 	"\n" +
 	"JobService\x12H\n" +
-	"\tSubmitJob\x12\x1c.outpost.v1.SubmitJobRequest\x1a\x1d.outpost.v1.SubmitJobResponse\x12?\n" +
+	"\tSubmitJob\x12\x1c.outpost.v1.SubmitJobRequest\x1a\x1d.outpost.v1.SubmitJobResponse\x12E\n" +
+	"\bRetryJob\x12\x1b.outpost.v1.RetryJobRequest\x1a\x1c.outpost.v1.RetryJobResponse\x12?\n" +
 	"\x06GetJob\x12\x19.outpost.v1.GetJobRequest\x1a\x1a.outpost.v1.GetJobResponse\x12E\n" +
 	"\bListJobs\x12\x1b.outpost.v1.ListJobsRequest\x1a\x1c.outpost.v1.ListJobsResponse\x12H\n" +
 	"\tCancelJob\x12\x1c.outpost.v1.CancelJobRequest\x1a\x1d.outpost.v1.CancelJobResponse\x12G\n" +
@@ -4035,7 +5220,19 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x0eClusterService\x12<\n" +
 	"\x05Apply\x12\x18.outpost.v1.ApplyRequest\x1a\x19.outpost.v1.ApplyResponse\x12H\n" +
 	"\tReadIndex\x12\x1c.outpost.v1.ReadIndexRequest\x1a\x1d.outpost.v1.ReadIndexResponse\x12]\n" +
-	"\x10RunnerHeartbeats\x12#.outpost.v1.RunnerHeartbeatsRequest\x1a$.outpost.v1.RunnerHeartbeatsResponseB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
+	"\x10RunnerHeartbeats\x12#.outpost.v1.RunnerHeartbeatsRequest\x1a$.outpost.v1.RunnerHeartbeatsResponse2\x9c\x05\n" +
+	"\x0eProjectService\x12K\n" +
+	"\n" +
+	"SetProfile\x12\x1d.outpost.v1.SetProfileRequest\x1a\x1e.outpost.v1.SetProfileResponse\x12Q\n" +
+	"\fListProfiles\x12\x1f.outpost.v1.ListProfilesRequest\x1a .outpost.v1.ListProfilesResponse\x12K\n" +
+	"\n" +
+	"GetProfile\x12\x1d.outpost.v1.GetProfileRequest\x1a\x1e.outpost.v1.GetProfileResponse\x12T\n" +
+	"\rDeleteProfile\x12 .outpost.v1.DeleteProfileRequest\x1a!.outpost.v1.DeleteProfileResponse\x12Q\n" +
+	"\fApplyProject\x12\x1f.outpost.v1.ApplyProjectRequest\x1a .outpost.v1.ApplyProjectResponse\x12Q\n" +
+	"\fListProjects\x12\x1f.outpost.v1.ListProjectsRequest\x1a .outpost.v1.ListProjectsResponse\x12K\n" +
+	"\n" +
+	"GetProject\x12\x1d.outpost.v1.GetProjectRequest\x1a\x1e.outpost.v1.GetProjectResponse\x12T\n" +
+	"\rDeleteProject\x12 .outpost.v1.DeleteProjectRequest\x1a!.outpost.v1.DeleteProjectResponseB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_outpost_proto_rawDescOnce sync.Once
@@ -4049,169 +5246,223 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
 	(*Job)(nil),                       // 2: outpost.v1.Job
 	(*LogLine)(nil),                   // 3: outpost.v1.LogLine
 	(*LogChunk)(nil),                  // 4: outpost.v1.LogChunk
-	(*Project)(nil),                   // 5: outpost.v1.Project
-	(*Runner)(nil),                    // 6: outpost.v1.Runner
-	(*RunnerToken)(nil),               // 7: outpost.v1.RunnerToken
-	(*SubmitJobRequest)(nil),          // 8: outpost.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),         // 9: outpost.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),             // 10: outpost.v1.GetJobRequest
-	(*GetJobResponse)(nil),            // 11: outpost.v1.GetJobResponse
-	(*ListJobsRequest)(nil),           // 12: outpost.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 13: outpost.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),          // 14: outpost.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),         // 15: outpost.v1.CancelJobResponse
-	(*ReadLogsRequest)(nil),           // 16: outpost.v1.ReadLogsRequest
-	(*ReadLogsResponse)(nil),          // 17: outpost.v1.ReadLogsResponse
-	(*RunningJob)(nil),                // 18: outpost.v1.RunningJob
-	(*Register)(nil),                  // 19: outpost.v1.Register
-	(*Heartbeat)(nil),                 // 20: outpost.v1.Heartbeat
-	(*JobStarted)(nil),                // 21: outpost.v1.JobStarted
-	(*JobLogs)(nil),                   // 22: outpost.v1.JobLogs
-	(*JobFinished)(nil),               // 23: outpost.v1.JobFinished
-	(*RunnerMessage)(nil),             // 24: outpost.v1.RunnerMessage
-	(*Registered)(nil),                // 25: outpost.v1.Registered
-	(*Assign)(nil),                    // 26: outpost.v1.Assign
-	(*CancelAssigned)(nil),            // 27: outpost.v1.CancelAssigned
-	(*Ack)(nil),                       // 28: outpost.v1.Ack
-	(*ServerMessage)(nil),             // 29: outpost.v1.ServerMessage
-	(*ListRunnersRequest)(nil),        // 30: outpost.v1.ListRunnersRequest
-	(*ListRunnersResponse)(nil),       // 31: outpost.v1.ListRunnersResponse
-	(*GetRunnerRequest)(nil),          // 32: outpost.v1.GetRunnerRequest
-	(*GetRunnerResponse)(nil),         // 33: outpost.v1.GetRunnerResponse
-	(*RunnerActionRequest)(nil),       // 34: outpost.v1.RunnerActionRequest
-	(*RunnerActionResponse)(nil),      // 35: outpost.v1.RunnerActionResponse
-	(*CreateRunnerTokenRequest)(nil),  // 36: outpost.v1.CreateRunnerTokenRequest
-	(*CreateRunnerTokenResponse)(nil), // 37: outpost.v1.CreateRunnerTokenResponse
-	(*StatusRequest)(nil),             // 38: outpost.v1.StatusRequest
-	(*StatusResponse)(nil),            // 39: outpost.v1.StatusResponse
-	(*MembersRequest)(nil),            // 40: outpost.v1.MembersRequest
-	(*Member)(nil),                    // 41: outpost.v1.Member
-	(*MembersResponse)(nil),           // 42: outpost.v1.MembersResponse
-	(*RaftPeersRequest)(nil),          // 43: outpost.v1.RaftPeersRequest
-	(*RaftPeer)(nil),                  // 44: outpost.v1.RaftPeer
-	(*RaftPeersResponse)(nil),         // 45: outpost.v1.RaftPeersResponse
-	(*RemovePeerRequest)(nil),         // 46: outpost.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),        // 47: outpost.v1.RemovePeerResponse
-	(*ApplyRequest)(nil),              // 48: outpost.v1.ApplyRequest
-	(*ApplyResponse)(nil),             // 49: outpost.v1.ApplyResponse
-	(*ReadIndexRequest)(nil),          // 50: outpost.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),         // 51: outpost.v1.ReadIndexResponse
-	(*RunnerHeartbeatsRequest)(nil),   // 52: outpost.v1.RunnerHeartbeatsRequest
-	(*RunnerHeartbeatsResponse)(nil),  // 53: outpost.v1.RunnerHeartbeatsResponse
-	nil,                               // 54: outpost.v1.Step.EnvEntry
-	nil,                               // 55: outpost.v1.Job.VariablesEntry
-	nil,                               // 56: outpost.v1.Job.EnvEntry
-	nil,                               // 57: outpost.v1.Runner.LabelsEntry
-	nil,                               // 58: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                               // 59: outpost.v1.Register.LabelsEntry
-	nil,                               // 60: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 61: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 62: google.protobuf.Timestamp
+	(*Limits)(nil),                    // 5: outpost.v1.Limits
+	(*RunnerProfile)(nil),             // 6: outpost.v1.RunnerProfile
+	(*Project)(nil),                   // 7: outpost.v1.Project
+	(*Runner)(nil),                    // 8: outpost.v1.Runner
+	(*RunnerToken)(nil),               // 9: outpost.v1.RunnerToken
+	(*SubmitJobRequest)(nil),          // 10: outpost.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),         // 11: outpost.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),             // 12: outpost.v1.GetJobRequest
+	(*GetJobResponse)(nil),            // 13: outpost.v1.GetJobResponse
+	(*ListJobsRequest)(nil),           // 14: outpost.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 15: outpost.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),          // 16: outpost.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),         // 17: outpost.v1.CancelJobResponse
+	(*ReadLogsRequest)(nil),           // 18: outpost.v1.ReadLogsRequest
+	(*ReadLogsResponse)(nil),          // 19: outpost.v1.ReadLogsResponse
+	(*RetryJobRequest)(nil),           // 20: outpost.v1.RetryJobRequest
+	(*RetryJobResponse)(nil),          // 21: outpost.v1.RetryJobResponse
+	(*RunningJob)(nil),                // 22: outpost.v1.RunningJob
+	(*Register)(nil),                  // 23: outpost.v1.Register
+	(*Heartbeat)(nil),                 // 24: outpost.v1.Heartbeat
+	(*JobStarted)(nil),                // 25: outpost.v1.JobStarted
+	(*JobLogs)(nil),                   // 26: outpost.v1.JobLogs
+	(*JobFinished)(nil),               // 27: outpost.v1.JobFinished
+	(*RunnerMessage)(nil),             // 28: outpost.v1.RunnerMessage
+	(*Registered)(nil),                // 29: outpost.v1.Registered
+	(*Assign)(nil),                    // 30: outpost.v1.Assign
+	(*CancelAssigned)(nil),            // 31: outpost.v1.CancelAssigned
+	(*Ack)(nil),                       // 32: outpost.v1.Ack
+	(*ServerMessage)(nil),             // 33: outpost.v1.ServerMessage
+	(*ListRunnersRequest)(nil),        // 34: outpost.v1.ListRunnersRequest
+	(*ListRunnersResponse)(nil),       // 35: outpost.v1.ListRunnersResponse
+	(*GetRunnerRequest)(nil),          // 36: outpost.v1.GetRunnerRequest
+	(*GetRunnerResponse)(nil),         // 37: outpost.v1.GetRunnerResponse
+	(*RunnerActionRequest)(nil),       // 38: outpost.v1.RunnerActionRequest
+	(*RunnerActionResponse)(nil),      // 39: outpost.v1.RunnerActionResponse
+	(*CreateRunnerTokenRequest)(nil),  // 40: outpost.v1.CreateRunnerTokenRequest
+	(*CreateRunnerTokenResponse)(nil), // 41: outpost.v1.CreateRunnerTokenResponse
+	(*StatusRequest)(nil),             // 42: outpost.v1.StatusRequest
+	(*StatusResponse)(nil),            // 43: outpost.v1.StatusResponse
+	(*MembersRequest)(nil),            // 44: outpost.v1.MembersRequest
+	(*Member)(nil),                    // 45: outpost.v1.Member
+	(*MembersResponse)(nil),           // 46: outpost.v1.MembersResponse
+	(*RaftPeersRequest)(nil),          // 47: outpost.v1.RaftPeersRequest
+	(*RaftPeer)(nil),                  // 48: outpost.v1.RaftPeer
+	(*RaftPeersResponse)(nil),         // 49: outpost.v1.RaftPeersResponse
+	(*RemovePeerRequest)(nil),         // 50: outpost.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),        // 51: outpost.v1.RemovePeerResponse
+	(*ApplyRequest)(nil),              // 52: outpost.v1.ApplyRequest
+	(*ApplyResponse)(nil),             // 53: outpost.v1.ApplyResponse
+	(*ReadIndexRequest)(nil),          // 54: outpost.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),         // 55: outpost.v1.ReadIndexResponse
+	(*RunnerHeartbeatsRequest)(nil),   // 56: outpost.v1.RunnerHeartbeatsRequest
+	(*RunnerHeartbeatsResponse)(nil),  // 57: outpost.v1.RunnerHeartbeatsResponse
+	(*SetProfileRequest)(nil),         // 58: outpost.v1.SetProfileRequest
+	(*SetProfileResponse)(nil),        // 59: outpost.v1.SetProfileResponse
+	(*ListProfilesRequest)(nil),       // 60: outpost.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),      // 61: outpost.v1.ListProfilesResponse
+	(*GetProfileRequest)(nil),         // 62: outpost.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),        // 63: outpost.v1.GetProfileResponse
+	(*DeleteProfileRequest)(nil),      // 64: outpost.v1.DeleteProfileRequest
+	(*DeleteProfileResponse)(nil),     // 65: outpost.v1.DeleteProfileResponse
+	(*ApplyProjectRequest)(nil),       // 66: outpost.v1.ApplyProjectRequest
+	(*ApplyProjectResponse)(nil),      // 67: outpost.v1.ApplyProjectResponse
+	(*ListProjectsRequest)(nil),       // 68: outpost.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),      // 69: outpost.v1.ListProjectsResponse
+	(*GetProjectRequest)(nil),         // 70: outpost.v1.GetProjectRequest
+	(*GetProjectResponse)(nil),        // 71: outpost.v1.GetProjectResponse
+	(*DeleteProjectRequest)(nil),      // 72: outpost.v1.DeleteProjectRequest
+	(*DeleteProjectResponse)(nil),     // 73: outpost.v1.DeleteProjectResponse
+	nil,                               // 74: outpost.v1.Step.EnvEntry
+	nil,                               // 75: outpost.v1.Job.VariablesEntry
+	nil,                               // 76: outpost.v1.Job.EnvEntry
+	nil,                               // 77: outpost.v1.Job.TargetLabelsEntry
+	nil,                               // 78: outpost.v1.RunnerProfile.TargetLabelsEntry
+	nil,                               // 79: outpost.v1.RunnerProfile.EnvEntry
+	nil,                               // 80: outpost.v1.Runner.LabelsEntry
+	nil,                               // 81: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 82: outpost.v1.Register.LabelsEntry
+	nil,                               // 83: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 84: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 85: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	54, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	61, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	61, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	55, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	74, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	84, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	84, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	75, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,  // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	56, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	61, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	61, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	76, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	84, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	84, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,  // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	62, // 9: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	62, // 10: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	62, // 11: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	62, // 12: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	62, // 13: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	62, // 14: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	62, // 15: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	3,  // 16: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	57, // 17: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	62, // 18: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	62, // 19: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	62, // 20: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	62, // 21: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
-	58, // 22: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
-	2,  // 23: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	61, // 24: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
-	2,  // 25: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
-	2,  // 26: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
-	2,  // 27: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
-	4,  // 28: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
-	59, // 29: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
-	18, // 30: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
-	18, // 31: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
-	18, // 32: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	62, // 33: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
-	3,  // 34: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	62, // 35: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
-	3,  // 36: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	19, // 37: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
-	20, // 38: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
-	21, // 39: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
-	22, // 40: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
-	23, // 41: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	61, // 42: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	2,  // 43: outpost.v1.Assign.job:type_name -> outpost.v1.Job
-	25, // 44: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
-	26, // 45: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
-	27, // 46: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
-	28, // 47: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	6,  // 48: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
-	6,  // 49: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
-	2,  // 50: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
-	6,  // 51: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	61, // 52: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	7,  // 53: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	60, // 54: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	41, // 55: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	44, // 56: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	8,  // 57: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	10, // 58: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	12, // 59: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	14, // 60: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	16, // 61: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	24, // 62: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	30, // 63: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	32, // 64: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	34, // 65: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	36, // 66: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	38, // 67: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	40, // 68: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	43, // 69: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	46, // 70: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	48, // 71: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	50, // 72: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	52, // 73: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	9,  // 74: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	11, // 75: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	13, // 76: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	15, // 77: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	17, // 78: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	29, // 79: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	31, // 80: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	33, // 81: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	35, // 82: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	37, // 83: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	39, // 84: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	42, // 85: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	45, // 86: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	47, // 87: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	49, // 88: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	51, // 89: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	53, // 90: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	74, // [74:91] is the sub-list for method output_type
-	57, // [57:74] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	77, // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
+	5,  // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
+	85, // 11: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	85, // 12: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	85, // 13: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	85, // 14: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	85, // 15: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	85, // 16: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	85, // 17: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	3,  // 18: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
+	78, // 19: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
+	79, // 20: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
+	5,  // 21: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
+	80, // 22: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	85, // 23: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	85, // 24: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	85, // 25: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	85, // 26: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	81, // 27: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	2,  // 28: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
+	84, // 29: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	2,  // 30: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
+	2,  // 31: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
+	2,  // 32: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
+	4,  // 33: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
+	2,  // 34: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
+	82, // 35: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	22, // 36: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
+	22, // 37: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
+	22, // 38: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
+	85, // 39: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	3,  // 40: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
+	85, // 41: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	3,  // 42: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
+	23, // 43: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
+	24, // 44: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
+	25, // 45: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
+	26, // 46: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
+	27, // 47: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
+	84, // 48: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	2,  // 49: outpost.v1.Assign.job:type_name -> outpost.v1.Job
+	29, // 50: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
+	30, // 51: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
+	31, // 52: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
+	32, // 53: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
+	8,  // 54: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
+	8,  // 55: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
+	2,  // 56: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
+	8,  // 57: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
+	84, // 58: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	9,  // 59: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
+	83, // 60: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	45, // 61: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	48, // 62: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	6,  // 63: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	6,  // 64: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,  // 65: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,  // 66: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	7,  // 67: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	7,  // 68: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	7,  // 69: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	10, // 70: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	20, // 71: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	12, // 72: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	14, // 73: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	16, // 74: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	18, // 75: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	28, // 76: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	34, // 77: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	36, // 78: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	38, // 79: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	40, // 80: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	42, // 81: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	44, // 82: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	47, // 83: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	50, // 84: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	52, // 85: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	54, // 86: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	56, // 87: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	58, // 88: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	60, // 89: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	62, // 90: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	64, // 91: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	66, // 92: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	68, // 93: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	70, // 94: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	72, // 95: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	11, // 96: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	21, // 97: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	13, // 98: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	15, // 99: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	17, // 100: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	19, // 101: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	33, // 102: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	35, // 103: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	37, // 104: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	39, // 105: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	41, // 106: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	43, // 107: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	46, // 108: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	49, // 109: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	51, // 110: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	53, // 111: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	55, // 112: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	57, // 113: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	59, // 114: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	61, // 115: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	63, // 116: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	65, // 117: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	67, // 118: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	69, // 119: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	71, // 120: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	73, // 121: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	96, // [96:122] is the sub-list for method output_type
+	70, // [70:96] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -4219,14 +5470,14 @@ func file_outpost_v1_outpost_proto_init() {
 	if File_outpost_v1_outpost_proto != nil {
 		return
 	}
-	file_outpost_v1_outpost_proto_msgTypes[24].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[28].OneofWrappers = []any{
 		(*RunnerMessage_Register)(nil),
 		(*RunnerMessage_Heartbeat)(nil),
 		(*RunnerMessage_Started)(nil),
 		(*RunnerMessage_Logs)(nil),
 		(*RunnerMessage_Finished)(nil),
 	}
-	file_outpost_v1_outpost_proto_msgTypes[29].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[33].OneofWrappers = []any{
 		(*ServerMessage_Registered)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -4238,9 +5489,9 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   84,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_outpost_v1_outpost_proto_goTypes,
 		DependencyIndexes: file_outpost_v1_outpost_proto_depIdxs,

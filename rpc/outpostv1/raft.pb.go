@@ -736,6 +736,289 @@ func (x *UpsertRunnerTokenEntry) GetToken() *RunnerToken {
 	return nil
 }
 
+type UpsertProfilesEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Profiles      []*RunnerProfile       `protobuf:"bytes,1,rep,name=profiles,proto3" json:"profiles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertProfilesEntry) Reset() {
+	*x = UpsertProfilesEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertProfilesEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertProfilesEntry) ProtoMessage() {}
+
+func (x *UpsertProfilesEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertProfilesEntry.ProtoReflect.Descriptor instead.
+func (*UpsertProfilesEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpsertProfilesEntry) GetProfiles() []*RunnerProfile {
+	if x != nil {
+		return x.Profiles
+	}
+	return nil
+}
+
+type DeleteProfileEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteProfileEntry) Reset() {
+	*x = DeleteProfileEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProfileEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProfileEntry) ProtoMessage() {}
+
+func (x *DeleteProfileEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProfileEntry.ProtoReflect.Descriptor instead.
+func (*DeleteProfileEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteProfileEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteProjectEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteProjectEntry) Reset() {
+	*x = DeleteProjectEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProjectEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProjectEntry) ProtoMessage() {}
+
+func (x *DeleteProjectEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProjectEntry.ProtoReflect.Descriptor instead.
+func (*DeleteProjectEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteProjectEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PendingReason struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingReason) Reset() {
+	*x = PendingReason{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingReason) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingReason) ProtoMessage() {}
+
+func (x *PendingReason) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
+func (*PendingReason) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PendingReason) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *PendingReason) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Why queued jobs wait, as the leader's dispatcher sees it. Written only
+// when a reason changes.
+type SetPendingReasonsEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reasons       []*PendingReason       `protobuf:"bytes,1,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPendingReasonsEntry) Reset() {
+	*x = SetPendingReasonsEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPendingReasonsEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPendingReasonsEntry) ProtoMessage() {}
+
+func (x *SetPendingReasonsEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPendingReasonsEntry.ProtoReflect.Descriptor instead.
+func (*SetPendingReasonsEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetPendingReasonsEntry) GetReasons() []*PendingReason {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+// A finished job run again as a new attempt.
+type RetryJobEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobEntry) Reset() {
+	*x = RetryJobEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobEntry) ProtoMessage() {}
+
+func (x *RetryJobEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobEntry.ProtoReflect.Descriptor instead.
+func (*RetryJobEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RetryJobEntry) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *RetryJobEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 var File_outpost_v1_raft_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_raft_proto_rawDesc = "" +
@@ -781,7 +1064,21 @@ const file_outpost_v1_raft_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"G\n" +
 	"\x16UpsertRunnerTokenEntry\x12-\n" +
-	"\x05token\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x05tokenB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
+	"\x05token\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x05token\"L\n" +
+	"\x13UpsertProfilesEntry\x125\n" +
+	"\bprofiles\x18\x01 \x03(\v2\x19.outpost.v1.RunnerProfileR\bprofiles\"(\n" +
+	"\x12DeleteProfileEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"(\n" +
+	"\x12DeleteProjectEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\">\n" +
+	"\rPendingReason\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
+	"\x16SetPendingReasonsEntry\x123\n" +
+	"\areasons\x18\x01 \x03(\v2\x19.outpost.v1.PendingReasonR\areasons\"V\n" +
+	"\rRetryJobEntry\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_raft_proto_rawDescOnce sync.Once
@@ -795,7 +1092,7 @@ func file_outpost_v1_raft_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_raft_proto_rawDescData
 }
 
-var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_outpost_v1_raft_proto_goTypes = []any{
 	(*SubmitJobsEntry)(nil),        // 0: outpost.v1.SubmitJobsEntry
 	(*Assignment)(nil),             // 1: outpost.v1.Assignment
@@ -811,35 +1108,45 @@ var file_outpost_v1_raft_proto_goTypes = []any{
 	(*DeleteJobsEntry)(nil),        // 11: outpost.v1.DeleteJobsEntry
 	(*RunnerUpdateEntry)(nil),      // 12: outpost.v1.RunnerUpdateEntry
 	(*UpsertRunnerTokenEntry)(nil), // 13: outpost.v1.UpsertRunnerTokenEntry
-	(*Job)(nil),                    // 14: outpost.v1.Job
-	(*timestamppb.Timestamp)(nil),  // 15: google.protobuf.Timestamp
-	(*JobStarted)(nil),             // 16: outpost.v1.JobStarted
-	(*JobLogs)(nil),                // 17: outpost.v1.JobLogs
-	(*JobFinished)(nil),            // 18: outpost.v1.JobFinished
-	(*Runner)(nil),                 // 19: outpost.v1.Runner
-	(*Project)(nil),                // 20: outpost.v1.Project
-	(*RunnerToken)(nil),            // 21: outpost.v1.RunnerToken
+	(*UpsertProfilesEntry)(nil),    // 14: outpost.v1.UpsertProfilesEntry
+	(*DeleteProfileEntry)(nil),     // 15: outpost.v1.DeleteProfileEntry
+	(*DeleteProjectEntry)(nil),     // 16: outpost.v1.DeleteProjectEntry
+	(*PendingReason)(nil),          // 17: outpost.v1.PendingReason
+	(*SetPendingReasonsEntry)(nil), // 18: outpost.v1.SetPendingReasonsEntry
+	(*RetryJobEntry)(nil),          // 19: outpost.v1.RetryJobEntry
+	(*Job)(nil),                    // 20: outpost.v1.Job
+	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
+	(*JobStarted)(nil),             // 22: outpost.v1.JobStarted
+	(*JobLogs)(nil),                // 23: outpost.v1.JobLogs
+	(*JobFinished)(nil),            // 24: outpost.v1.JobFinished
+	(*Runner)(nil),                 // 25: outpost.v1.Runner
+	(*Project)(nil),                // 26: outpost.v1.Project
+	(*RunnerToken)(nil),            // 27: outpost.v1.RunnerToken
+	(*RunnerProfile)(nil),          // 28: outpost.v1.RunnerProfile
 }
 var file_outpost_v1_raft_proto_depIdxs = []int32{
-	14, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
+	20, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
 	1,  // 1: outpost.v1.AssignJobsEntry.assignments:type_name -> outpost.v1.Assignment
-	15, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
-	16, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
-	17, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
-	15, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
-	18, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
-	15, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
+	21, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
+	22, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
+	23, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
+	21, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
+	24, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
+	21, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
 	7,  // 8: outpost.v1.MarkLostEntry.jobs:type_name -> outpost.v1.LostJob
-	15, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
-	19, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
-	20, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
-	15, // 12: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
-	21, // 13: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	21, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
+	25, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
+	26, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
+	21, // 12: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
+	27, // 13: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
+	28, // 14: outpost.v1.UpsertProfilesEntry.profiles:type_name -> outpost.v1.RunnerProfile
+	17, // 15: outpost.v1.SetPendingReasonsEntry.reasons:type_name -> outpost.v1.PendingReason
+	21, // 16: outpost.v1.RetryJobEntry.time:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_raft_proto_init() }
@@ -854,7 +1161,7 @@ func file_outpost_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_raft_proto_rawDesc), len(file_outpost_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -57,6 +57,9 @@ type Spec struct {
 	AbortTimeout time.Duration
 	// Driver is one of DriverAuto, DriverExec, DriverShell or DriverNoop.
 	Driver string
+	// Isolation confines an on_demand job; nil runs steps in a process
+	// group of their own, as the runner's user.
+	Isolation *Isolation
 }
 
 // Stream says where a log line came from.
@@ -218,6 +221,9 @@ func (j *job) runStep(jobCtx context.Context, s plannedStep) Result {
 	j.system(s.name, "step %s: %s", s.name, s.display)
 	env, pathEnv := mergeEnv(j.spec.BaseEnv, j.spec.Env, s.Env)
 	path, argv, err := s.driver.command(s.Step, pathEnv, j.spec.Dir)
+	if err == nil {
+		path, argv, err = j.spec.Isolation.wrap(path, argv)
+	}
 	if err != nil {
 		return j.fail(s.name, Failed, -1, "step %s: %v", err)
 	}
@@ -232,6 +238,7 @@ func (j *job) runStep(jobCtx context.Context, s plannedStep) Result {
 			j.log(LogLine{Time: time.Now(), Stream: stream, Step: s.name, Text: text})
 		},
 		onSignal: func(sig syscall.Signal) { j.noteSignal(ctx, s.name, sig) },
+		attr:     j.spec.Isolation.sysProcAttr(),
 	})
 	if pr.abandoned {
 		j.system(s.name, "step %s exited but a background process still holds its output open; no longer reading it", s.name)

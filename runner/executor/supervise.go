@@ -28,6 +28,9 @@ type procSpec struct {
 	emit func(Stream, string)
 	// onSignal is called just before the process group is sent sig.
 	onSignal func(sig syscall.Signal)
+	// attr is how the process starts: its own process group, or for an
+	// isolated job its own session and maybe another user.
+	attr *syscall.SysProcAttr
 }
 
 // stopKind records whether, and how hard, runProcess had to stop the process.
@@ -71,9 +74,10 @@ func runProcess(ctx context.Context, p procSpec) procResult {
 		Dir:    p.dir,
 		Stdout: outW,
 		Stderr: errW,
-		// A group of its own lets one signal reach everything the step
-		// started, and keeps terminal signals aimed at us away from it.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		// A group of its own (see Isolation.sysProcAttr) lets one signal
+		// reach everything the step started, and keeps terminal signals
+		// aimed at us away from it.
+		SysProcAttr: p.attr,
 	}
 	err = cmd.Start()
 	// The child has its own copies now; ours must go or EOF never comes.

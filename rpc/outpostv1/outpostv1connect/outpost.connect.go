@@ -39,6 +39,8 @@ const (
 	OperatorServiceName = "outpost.v1.OperatorService"
 	// ClusterServiceName is the fully-qualified name of the ClusterService service.
 	ClusterServiceName = "outpost.v1.ClusterService"
+	// ProjectServiceName is the fully-qualified name of the ProjectService service.
+	ProjectServiceName = "outpost.v1.ProjectService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -51,6 +53,8 @@ const (
 const (
 	// JobServiceSubmitJobProcedure is the fully-qualified name of the JobService's SubmitJob RPC.
 	JobServiceSubmitJobProcedure = "/outpost.v1.JobService/SubmitJob"
+	// JobServiceRetryJobProcedure is the fully-qualified name of the JobService's RetryJob RPC.
+	JobServiceRetryJobProcedure = "/outpost.v1.JobService/RetryJob"
 	// JobServiceGetJobProcedure is the fully-qualified name of the JobService's GetJob RPC.
 	JobServiceGetJobProcedure = "/outpost.v1.JobService/GetJob"
 	// JobServiceListJobsProcedure is the fully-qualified name of the JobService's ListJobs RPC.
@@ -90,11 +94,36 @@ const (
 	// ClusterServiceRunnerHeartbeatsProcedure is the fully-qualified name of the ClusterService's
 	// RunnerHeartbeats RPC.
 	ClusterServiceRunnerHeartbeatsProcedure = "/outpost.v1.ClusterService/RunnerHeartbeats"
+	// ProjectServiceSetProfileProcedure is the fully-qualified name of the ProjectService's SetProfile
+	// RPC.
+	ProjectServiceSetProfileProcedure = "/outpost.v1.ProjectService/SetProfile"
+	// ProjectServiceListProfilesProcedure is the fully-qualified name of the ProjectService's
+	// ListProfiles RPC.
+	ProjectServiceListProfilesProcedure = "/outpost.v1.ProjectService/ListProfiles"
+	// ProjectServiceGetProfileProcedure is the fully-qualified name of the ProjectService's GetProfile
+	// RPC.
+	ProjectServiceGetProfileProcedure = "/outpost.v1.ProjectService/GetProfile"
+	// ProjectServiceDeleteProfileProcedure is the fully-qualified name of the ProjectService's
+	// DeleteProfile RPC.
+	ProjectServiceDeleteProfileProcedure = "/outpost.v1.ProjectService/DeleteProfile"
+	// ProjectServiceApplyProjectProcedure is the fully-qualified name of the ProjectService's
+	// ApplyProject RPC.
+	ProjectServiceApplyProjectProcedure = "/outpost.v1.ProjectService/ApplyProject"
+	// ProjectServiceListProjectsProcedure is the fully-qualified name of the ProjectService's
+	// ListProjects RPC.
+	ProjectServiceListProjectsProcedure = "/outpost.v1.ProjectService/ListProjects"
+	// ProjectServiceGetProjectProcedure is the fully-qualified name of the ProjectService's GetProject
+	// RPC.
+	ProjectServiceGetProjectProcedure = "/outpost.v1.ProjectService/GetProject"
+	// ProjectServiceDeleteProjectProcedure is the fully-qualified name of the ProjectService's
+	// DeleteProject RPC.
+	ProjectServiceDeleteProjectProcedure = "/outpost.v1.ProjectService/DeleteProject"
 )
 
 // JobServiceClient is a client for the outpost.v1.JobService service.
 type JobServiceClient interface {
 	SubmitJob(context.Context, *connect.Request[outpostv1.SubmitJobRequest]) (*connect.Response[outpostv1.SubmitJobResponse], error)
+	RetryJob(context.Context, *connect.Request[outpostv1.RetryJobRequest]) (*connect.Response[outpostv1.RetryJobResponse], error)
 	GetJob(context.Context, *connect.Request[outpostv1.GetJobRequest]) (*connect.Response[outpostv1.GetJobResponse], error)
 	ListJobs(context.Context, *connect.Request[outpostv1.ListJobsRequest]) (*connect.Response[outpostv1.ListJobsResponse], error)
 	CancelJob(context.Context, *connect.Request[outpostv1.CancelJobRequest]) (*connect.Response[outpostv1.CancelJobResponse], error)
@@ -116,6 +145,12 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			httpClient,
 			baseURL+JobServiceSubmitJobProcedure,
 			connect.WithSchema(jobServiceMethods.ByName("SubmitJob")),
+			connect.WithClientOptions(opts...),
+		),
+		retryJob: connect.NewClient[outpostv1.RetryJobRequest, outpostv1.RetryJobResponse](
+			httpClient,
+			baseURL+JobServiceRetryJobProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("RetryJob")),
 			connect.WithClientOptions(opts...),
 		),
 		getJob: connect.NewClient[outpostv1.GetJobRequest, outpostv1.GetJobResponse](
@@ -148,6 +183,7 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 // jobServiceClient implements JobServiceClient.
 type jobServiceClient struct {
 	submitJob *connect.Client[outpostv1.SubmitJobRequest, outpostv1.SubmitJobResponse]
+	retryJob  *connect.Client[outpostv1.RetryJobRequest, outpostv1.RetryJobResponse]
 	getJob    *connect.Client[outpostv1.GetJobRequest, outpostv1.GetJobResponse]
 	listJobs  *connect.Client[outpostv1.ListJobsRequest, outpostv1.ListJobsResponse]
 	cancelJob *connect.Client[outpostv1.CancelJobRequest, outpostv1.CancelJobResponse]
@@ -157,6 +193,11 @@ type jobServiceClient struct {
 // SubmitJob calls outpost.v1.JobService.SubmitJob.
 func (c *jobServiceClient) SubmitJob(ctx context.Context, req *connect.Request[outpostv1.SubmitJobRequest]) (*connect.Response[outpostv1.SubmitJobResponse], error) {
 	return c.submitJob.CallUnary(ctx, req)
+}
+
+// RetryJob calls outpost.v1.JobService.RetryJob.
+func (c *jobServiceClient) RetryJob(ctx context.Context, req *connect.Request[outpostv1.RetryJobRequest]) (*connect.Response[outpostv1.RetryJobResponse], error) {
+	return c.retryJob.CallUnary(ctx, req)
 }
 
 // GetJob calls outpost.v1.JobService.GetJob.
@@ -182,6 +223,7 @@ func (c *jobServiceClient) ReadLogs(ctx context.Context, req *connect.Request[ou
 // JobServiceHandler is an implementation of the outpost.v1.JobService service.
 type JobServiceHandler interface {
 	SubmitJob(context.Context, *connect.Request[outpostv1.SubmitJobRequest]) (*connect.Response[outpostv1.SubmitJobResponse], error)
+	RetryJob(context.Context, *connect.Request[outpostv1.RetryJobRequest]) (*connect.Response[outpostv1.RetryJobResponse], error)
 	GetJob(context.Context, *connect.Request[outpostv1.GetJobRequest]) (*connect.Response[outpostv1.GetJobResponse], error)
 	ListJobs(context.Context, *connect.Request[outpostv1.ListJobsRequest]) (*connect.Response[outpostv1.ListJobsResponse], error)
 	CancelJob(context.Context, *connect.Request[outpostv1.CancelJobRequest]) (*connect.Response[outpostv1.CancelJobResponse], error)
@@ -199,6 +241,12 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 		JobServiceSubmitJobProcedure,
 		svc.SubmitJob,
 		connect.WithSchema(jobServiceMethods.ByName("SubmitJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServiceRetryJobHandler := connect.NewUnaryHandler(
+		JobServiceRetryJobProcedure,
+		svc.RetryJob,
+		connect.WithSchema(jobServiceMethods.ByName("RetryJob")),
 		connect.WithHandlerOptions(opts...),
 	)
 	jobServiceGetJobHandler := connect.NewUnaryHandler(
@@ -229,6 +277,8 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 		switch r.URL.Path {
 		case JobServiceSubmitJobProcedure:
 			jobServiceSubmitJobHandler.ServeHTTP(w, r)
+		case JobServiceRetryJobProcedure:
+			jobServiceRetryJobHandler.ServeHTTP(w, r)
 		case JobServiceGetJobProcedure:
 			jobServiceGetJobHandler.ServeHTTP(w, r)
 		case JobServiceListJobsProcedure:
@@ -248,6 +298,10 @@ type UnimplementedJobServiceHandler struct{}
 
 func (UnimplementedJobServiceHandler) SubmitJob(context.Context, *connect.Request[outpostv1.SubmitJobRequest]) (*connect.Response[outpostv1.SubmitJobResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.JobService.SubmitJob is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) RetryJob(context.Context, *connect.Request[outpostv1.RetryJobRequest]) (*connect.Response[outpostv1.RetryJobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.JobService.RetryJob is not implemented"))
 }
 
 func (UnimplementedJobServiceHandler) GetJob(context.Context, *connect.Request[outpostv1.GetJobRequest]) (*connect.Response[outpostv1.GetJobResponse], error) {
@@ -754,4 +808,256 @@ func (UnimplementedClusterServiceHandler) ReadIndex(context.Context, *connect.Re
 
 func (UnimplementedClusterServiceHandler) RunnerHeartbeats(context.Context, *connect.Request[outpostv1.RunnerHeartbeatsRequest]) (*connect.Response[outpostv1.RunnerHeartbeatsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ClusterService.RunnerHeartbeats is not implemented"))
+}
+
+// ProjectServiceClient is a client for the outpost.v1.ProjectService service.
+type ProjectServiceClient interface {
+	SetProfile(context.Context, *connect.Request[outpostv1.SetProfileRequest]) (*connect.Response[outpostv1.SetProfileResponse], error)
+	ListProfiles(context.Context, *connect.Request[outpostv1.ListProfilesRequest]) (*connect.Response[outpostv1.ListProfilesResponse], error)
+	GetProfile(context.Context, *connect.Request[outpostv1.GetProfileRequest]) (*connect.Response[outpostv1.GetProfileResponse], error)
+	DeleteProfile(context.Context, *connect.Request[outpostv1.DeleteProfileRequest]) (*connect.Response[outpostv1.DeleteProfileResponse], error)
+	ApplyProject(context.Context, *connect.Request[outpostv1.ApplyProjectRequest]) (*connect.Response[outpostv1.ApplyProjectResponse], error)
+	ListProjects(context.Context, *connect.Request[outpostv1.ListProjectsRequest]) (*connect.Response[outpostv1.ListProjectsResponse], error)
+	GetProject(context.Context, *connect.Request[outpostv1.GetProjectRequest]) (*connect.Response[outpostv1.GetProjectResponse], error)
+	DeleteProject(context.Context, *connect.Request[outpostv1.DeleteProjectRequest]) (*connect.Response[outpostv1.DeleteProjectResponse], error)
+}
+
+// NewProjectServiceClient constructs a client for the outpost.v1.ProjectService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewProjectServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ProjectServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	projectServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("ProjectService").Methods()
+	return &projectServiceClient{
+		setProfile: connect.NewClient[outpostv1.SetProfileRequest, outpostv1.SetProfileResponse](
+			httpClient,
+			baseURL+ProjectServiceSetProfileProcedure,
+			connect.WithSchema(projectServiceMethods.ByName("SetProfile")),
+			connect.WithClientOptions(opts...),
+		),
+		listProfiles: connect.NewClient[outpostv1.ListProfilesRequest, outpostv1.ListProfilesResponse](
+			httpClient,
+			baseURL+ProjectServiceListProfilesProcedure,
+			connect.WithSchema(projectServiceMethods.ByName("ListProfiles")),
+			connect.WithClientOptions(opts...),
+		),
+		getProfile: connect.NewClient[outpostv1.GetProfileRequest, outpostv1.GetProfileResponse](
+			httpClient,
+			baseURL+ProjectServiceGetProfileProcedure,
+			connect.WithSchema(projectServiceMethods.ByName("GetProfile")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteProfile: connect.NewClient[outpostv1.DeleteProfileRequest, outpostv1.DeleteProfileResponse](
+			httpClient,
+			baseURL+ProjectServiceDeleteProfileProcedure,
+			connect.WithSchema(projectServiceMethods.ByName("DeleteProfile")),
+			connect.WithClientOptions(opts...),
+		),
+		applyProject: connect.NewClient[outpostv1.ApplyProjectRequest, outpostv1.ApplyProjectResponse](
+			httpClient,
+			baseURL+ProjectServiceApplyProjectProcedure,
+			connect.WithSchema(projectServiceMethods.ByName("ApplyProject")),
+			connect.WithClientOptions(opts...),
+		),
+		listProjects: connect.NewClient[outpostv1.ListProjectsRequest, outpostv1.ListProjectsResponse](
+			httpClient,
+			baseURL+ProjectServiceListProjectsProcedure,
+			connect.WithSchema(projectServiceMethods.ByName("ListProjects")),
+			connect.WithClientOptions(opts...),
+		),
+		getProject: connect.NewClient[outpostv1.GetProjectRequest, outpostv1.GetProjectResponse](
+			httpClient,
+			baseURL+ProjectServiceGetProjectProcedure,
+			connect.WithSchema(projectServiceMethods.ByName("GetProject")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteProject: connect.NewClient[outpostv1.DeleteProjectRequest, outpostv1.DeleteProjectResponse](
+			httpClient,
+			baseURL+ProjectServiceDeleteProjectProcedure,
+			connect.WithSchema(projectServiceMethods.ByName("DeleteProject")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// projectServiceClient implements ProjectServiceClient.
+type projectServiceClient struct {
+	setProfile    *connect.Client[outpostv1.SetProfileRequest, outpostv1.SetProfileResponse]
+	listProfiles  *connect.Client[outpostv1.ListProfilesRequest, outpostv1.ListProfilesResponse]
+	getProfile    *connect.Client[outpostv1.GetProfileRequest, outpostv1.GetProfileResponse]
+	deleteProfile *connect.Client[outpostv1.DeleteProfileRequest, outpostv1.DeleteProfileResponse]
+	applyProject  *connect.Client[outpostv1.ApplyProjectRequest, outpostv1.ApplyProjectResponse]
+	listProjects  *connect.Client[outpostv1.ListProjectsRequest, outpostv1.ListProjectsResponse]
+	getProject    *connect.Client[outpostv1.GetProjectRequest, outpostv1.GetProjectResponse]
+	deleteProject *connect.Client[outpostv1.DeleteProjectRequest, outpostv1.DeleteProjectResponse]
+}
+
+// SetProfile calls outpost.v1.ProjectService.SetProfile.
+func (c *projectServiceClient) SetProfile(ctx context.Context, req *connect.Request[outpostv1.SetProfileRequest]) (*connect.Response[outpostv1.SetProfileResponse], error) {
+	return c.setProfile.CallUnary(ctx, req)
+}
+
+// ListProfiles calls outpost.v1.ProjectService.ListProfiles.
+func (c *projectServiceClient) ListProfiles(ctx context.Context, req *connect.Request[outpostv1.ListProfilesRequest]) (*connect.Response[outpostv1.ListProfilesResponse], error) {
+	return c.listProfiles.CallUnary(ctx, req)
+}
+
+// GetProfile calls outpost.v1.ProjectService.GetProfile.
+func (c *projectServiceClient) GetProfile(ctx context.Context, req *connect.Request[outpostv1.GetProfileRequest]) (*connect.Response[outpostv1.GetProfileResponse], error) {
+	return c.getProfile.CallUnary(ctx, req)
+}
+
+// DeleteProfile calls outpost.v1.ProjectService.DeleteProfile.
+func (c *projectServiceClient) DeleteProfile(ctx context.Context, req *connect.Request[outpostv1.DeleteProfileRequest]) (*connect.Response[outpostv1.DeleteProfileResponse], error) {
+	return c.deleteProfile.CallUnary(ctx, req)
+}
+
+// ApplyProject calls outpost.v1.ProjectService.ApplyProject.
+func (c *projectServiceClient) ApplyProject(ctx context.Context, req *connect.Request[outpostv1.ApplyProjectRequest]) (*connect.Response[outpostv1.ApplyProjectResponse], error) {
+	return c.applyProject.CallUnary(ctx, req)
+}
+
+// ListProjects calls outpost.v1.ProjectService.ListProjects.
+func (c *projectServiceClient) ListProjects(ctx context.Context, req *connect.Request[outpostv1.ListProjectsRequest]) (*connect.Response[outpostv1.ListProjectsResponse], error) {
+	return c.listProjects.CallUnary(ctx, req)
+}
+
+// GetProject calls outpost.v1.ProjectService.GetProject.
+func (c *projectServiceClient) GetProject(ctx context.Context, req *connect.Request[outpostv1.GetProjectRequest]) (*connect.Response[outpostv1.GetProjectResponse], error) {
+	return c.getProject.CallUnary(ctx, req)
+}
+
+// DeleteProject calls outpost.v1.ProjectService.DeleteProject.
+func (c *projectServiceClient) DeleteProject(ctx context.Context, req *connect.Request[outpostv1.DeleteProjectRequest]) (*connect.Response[outpostv1.DeleteProjectResponse], error) {
+	return c.deleteProject.CallUnary(ctx, req)
+}
+
+// ProjectServiceHandler is an implementation of the outpost.v1.ProjectService service.
+type ProjectServiceHandler interface {
+	SetProfile(context.Context, *connect.Request[outpostv1.SetProfileRequest]) (*connect.Response[outpostv1.SetProfileResponse], error)
+	ListProfiles(context.Context, *connect.Request[outpostv1.ListProfilesRequest]) (*connect.Response[outpostv1.ListProfilesResponse], error)
+	GetProfile(context.Context, *connect.Request[outpostv1.GetProfileRequest]) (*connect.Response[outpostv1.GetProfileResponse], error)
+	DeleteProfile(context.Context, *connect.Request[outpostv1.DeleteProfileRequest]) (*connect.Response[outpostv1.DeleteProfileResponse], error)
+	ApplyProject(context.Context, *connect.Request[outpostv1.ApplyProjectRequest]) (*connect.Response[outpostv1.ApplyProjectResponse], error)
+	ListProjects(context.Context, *connect.Request[outpostv1.ListProjectsRequest]) (*connect.Response[outpostv1.ListProjectsResponse], error)
+	GetProject(context.Context, *connect.Request[outpostv1.GetProjectRequest]) (*connect.Response[outpostv1.GetProjectResponse], error)
+	DeleteProject(context.Context, *connect.Request[outpostv1.DeleteProjectRequest]) (*connect.Response[outpostv1.DeleteProjectResponse], error)
+}
+
+// NewProjectServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewProjectServiceHandler(svc ProjectServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	projectServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("ProjectService").Methods()
+	projectServiceSetProfileHandler := connect.NewUnaryHandler(
+		ProjectServiceSetProfileProcedure,
+		svc.SetProfile,
+		connect.WithSchema(projectServiceMethods.ByName("SetProfile")),
+		connect.WithHandlerOptions(opts...),
+	)
+	projectServiceListProfilesHandler := connect.NewUnaryHandler(
+		ProjectServiceListProfilesProcedure,
+		svc.ListProfiles,
+		connect.WithSchema(projectServiceMethods.ByName("ListProfiles")),
+		connect.WithHandlerOptions(opts...),
+	)
+	projectServiceGetProfileHandler := connect.NewUnaryHandler(
+		ProjectServiceGetProfileProcedure,
+		svc.GetProfile,
+		connect.WithSchema(projectServiceMethods.ByName("GetProfile")),
+		connect.WithHandlerOptions(opts...),
+	)
+	projectServiceDeleteProfileHandler := connect.NewUnaryHandler(
+		ProjectServiceDeleteProfileProcedure,
+		svc.DeleteProfile,
+		connect.WithSchema(projectServiceMethods.ByName("DeleteProfile")),
+		connect.WithHandlerOptions(opts...),
+	)
+	projectServiceApplyProjectHandler := connect.NewUnaryHandler(
+		ProjectServiceApplyProjectProcedure,
+		svc.ApplyProject,
+		connect.WithSchema(projectServiceMethods.ByName("ApplyProject")),
+		connect.WithHandlerOptions(opts...),
+	)
+	projectServiceListProjectsHandler := connect.NewUnaryHandler(
+		ProjectServiceListProjectsProcedure,
+		svc.ListProjects,
+		connect.WithSchema(projectServiceMethods.ByName("ListProjects")),
+		connect.WithHandlerOptions(opts...),
+	)
+	projectServiceGetProjectHandler := connect.NewUnaryHandler(
+		ProjectServiceGetProjectProcedure,
+		svc.GetProject,
+		connect.WithSchema(projectServiceMethods.ByName("GetProject")),
+		connect.WithHandlerOptions(opts...),
+	)
+	projectServiceDeleteProjectHandler := connect.NewUnaryHandler(
+		ProjectServiceDeleteProjectProcedure,
+		svc.DeleteProject,
+		connect.WithSchema(projectServiceMethods.ByName("DeleteProject")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.v1.ProjectService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ProjectServiceSetProfileProcedure:
+			projectServiceSetProfileHandler.ServeHTTP(w, r)
+		case ProjectServiceListProfilesProcedure:
+			projectServiceListProfilesHandler.ServeHTTP(w, r)
+		case ProjectServiceGetProfileProcedure:
+			projectServiceGetProfileHandler.ServeHTTP(w, r)
+		case ProjectServiceDeleteProfileProcedure:
+			projectServiceDeleteProfileHandler.ServeHTTP(w, r)
+		case ProjectServiceApplyProjectProcedure:
+			projectServiceApplyProjectHandler.ServeHTTP(w, r)
+		case ProjectServiceListProjectsProcedure:
+			projectServiceListProjectsHandler.ServeHTTP(w, r)
+		case ProjectServiceGetProjectProcedure:
+			projectServiceGetProjectHandler.ServeHTTP(w, r)
+		case ProjectServiceDeleteProjectProcedure:
+			projectServiceDeleteProjectHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedProjectServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedProjectServiceHandler struct{}
+
+func (UnimplementedProjectServiceHandler) SetProfile(context.Context, *connect.Request[outpostv1.SetProfileRequest]) (*connect.Response[outpostv1.SetProfileResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.SetProfile is not implemented"))
+}
+
+func (UnimplementedProjectServiceHandler) ListProfiles(context.Context, *connect.Request[outpostv1.ListProfilesRequest]) (*connect.Response[outpostv1.ListProfilesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.ListProfiles is not implemented"))
+}
+
+func (UnimplementedProjectServiceHandler) GetProfile(context.Context, *connect.Request[outpostv1.GetProfileRequest]) (*connect.Response[outpostv1.GetProfileResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.GetProfile is not implemented"))
+}
+
+func (UnimplementedProjectServiceHandler) DeleteProfile(context.Context, *connect.Request[outpostv1.DeleteProfileRequest]) (*connect.Response[outpostv1.DeleteProfileResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.DeleteProfile is not implemented"))
+}
+
+func (UnimplementedProjectServiceHandler) ApplyProject(context.Context, *connect.Request[outpostv1.ApplyProjectRequest]) (*connect.Response[outpostv1.ApplyProjectResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.ApplyProject is not implemented"))
+}
+
+func (UnimplementedProjectServiceHandler) ListProjects(context.Context, *connect.Request[outpostv1.ListProjectsRequest]) (*connect.Response[outpostv1.ListProjectsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.ListProjects is not implemented"))
+}
+
+func (UnimplementedProjectServiceHandler) GetProject(context.Context, *connect.Request[outpostv1.GetProjectRequest]) (*connect.Response[outpostv1.GetProjectResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.GetProject is not implemented"))
+}
+
+func (UnimplementedProjectServiceHandler) DeleteProject(context.Context, *connect.Request[outpostv1.DeleteProjectRequest]) (*connect.Response[outpostv1.DeleteProjectResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.DeleteProject is not implemented"))
 }

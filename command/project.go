@@ -1,0 +1,174 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"connectrpc.com/connect"
+
+	"github.com/outpost-run/outpost/internal/project"
+	"github.com/outpost-run/outpost/rpc"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// ProjectApplyCommand stores a project in the cluster.
+type ProjectApplyCommand struct{ Meta *Meta }
+
+func (c *ProjectApplyCommand) Synopsis() string { return "Store a project file in the cluster" }
+
+func (c *ProjectApplyCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost project apply [options]
+
+  Validates a project file and stores it, verbatim, in the cluster, so its
+  jobs can be run by name: outpost job run -project NAME JOB.
+
+Options:
+
+  -file=PATH   Project file. Default ./outpost.hcl.
+` + clientHelp)
+}
+
+func (c *ProjectApplyCommand) Run(args []string) int {
+	var file string
+	fs := c.Meta.flagSet("project apply", true)
+	fs.StringVar(&file, "file", "outpost.hcl", "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return c.Meta.errorf("reading project file: %v", err)
+	}
+	if _, err := project.Parse(file, src); err != nil {
+		c.Meta.UI.Error(err.Error())
+		return exitError
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Projects.ApplyProject(context.Background(), connect.NewRequest(&pb.ApplyProjectRequest{Source: src, Filename: filepath.Base(file)}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	fmt.Fprintf(c.Meta.Stdout, "Project %q stored; jobs: %s\n", resp.Msg.Project.Name, strings.Join(resp.Msg.Jobs, ", "))
+	return exitOK
+}
+
+// ProjectListCommand lists stored projects.
+type ProjectListCommand struct{ Meta *Meta }
+
+func (c *ProjectListCommand) Synopsis() string { return "List stored projects" }
+
+func (c *ProjectListCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost project list [options]
+
+  Lists the projects stored in the cluster.
+
+Options:
+
+  -json   Print as JSON.
+` + clientHelp)
+}
+
+func (c *ProjectListCommand) Run(args []string) int {
+	var asJSON bool
+	fs := c.Meta.flagSet("project list", true)
+	fs.BoolVar(&asJSON, "json", false, "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Projects.ListProjects(context.Background(), connect.NewRequest(&pb.ListProjectsRequest{}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	if asJSON {
+		return c.Meta.printJSON(resp.Msg)
+	}
+	if len(resp.Msg.Projects) == 0 {
+		fmt.Fprintln(c.Meta.Stdout, "No projects. Store one with `outpost project apply -file outpost.hcl`.")
+		return exitOK
+	}
+	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tFILE\tBYTES\tINDEX")
+	for _, p := range resp.Msg.Projects {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", p.Name, p.Filename, len(p.Source), p.ModifyIndex)
+	}
+	w.Flush()
+	return exitOK
+}
+
+// ProjectInspectCommand shows a stored project.
+type ProjectInspectCommand struct{ Meta *Meta }
+
+func (c *ProjectInspectCommand) Synopsis() string { return "Show a stored project" }
+
+func (c *ProjectInspectCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost project inspect [options] NAME
+
+  Prints a stored project file as it was applied, after a line naming its
+  jobs.
+
+Options:
+
+  -json   Print as JSON.
+` + clientHelp)
+}
+
+func (c *ProjectInspectCommand) Run(args []string) int {
+	var asJSON bool
+	fs := c.Meta.flagSet("project inspect", true)
+	fs.BoolVar(&asJSON, "json", false, "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		c.Meta.UI.Error("Error: project inspect takes exactly one argument, the project name")
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Projects.GetProject(context.Background(), connect.NewRequest(&pb.GetProjectRequest{Name: fs.Arg(0)}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	if asJSON {
+		return c.Meta.printJSON(resp.Msg)
+	}
+	fmt.Fprintf(c.Meta.Stderr, "# project %s (%s), jobs: %s\n", resp.Msg.Project.Name, resp.Msg.Project.Filename, strings.Join(resp.Msg.Jobs, ", "))
+	c.Meta.Stdout.Write(resp.Msg.Project.Source)
+	return exitOK
+}
+
+// ProjectDeleteCommand removes a stored project.
+type ProjectDeleteCommand struct{ Meta *Meta }
+
+func (c *ProjectDeleteCommand) Synopsis() string { return "Remove a stored project" }
+
+func (c *ProjectDeleteCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost project delete [options] NAME
+
+  Removes a stored project. Its jobs and their logs stay.
+` + clientHelp)
+}
+
+func (c *ProjectDeleteCommand) Run(args []string) int {
+	return simpleNameCommand(c.Meta, "project delete", args, func(client *rpc.Client, name string) error {
+		_, err := client.Projects.DeleteProject(context.Background(), connect.NewRequest(&pb.DeleteProjectRequest{Name: name}))
+		return err
+	}, "Project %q deleted\n")
+}

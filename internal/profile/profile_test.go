@@ -1,0 +1,112 @@
+package profile
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+func TestParseGood(t *testing.T) {
+	src := `
+runner_profile "prod-linux" {
+  target_labels = { env = "prod", os = "linux" }
+  mode          = "on_demand"
+  driver        = "exec"
+  env           = { LOG_LEVEL = "info" }
+  default       = true
+  user          = "nobody"
+  limits {
+    memory     = "512MiB"
+    processes  = 64
+    open_files = 256
+    cpu        = "10m"
+    file_size  = "1GB"
+  }
+}
+
+runner_profile "edge-7" {
+  target_runner_id = "r-7"
+}
+`
+	got, err := Parse("profiles.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*pb.RunnerProfile{
+		{Name: "prod-linux", TargetLabels: map[string]string{"env": "prod", "os": "linux"}, Mode: "on_demand", Driver: "exec",
+			Env: map[string]string{"LOG_LEVEL": "info"}, Default: true, User: "nobody",
+			Limits: &pb.Limits{MemoryBytes: 512 << 20, Processes: 64, OpenFiles: 256, CpuSeconds: 600, FileSizeBytes: 1e9}},
+		{Name: "edge-7", TargetRunnerId: "r-7", Mode: "static"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d profiles, want %d", len(got), len(want))
+	}
+	for i := range want {
+		got[i].Source, got[i].Filename = nil, ""
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("profile %d:\n got %v\nwant %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestParseBad(t *testing.T) {
+	cases := []struct{ name, src, want string }{
+		{"unknown attribute", "runner_profile \"a\" {\n  colour = \"red\"\n}\n",
+			`p.hcl:2:3: Unsupported argument: An argument named "colour" is not expected here.`},
+		{"both targets", "runner_profile \"a\" {\n  target_runner_id = \"r-1\"\n  target_labels = { a = \"b\" }\n}\n",
+			`p.hcl:1:1: Conflicting targets: Set target_runner_id or target_labels, not both.`},
+		{"bad mode", "runner_profile \"a\" {\n  mode = \"vm\"\n}\n",
+			`p.hcl:1:1: Invalid mode: mode "vm": use "static" or "on_demand".`},
+		{"bad size", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    memory = \"lots\"\n  }\n}\n",
+			`p.hcl:3:3: Invalid limits: memory: "lots" is not a size (e.g. 512MiB, 2GB)`},
+		{"limits on static", "runner_profile \"a\" {\n  limits {\n    processes = 5\n  }\n}\n",
+			`p.hcl:1:1: Limits need on_demand: limits and user apply to on_demand executors; set mode = "on_demand".`},
+		{"duplicate", "runner_profile \"a\" {}\nrunner_profile \"a\" {}\n",
+			`p.hcl:2:1: Duplicate profile: runner_profile "a" is defined more than once.`},
+		{"syntax", "runner_profile \"a\" {\n", `p.hcl:1:20: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},
+		{"empty", "", `p.hcl: no runner_profile blocks; a profile file holds one or more ` + "`" + `runner_profile "NAME" { ... }` + "`"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("p.hcl", []byte(tc.src))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if err.Error() != tc.want {
+				t.Fatalf("error:\n got %s\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMatches(t *testing.T) {
+	labels := map[string]string{"env": "prod", "os": "linux"}
+	cases := []struct {
+		id     string
+		target map[string]string
+		want   bool
+	}{
+		{"", nil, true},
+		{"", map[string]string{"env": "prod"}, true},
+		{"", map[string]string{"env": "prod", "os": "linux"}, true},
+		{"", map[string]string{"env": "dev"}, false},
+		{"", map[string]string{"gpu": "true"}, false},
+		{"r-1", nil, true},
+		{"r-2", nil, false},
+	}
+	for _, tc := range cases {
+		if got := Matches(tc.id, tc.target, "r-1", labels); got != tc.want {
+			t.Errorf("Matches(%q, %v) = %t, want %t", tc.id, tc.target, got, tc.want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("runner_profile \"a\" {\n  target_labels = { env = \"prod\" }\n  mode = \"on_demand\"\n  limits { memory = \"1GiB\" }\n}\n"))
+	f.Add([]byte("runner_profile \"b\" { target_runner_id = \"r-1\" }"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		_, _ = Parse("fuzz.hcl", src)
+	})
+}

@@ -1,0 +1,126 @@
+package executor
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Isolation confines the processes of an on_demand job: a session of their
+// own, another user, and resource limits set before the step's program
+// starts. Go cannot set rlimits on a child between fork and exec, so limits
+// go through a launcher: a small program (outpost's hidden
+// `executor-launch` command, which calls LaunchMain) that sets them on
+// itself and then execs the step, so the step and all it starts inherit
+// them from its first instruction.
+type Isolation struct {
+	// UID and GID to run as; SetUser false keeps the runner's own.
+	SetUser  bool
+	UID, GID uint32
+	Limits   Limits
+	// Launcher is the argv prefix of the launcher, e.g.
+	// ["/usr/local/bin/outpost", "executor-launch"]. Required when Limits
+	// sets anything.
+	Launcher []string
+}
+
+// Limits are rlimits; zero means unlimited (inherited).
+type Limits struct {
+	AddressSpace uint64 // RLIMIT_AS, bytes
+	Processes    uint64 // RLIMIT_NPROC (counted per user)
+	OpenFiles    uint64 // RLIMIT_NOFILE
+	CPUSeconds   uint64 // RLIMIT_CPU
+	FileSize     uint64 // RLIMIT_FSIZE, bytes
+}
+
+func (l Limits) any() bool {
+	return l.AddressSpace+l.Processes+l.OpenFiles+l.CPUSeconds+l.FileSize > 0
+}
+
+// LauncherCommand is the outpost subcommand that runs LaunchMain.
+const LauncherCommand = "executor-launch"
+
+// limitFlags maps launcher flags to rlimit resources, in a fixed order.
+var limitFlags = []struct {
+	flag     string
+	resource int
+	get      func(Limits) uint64
+}{
+	{"as", unix.RLIMIT_AS, func(l Limits) uint64 { return l.AddressSpace }},
+	{"nproc", unix.RLIMIT_NPROC, func(l Limits) uint64 { return l.Processes }},
+	{"nofile", unix.RLIMIT_NOFILE, func(l Limits) uint64 { return l.OpenFiles }},
+	{"cpu", unix.RLIMIT_CPU, func(l Limits) uint64 { return l.CPUSeconds }},
+	{"fsize", unix.RLIMIT_FSIZE, func(l Limits) uint64 { return l.FileSize }},
+}
+
+// wrap returns the program and argv that start path/argv under the
+// isolation's limits.
+func (iso *Isolation) wrap(path string, argv []string) (string, []string, error) {
+	if iso == nil || !iso.Limits.any() {
+		return path, argv, nil
+	}
+	if len(iso.Launcher) == 0 {
+		return "", nil, errors.New("resource limits need a launcher, and none is configured")
+	}
+	args := append([]string(nil), iso.Launcher...)
+	for _, f := range limitFlags {
+		if v := f.get(iso.Limits); v > 0 {
+			args = append(args, "-"+f.flag+"="+strconv.FormatUint(v, 10))
+		}
+	}
+	args = append(args, "--", path)
+	args = append(args, argv...)
+	return iso.Launcher[0], args, nil
+}
+
+// sysProcAttr starts the step in a new session (which is also a new process
+// group, so signalling the group still reaches all of it), as the
+// isolation's user when one is set.
+func (iso *Isolation) sysProcAttr() *syscall.SysProcAttr {
+	if iso == nil {
+		return &syscall.SysProcAttr{Setpgid: true}
+	}
+	attr := &syscall.SysProcAttr{Setsid: true}
+	if iso.SetUser {
+		attr.Credential = &syscall.Credential{Uid: iso.UID, Gid: iso.GID, NoSetGroups: false}
+	}
+	return attr
+}
+
+// LaunchMain is the launcher: args are limit flags, "--", the program's
+// path, then its argv (argv[0] first). It sets the limits on this process
+// and execs the program; it returns only on error.
+func LaunchMain(args []string, env []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("executor-launch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vals := make([]uint64, len(limitFlags))
+	for i, f := range limitFlags {
+		fs.Uint64Var(&vals[i], f.flag, 0, "")
+	}
+	if err := fs.Parse(args); err != nil {
+		return 125
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		fmt.Fprintln(stderr, "executor-launch: want limit flags, --, the program's path and its argv")
+		return 125
+	}
+	for i, f := range limitFlags {
+		if vals[i] == 0 {
+			continue
+		}
+		lim := &unix.Rlimit{Cur: vals[i], Max: vals[i]}
+		if err := unix.Setrlimit(f.resource, lim); err != nil {
+			fmt.Fprintf(stderr, "executor-launch: setting %s limit to %d: %v\n", f.flag, vals[i], err)
+			return 125
+		}
+	}
+	err := unix.Exec(rest[0], rest[1:], env)
+	fmt.Fprintf(stderr, "executor-launch: exec %s: %v\n", rest[0], err)
+	return 126
+}

@@ -1,0 +1,86 @@
+package runner
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	"github.com/outpost-run/outpost/runner/executor"
+)
+
+// ModeOnDemand runs each job in a fresh, isolated executor.
+const ModeOnDemand = "on_demand"
+
+// defaultOnDemandUser is who on_demand jobs run as when the runner is root
+// and the profile names no user.
+const defaultOnDemandUser = "nobody"
+
+// onDemand prepares a fresh executor for one job: a private working
+// directory with an unguessable name under a parent other users can pass
+// through but not list, a clean environment (only what the profile and
+// the job set, plus PATH, HOME and TMPDIR), its own session, resource
+// limits, and, when the runner runs as root, an unprivileged user.
+func (r *Runner) onDemand(job *pb.Job, spec *executor.Spec) (cleanup func(), err error) {
+	// Under the system temp dir, not the data dir: every directory above a
+	// job's must be passable by the job's user, and a data dir often sits
+	// under a private parent.
+	root := filepath.Join(os.TempDir(), "outpost-on-demand-"+r.cfg.ID)
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, fmt.Errorf("on_demand: %w", err)
+	}
+	if err := os.Chmod(root, 0o711); err != nil {
+		return nil, fmt.Errorf("on_demand: %w", err)
+	}
+	dir, err := os.MkdirTemp(root, "job-")
+	if err != nil {
+		return nil, fmt.Errorf("on_demand: working directory: %w", err)
+	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
+
+	iso := &executor.Isolation{Launcher: r.cfg.Launcher}
+	if l := job.Limits; l != nil {
+		iso.Limits = executor.Limits{AddressSpace: l.MemoryBytes, Processes: l.Processes, OpenFiles: l.OpenFiles,
+			CPUSeconds: l.CpuSeconds, FileSize: l.FileSizeBytes}
+	}
+	name := job.User
+	if os.Geteuid() == 0 {
+		if name == "" {
+			name = defaultOnDemandUser
+		}
+		u, err := user.Lookup(name)
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("on_demand: user %q: %w", name, err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		iso.SetUser, iso.UID, iso.GID = true, uint32(uid), uint32(gid)
+		if err := os.Chown(dir, int(uid), int(gid)); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("on_demand: %w", err)
+		}
+	} else if name != "" {
+		if cur, err := user.Current(); err != nil || cur.Username != name {
+			cleanup()
+			return nil, fmt.Errorf("on_demand: the profile asks for user %q, which needs the runner to run as root", name)
+		}
+	}
+	if name == "" {
+		if cur, err := user.Current(); err == nil {
+			name = cur.Username
+		}
+	}
+	spec.Dir = dir
+	spec.BaseEnv = []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + dir,
+		"TMPDIR=" + dir,
+		"USER=" + name,
+		"LOGNAME=" + name,
+	}
+	spec.Isolation = iso
+	return cleanup, nil
+}
