@@ -16,9 +16,15 @@
 //
 // Expressions may reference var.<name>, workspace, project and job, and only
 // in the runner profile, step command elements, step script and env values.
-// Every other argument must be a constant. A constant optional argument set
+// Every other argument must be a constant. No functions are available;
+// operators, conditionals, for expressions and template directives are. A constant optional argument set
 // to null is treated as unset; an expression argument that evaluates to null
 // is an error, because it is almost always a mistake in a conditional.
+//
+// Because the server parses files submitted over the network, Parse also
+// bounds what hcl would otherwise accept from trusted input: file size
+// (MaxSourceSize), nesting depth, operator count and numbers beyond the
+// float64 range (see guard.go). Each limit is far above real project files.
 //
 // All problems are reported as an [*Error] whose message has one line per
 // problem in the form "file:line:col: summary: detail".

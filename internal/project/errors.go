@@ -154,5 +154,18 @@ func (ds diagnostics) err() error {
 		}
 		return a.Column < b.Column
 	})
+	if len(out) > maxReported {
+		// A file of garbage yields one problem per byte; nobody reads past
+		// the first screenful, and a megabyte-long error would travel back
+		// to the client and into logs.
+		more := len(out) - maxReported
+		out = append(out[:maxReported:maxReported], Diagnostic{
+			Summary: "Too many problems",
+			Detail:  fmt.Sprintf("%d more problems were not listed; fix the ones above first.", more),
+		})
+	}
 	return &Error{Diagnostics: out}
 }
+
+// maxReported is how many problems an Error lists before summarising.
+const maxReported = 50
