@@ -263,6 +263,8 @@ job "low" {
 			if err != nil {
 				t.Fatalf("Resolve: %v", err)
 			}
+			// The profile's position is checked in TestProfilePos.
+			got.ProfilePos = Pos{}
 			if want := tt.want(); !reflect.DeepEqual(got, want) {
 				t.Errorf("Resolve mismatch\n got: %#v\nwant: %#v", got, want)
 			}
@@ -773,4 +775,23 @@ func TestHostileInput(t *testing.T) {
 			t.Errorf("got %v, want %s", err, want)
 		}
 	})
+}
+
+// TestProfilePos checks that the resolved profile points at the runner
+// stanza that set it: the job's own, else the project's.
+func TestProfilePos(t *testing.T) {
+	src := "project = \"web\"\nrunner { profile = \"a\" }\njob \"x\" {\n  step \"s\" { script = \"true\" }\n}\njob \"y\" {\n  runner { profile = \"b\" }\n  step \"s\" { script = \"true\" }\n}\n"
+	p, err := Parse("outpost.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job, want := range map[string]string{"x": "outpost.hcl:2:20", "y": "outpost.hcl:7:22"} {
+		r, err := p.Resolve(job, nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.ProfilePos.String(); got != want {
+			t.Errorf("job %s: profile position %s, want %s", job, got, want)
+		}
+	}
 }
