@@ -122,8 +122,18 @@ func (s *Server) Apply(ctx context.Context, t fsm.MessageType, body proto.Messag
 	if err := s.fsm.WaitIndex(wctx, m.Index); err != nil {
 		return nil, fmt.Errorf("%w: committed at index %d, but this server has not applied it yet: %v", rpc.ErrNoLeader, m.Index, err)
 	}
-	if t == fsm.AssignJobsType {
+	switch t {
+	case fsm.AssignJobsType:
 		return &fsm.AssignResult{Assigned: m.Assigned}, nil
+	case fsm.RunnerReportsType:
+		n := len(body.(*pb.RunnerReportsEntry).Reports)
+		res := &fsm.ReportsResult{Errors: make([]error, n)}
+		for _, re := range m.ReportErrors {
+			if int(re.Index) < n {
+				res.Errors[re.Index] = rebuildError(re.Kind, re.Message)
+			}
+		}
+		return res, nil
 	}
 	return nil, nil
 }
@@ -163,8 +173,15 @@ func (s *Server) ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyRespons
 	if err != nil {
 		resp.ErrorKind, resp.ErrorMessage = errorKind(err), err.Error()
 	}
-	if r, ok := res.(*fsm.AssignResult); ok {
+	switch r := res.(type) {
+	case *fsm.AssignResult:
 		resp.Assigned = r.Assigned
+	case *fsm.ReportsResult:
+		for i, e := range r.Errors {
+			if e != nil {
+				resp.ReportErrors = append(resp.ReportErrors, &pb.ReportError{Index: uint32(i), Kind: errorKind(e), Message: e.Error()})
+			}
+		}
 	}
 	return resp, nil
 }

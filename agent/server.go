@@ -52,6 +52,7 @@ type Server struct {
 	dispatcher   *dispatch.Dispatcher
 
 	raftNotifyCh chan bool
+	logCount     *countingLogStore
 	// hadState is true when Raft found a log or snapshot at start: such a
 	// server never bootstraps again.
 	hadState   bool
@@ -124,7 +125,8 @@ func (s *Server) setupRaft() error {
 	if s.cfg.DataDir == "" {
 		// -dev: nothing on disk, by design.
 		store := raft.NewInmemStore()
-		logs, stable, snaps = store, store, raft.NewInmemSnapshotStore()
+		s.logCount = &countingLogStore{LogStore: store}
+		logs, stable, snaps = s.logCount, store, raft.NewInmemSnapshotStore()
 		addr, trans := raft.NewInmemTransport(raft.ServerAddress(s.cfg.NodeID))
 		s.transport, s.raftAddr = trans, string(addr)
 	} else {
@@ -137,10 +139,11 @@ func (s *Server) setupRaft() error {
 			return fmt.Errorf("server: open raft store: %w", err)
 		}
 		s.closers = append(s.closers, bolt.Close)
-		logs, stable = bolt, bolt
+		s.logCount = &countingLogStore{LogStore: bolt}
+		logs, stable = s.logCount, bolt
 		// A log cache keeps recent entries in memory for followers that
 		// lag a little, sparing the disk.
-		if cached, err := raft.NewLogCache(512, bolt); err == nil {
+		if cached, err := raft.NewLogCache(512, logs); err == nil {
 			logs = cached
 		}
 		fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, s.logger.Named("snapshot"))
@@ -218,12 +221,14 @@ func (s *Server) leaderName() string {
 // Status implements rpc.Backend.
 func (s *Server) Status() *pb.StatusResponse {
 	return &pb.StatusResponse{
-		Name:      s.cfg.NodeID,
-		Version:   Version,
-		Dev:       s.cfg.Dev,
-		Leader:    s.leaderName(),
-		IsLeader:  s.IsLeader(),
-		LastIndex: s.fsm.AppliedIndex(),
+		Name:             s.cfg.NodeID,
+		Version:          Version,
+		Dev:              s.cfg.Dev,
+		Leader:           s.leaderName(),
+		IsLeader:         s.IsLeader(),
+		LastIndex:        s.fsm.AppliedIndex(),
+		LogStoreCalls:    s.logCount.calls.Load(),
+		LogEntriesStored: s.logCount.entries.Load(),
 	}
 }
 

@@ -31,6 +31,7 @@ const (
 	DeleteProjectType     MessageType = 15
 	SetPendingReasonsType MessageType = 16
 	RetryJobType          MessageType = 17
+	RunnerReportsType     MessageType = 18
 )
 
 var typeNames = map[MessageType]string{
@@ -51,6 +52,7 @@ var typeNames = map[MessageType]string{
 	DeleteProjectType:     "DeleteProject",
 	SetPendingReasonsType: "SetPendingReasons",
 	RetryJobType:          "RetryJob",
+	RunnerReportsType:     "RunnerReports",
 }
 
 func (t MessageType) String() string {
@@ -97,6 +99,8 @@ func newBody(t MessageType) (proto.Message, error) {
 		return &pb.SetPendingReasonsEntry{}, nil
 	case RetryJobType:
 		return &pb.RetryJobEntry{}, nil
+	case RunnerReportsType:
+		return &pb.RunnerReportsEntry{}, nil
 	}
 	return nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
 }

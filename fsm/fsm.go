@@ -76,6 +76,12 @@ type AssignResult struct {
 	Assigned []string
 }
 
+// ReportsResult is what a RunnerReports entry returns: one error (or nil)
+// per report, in order.
+type ReportsResult struct {
+	Errors []error
+}
+
 // Apply implements raft.FSM. The returned value is the proposer's result:
 // an error when the change was refused, or a typed result.
 func (f *FSM) Apply(l *raft.Log) any {
@@ -129,6 +135,23 @@ func validate(t MessageType, body any) error {
 	case *pb.UpsertRunnerTokenEntry:
 		if b.Token.GetId() == "" || len(b.Token.GetHash()) == 0 {
 			missing = "token id and hash"
+		}
+	case *pb.RunnerReportsEntry:
+		for _, r := range b.Reports {
+			switch m := r.GetMsg().(type) {
+			case *pb.RunnerMessage_Started:
+				if m.Started == nil {
+					missing = "started report"
+				}
+			case *pb.RunnerMessage_Logs:
+				if m.Logs == nil {
+					missing = "logs report"
+				}
+			case *pb.RunnerMessage_Finished:
+				if m.Finished == nil {
+					missing = "finished report"
+				}
+			}
 		}
 	case *pb.UpsertProfilesEntry:
 		for _, p := range b.Profiles {
@@ -187,8 +210,26 @@ func (f *FSM) apply(index uint64, t MessageType, body any) any {
 		return st.SetPendingReasons(index, b.Reasons)
 	case *pb.RetryJobEntry:
 		return st.RetryJob(index, b)
+	case *pb.RunnerReportsEntry:
+		res := &ReportsResult{Errors: make([]error, len(b.Reports))}
+		for i, r := range b.Reports {
+			res.Errors[i] = applyReport(st, index, r)
+		}
+		return res
 	}
 	return fmt.Errorf("fsm: no apply for %s", t)
+}
+
+func applyReport(st *state.Store, index uint64, r *pb.RunnerMessage) error {
+	switch m := r.GetMsg().(type) {
+	case *pb.RunnerMessage_Started:
+		return st.JobStarted(index, m.Started)
+	case *pb.RunnerMessage_Logs:
+		return st.AppendLogs(index, m.Logs)
+	case *pb.RunnerMessage_Finished:
+		return st.FinishJob(index, m.Finished)
+	}
+	return fmt.Errorf("fsm: runner report of type %T is not a job report", r.GetMsg())
 }
 
 // Snapshot implements raft.FSM: it captures an immutable view cheaply; the

@@ -105,9 +105,20 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	a.mustApply(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-5")}})
 	a.mustApply(SetPendingReasonsType, &pb.SetPendingReasonsEntry{Reasons: []*pb.PendingReason{{JobId: "j-5", Reason: "no adopted runner matches labels {env=prod}"}}})
 	a.mustApply(RetryJobType, &pb.RetryJobEntry{JobId: "j-1", Time: ts(9)})
+	a.mustApply(AssignJobsType, &pb.AssignJobsEntry{Time: ts(10), Assignments: []*pb.Assignment{{JobId: "j-5", RunnerId: "r-1"}}})
+	lease5 := a.index
+	rep := a.mustApply(RunnerReportsType, &pb.RunnerReportsEntry{RunnerId: "r-1", Time: ts(11), Reports: []*pb.RunnerMessage{
+		{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{JobId: "j-5", Lease: lease5, Time: ts(11)}}},
+		{Msg: &pb.RunnerMessage_Logs{Logs: &pb.JobLogs{JobId: "j-5", Lease: lease5, Lines: []*pb.LogLine{lineAt(11, "five")}}}},
+		{Msg: &pb.RunnerMessage_Finished{Finished: &pb.JobFinished{JobId: "j-5", Lease: 1, Outcome: "succeeded", Time: ts(12)}}},
+		{Msg: &pb.RunnerMessage_Finished{Finished: &pb.JobFinished{JobId: "j-5", Lease: lease5, Outcome: "succeeded", Time: ts(12)}}},
+	}}).(*ReportsResult)
+	if rep.Errors[0] != nil || rep.Errors[1] != nil || !errors.Is(rep.Errors[2], state.ErrStaleLease) || rep.Errors[3] != nil {
+		t.Fatalf("report results = %v, want only the stale finish refused", rep.Errors)
+	}
 
 	st := a.f.State()
-	for id, want := range map[string]string{"j-1": "pending", "j-2": "canceling", "j-3": "pending", "j-5": "pending"} {
+	for id, want := range map[string]string{"j-1": "pending", "j-2": "canceling", "j-3": "pending", "j-5": "succeeded"} {
 		j, err := st.JobByID(nil, id)
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
@@ -119,8 +130,8 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	if _, err := st.JobByID(nil, "j-4"); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("deleted job j-4: err = %v, want not found", err)
 	}
-	if j, _ := st.JobByID(nil, "j-5"); j.StatusReason != "no adopted runner matches labels {env=prod}" {
-		t.Errorf("j-5 reason = %q", j.StatusReason)
+	if got := texts(st.LogChunks(nil, "j-5", 0)); got != "five" {
+		t.Errorf("j-5 logs = %q", got)
 	}
 	if j, _ := st.JobByID(nil, "j-1"); j.Attempt != 2 {
 		t.Errorf("retried j-1 is attempt %d, want 2", j.Attempt)

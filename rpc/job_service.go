@@ -268,10 +268,13 @@ func (s *JobService) ListJobs(ctx context.Context, req *connect.Request[pb.ListJ
 	}
 	st := s.b.State()
 	jobs := st.Jobs(nil, state.JobFilter{Status: m.Status, Project: m.Project})
+	if m.CountOnly {
+		return connect.NewResponse(&pb.ListJobsResponse{Count: uint64(len(jobs)), Index: st.Index(state.TableJobs)}), nil
+	}
 	if m.Limit > 0 && len(jobs) > int(m.Limit) {
 		jobs = jobs[len(jobs)-int(m.Limit):]
 	}
-	return connect.NewResponse(&pb.ListJobsResponse{Jobs: jobs, Index: st.Index(state.TableJobs)}), nil
+	return connect.NewResponse(&pb.ListJobsResponse{Jobs: jobs, Count: uint64(len(jobs)), Index: st.Index(state.TableJobs)}), nil
 }
 
 func validStatus(s string) bool {

@@ -10,7 +10,6 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 	memdb "github.com/hashicorp/go-memdb"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -211,22 +210,24 @@ func (c *runnerConn) deliver(ctx context.Context, status string) error {
 	return ctx.Err()
 }
 
-// receive handles the runner's reports until the stream fails.
+// maxReportBatch bounds the reports committed in one log entry.
+const maxReportBatch = 256
+
+// receive reads the runner's messages until the stream fails. Job reports
+// go to applyReports, which commits whatever has queued up as one entry.
 func (c *runnerConn) receive(ctx context.Context) error {
+	reports := make(chan *pb.RunnerMessage, 4*maxReportBatch)
+	applyErr := make(chan error, 1)
+	go func() { applyErr <- c.applyReports(ctx, reports) }()
+	defer close(reports)
 	for {
 		msg, err := c.stream.Receive()
 		if err != nil {
 			return err
 		}
 		c.svc.b.RunnerSeen(c.id)
-		var (
-			t        fsm.MessageType
-			body     proto.Message
-			jobID    string
-			lease    uint64
-			kind     string
-			needsAck = true
-		)
+		var jobID string
+		var lease uint64
 		switch m := msg.Msg.(type) {
 		case *pb.RunnerMessage_Heartbeat:
 			if err := c.fenceRunning(m.Heartbeat.Running); err != nil {
@@ -234,34 +235,97 @@ func (c *runnerConn) receive(ctx context.Context) error {
 			}
 			continue
 		case *pb.RunnerMessage_Started:
-			t, body, jobID, lease, kind = fsm.JobStartedType, &pb.JobStartedEntry{Report: m.Started}, m.Started.JobId, m.Started.Lease, "started"
+			jobID, lease = m.Started.GetJobId(), m.Started.GetLease()
 		case *pb.RunnerMessage_Logs:
-			t, body, jobID, lease, kind = fsm.AppendLogsType, &pb.AppendLogsEntry{Report: m.Logs, Time: timestamppb.Now()}, m.Logs.JobId, m.Logs.Lease, "logs"
-			needsAck = false
+			jobID, lease = m.Logs.GetJobId(), m.Logs.GetLease()
 		case *pb.RunnerMessage_Finished:
-			t, body, jobID, lease, kind = fsm.FinishJobType, &pb.FinishJobEntry{Report: m.Finished}, m.Finished.JobId, m.Finished.Lease, "finished"
+			jobID, lease = m.Finished.GetJobId(), m.Finished.GetLease()
 		default:
 			return invalid("unexpected runner message %T", msg.Msg)
 		}
 		if jobID == "" || lease == 0 {
-			return invalid("%s report: job_id and lease are required", kind)
+			return invalid("%s report: job_id and lease are required", reportKind(msg))
 		}
-		_, err = c.svc.b.Apply(ctx, t, body)
-		ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind}
-		if err != nil {
-			ack.Error = err.Error()
-			ack.Stale = errors.Is(err, state.ErrStaleLease) || errors.Is(err, state.ErrNotFound)
-			if !ack.Stale {
-				c.logger.Warn("could not record runner report", "kind", kind, "job", jobID, "error", err)
+		select {
+		case reports <- msg:
+		case err := <-applyErr:
+			return err
+		}
+	}
+}
+
+func reportKind(m *pb.RunnerMessage) string {
+	switch m.Msg.(type) {
+	case *pb.RunnerMessage_Started:
+		return "started"
+	case *pb.RunnerMessage_Logs:
+		return "logs"
+	case *pb.RunnerMessage_Finished:
+		return "finished"
+	}
+	return "unknown"
+}
+
+func reportKey(m *pb.RunnerMessage) (string, uint64) {
+	switch r := m.Msg.(type) {
+	case *pb.RunnerMessage_Started:
+		return r.Started.JobId, r.Started.Lease
+	case *pb.RunnerMessage_Logs:
+		return r.Logs.JobId, r.Logs.Lease
+	case *pb.RunnerMessage_Finished:
+		return r.Finished.JobId, r.Finished.Lease
+	}
+	return "", 0
+}
+
+// applyReports commits reports in batches, in arrival order, and answers
+// each Started and Finished (and each refused Logs) with an Ack.
+func (c *runnerConn) applyReports(ctx context.Context, in <-chan *pb.RunnerMessage) error {
+	for first := range in {
+		batch := []*pb.RunnerMessage{first}
+	more:
+		for len(batch) < maxReportBatch {
+			select {
+			case m, ok := <-in:
+				if !ok {
+					break more
+				}
+				batch = append(batch, m)
+			default:
+				break more
 			}
-			needsAck = true
 		}
-		if needsAck {
+		res, err := c.svc.b.Apply(ctx, fsm.RunnerReportsType, &pb.RunnerReportsEntry{
+			RunnerId: c.id, Reports: batch, Time: timestamppb.Now(),
+		})
+		var errs []error
+		if r, ok := res.(*fsm.ReportsResult); ok {
+			errs = r.Errors
+		}
+		for i, m := range batch {
+			rerr := err
+			if rerr == nil && i < len(errs) {
+				rerr = errs[i]
+			}
+			kind := reportKind(m)
+			if rerr == nil && kind == "logs" {
+				continue
+			}
+			jobID, lease := reportKey(m)
+			ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind}
+			if rerr != nil {
+				ack.Error = rerr.Error()
+				ack.Stale = errors.Is(rerr, state.ErrStaleLease) || errors.Is(rerr, state.ErrNotFound)
+				if !ack.Stale {
+					c.logger.Warn("could not record runner report", "kind", kind, "job", jobID, "error", rerr)
+				}
+			}
 			if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: ack}}); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
 }
 
 // fenceRunning tells the runner to stop attempts it runs that are no longer

@@ -1496,11 +1496,13 @@ func (x *GetJobResponse) GetIndex() uint64 {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
-	Project       string                 `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
-	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	Stale         bool                   `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Status  string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	Project string                 `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
+	Limit   uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Stale   bool                   `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`
+	// Return only the count of matching jobs.
+	CountOnly     bool `protobuf:"varint,5,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1563,10 +1565,18 @@ func (x *ListJobsRequest) GetStale() bool {
 	return false
 }
 
+func (x *ListJobsRequest) GetCountOnly() bool {
+	if x != nil {
+		return x.CountOnly
+	}
+	return false
+}
+
 type ListJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Count         uint64                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1611,6 +1621,13 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 func (x *ListJobsResponse) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *ListJobsResponse) GetCount() uint64 {
+	if x != nil {
+		return x.Count
 	}
 	return 0
 }
@@ -3295,15 +3312,19 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Dev           bool                   `protobuf:"varint,3,opt,name=dev,proto3" json:"dev,omitempty"`
-	Leader        string                 `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
-	IsLeader      bool                   `protobuf:"varint,5,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
-	LastIndex     uint64                 `protobuf:"varint,6,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version   string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Dev       bool                   `protobuf:"varint,3,opt,name=dev,proto3" json:"dev,omitempty"`
+	Leader    string                 `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	IsLeader  bool                   `protobuf:"varint,5,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	LastIndex uint64                 `protobuf:"varint,6,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	// Raft log store calls on this server (each one disk write and fsync)
+	// and the entries they stored, since it started: for benchmarks.
+	LogStoreCalls    uint64 `protobuf:"varint,7,opt,name=log_store_calls,json=logStoreCalls,proto3" json:"log_store_calls,omitempty"`
+	LogEntriesStored uint64 `protobuf:"varint,8,opt,name=log_entries_stored,json=logEntriesStored,proto3" json:"log_entries_stored,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -3374,6 +3395,20 @@ func (x *StatusResponse) GetIsLeader() bool {
 func (x *StatusResponse) GetLastIndex() uint64 {
 	if x != nil {
 		return x.LastIndex
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLogStoreCalls() uint64 {
+	if x != nil {
+		return x.LogStoreCalls
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLogEntriesStored() uint64 {
+	if x != nil {
+		return x.LogEntriesStored
 	}
 	return 0
 }
@@ -3833,9 +3868,11 @@ type ApplyResponse struct {
 	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// A refusal by the state machine: kind is not_found, stale_lease,
 	// conflict or ambiguous, and message the error's text.
-	ErrorKind     string   `protobuf:"bytes,2,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
-	ErrorMessage  string   `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	Assigned      []string `protobuf:"bytes,4,rep,name=assigned,proto3" json:"assigned,omitempty"`
+	ErrorKind    string   `protobuf:"bytes,2,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
+	ErrorMessage string   `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	Assigned     []string `protobuf:"bytes,4,rep,name=assigned,proto3" json:"assigned,omitempty"`
+	// For a RunnerReports entry: the refusals, by report position.
+	ReportErrors  []*ReportError `protobuf:"bytes,5,rep,name=report_errors,json=reportErrors,proto3" json:"report_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3898,6 +3935,73 @@ func (x *ApplyResponse) GetAssigned() []string {
 	return nil
 }
 
+func (x *ApplyResponse) GetReportErrors() []*ReportError {
+	if x != nil {
+		return x.ReportErrors
+	}
+	return nil
+}
+
+type ReportError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportError) Reset() {
+	*x = ReportError{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportError) ProtoMessage() {}
+
+func (x *ReportError) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportError.ProtoReflect.Descriptor instead.
+func (*ReportError) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ReportError) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ReportError) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ReportError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type ReadIndexRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3906,7 +4010,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3918,7 +4022,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3931,7 +4035,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
 }
 
 type ReadIndexResponse struct {
@@ -3943,7 +4047,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3955,7 +4059,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3968,7 +4072,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -3989,7 +4093,7 @@ type RunnerHeartbeatsRequest struct {
 
 func (x *RunnerHeartbeatsRequest) Reset() {
 	*x = RunnerHeartbeatsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4001,7 +4105,7 @@ func (x *RunnerHeartbeatsRequest) String() string {
 func (*RunnerHeartbeatsRequest) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4014,7 +4118,7 @@ func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsRequest.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RunnerHeartbeatsRequest) GetServer() string {
@@ -4039,7 +4143,7 @@ type RunnerHeartbeatsResponse struct {
 
 func (x *RunnerHeartbeatsResponse) Reset() {
 	*x = RunnerHeartbeatsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4051,7 +4155,7 @@ func (x *RunnerHeartbeatsResponse) String() string {
 func (*RunnerHeartbeatsResponse) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4064,7 +4168,7 @@ func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsResponse.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
 }
 
 type SetProfileRequest struct {
@@ -4080,7 +4184,7 @@ type SetProfileRequest struct {
 
 func (x *SetProfileRequest) Reset() {
 	*x = SetProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4092,7 +4196,7 @@ func (x *SetProfileRequest) String() string {
 func (*SetProfileRequest) ProtoMessage() {}
 
 func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4105,7 +4209,7 @@ func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileRequest.ProtoReflect.Descriptor instead.
 func (*SetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SetProfileRequest) GetSource() []byte {
@@ -4138,7 +4242,7 @@ type SetProfileResponse struct {
 
 func (x *SetProfileResponse) Reset() {
 	*x = SetProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4150,7 +4254,7 @@ func (x *SetProfileResponse) String() string {
 func (*SetProfileResponse) ProtoMessage() {}
 
 func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4163,7 +4267,7 @@ func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileResponse.ProtoReflect.Descriptor instead.
 func (*SetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SetProfileResponse) GetProfiles() []*RunnerProfile {
@@ -4182,7 +4286,7 @@ type ListProfilesRequest struct {
 
 func (x *ListProfilesRequest) Reset() {
 	*x = ListProfilesRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4194,7 +4298,7 @@ func (x *ListProfilesRequest) String() string {
 func (*ListProfilesRequest) ProtoMessage() {}
 
 func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4207,7 +4311,7 @@ func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListProfilesRequest) GetStale() bool {
@@ -4226,7 +4330,7 @@ type ListProfilesResponse struct {
 
 func (x *ListProfilesResponse) Reset() {
 	*x = ListProfilesResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4342,7 @@ func (x *ListProfilesResponse) String() string {
 func (*ListProfilesResponse) ProtoMessage() {}
 
 func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4355,7 @@ func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListProfilesResponse) GetProfiles() []*RunnerProfile {
@@ -4271,7 +4375,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4283,7 +4387,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4296,7 +4400,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetProfileRequest) GetName() string {
@@ -4322,7 +4426,7 @@ type GetProfileResponse struct {
 
 func (x *GetProfileResponse) Reset() {
 	*x = GetProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4334,7 +4438,7 @@ func (x *GetProfileResponse) String() string {
 func (*GetProfileResponse) ProtoMessage() {}
 
 func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4347,7 +4451,7 @@ func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileResponse.ProtoReflect.Descriptor instead.
 func (*GetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetProfileResponse) GetProfile() *RunnerProfile {
@@ -4366,7 +4470,7 @@ type DeleteProfileRequest struct {
 
 func (x *DeleteProfileRequest) Reset() {
 	*x = DeleteProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4378,7 +4482,7 @@ func (x *DeleteProfileRequest) String() string {
 func (*DeleteProfileRequest) ProtoMessage() {}
 
 func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4391,7 +4495,7 @@ func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeleteProfileRequest) GetName() string {
@@ -4409,7 +4513,7 @@ type DeleteProfileResponse struct {
 
 func (x *DeleteProfileResponse) Reset() {
 	*x = DeleteProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4421,7 +4525,7 @@ func (x *DeleteProfileResponse) String() string {
 func (*DeleteProfileResponse) ProtoMessage() {}
 
 func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4434,7 +4538,7 @@ func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
 }
 
 type ApplyProjectRequest struct {
@@ -4447,7 +4551,7 @@ type ApplyProjectRequest struct {
 
 func (x *ApplyProjectRequest) Reset() {
 	*x = ApplyProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4459,7 +4563,7 @@ func (x *ApplyProjectRequest) String() string {
 func (*ApplyProjectRequest) ProtoMessage() {}
 
 func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4472,7 +4576,7 @@ func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyProjectRequest.ProtoReflect.Descriptor instead.
 func (*ApplyProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ApplyProjectRequest) GetSource() []byte {
@@ -4499,7 +4603,7 @@ type ApplyProjectResponse struct {
 
 func (x *ApplyProjectResponse) Reset() {
 	*x = ApplyProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4511,7 +4615,7 @@ func (x *ApplyProjectResponse) String() string {
 func (*ApplyProjectResponse) ProtoMessage() {}
 
 func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4524,7 +4628,7 @@ func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyProjectResponse.ProtoReflect.Descriptor instead.
 func (*ApplyProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ApplyProjectResponse) GetProject() *Project {
@@ -4550,7 +4654,7 @@ type ListProjectsRequest struct {
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4562,7 +4666,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4575,7 +4679,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListProjectsRequest) GetStale() bool {
@@ -4594,7 +4698,7 @@ type ListProjectsResponse struct {
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4606,7 +4710,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4619,7 +4723,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -4639,7 +4743,7 @@ type GetProjectRequest struct {
 
 func (x *GetProjectRequest) Reset() {
 	*x = GetProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4651,7 +4755,7 @@ func (x *GetProjectRequest) String() string {
 func (*GetProjectRequest) ProtoMessage() {}
 
 func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4664,7 +4768,7 @@ func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetProjectRequest) GetName() string {
@@ -4691,7 +4795,7 @@ type GetProjectResponse struct {
 
 func (x *GetProjectResponse) Reset() {
 	*x = GetProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4703,7 +4807,7 @@ func (x *GetProjectResponse) String() string {
 func (*GetProjectResponse) ProtoMessage() {}
 
 func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4716,7 +4820,7 @@ func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetProjectResponse) GetProject() *Project {
@@ -4742,7 +4846,7 @@ type DeleteProjectRequest struct {
 
 func (x *DeleteProjectRequest) Reset() {
 	*x = DeleteProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4754,7 +4858,7 @@ func (x *DeleteProjectRequest) String() string {
 func (*DeleteProjectRequest) ProtoMessage() {}
 
 func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4767,7 +4871,7 @@ func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DeleteProjectRequest) GetName() string {
@@ -4785,7 +4889,7 @@ type DeleteProjectResponse struct {
 
 func (x *DeleteProjectResponse) Reset() {
 	*x = DeleteProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4797,7 +4901,7 @@ func (x *DeleteProjectResponse) String() string {
 func (*DeleteProjectResponse) ProtoMessage() {}
 
 func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4810,7 +4914,7 @@ func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{74}
 }
 
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
@@ -4989,15 +5093,18 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\"I\n" +
 	"\x0eGetJobResponse\x12!\n" +
 	"\x03job\x18\x01 \x01(\v2\x0f.outpost.v1.JobR\x03job\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"o\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8e\x01\n" +
 	"\x0fListJobsRequest\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x14\n" +
-	"\x05stale\x18\x04 \x01(\bR\x05stale\"M\n" +
+	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x1d\n" +
+	"\n" +
+	"count_only\x18\x05 \x01(\bR\tcountOnly\"c\n" +
 	"\x10ListJobsResponse\x12#\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0f.outpost.v1.JobR\x04jobs\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\":\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\":\n" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"6\n" +
@@ -5109,7 +5216,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x19CreateRunnerTokenResponse\x12+\n" +
 	"\x04info\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x04info\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\"\x0f\n" +
-	"\rStatusRequest\"\xa4\x01\n" +
+	"\rStatusRequest\"\xfa\x01\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x10\n" +
@@ -5117,7 +5224,9 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06leader\x18\x04 \x01(\tR\x06leader\x12\x1b\n" +
 	"\tis_leader\x18\x05 \x01(\bR\bisLeader\x12\x1d\n" +
 	"\n" +
-	"last_index\x18\x06 \x01(\x04R\tlastIndex\"\x10\n" +
+	"last_index\x18\x06 \x01(\x04R\tlastIndex\x12&\n" +
+	"\x0flog_store_calls\x18\a \x01(\x04R\rlogStoreCalls\x12,\n" +
+	"\x12log_entries_stored\x18\b \x01(\x04R\x10logEntriesStored\"\x10\n" +
 	"\x0eMembersRequest\"\xcd\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -5144,13 +5253,18 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
 	"\x12RemovePeerResponse\"$\n" +
 	"\fApplyRequest\x12\x14\n" +
-	"\x05entry\x18\x01 \x01(\fR\x05entry\"\x85\x01\n" +
+	"\x05entry\x18\x01 \x01(\fR\x05entry\"\xc3\x01\n" +
 	"\rApplyResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
 	"error_kind\x18\x02 \x01(\tR\terrorKind\x12#\n" +
 	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\x12\x1a\n" +
-	"\bassigned\x18\x04 \x03(\tR\bassigned\"\x12\n" +
+	"\bassigned\x18\x04 \x03(\tR\bassigned\x12<\n" +
+	"\rreport_errors\x18\x05 \x03(\v2\x17.outpost.v1.ReportErrorR\freportErrors\"Q\n" +
+	"\vReportError\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"P\n" +
@@ -5246,7 +5360,7 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
@@ -5302,89 +5416,90 @@ var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*RemovePeerResponse)(nil),        // 51: outpost.v1.RemovePeerResponse
 	(*ApplyRequest)(nil),              // 52: outpost.v1.ApplyRequest
 	(*ApplyResponse)(nil),             // 53: outpost.v1.ApplyResponse
-	(*ReadIndexRequest)(nil),          // 54: outpost.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),         // 55: outpost.v1.ReadIndexResponse
-	(*RunnerHeartbeatsRequest)(nil),   // 56: outpost.v1.RunnerHeartbeatsRequest
-	(*RunnerHeartbeatsResponse)(nil),  // 57: outpost.v1.RunnerHeartbeatsResponse
-	(*SetProfileRequest)(nil),         // 58: outpost.v1.SetProfileRequest
-	(*SetProfileResponse)(nil),        // 59: outpost.v1.SetProfileResponse
-	(*ListProfilesRequest)(nil),       // 60: outpost.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),      // 61: outpost.v1.ListProfilesResponse
-	(*GetProfileRequest)(nil),         // 62: outpost.v1.GetProfileRequest
-	(*GetProfileResponse)(nil),        // 63: outpost.v1.GetProfileResponse
-	(*DeleteProfileRequest)(nil),      // 64: outpost.v1.DeleteProfileRequest
-	(*DeleteProfileResponse)(nil),     // 65: outpost.v1.DeleteProfileResponse
-	(*ApplyProjectRequest)(nil),       // 66: outpost.v1.ApplyProjectRequest
-	(*ApplyProjectResponse)(nil),      // 67: outpost.v1.ApplyProjectResponse
-	(*ListProjectsRequest)(nil),       // 68: outpost.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),      // 69: outpost.v1.ListProjectsResponse
-	(*GetProjectRequest)(nil),         // 70: outpost.v1.GetProjectRequest
-	(*GetProjectResponse)(nil),        // 71: outpost.v1.GetProjectResponse
-	(*DeleteProjectRequest)(nil),      // 72: outpost.v1.DeleteProjectRequest
-	(*DeleteProjectResponse)(nil),     // 73: outpost.v1.DeleteProjectResponse
-	nil,                               // 74: outpost.v1.Step.EnvEntry
-	nil,                               // 75: outpost.v1.Job.VariablesEntry
-	nil,                               // 76: outpost.v1.Job.EnvEntry
-	nil,                               // 77: outpost.v1.Job.TargetLabelsEntry
-	nil,                               // 78: outpost.v1.RunnerProfile.TargetLabelsEntry
-	nil,                               // 79: outpost.v1.RunnerProfile.EnvEntry
-	nil,                               // 80: outpost.v1.Runner.LabelsEntry
-	nil,                               // 81: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                               // 82: outpost.v1.Register.LabelsEntry
-	nil,                               // 83: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 84: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 85: google.protobuf.Timestamp
+	(*ReportError)(nil),               // 54: outpost.v1.ReportError
+	(*ReadIndexRequest)(nil),          // 55: outpost.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),         // 56: outpost.v1.ReadIndexResponse
+	(*RunnerHeartbeatsRequest)(nil),   // 57: outpost.v1.RunnerHeartbeatsRequest
+	(*RunnerHeartbeatsResponse)(nil),  // 58: outpost.v1.RunnerHeartbeatsResponse
+	(*SetProfileRequest)(nil),         // 59: outpost.v1.SetProfileRequest
+	(*SetProfileResponse)(nil),        // 60: outpost.v1.SetProfileResponse
+	(*ListProfilesRequest)(nil),       // 61: outpost.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),      // 62: outpost.v1.ListProfilesResponse
+	(*GetProfileRequest)(nil),         // 63: outpost.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),        // 64: outpost.v1.GetProfileResponse
+	(*DeleteProfileRequest)(nil),      // 65: outpost.v1.DeleteProfileRequest
+	(*DeleteProfileResponse)(nil),     // 66: outpost.v1.DeleteProfileResponse
+	(*ApplyProjectRequest)(nil),       // 67: outpost.v1.ApplyProjectRequest
+	(*ApplyProjectResponse)(nil),      // 68: outpost.v1.ApplyProjectResponse
+	(*ListProjectsRequest)(nil),       // 69: outpost.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),      // 70: outpost.v1.ListProjectsResponse
+	(*GetProjectRequest)(nil),         // 71: outpost.v1.GetProjectRequest
+	(*GetProjectResponse)(nil),        // 72: outpost.v1.GetProjectResponse
+	(*DeleteProjectRequest)(nil),      // 73: outpost.v1.DeleteProjectRequest
+	(*DeleteProjectResponse)(nil),     // 74: outpost.v1.DeleteProjectResponse
+	nil,                               // 75: outpost.v1.Step.EnvEntry
+	nil,                               // 76: outpost.v1.Job.VariablesEntry
+	nil,                               // 77: outpost.v1.Job.EnvEntry
+	nil,                               // 78: outpost.v1.Job.TargetLabelsEntry
+	nil,                               // 79: outpost.v1.RunnerProfile.TargetLabelsEntry
+	nil,                               // 80: outpost.v1.RunnerProfile.EnvEntry
+	nil,                               // 81: outpost.v1.Runner.LabelsEntry
+	nil,                               // 82: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 83: outpost.v1.Register.LabelsEntry
+	nil,                               // 84: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 85: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 86: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	74, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	84, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	84, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	75, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	75, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	85, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	85, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	76, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,  // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	76, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	84, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	84, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	77, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	85, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	85, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,  // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	77, // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
+	78, // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
 	5,  // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
-	85, // 11: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	85, // 12: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	85, // 13: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	85, // 14: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	85, // 15: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	85, // 16: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	85, // 17: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	86, // 11: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	86, // 12: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	86, // 13: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	86, // 14: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	86, // 15: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	86, // 16: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	86, // 17: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	3,  // 18: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	78, // 19: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
-	79, // 20: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
+	79, // 19: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
+	80, // 20: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
 	5,  // 21: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
-	80, // 22: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	85, // 23: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	85, // 24: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	85, // 25: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	85, // 26: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
-	81, // 27: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	81, // 22: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	86, // 23: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	86, // 24: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	86, // 25: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	86, // 26: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	82, // 27: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
 	2,  // 28: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	84, // 29: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	85, // 29: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 30: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
 	2,  // 31: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
 	2,  // 32: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
 	4,  // 33: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
 	2,  // 34: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
-	82, // 35: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	83, // 35: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
 	22, // 36: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
 	22, // 37: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
 	22, // 38: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	85, // 39: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	86, // 39: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
 	3,  // 40: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	85, // 41: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	86, // 41: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
 	3,  // 42: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
 	23, // 43: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
 	24, // 44: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
 	25, // 45: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
 	26, // 46: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
 	27, // 47: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	84, // 48: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	85, // 48: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
 	2,  // 49: outpost.v1.Assign.job:type_name -> outpost.v1.Job
 	29, // 50: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
 	30, // 51: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
@@ -5394,75 +5509,76 @@ var file_outpost_v1_outpost_proto_depIdxs = []int32{
 	8,  // 55: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
 	2,  // 56: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
 	8,  // 57: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	84, // 58: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	85, // 58: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
 	9,  // 59: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	83, // 60: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	84, // 60: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
 	45, // 61: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
 	48, // 62: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	6,  // 63: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
-	6,  // 64: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,  // 65: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,  // 66: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
-	7,  // 67: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
-	7,  // 68: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
-	7,  // 69: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
-	10, // 70: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	20, // 71: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	12, // 72: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	14, // 73: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	16, // 74: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	18, // 75: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	28, // 76: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	34, // 77: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	36, // 78: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	38, // 79: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	40, // 80: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	42, // 81: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	44, // 82: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	47, // 83: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	50, // 84: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	52, // 85: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	54, // 86: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	56, // 87: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	58, // 88: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	60, // 89: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	62, // 90: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	64, // 91: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	66, // 92: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	68, // 93: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	70, // 94: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	72, // 95: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	11, // 96: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	21, // 97: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	13, // 98: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	15, // 99: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	17, // 100: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	19, // 101: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	33, // 102: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	35, // 103: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	37, // 104: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	39, // 105: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	41, // 106: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	43, // 107: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	46, // 108: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	49, // 109: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	51, // 110: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	53, // 111: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	55, // 112: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	57, // 113: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	59, // 114: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	61, // 115: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	63, // 116: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	65, // 117: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	67, // 118: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	69, // 119: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	71, // 120: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	73, // 121: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	96, // [96:122] is the sub-list for method output_type
-	70, // [70:96] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	54, // 63: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
+	6,  // 64: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	6,  // 65: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,  // 66: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,  // 67: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	7,  // 68: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	7,  // 69: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	7,  // 70: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	10, // 71: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	20, // 72: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	12, // 73: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	14, // 74: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	16, // 75: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	18, // 76: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	28, // 77: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	34, // 78: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	36, // 79: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	38, // 80: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	40, // 81: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	42, // 82: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	44, // 83: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	47, // 84: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	50, // 85: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	52, // 86: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	55, // 87: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	57, // 88: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	59, // 89: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	61, // 90: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	63, // 91: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	65, // 92: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	67, // 93: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	69, // 94: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	71, // 95: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	73, // 96: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	11, // 97: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	21, // 98: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	13, // 99: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	15, // 100: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	17, // 101: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	19, // 102: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	33, // 103: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	35, // 104: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	37, // 105: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	39, // 106: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	41, // 107: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	43, // 108: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	46, // 109: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	49, // 110: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	51, // 111: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	53, // 112: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	56, // 113: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	58, // 114: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	60, // 115: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	62, // 116: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	64, // 117: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	66, // 118: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	68, // 119: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	70, // 120: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	72, // 121: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	74, // 122: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	97, // [97:123] is the sub-list for method output_type
+	71, // [71:97] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -5489,7 +5605,7 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   84,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

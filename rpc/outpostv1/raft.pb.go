@@ -1019,6 +1019,69 @@ func (x *RetryJobEntry) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Many reports of one runner in one entry: a busy runner's starts, logs and
+// results cost one log write per batch instead of one each. Applied in
+// order; each report succeeds or fails on its own.
+type RunnerReportsEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunnerId      string                 `protobuf:"bytes,1,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
+	Reports       []*RunnerMessage       `protobuf:"bytes,2,rep,name=reports,proto3" json:"reports,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerReportsEntry) Reset() {
+	*x = RunnerReportsEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerReportsEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerReportsEntry) ProtoMessage() {}
+
+func (x *RunnerReportsEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerReportsEntry.ProtoReflect.Descriptor instead.
+func (*RunnerReportsEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RunnerReportsEntry) GetRunnerId() string {
+	if x != nil {
+		return x.RunnerId
+	}
+	return ""
+}
+
+func (x *RunnerReportsEntry) GetReports() []*RunnerMessage {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+func (x *RunnerReportsEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 var File_outpost_v1_raft_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_raft_proto_rawDesc = "" +
@@ -1078,7 +1141,11 @@ const file_outpost_v1_raft_proto_rawDesc = "" +
 	"\areasons\x18\x01 \x03(\v2\x19.outpost.v1.PendingReasonR\areasons\"V\n" +
 	"\rRetryJobEntry\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x96\x01\n" +
+	"\x12RunnerReportsEntry\x12\x1b\n" +
+	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x123\n" +
+	"\areports\x18\x02 \x03(\v2\x19.outpost.v1.RunnerMessageR\areports\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_raft_proto_rawDescOnce sync.Once
@@ -1092,7 +1159,7 @@ func file_outpost_v1_raft_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_raft_proto_rawDescData
 }
 
-var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_outpost_v1_raft_proto_goTypes = []any{
 	(*SubmitJobsEntry)(nil),        // 0: outpost.v1.SubmitJobsEntry
 	(*Assignment)(nil),             // 1: outpost.v1.Assignment
@@ -1114,39 +1181,43 @@ var file_outpost_v1_raft_proto_goTypes = []any{
 	(*PendingReason)(nil),          // 17: outpost.v1.PendingReason
 	(*SetPendingReasonsEntry)(nil), // 18: outpost.v1.SetPendingReasonsEntry
 	(*RetryJobEntry)(nil),          // 19: outpost.v1.RetryJobEntry
-	(*Job)(nil),                    // 20: outpost.v1.Job
-	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
-	(*JobStarted)(nil),             // 22: outpost.v1.JobStarted
-	(*JobLogs)(nil),                // 23: outpost.v1.JobLogs
-	(*JobFinished)(nil),            // 24: outpost.v1.JobFinished
-	(*Runner)(nil),                 // 25: outpost.v1.Runner
-	(*Project)(nil),                // 26: outpost.v1.Project
-	(*RunnerToken)(nil),            // 27: outpost.v1.RunnerToken
-	(*RunnerProfile)(nil),          // 28: outpost.v1.RunnerProfile
+	(*RunnerReportsEntry)(nil),     // 20: outpost.v1.RunnerReportsEntry
+	(*Job)(nil),                    // 21: outpost.v1.Job
+	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
+	(*JobStarted)(nil),             // 23: outpost.v1.JobStarted
+	(*JobLogs)(nil),                // 24: outpost.v1.JobLogs
+	(*JobFinished)(nil),            // 25: outpost.v1.JobFinished
+	(*Runner)(nil),                 // 26: outpost.v1.Runner
+	(*Project)(nil),                // 27: outpost.v1.Project
+	(*RunnerToken)(nil),            // 28: outpost.v1.RunnerToken
+	(*RunnerProfile)(nil),          // 29: outpost.v1.RunnerProfile
+	(*RunnerMessage)(nil),          // 30: outpost.v1.RunnerMessage
 }
 var file_outpost_v1_raft_proto_depIdxs = []int32{
-	20, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
+	21, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
 	1,  // 1: outpost.v1.AssignJobsEntry.assignments:type_name -> outpost.v1.Assignment
-	21, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
-	22, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
-	23, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
-	21, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
-	24, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
-	21, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
+	22, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
+	23, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
+	24, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
+	22, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
+	25, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
+	22, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
 	7,  // 8: outpost.v1.MarkLostEntry.jobs:type_name -> outpost.v1.LostJob
-	21, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
-	25, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
-	26, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
-	21, // 12: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
-	27, // 13: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
-	28, // 14: outpost.v1.UpsertProfilesEntry.profiles:type_name -> outpost.v1.RunnerProfile
+	22, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
+	26, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
+	27, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
+	22, // 12: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
+	28, // 13: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
+	29, // 14: outpost.v1.UpsertProfilesEntry.profiles:type_name -> outpost.v1.RunnerProfile
 	17, // 15: outpost.v1.SetPendingReasonsEntry.reasons:type_name -> outpost.v1.PendingReason
-	21, // 16: outpost.v1.RetryJobEntry.time:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	22, // 16: outpost.v1.RetryJobEntry.time:type_name -> google.protobuf.Timestamp
+	30, // 17: outpost.v1.RunnerReportsEntry.reports:type_name -> outpost.v1.RunnerMessage
+	22, // 18: outpost.v1.RunnerReportsEntry.time:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_raft_proto_init() }
@@ -1161,7 +1232,7 @@ func file_outpost_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_raft_proto_rawDesc), len(file_outpost_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
