@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -140,9 +141,20 @@ func (r *Runner) prepare(job *pb.Job) (executor.Spec, func(), error) {
 }
 
 func (r *Runner) spec(job *pb.Job) executor.Spec {
+	// Steps learn which job, attempt and runner they belong to.
+	env := make(map[string]string, len(job.Env)+6)
+	for k, v := range job.Env {
+		env[k] = v
+	}
+	env["OUTPOST_JOB_ID"] = job.Id
+	env["OUTPOST_JOB_NAME"] = job.Name
+	env["OUTPOST_PROJECT"] = job.Project
+	env["OUTPOST_WORKSPACE"] = job.Workspace
+	env["OUTPOST_ATTEMPT"] = strconv.FormatUint(uint64(job.Attempt), 10)
+	env["OUTPOST_RUNNER_ID"] = r.cfg.ID
 	s := executor.Spec{
 		JobID:        job.Id,
-		Env:          job.Env,
+		Env:          env,
 		BaseEnv:      r.cfg.BaseEnv,
 		Timeout:      job.Timeout.AsDuration(),
 		AbortTimeout: job.AbortTimeout.AsDuration(),
