@@ -211,6 +211,9 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 // Shutdown stops gossip without a goodbye (the others will see a failure).
 func (g *Gossip) Shutdown() error { return g.list.Shutdown() }
 
+// Port is the gossip port this member listens on.
+func (g *Gossip) Port() int { return int(g.list.LocalNode().Port) }
+
 // LocalName is this member's name.
 func (g *Gossip) LocalName() string { return g.list.LocalNode().Name }
 

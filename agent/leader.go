@@ -48,6 +48,7 @@ func (s *Server) establishLeadership() {
 		Apply:  s.Apply,
 		Usable: s.liveness.Usable,
 		Logger: s.logger,
+		Stats:  &s.dispatchStats,
 	})
 	s.leaderMu.Lock()
 	s.leaderCancel, s.leaderDone, s.dispatcher = cancel, done, d

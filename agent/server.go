@@ -53,6 +53,8 @@ type Server struct {
 
 	raftNotifyCh chan bool
 	logCount     *countingLogStore
+	// dispatchStats accumulate over every leadership of this server.
+	dispatchStats dispatch.Stats
 	// hadState is true when Raft found a log or snapshot at start: such a
 	// server never bootstraps again.
 	hadState   bool
@@ -221,14 +223,17 @@ func (s *Server) leaderName() string {
 // Status implements rpc.Backend.
 func (s *Server) Status() *pb.StatusResponse {
 	return &pb.StatusResponse{
-		Name:             s.cfg.NodeID,
-		Version:          Version,
-		Dev:              s.cfg.Dev,
-		Leader:           s.leaderName(),
-		IsLeader:         s.IsLeader(),
-		LastIndex:        s.fsm.AppliedIndex(),
-		LogStoreCalls:    s.logCount.calls.Load(),
-		LogEntriesStored: s.logCount.entries.Load(),
+		Name:                s.cfg.NodeID,
+		Version:             Version,
+		Dev:                 s.cfg.Dev,
+		Leader:              s.leaderName(),
+		IsLeader:            s.IsLeader(),
+		LastIndex:           s.fsm.AppliedIndex(),
+		LogStoreCalls:       s.logCount.calls.Load(),
+		LogEntriesStored:    s.logCount.entries.Load(),
+		DispatchPasses:      s.dispatchStats.Passes.Load(),
+		DispatchAssigned:    s.dispatchStats.Assigned.Load(),
+		DispatchDecideNanos: s.dispatchStats.DecideNanos.Load(),
 	}
 }
 

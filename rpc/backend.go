@@ -19,6 +19,10 @@ type Backend interface {
 	// Apply commits one log entry through Raft (via the leader) and returns
 	// the FSM's result; a refused change comes back as the error.
 	Apply(ctx context.Context, t fsm.MessageType, body proto.Message) (any, error)
+	// Commit is Apply without waiting for this server's replica to catch
+	// up; it returns the commit index. For hot paths whose callers do not
+	// read their write back from this server.
+	Commit(ctx context.Context, t fsm.MessageType, body proto.Message) (any, uint64, error)
 	// ReadBarrier makes the local state at least as new as the leader's at
 	// the time of the call, unless stale reads are allowed.
 	ReadBarrier(ctx context.Context, stale bool) error

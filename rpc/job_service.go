@@ -148,14 +148,20 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 		// and returns it instead of queuing a second one.
 		job.Id = m.Id
 	}
-	if _, err := s.b.Apply(ctx, fsm.SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job}}); err != nil {
-		return nil, toConnect(err)
-	}
-	stored, err := s.b.State().JobByID(nil, job.Id)
+	_, index, err := s.b.Commit(ctx, fsm.SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job}})
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return connect.NewResponse(&pb.SubmitJobResponse{Job: stored}), nil
+	// Committed means durable on a quorum. This server may not have
+	// applied it yet; rather than wait, answer with the job as the state
+	// machine records it on submit. Reads that follow go through a read
+	// barrier and see it.
+	if stored, err := s.b.State().JobByID(nil, job.Id); err == nil {
+		return connect.NewResponse(&pb.SubmitJobResponse{Job: stored}), nil
+	}
+	job.Status, job.StatusReason, job.Attempt = state.StatusPending, "waiting for a runner", 1
+	job.CreateIndex, job.ModifyIndex, job.UpdatedAt = index, index, job.CreatedAt
+	return connect.NewResponse(&pb.SubmitJobResponse{Job: job}), nil
 }
 
 // applyProfile copies the targeting and execution settings of the job's

@@ -295,7 +295,7 @@ func (c *runnerConn) applyReports(ctx context.Context, in <-chan *pb.RunnerMessa
 				break more
 			}
 		}
-		res, err := c.svc.b.Apply(ctx, fsm.RunnerReportsType, &pb.RunnerReportsEntry{
+		res, _, err := c.svc.b.Commit(ctx, fsm.RunnerReportsType, &pb.RunnerReportsEntry{
 			RunnerId: c.id, Reports: batch, Time: timestamppb.Now(),
 		})
 		var errs []error

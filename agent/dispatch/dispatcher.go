@@ -8,6 +8,7 @@ package dispatch
 import (
 	"context"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -38,6 +39,8 @@ type Config struct {
 	// Usable reports whether a runner has a live stream right now.
 	Usable func(runnerID string) bool
 	Logger hclog.Logger
+	// Stats, if set, receives the dispatcher's counters.
+	Stats *Stats
 }
 
 // Dispatcher assigns pending jobs to runners.
@@ -48,11 +51,24 @@ type Dispatcher struct {
 	// rr breaks ties between equally loaded runners in turn.
 	rr          int
 	lastReasons time.Time
+	stats       *Stats
+}
+
+// Stats are cumulative dispatcher counters, shared across the dispatchers
+// a server runs over its leaderships.
+type Stats struct {
+	Passes      atomic.Uint64
+	Assigned    atomic.Uint64
+	DecideNanos atomic.Uint64
 }
 
 // New returns a dispatcher; Run starts it.
 func New(cfg Config) *Dispatcher {
-	return &Dispatcher{cfg: cfg, logger: cfg.Logger.Named("dispatcher"), kick: make(chan struct{}, 1)}
+	stats := cfg.Stats
+	if stats == nil {
+		stats = &Stats{}
+	}
+	return &Dispatcher{cfg: cfg, logger: cfg.Logger.Named("dispatcher"), kick: make(chan struct{}, 1), stats: stats}
 }
 
 // Kick asks for a dispatch pass soon (a runner connected or went away).
@@ -124,6 +140,18 @@ func groupKey(j *pb.Job) string {
 // pass makes one round of assignments. It returns the earliest time a
 // delayed job becomes eligible (zero if none).
 func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, error) {
+	start := time.Now()
+	var committing time.Duration
+	defer func() {
+		d.stats.Passes.Add(1)
+		d.stats.DecideNanos.Add(uint64(time.Since(start) - committing))
+	}()
+	commit := func(batch []*pb.Assignment) error {
+		t := time.Now()
+		defer func() { committing += time.Since(t) }()
+		d.stats.Assigned.Add(uint64(len(batch)))
+		return d.commit(ctx, batch)
+	}
 	st := d.cfg.State()
 	pending := st.Jobs(ws, state.JobFilter{Status: state.StatusPending})
 	runners := st.Runners(ws)
@@ -180,14 +208,14 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 		s.load++
 		batch = append(batch, &pb.Assignment{JobId: j.Id, RunnerId: s.runner.Id})
 		if len(batch) == maxBatch {
-			if err := d.commit(ctx, batch); err != nil {
+			if err := commit(batch); err != nil {
 				return wake, err
 			}
 			batch = nil
 		}
 	}
 	if len(batch) > 0 {
-		if err := d.commit(ctx, batch); err != nil {
+		if err := commit(batch); err != nil {
 			return wake, err
 		}
 	}

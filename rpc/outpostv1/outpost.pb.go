@@ -3323,8 +3323,13 @@ type StatusResponse struct {
 	// and the entries they stored, since it started: for benchmarks.
 	LogStoreCalls    uint64 `protobuf:"varint,7,opt,name=log_store_calls,json=logStoreCalls,proto3" json:"log_store_calls,omitempty"`
 	LogEntriesStored uint64 `protobuf:"varint,8,opt,name=log_entries_stored,json=logEntriesStored,proto3" json:"log_entries_stored,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The dispatcher's work on this server while it led: passes made, jobs
+	// assigned, and time spent deciding (excluding the Raft commit).
+	DispatchPasses      uint64 `protobuf:"varint,9,opt,name=dispatch_passes,json=dispatchPasses,proto3" json:"dispatch_passes,omitempty"`
+	DispatchAssigned    uint64 `protobuf:"varint,10,opt,name=dispatch_assigned,json=dispatchAssigned,proto3" json:"dispatch_assigned,omitempty"`
+	DispatchDecideNanos uint64 `protobuf:"varint,11,opt,name=dispatch_decide_nanos,json=dispatchDecideNanos,proto3" json:"dispatch_decide_nanos,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -3409,6 +3414,27 @@ func (x *StatusResponse) GetLogStoreCalls() uint64 {
 func (x *StatusResponse) GetLogEntriesStored() uint64 {
 	if x != nil {
 		return x.LogEntriesStored
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetDispatchPasses() uint64 {
+	if x != nil {
+		return x.DispatchPasses
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetDispatchAssigned() uint64 {
+	if x != nil {
+		return x.DispatchAssigned
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetDispatchDecideNanos() uint64 {
+	if x != nil {
+		return x.DispatchDecideNanos
 	}
 	return 0
 }
@@ -5216,7 +5242,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x19CreateRunnerTokenResponse\x12+\n" +
 	"\x04info\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x04info\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\"\x0f\n" +
-	"\rStatusRequest\"\xfa\x01\n" +
+	"\rStatusRequest\"\x84\x03\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x10\n" +
@@ -5226,7 +5252,11 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\n" +
 	"last_index\x18\x06 \x01(\x04R\tlastIndex\x12&\n" +
 	"\x0flog_store_calls\x18\a \x01(\x04R\rlogStoreCalls\x12,\n" +
-	"\x12log_entries_stored\x18\b \x01(\x04R\x10logEntriesStored\"\x10\n" +
+	"\x12log_entries_stored\x18\b \x01(\x04R\x10logEntriesStored\x12'\n" +
+	"\x0fdispatch_passes\x18\t \x01(\x04R\x0edispatchPasses\x12+\n" +
+	"\x11dispatch_assigned\x18\n" +
+	" \x01(\x04R\x10dispatchAssigned\x122\n" +
+	"\x15dispatch_decide_nanos\x18\v \x01(\x04R\x13dispatchDecideNanos\"\x10\n" +
 	"\x0eMembersRequest\"\xcd\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +

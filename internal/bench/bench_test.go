@@ -1,0 +1,61 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/outpost-run/outpost/internal/testcluster"
+)
+
+func TestMain(m *testing.M) { testcluster.Main(m) }
+
+// TestBench runs the suite. OUTPOST_BENCH=full (make bench) runs it at the
+// issue's sizes and writes bench-results/<time>.json (or
+// OUTPOST_BENCH_OUT); otherwise a smoke pass checks every scenario works.
+// Nothing here asserts a timing.
+func TestBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts clusters and runners")
+	}
+	sz := Smoke
+	if os.Getenv("OUTPOST_BENCH") == "full" {
+		sz = Full
+	}
+	r := newReport(sz.Mode)
+	defer func() {
+		r.Print(os.Stdout)
+		if sz.Mode != "full" {
+			return
+		}
+		out := os.Getenv("OUTPOST_BENCH_OUT")
+		if out == "" {
+			dir := filepath.Join(testcluster.RepoRoot(t), "bench-results")
+			_ = os.MkdirAll(dir, 0o755)
+			out = filepath.Join(dir, time.Now().UTC().Format("20060102T150405Z")+".json")
+		}
+		if err := r.Write(out); err != nil {
+			t.Errorf("writing report: %v", err)
+		} else {
+			t.Logf("report written to %s", out)
+		}
+	}()
+
+	t.Run("cluster", func(t *testing.T) {
+		e := startEnv(t, sz)
+		e.throughput(r, sz, "")
+		e.throughput(r, sz, "noop")
+		for _, rate := range sz.LatencyRates {
+			e.pickup(r, rate, sz.LatencyDuration)
+		}
+		e.memory(r)
+		e.failover(r, sz.FailoverRate)
+	})
+	t.Run("scale", func(t *testing.T) {
+		e := startEnv(t, Sizes{Runners: 0})
+		e.scale(r, sz)
+		e.memory(r)
+	})
+	t.Run("gossip", func(t *testing.T) { gossip(r, t, sz.GossipMembers) })
+}

@@ -1,0 +1,348 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+)
+
+// Sizes scales the suite: the full run uses the issue's figures, the smoke
+// run just enough to exercise every path.
+type Sizes struct {
+	Mode            string
+	ThroughputJobs  int
+	Clients         int
+	Runners         int
+	RunnerCapacity  int
+	LatencyRates    []int
+	LatencyDuration time.Duration
+	FailoverRate    int
+	ScaleRunners    int
+	ScaleJobs       int
+	GossipMembers   int
+}
+
+var (
+	Full = Sizes{Mode: "full", ThroughputJobs: 20000, Clients: 16, Runners: 4, RunnerCapacity: 64,
+		LatencyRates: []int{100, 1000}, LatencyDuration: 10 * time.Second, FailoverRate: 50,
+		ScaleRunners: 2000, ScaleJobs: 100000, GossipMembers: 200}
+	Smoke = Sizes{Mode: "smoke", ThroughputJobs: 200, Clients: 4, Runners: 2, RunnerCapacity: 16,
+		LatencyRates: []int{50}, LatencyDuration: 2 * time.Second, FailoverRate: 20,
+		ScaleRunners: 30, ScaleJobs: 300, GossipMembers: 10}
+)
+
+// projectSource has one job running /bin/true; "noop" runs are the same
+// job with the noop driver, which spawns nothing.
+// With profiles, the job's runner profile comes from -var profile=NAME.
+func projectSource(name string, profiles bool) []byte {
+	stanza := ""
+	if profiles {
+		stanza = "variable \"profile\" {}\nrunner { profile = var.profile }\n"
+	}
+	return []byte(fmt.Sprintf("project = %q\n%sjob \"true\" {\n  step \"t\" { command = [\"/bin/true\"] }\n}\n", name, stanza))
+}
+
+type env struct {
+	smoke   bool
+	t       *testing.T
+	cluster *testcluster.Cluster
+	clients []*rpc.Client
+	runners []*testcluster.Process
+	token   string
+	seq     atomic.Int64
+}
+
+func startEnv(t *testing.T, sz Sizes) *env {
+	e := &env{t: t, smoke: sz.Mode != "full"}
+	e.cluster = testcluster.StartCluster(t, 3, testcluster.ServerOptions{Name: "bench", RaftMultiplier: 1, LogLevel: "warn"})
+	for _, s := range e.cluster.Servers {
+		e.clients = append(e.clients, s.Client())
+	}
+	e.token = e.createToken()
+	for i := range sz.Runners {
+		e.runners = append(e.runners, e.startRunner(fmt.Sprintf("runner-%d", i), sz.RunnerCapacity, "", i))
+	}
+	e.waitRunners(sz.Runners)
+	return e
+}
+
+func (e *env) createToken() string {
+	resp, err := e.clients[0].Runners.CreateRunnerToken(context.Background(), connect.NewRequest(&pb.CreateRunnerTokenRequest{Description: "bench"}))
+	if err != nil {
+		e.t.Fatalf("creating runner token: %v", err)
+	}
+	return resp.Msg.Token
+}
+
+// startRunner starts a runner process that tries the servers starting with
+// the i-th, so runners spread over the cluster.
+func (e *env) startRunner(name string, capacity int, labels string, i int) *testcluster.Process {
+	servers := ""
+	for k := range e.cluster.Servers {
+		if k > 0 {
+			servers += ","
+		}
+		servers += e.cluster.Servers[(i+k)%len(e.cluster.Servers)].Addr()
+	}
+	dir := e.t.TempDir()
+	args := []string{"runner", "agent", "-server=" + servers, "-name=" + name, "-capacity=" + strconv.Itoa(capacity),
+		"-data-dir=" + dir, "-token=" + e.token, "-bind=127.0.0.1", "-log-level=warn"}
+	if labels != "" {
+		args = append(args, "-label="+labels)
+	}
+	return testcluster.StartProcess(e.t, testcluster.ProcessOptions{Name: name, Args: args, DataDir: dir})
+}
+
+func (e *env) waitRunners(n int) {
+	testcluster.WaitFor(e.t, 60*time.Second, func() (bool, string) {
+		resp, err := e.clients[0].Runners.ListRunners(context.Background(), connect.NewRequest(&pb.ListRunnersRequest{}))
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := 0
+		for _, r := range resp.Msg.Runners {
+			if r.Status == "adopted" && r.State == "ready" {
+				ready++
+			}
+		}
+		return ready >= n, fmt.Sprintf("%d of %d runners adopted and ready", ready, n)
+	})
+}
+
+func (e *env) leaderStatus() (*testcluster.Server, *pb.StatusResponse) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := e.cluster.Leader(ctx)
+	if err != nil {
+		e.t.Fatalf("no leader: %v", err)
+	}
+	st, err := l.Status(ctx)
+	if err != nil {
+		e.t.Fatalf("leader status: %v", err)
+	}
+	return l, st
+}
+
+func (e *env) submit(ctx context.Context, c *rpc.Client, project, driver string) (*pb.Job, error) {
+	resp, err := c.Jobs.SubmitJob(ctx, connect.NewRequest(&pb.SubmitJobRequest{
+		Id: rpc.NewJobID(), ProjectSource: projectSource(project, false), Job: "true", Driver: driver,
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg.Job, nil
+}
+
+// waitDone waits until n jobs of project have finished and returns them.
+func (e *env) waitDone(project string, n int, timeout time.Duration) []*pb.Job {
+	e.t.Logf("waiting for %d jobs of %s to finish", n, project)
+	if e.smoke {
+		timeout = min(timeout, 90*time.Second)
+	}
+	c := e.clients[0]
+	deadline := time.Now().Add(timeout)
+	for {
+		done := 0
+		for _, st := range []string{"succeeded", "failed", "lost", "canceled"} {
+			resp, err := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Status: st, CountOnly: true}))
+			if err == nil {
+				done += int(resp.Msg.Count)
+			}
+		}
+		if done >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			resp, _ := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Limit: 5}))
+			var sample []string
+			if resp != nil {
+				for _, j := range resp.Msg.Jobs {
+					sample = append(sample, j.Id+" "+j.Status+": "+j.StatusReason)
+				}
+			}
+			e.t.Fatalf("only %d of %d jobs of %s finished within %v; newest: %v", done, n, project, timeout, sample)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project}))
+	if err != nil {
+		e.t.Fatalf("listing jobs: %v", err)
+	}
+	return resp.Msg.Jobs
+}
+
+// Throughput: n jobs from `clients` concurrent clients; jobs/s from the
+// first submit to the last finish, and the log cost per job.
+func (e *env) throughput(r *Report, sz Sizes, driver string) {
+	name := "throughput/" + map[string]string{"": "true", "noop": "noop"}[driver]
+	project := fmt.Sprintf("tp%d", e.seq.Add(1))
+	_, before := e.leaderStatus()
+	jobs := make(chan struct{}, sz.ThroughputJobs)
+	for range sz.ThroughputJobs {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	for i := range sz.Clients {
+		c := e.clients[i%len(e.clients)]
+		wg.Go(func() {
+			for range jobs {
+				if _, err := e.submit(context.Background(), c, project, driver); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	submitted := time.Since(start)
+	done := e.waitDone(project, sz.ThroughputJobs-int(failed.Load()), 10*time.Minute)
+	var last time.Time
+	for _, j := range done {
+		if f := j.FinishedAt.AsTime(); f.After(last) {
+			last = f
+		}
+	}
+	_, after := e.leaderStatus()
+	n := float64(len(done))
+	elapsed := last.Sub(start)
+	r.add(name, "jobs", n, "jobs", fmt.Sprintf("%d clients, %d runners x %d slots", sz.Clients, sz.Runners, sz.RunnerCapacity))
+	r.add(name, "end-to-end", n/elapsed.Seconds(), "jobs/s", "first submit to last finish")
+	r.add(name, "submit", n/submitted.Seconds(), "jobs/s", "submit calls alone")
+	r.add(name, "raft entries", float64(after.LogEntriesStored-before.LogEntriesStored)/n, "per job", "leader log entries")
+	r.add(name, "log writes", float64(after.LogStoreCalls-before.LogStoreCalls)/n, "fsyncs/job", "leader log-store writes")
+	if failed.Load() > 0 {
+		r.add(name, "submit errors", float64(failed.Load()), "calls", fmt.Sprint(firstErr.Load()))
+	}
+}
+
+// Pickup latency: open-loop submissions at a fixed rate; time from a
+// submit returning to the runner starting the job.
+func (e *env) pickup(r *Report, rate int, d time.Duration) {
+	project := fmt.Sprintf("lat%d", e.seq.Add(1))
+	var (
+		mu       sync.Mutex
+		returned = map[string]time.Time{}
+		wg       sync.WaitGroup
+		errs     atomic.Int64
+	)
+	sem := make(chan struct{}, 512)
+	interval := time.Second / time.Duration(rate)
+	total := int(d / interval)
+	start := time.Now()
+	for i := range total {
+		// Open loop: each submission leaves on its own schedule, whether
+		// or not earlier ones have returned.
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		sem <- struct{}{}
+		c := e.clients[i%len(e.clients)]
+		wg.Go(func() {
+			defer func() { <-sem }()
+			j, err := e.submit(context.Background(), c, project, "noop")
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			now := time.Now()
+			mu.Lock()
+			returned[j.Id] = now
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	done := e.waitDone(project, len(returned), 5*time.Minute)
+	var lat []time.Duration
+	for _, j := range done {
+		if t0, ok := returned[j.Id]; ok && j.StartedAt != nil {
+			lat = append(lat, max(j.StartedAt.AsTime().Sub(t0), 0))
+		}
+	}
+	name := fmt.Sprintf("pickup/%d-per-s", rate)
+	r.add(name, "jobs", float64(len(lat)), "jobs", fmt.Sprintf("open loop for %v", d))
+	r.add(name, "p50", ms(percentile(lat, 50)), "ms", "submit returned -> runner started")
+	r.add(name, "p95", ms(percentile(lat, 95)), "ms", "")
+	r.add(name, "p99", ms(percentile(lat, 99)), "ms", "")
+	r.add(name, "max", ms(percentile(lat, 100)), "ms", "")
+	if errs.Load() > 0 {
+		r.add(name, "submit errors", float64(errs.Load()), "calls", "")
+	}
+}
+
+// Failover: steady load, SIGKILL the leader, time until submits succeed
+// again and until jobs are dispatched again.
+func (e *env) failover(r *Report, rate int) {
+	project := fmt.Sprintf("fo%d", e.seq.Add(1))
+	all, err := rpc.NewClient(e.cluster.Addrs()[0]+","+e.cluster.Addrs()[1]+","+e.cluster.Addrs()[2], nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	leader, _ := e.leaderStatus()
+	var (
+		killedAt    atomic.Int64 // unix nanos, 0 before the kill
+		firstOK     atomic.Int64
+		stop        = make(chan struct{})
+		wg          sync.WaitGroup
+		errsAfter   atomic.Int64
+		interval    = time.Second / time.Duration(rate)
+		submitted   atomic.Int64
+		rng         = rand.New(rand.NewPCG(1, 2))
+		jitterMaxNs = int64(interval) / 10
+	)
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(interval + time.Duration(rng.Int64N(jitterMaxNs+1))):
+			}
+			wg.Go(func() {
+				sent := time.Now().UnixNano()
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				_, err := e.submit(ctx, all, project, "noop")
+				k := killedAt.Load()
+				if err != nil {
+					if k != 0 {
+						errsAfter.Add(1)
+					}
+					return
+				}
+				submitted.Add(1)
+				if k != 0 && sent > k {
+					firstOK.CompareAndSwap(0, time.Now().UnixNano())
+				}
+			})
+		}
+	})
+	time.Sleep(3 * time.Second)
+	killedAt.Store(time.Now().UnixNano())
+	leader.Kill()
+	testcluster.WaitFor(e.t, 60*time.Second, func() (bool, string) { return firstOK.Load() != 0, "no submit has succeeded since the kill" })
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	kill := time.Unix(0, killedAt.Load())
+	var firstAssigned time.Time
+	for _, j := range e.waitDone(project, int(submitted.Load()), 2*time.Minute) {
+		if a := j.AssignedAt.AsTime(); j.AssignedAt != nil && a.After(kill) && (firstAssigned.IsZero() || a.Before(firstAssigned)) {
+			firstAssigned = a
+		}
+	}
+	r.add("failover", "submit resumes", ms(time.Unix(0, firstOK.Load()).Sub(kill)), "ms", fmt.Sprintf("SIGKILL of the leader under %d jobs/s", rate))
+	r.add("failover", "dispatch resumes", ms(firstAssigned.Sub(kill)), "ms", "first assignment after the kill")
+	r.add("failover", "failed submits", float64(errsAfter.Load()), "calls", "after the kill; clients retry them")
+}
