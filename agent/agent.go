@@ -29,10 +29,12 @@ type Agent struct {
 	runnerCancel context.CancelFunc
 	runnerDone   chan struct{}
 
-	gossipMu     sync.Mutex
-	runnerGossip *Gossip
-	gossipJoined bool
-	shutdownOnce sync.Once
+	cancelRequests context.CancelFunc
+
+	gossipMu      sync.Mutex
+	runnerGossip  *Gossip
+	gossipJoining bool
+	shutdownOnce  sync.Once
 }
 
 // New validates cfg and returns an agent; Start runs it.
@@ -109,7 +111,13 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	protocols.SetUnencryptedHTTP2(true)
+	// Every request's context derives from baseCtx, canceled first at
+	// shutdown: long-lived streams (runners, log follows, blocking reads)
+	// then end at once instead of holding Shutdown until its deadline.
+	baseCtx, cancelBase := context.WithCancel(context.Background())
+	a.cancelRequests = cancelBase
 	a.httpSrv = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		Handler:           mux,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -188,19 +196,23 @@ func (a *Agent) startRunner() error {
 // the extra signal.
 func (a *Agent) joinRunnerGossip(addrs []string) {
 	a.gossipMu.Lock()
-	g, joined := a.runnerGossip, a.gossipJoined
-	a.gossipJoined = true
+	g, joining := a.runnerGossip, a.gossipJoining
 	a.gossipMu.Unlock()
-	if g == nil || joined {
+	// Join when alone in the pool: at first contact, and again after every
+	// server went away (memberlist does not retry dead members).
+	if g == nil || joining || g.Alive() > 1 {
 		return
 	}
+	a.gossipMu.Lock()
+	a.gossipJoining = true
+	a.gossipMu.Unlock()
 	go func() {
 		if n, err := g.Join(addrs); err != nil && n == 0 {
 			a.logger.Warn("cannot reach the servers' gossip; liveness rests on the stream alone", "addresses", addrs, "error", err)
-			a.gossipMu.Lock()
-			a.gossipJoined = false
-			a.gossipMu.Unlock()
 		}
+		a.gossipMu.Lock()
+		a.gossipJoining = false
+		a.gossipMu.Unlock()
 	}()
 }
 
@@ -234,6 +246,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		}
 		a.gossipMu.Unlock()
 		if a.httpSrv != nil {
+			a.cancelRequests()
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			if e := a.httpSrv.Shutdown(sctx); e != nil {
 				_ = a.httpSrv.Close()

@@ -51,12 +51,17 @@ func (s *Server) watchMembership() {
 	defer s.wg.Done()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	lastReconnect := time.Now()
 	for {
 		select {
 		case <-s.shutdownCh:
 			return
 		case <-s.gossip.Events():
 		case <-tick.C:
+		}
+		if time.Since(lastReconnect) > reconnectEvery {
+			lastReconnect = time.Now()
+			s.reconnectFailed()
 		}
 		if s.leaderName() != "" {
 			s.gossip.SetBootstrapped()
@@ -71,6 +76,33 @@ func (s *Server) watchMembership() {
 		} else if !s.hadState && s.cfg.BootstrapExpect > 1 {
 			s.maybeBootstrap()
 		}
+	}
+}
+
+// reconnectEvery is how often a server tries to reach members gossip
+// declared failed. memberlist never retries a dead member by itself, so a
+// server that restarts knowing only itself (or whose -retry-join targets
+// are down) would stay cut off from the rest for good.
+const reconnectEvery = 10 * time.Second
+
+func (s *Server) reconnectFailed() {
+	var addrs []string
+	for _, m := range s.gossip.Members() {
+		if m.Status == "failed" && m.Meta.Role == RoleServer {
+			addrs = append(addrs, m.Addr)
+		}
+	}
+	if len(addrs) == 0 && s.gossip.Alive() <= 1 {
+		// Alone: try the configured join addresses again.
+		addrs = s.cfg.RetryJoin
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	if n, err := s.gossip.Join(addrs); n > 0 {
+		s.logger.Info("reconnected to gossip members", "contacted", n)
+	} else if err != nil {
+		s.logger.Debug("reconnecting to failed gossip members", "addresses", addrs, "error", err)
 	}
 }
 

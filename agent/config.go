@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	sockaddr "github.com/hashicorp/go-sockaddr"
 )
 
 // Version is the outpost version, set at build time with -ldflags.
@@ -135,6 +137,10 @@ func (c *Config) Validate() error {
 	}
 	for name, p := range map[string]int{"http": c.Ports.HTTP, "raft": c.Ports.Raft, "gossip": c.Ports.Gossip} {
 		if p < 0 || p > 65535 {
+			// -1 turns gossip off, which only a runner may do.
+			if name == "gossip" && p == -1 && !c.Server {
+				continue
+			}
 			return fmt.Errorf("config: %s port %d is out of range", name, p)
 		}
 	}
@@ -144,14 +150,20 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// advertiseHost is the address other agents reach this one at: the
+// advertise address, else the bind address, else (bound to every
+// interface) this machine's private IP, as memberlist picks it.
 func (c *Config) advertiseHost() string {
 	if c.Advertise != "" {
 		return c.Advertise
 	}
-	if c.BindAddr == "" || c.BindAddr == "0.0.0.0" || c.BindAddr == "::" {
-		return "127.0.0.1"
+	if c.BindAddr != "" && c.BindAddr != "0.0.0.0" && c.BindAddr != "::" {
+		return c.BindAddr
 	}
-	return c.BindAddr
+	if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
+		return ip
+	}
+	return "127.0.0.1"
 }
 
 func randomHex(n int) string {

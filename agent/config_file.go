@@ -112,6 +112,15 @@ func ParseConfig(filename string, src []byte) (*Overrides, error) {
 	if diags := gohcl.DecodeBody(f.Body, nil, o); diags.HasErrors() {
 		return nil, diagError(diags)
 	}
+	// Settings that look like security must not be silently ignored.
+	for name, b := range map[string]*hclBodyIgnore{"tls": o.TLS, "acl": o.ACL, "telemetry": o.Telemetry} {
+		if b == nil {
+			continue
+		}
+		r := b.Remain.MissingItemRange()
+		return nil, fmt.Errorf("%s:%d:%d: Unsupported block: %s { } is reserved but not implemented in this version of outpost; remove it",
+			r.Filename, r.Start.Line, r.Start.Column, name)
+	}
 	return o, nil
 }
 

@@ -73,6 +73,9 @@ func (s *Server) leaderHTTP(ctx context.Context) (string, error) {
 	}
 }
 
+// LeaderAddr implements rpc.Backend.
+func (s *Server) LeaderAddr(ctx context.Context) (string, error) { return s.leaderHTTP(ctx) }
+
 // httpAddrOf finds a server's API address from its gossip metadata.
 func (s *Server) httpAddrOf(name string) string {
 	if name == s.cfg.NodeID {

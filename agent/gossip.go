@@ -125,7 +125,12 @@ func (g *Gossip) notify() {
 // Join contacts the given gossip addresses once.
 func (g *Gossip) Join(addrs []string) (int, error) { return g.list.Join(addrs) }
 
-// RetryJoin keeps trying to join addrs until one answers or stop closes.
+// Alive counts the members memberlist believes alive, this one included.
+func (g *Gossip) Alive() int { return g.list.NumMembers() }
+
+// RetryJoin keeps trying to join addrs until another member answers or stop
+// closes. Reaching only itself (a -retry-join that lists this server) does
+// not count.
 func (g *Gossip) RetryJoin(addrs []string, stop <-chan struct{}) {
 	if len(addrs) == 0 {
 		return
@@ -133,9 +138,12 @@ func (g *Gossip) RetryJoin(addrs []string, stop <-chan struct{}) {
 	delay := 250 * time.Millisecond
 	for {
 		n, err := g.list.Join(addrs)
-		if err == nil || n > 0 {
-			g.logger.Info("joined the gossip pool", "contacted", n)
+		if n > 0 && g.list.NumMembers() > 1 {
+			g.logger.Info("joined the gossip pool", "contacted", n, "members", g.list.NumMembers())
 			return
+		}
+		if err == nil {
+			err = fmt.Errorf("only this server answered")
 		}
 		g.logger.Warn("join failed; retrying", "addresses", addrs, "error", err, "retry_in", delay)
 		select {

@@ -277,6 +277,9 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 	}
 	if cfg.Dev {
 		b.WriteString("==> Ready. Try: outpost job run -file examples/hello/outpost.hcl hello\n")
+	} else if cfg.Server {
+		b.WriteString("==> WARNING: TLS and ACL tokens are not implemented in this version: the API and Raft\n")
+		b.WriteString("    are plain-text and unauthenticated. Run servers only on a network you trust.\n")
 	}
 	fmt.Fprint(c.Meta.Stdout, b.String())
 }

@@ -35,6 +35,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		ui.Error("Error: " + err.Error())
 		return exitError
 	}
+	if code == 127 {
+		// mitchellh/cli's "no such command"; ours is a usage error.
+		return exitUsage
+	}
 	return code
 }
 

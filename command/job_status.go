@@ -73,7 +73,7 @@ func (c *JobStatusCommand) Run(args []string) int {
 	if j.Lease > 0 {
 		row("Lease", fmt.Sprint(j.Lease))
 	}
-	if j.FinishedAt != nil {
+	if j.Status == "succeeded" || j.Status == "failed" {
 		row("Exit code", fmt.Sprint(j.ExitCode))
 	}
 	if j.Error != "" {

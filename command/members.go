@@ -22,7 +22,7 @@ func (c *MembersCommand) Help() string {
 Usage: outpost members [options]
 
   Lists the members of the gossip pool as the server you ask sees them,
-  with their role, address and status (alive, suspect, dead, left).
+  with their role, address and status (alive, failed, left).
 
 Options:
 

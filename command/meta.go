@@ -40,12 +40,14 @@ func (m *Meta) flagSet(name string, client bool) *flag.FlagSet {
 const clientHelp = `
 Client options:
 
-  -address=<addr>
-    The server's HTTP API address. Also OUTPOST_ADDR.
+  -address=<addr>[,<addr>...]
+    The server's HTTP API address; with several, the client moves to the
+    next when one cannot be reached. Also OUTPOST_ADDR.
     Default: http://127.0.0.1:7700
 
   -token=<token>
-    An ACL token. Also OUTPOST_TOKEN.`
+    An ACL token. Also OUTPOST_TOKEN. (Reserved: ACLs are not enforced
+    in this version.)`
 
 // parse parses flags and reports a usage error in the CLI's words.
 func (m *Meta) parse(fs *flag.FlagSet, args []string) bool {

@@ -39,6 +39,8 @@ type Backend interface {
 	// RunnerFresh reports whether a runner's stream has spoken recently
 	// enough; a stream that went quiet is closed.
 	RunnerFresh(runnerID string) bool
+	// LeaderAddr is the leader's API address, or "" when this server leads.
+	LeaderAddr(ctx context.Context) (string, error)
 	// GossipAddrs are the servers' gossip addresses, for runners to join.
 	GossipAddrs() []string
 	// Status describes this agent.

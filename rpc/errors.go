@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -39,7 +40,18 @@ func toConnect(err error) error {
 	case errors.Is(err, context.Canceled):
 		code = connect.CodeCanceled
 	}
-	return connect.NewError(code, err)
+	return connect.NewError(code, errors.New(trimSentinel(err.Error())))
+}
+
+// trimSentinel drops the state store's sentinel word from the end of a
+// message ("job j-1 already canceled: conflict"): the RPC code says it.
+func trimSentinel(msg string) string {
+	for _, s := range []error{state.ErrNotFound, state.ErrConflict, state.ErrStaleLease, state.ErrAmbiguous} {
+		if t, ok := strings.CutSuffix(msg, ": "+s.Error()); ok {
+			return t
+		}
+	}
+	return msg
 }
 
 func invalid(format string, args ...any) error {

@@ -9,8 +9,13 @@ import (
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
 
-// maxMessageBytes bounds any one request message.
-const maxMessageBytes = 4 << 20
+// maxMessageBytes bounds any one request message from clients and
+// runners; maxClusterMessageBytes the entries servers forward to the
+// leader, which batch many runners' reports (see maxReportBatchBytes).
+const (
+	maxMessageBytes        = 4 << 20
+	maxClusterMessageBytes = 64 << 20
+)
 
 // Register mounts every service on mux. The same handlers speak the connect
 // protocol (JSON or protobuf over HTTP/1.1 or HTTP/2, so curl works), gRPC
@@ -18,9 +23,9 @@ const maxMessageBytes = 4 << 20
 func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes)}
 	mux.Handle(outpostv1connect.NewJobServiceHandler(&JobService{b: b}, opts...))
-	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream")}, opts...))
+	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient()}, opts...))
 	mux.Handle(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
-	mux.Handle(outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, opts...))
+	mux.Handle(outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, connect.WithReadMaxBytes(maxClusterMessageBytes)))
 	mux.Handle(outpostv1connect.NewProjectServiceHandler(&ProjectService{b: b}, opts...))
 }

@@ -118,6 +118,9 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 		}
 		p, err := s.b.State().ProjectByName(nil, m.Project)
 		if err != nil {
+			if errors.Is(err, state.ErrNotFound) {
+				return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("no project named %q is stored; store it with `outpost project apply`, or see `outpost project list`", m.Project))
+			}
 			return nil, toConnect(err)
 		}
 		src, filename = p.Source, p.Filename
@@ -187,6 +190,14 @@ func applyProfile(st *state.Store, job *pb.Job, r *project.ResolvedJob) error {
 		return nil
 	}
 	job.TargetRunnerId, job.TargetLabels, job.Driver = p.TargetRunnerId, p.TargetLabels, p.Driver
+	if p.Driver == "exec" {
+		for _, st := range job.Steps {
+			if st.Script != "" {
+				return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(
+					"step %q is a script, but runner profile %q uses the exec driver, which runs commands only; use command = [...] or a profile without driver = \"exec\"", st.Name, p.Name))
+			}
+		}
+	}
 	if p.Mode != "" {
 		job.Mode = p.Mode
 	}

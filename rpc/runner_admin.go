@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
 
 // HashSecret is how runner secrets and adoption tokens are stored: only
@@ -44,8 +45,31 @@ func (s *RunnerService) withLive(st *state.Store, r *pb.Runner) *pb.Runner {
 	return r
 }
 
+// onLeader returns a client for the leader when this server is not it.
+// Runner reads go there: only the leader hears from every runner, so only
+// it knows when each was last seen.
+func (s *RunnerService) onLeader(ctx context.Context) (outpostv1connect.RunnerServiceClient, error) {
+	addr, err := s.b.LeaderAddr(ctx)
+	if err != nil || addr == "" {
+		return nil, err
+	}
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.leaderAddr != addr {
+		s.leaderAddr, s.leader = addr, outpostv1connect.NewRunnerServiceClient(s.hc, "http://"+addr)
+	}
+	return s.leader, nil
+}
+
 // ListRunners lists every runner record.
 func (s *RunnerService) ListRunners(ctx context.Context, req *connect.Request[pb.ListRunnersRequest]) (*connect.Response[pb.ListRunnersResponse], error) {
+	if !req.Msg.Stale {
+		if l, err := s.onLeader(ctx); err != nil {
+			return nil, toConnect(err)
+		} else if l != nil {
+			return l.ListRunners(ctx, connect.NewRequest(req.Msg))
+		}
+	}
 	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {
 		return nil, toConnect(err)
 	}
@@ -89,6 +113,13 @@ func (s *RunnerService) GetRunner(ctx context.Context, req *connect.Request[pb.G
 	if req.Msg.Id == "" {
 		return nil, invalid("id: a runner id or name is required")
 	}
+	if !req.Msg.Stale {
+		if l, err := s.onLeader(ctx); err != nil {
+			return nil, toConnect(err)
+		} else if l != nil {
+			return l.GetRunner(ctx, connect.NewRequest(req.Msg))
+		}
+	}
 	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {
 		return nil, toConnect(err)
 	}
@@ -121,6 +152,19 @@ func (s *RunnerService) RunnerAction(ctx context.Context, req *connect.Request[p
 	entry := &pb.RunnerUpdateEntry{RunnerId: r.Id, Action: m.Action, Time: timestamppb.Now()}
 	if _, err := s.b.Apply(ctx, fsm.UpdateRunnerType, entry); err != nil {
 		return nil, toConnect(err)
+	}
+	if m.Action == state.RunnerReject {
+		// Its stream is closed and its jobs stopped: hand them back now
+		// rather than when it would time out.
+		if active := s.b.State().ActiveJobs(nil, r.Id); len(active) > 0 {
+			lost := &pb.MarkLostEntry{Reason: "runner " + r.Id + " was rejected", Time: timestamppb.Now()}
+			for _, j := range active {
+				lost.Jobs = append(lost.Jobs, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
+			}
+			if _, err := s.b.Apply(ctx, fsm.MarkLostType, lost); err != nil {
+				return nil, toConnect(err)
+			}
+		}
 	}
 	if m.Action == state.RunnerForget {
 		return connect.NewResponse(&pb.RunnerActionResponse{Runner: s.withLive(s.b.State(), r)}), nil

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -34,6 +36,11 @@ const HeartbeatInterval = 2 * time.Second
 type RunnerService struct {
 	b      Backend
 	logger hclog.Logger
+	hc     *http.Client
+
+	leaderMu   sync.Mutex
+	leaderAddr string
+	leader     outpostv1connect.RunnerServiceClient
 }
 
 var _ outpostv1connect.RunnerServiceHandler = (*RunnerService)(nil)
@@ -210,8 +217,13 @@ func (c *runnerConn) deliver(ctx context.Context, status string) error {
 	return ctx.Err()
 }
 
-// maxReportBatch bounds the reports committed in one log entry.
-const maxReportBatch = 256
+// A batch of reports committed as one log entry holds at most this many
+// reports and about this many bytes: entries stay quick to replicate and
+// well under the size a forwarding server may send the leader.
+const (
+	maxReportBatch      = 256
+	maxReportBatchBytes = 2 << 20
+)
 
 // receive reads the runner's messages until the stream fails. Job reports
 // go to applyReports, which commits whatever has queued up as one entry.
@@ -281,14 +293,31 @@ func reportKey(m *pb.RunnerMessage) (string, uint64) {
 // applyReports commits reports in batches, in arrival order, and answers
 // each Started and Finished (and each refused Logs) with an Ack.
 func (c *runnerConn) applyReports(ctx context.Context, in <-chan *pb.RunnerMessage) error {
-	for first := range in {
+	var carry *pb.RunnerMessage
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			m, ok := <-in
+			if !ok {
+				return nil
+			}
+			first = m
+		}
 		batch := []*pb.RunnerMessage{first}
+		size := proto.Size(first)
 	more:
-		for len(batch) < maxReportBatch {
+		for len(batch) < maxReportBatch && size < maxReportBatchBytes {
 			select {
 			case m, ok := <-in:
 				if !ok {
 					break more
+				}
+				if n := proto.Size(m); size+n > maxReportBatchBytes {
+					carry = m
+					break more
+				} else {
+					size += n
 				}
 				batch = append(batch, m)
 			default:
@@ -325,7 +354,6 @@ func (c *runnerConn) applyReports(ctx context.Context, in <-chan *pb.RunnerMessa
 			}
 		}
 	}
-	return nil
 }
 
 // fenceRunning tells the runner to stop attempts it runs that are no longer

@@ -17,9 +17,15 @@ import (
 
 // Log lines are shipped in batches: often enough that `job logs -f` feels
 // live, rarely enough that a chatty job does not cost a Raft entry per line.
+// A batch stays well under the 4 MiB a server accepts in one message.
 const (
 	logFlushEvery = 200 * time.Millisecond
 	logFlushLines = 512
+	logFlushBytes = 256 << 10
+	// maxPendingLogBytes bounds the lines a job keeps while no server is
+	// reachable (and so what its result carries): older lines are dropped
+	// and a marker says how many.
+	maxPendingLogBytes = 1 << 20
 )
 
 // execution is one attempt of one job on this runner.
@@ -28,9 +34,11 @@ type execution struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	lines []*pb.LogLine
-	kick  chan struct{}
+	mu      sync.Mutex
+	lines   []*pb.LogLine
+	bytes   int
+	dropped int
+	kick    chan struct{}
 }
 
 // start runs an assigned job unless it already runs here.
@@ -92,10 +100,9 @@ func (r *Runner) execute(e *execution) {
 		cleanup()
 	}
 
-	e.mu.Lock()
-	rest := e.lines
-	e.lines = nil
-	e.mu.Unlock()
+	// What is left rides with the result, at most maxPendingLogBytes; the
+	// outbox keeps it with the result.
+	rest := e.take(maxPendingLogBytes)
 	fin := &pb.JobFinished{
 		JobId:    job.Id,
 		Lease:    job.Lease,
@@ -180,9 +187,15 @@ func (e *execution) add(l executor.LogLine) {
 	line := &pb.LogLine{Time: timestamppb.New(l.Time), Stream: string(l.Stream), Step: l.Step, Text: l.Text}
 	e.mu.Lock()
 	e.lines = append(e.lines, line)
-	n := len(e.lines)
+	e.bytes += len(line.Text)
+	for e.bytes > maxPendingLogBytes && len(e.lines) > 1 {
+		e.bytes -= len(e.lines[0].Text)
+		e.lines = e.lines[1:]
+		e.dropped++
+	}
+	n, size := len(e.lines), e.bytes
 	e.mu.Unlock()
-	if n >= logFlushLines {
+	if n >= logFlushLines || size >= logFlushBytes {
 		select {
 		case e.kick <- struct{}{}:
 		default:
@@ -202,10 +215,7 @@ func (r *Runner) flushLogs(e *execution) {
 		case <-t.C:
 		case <-e.kick:
 		}
-		e.mu.Lock()
-		batch := e.lines
-		e.lines = nil
-		e.mu.Unlock()
+		batch := e.take(logFlushBytes)
 		if len(batch) == 0 {
 			continue
 		}
@@ -214,9 +224,38 @@ func (r *Runner) flushLogs(e *execution) {
 		}}})
 		if err != nil {
 			// Not connected: keep the lines, in order, for the next try.
-			e.mu.Lock()
-			e.lines = append(batch, e.lines...)
-			e.mu.Unlock()
+			e.putBack(batch)
 		}
+	}
+}
+
+// take removes up to about limit bytes of the oldest buffered lines, led
+// by a marker if lines were dropped while no server was reachable.
+func (e *execution) take(limit int) []*pb.LogLine {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*pb.LogLine
+	if e.dropped > 0 {
+		out = append(out, &pb.LogLine{Time: timestamppb.Now(), Stream: "system",
+			Text: fmt.Sprintf("outpost: %d lines dropped while no server was reachable", e.dropped)})
+		e.dropped = 0
+	}
+	size, n := 0, 0
+	for n < len(e.lines) && (n == 0 || size+len(e.lines[n].Text) <= limit) {
+		size += len(e.lines[n].Text)
+		n++
+	}
+	out = append(out, e.lines[:n]...)
+	e.lines = e.lines[n:]
+	e.bytes -= size
+	return out
+}
+
+func (e *execution) putBack(batch []*pb.LogLine) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.lines = append(batch, e.lines...)
+	for _, l := range batch {
+		e.bytes += len(l.Text)
 	}
 }

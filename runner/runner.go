@@ -211,6 +211,12 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream := client.Runners.Connect(ctx)
+	// A canceled context does not always wake a blocked Receive on an
+	// HTTP/2 stream; closing the response does, so shutdown is prompt.
+	go func() {
+		<-ctx.Done()
+		_ = stream.CloseResponse()
+	}()
 	if r.cfg.Token != "" {
 		stream.RequestHeader().Set("Authorization", "Bearer "+r.cfg.Token)
 	}

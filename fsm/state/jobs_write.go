@@ -223,6 +223,9 @@ func (s *Store) FinishJob(index uint64, r *pb.JobFinished) error {
 	case "canceled":
 		j.Status = StatusCanceled
 		j.StatusReason = reasonOr(r.Reason, "canceled")
+		if j.CancelReason != "" {
+			j.StatusReason = j.CancelReason + " (" + j.StatusReason + ")"
+		}
 	default: // failed, timed_out
 		j.Status = StatusFailed
 		j.StatusReason = reasonOr(r.Reason, "failed")
@@ -302,6 +305,7 @@ func (s *Store) CancelJob(index uint64, e *pb.CancelJobEntry) error {
 		j.StatusReason = reason + "; waiting for runner " + j.RunnerId + " to stop it"
 	}
 	j.CancelRequested = true
+	j.CancelReason = reason
 	j.UpdatedAt = e.Time
 	if err := putJob(txn, index, j); err != nil {
 		return err

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"os"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -42,20 +43,38 @@ func TestBench(t *testing.T) {
 		}
 	}()
 
-	t.Run("cluster", func(t *testing.T) {
-		e := startEnv(t, sz)
-		e.throughput(r, sz, "")
-		e.throughput(r, sz, "noop")
-		for _, rate := range sz.LatencyRates {
-			e.pickup(r, rate, sz.LatencyDuration)
-		}
-		e.memory(r)
-		e.failover(r, sz.FailoverRate)
-	})
-	t.Run("scale", func(t *testing.T) {
-		e := startEnv(t, Sizes{Runners: 0})
-		e.scale(r, sz)
-		e.memory(r)
-	})
-	t.Run("gossip", func(t *testing.T) { gossip(r, t, sz.GossipMembers) })
+	// OUTPOST_BENCH_ONLY=throughput,pickup,failover,memory,scale,gossip
+	// runs a subset.
+	only := os.Getenv("OUTPOST_BENCH_ONLY")
+	want := func(name string) bool { return only == "" || strings.Contains(","+only+",", ","+name+",") }
+	if want("throughput") || want("pickup") || want("failover") || want("memory") {
+		t.Run("cluster", func(t *testing.T) {
+			e := startEnv(t, sz)
+			if want("throughput") {
+				e.throughput(r, sz, "")
+				e.throughput(r, sz, "noop")
+			}
+			if want("pickup") {
+				for _, rate := range sz.LatencyRates {
+					e.pickup(r, rate, sz.LatencyDuration)
+				}
+			}
+			if want("memory") {
+				e.memory(r)
+			}
+			if want("failover") {
+				e.failover(r, sz.FailoverRate)
+			}
+		})
+	}
+	if want("scale") {
+		t.Run("scale", func(t *testing.T) {
+			e := startEnv(t, Sizes{Mode: sz.Mode, Runners: 0})
+			e.scale(r, sz)
+			e.memory(r)
+		})
+	}
+	if want("gossip") {
+		t.Run("gossip", func(t *testing.T) { gossip(r, t, sz.GossipMembers) })
+	}
 }

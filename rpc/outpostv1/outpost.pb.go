@@ -207,6 +207,8 @@ type Job struct {
 	ExitCode        int32  `protobuf:"varint,25,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Error           string `protobuf:"bytes,26,opt,name=error,proto3" json:"error,omitempty"`
 	CancelRequested bool   `protobuf:"varint,27,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
+	// Why it was canceled, as the user said.
+	CancelReason string `protobuf:"bytes,31,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
 	// Set by the log cap: later lines are dropped and the reader is told.
 	LogsTruncated bool                   `protobuf:"varint,28,opt,name=logs_truncated,json=logsTruncated,proto3" json:"logs_truncated,omitempty"`
 	LogBytes      uint64                 `protobuf:"varint,29,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
@@ -434,6 +436,13 @@ func (x *Job) GetCancelRequested() bool {
 		return x.CancelRequested
 	}
 	return false
+}
+
+func (x *Job) GetCancelReason() string {
+	if x != nil {
+		return x.CancelReason
+	}
+	return ""
 }
 
 func (x *Job) GetLogsTruncated() bool {
@@ -4961,7 +4970,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\vRetryPolicy\x12\x1a\n" +
 	"\battempts\x18\x01 \x01(\rR\battempts\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x18\n" +
-	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xd9\f\n" +
+	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xfe\f\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x12\n" +
@@ -4989,7 +4998,8 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x05lease\x18\x18 \x01(\x04R\x05lease\x12\x1b\n" +
 	"\texit_code\x18\x19 \x01(\x05R\bexitCode\x12\x14\n" +
 	"\x05error\x18\x1a \x01(\tR\x05error\x12)\n" +
-	"\x10cancel_requested\x18\x1b \x01(\bR\x0fcancelRequested\x12%\n" +
+	"\x10cancel_requested\x18\x1b \x01(\bR\x0fcancelRequested\x12#\n" +
+	"\rcancel_reason\x18\x1f \x01(\tR\fcancelReason\x12%\n" +
 	"\x0elogs_truncated\x18\x1c \x01(\bR\rlogsTruncated\x12\x1b\n" +
 	"\tlog_bytes\x18\x1d \x01(\x04R\blogBytes\x12\x1d\n" +
 	"\n" +
