@@ -1,0 +1,12 @@
+# A runner agent for the loopback cluster of server1.hcl .. server3.hcl:
+#   outpost runner agent -config examples/cluster/runner.hcl
+# It connects out to the servers (any of them will do) and waits to be
+# adopted: outpost runner adopt <id> -address 127.0.0.1:1801
+data_dir  = "/tmp/outpost-cluster/r1"
+bind_addr = "127.0.0.1"
+
+runner {
+  servers  = ["127.0.0.1:1801", "127.0.0.1:1802", "127.0.0.1:1803"]
+  labels   = { env = "prod", os = "linux" }
+  capacity = 2
+}

@@ -1,0 +1,26 @@
+# Server 1 of a 3-server cluster on one machine (loopback), for trying
+# failover. Start all three, each in its own shell:
+#   outpost agent -config examples/cluster/server1.hcl
+# On real machines, give each server its own address in bind_addr and keep
+# the same ports everywhere.
+name      = "s1"
+data_dir  = "/tmp/outpost-cluster/s1"
+bind_addr = "127.0.0.1"
+log_level = "info"
+
+server {
+  enabled          = true
+  bootstrap_expect = 3
+  # Every server's gossip address, this one's included: a server that
+  # restarts finds the others through any of them.
+  retry_join       = ["127.0.0.1:1821", "127.0.0.1:1822", "127.0.0.1:1823"]
+  # Loopback is quiet: detect a dead leader fast. Keep the default (5) on
+  # real networks.
+  raft_multiplier  = 1
+}
+
+ports {
+  http   = 1801
+  raft   = 1811
+  gossip = 1821
+}
