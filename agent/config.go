@@ -92,12 +92,14 @@ const DefaultRaftMultiplier = 5
 
 // raftTiming returns Raft timeouts for a multiplier: a heartbeat timeout of
 // 200ms per unit, so the default detects a dead leader within about 1-2s.
+// The leader lease equals the heartbeat timeout: a shorter one made a busy
+// leader step down whenever followers answered a little late.
 func raftTiming(multiplier int) RaftTiming {
 	unit := time.Duration(multiplier)
 	return RaftTiming{
 		HeartbeatTimeout:   200 * time.Millisecond * unit,
 		ElectionTimeout:    200 * time.Millisecond * unit,
-		LeaderLeaseTimeout: 100 * time.Millisecond * unit,
+		LeaderLeaseTimeout: 200 * time.Millisecond * unit,
 	}
 }
 

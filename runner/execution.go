@@ -52,10 +52,11 @@ func (r *Runner) start(job *pb.Job) {
 		return
 	}
 	if len(r.jobs) >= r.cfg.Capacity {
-		r.mu.Unlock()
-		// The server counts slots too; this only guards against a bug there.
-		r.logger.Error("assignment over capacity ignored", "job", job.Id, "capacity", r.cfg.Capacity)
-		return
+		// The server is the authority on slots. This happens when it has
+		// handed back an attempt this runner still winds down (it will be
+		// fenced at the next heartbeat); ignoring the new job would leave
+		// it assigned forever.
+		r.logger.Warn("running an assignment over capacity; an older attempt here is being fenced", "job", job.Id, "capacity", r.cfg.Capacity, "running", len(r.jobs))
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	e := &execution{job: job, ctx: ctx, kick: make(chan struct{}, 1)}

@@ -271,6 +271,7 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		interval = rpc.HeartbeatInterval
 	}
 	go r.heartbeat(ctx, s, interval)
+	go r.resendOutbox(ctx, s)
 	for {
 		msg, err := stream.Receive()
 		if err != nil {
@@ -328,6 +329,42 @@ func (r *Runner) heartbeat(ctx context.Context, s *session, every time.Duration)
 				return
 			}
 		}
+	}
+}
+
+// resendEvery is how often results still in the outbox are sent again
+// while connected: a server may have refused one for a moment (an election)
+// without the stream breaking.
+const resendEvery = 3 * time.Second
+
+func (r *Runner) resendOutbox(ctx context.Context, s *session) {
+	t := time.NewTicker(resendEvery)
+	defer t.Stop()
+	seen := map[string]int{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pending, err := r.outbox.List()
+		if err != nil {
+			r.logger.Warn("reading outbox", "error", err)
+			continue
+		}
+		next := map[string]int{}
+		for _, f := range pending {
+			key := fmt.Sprintf("%s/%d", f.JobId, f.Lease)
+			// Send what was already waiting at the previous tick: a
+			// result sent a moment ago has its answer on the way.
+			if next[key] = seen[key] + 1; next[key] < 2 {
+				continue
+			}
+			if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: f}}); err != nil {
+				return
+			}
+		}
+		seen = next
 	}
 }
 

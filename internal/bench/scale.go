@@ -2,11 +2,11 @@ package bench
 
 import (
 	"context"
-	"testing"
 	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"connectrpc.com/connect"
@@ -177,4 +177,3 @@ func gossip(r *Report, t testing.TB, n int) {
 	r.add("gossip", "joins", ms(joined), "ms", "every member joining through one seed")
 	r.add("gossip", "convergence", ms(time.Since(start)), "ms", "until every member sees all alive")
 }
-

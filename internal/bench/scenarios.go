@@ -65,7 +65,9 @@ type env struct {
 
 func startEnv(t *testing.T, sz Sizes) *env {
 	e := &env{t: t, smoke: sz.Mode != "full"}
-	e.cluster = testcluster.StartCluster(t, 3, testcluster.ServerOptions{Name: "bench", RaftMultiplier: 1, LogLevel: "warn"})
+	// Multiplier 2 (400 ms heartbeat timeout): 1 made leaders step down
+	// under full load on two cores.
+	e.cluster = testcluster.StartCluster(t, 3, testcluster.ServerOptions{Name: "bench", RaftMultiplier: 2, LogLevel: "warn"})
 	for _, s := range e.cluster.Servers {
 		e.clients = append(e.clients, s.Client())
 	}
@@ -164,14 +166,16 @@ func (e *env) waitDone(project string, n int, timeout time.Duration) []*pb.Job {
 			break
 		}
 		if time.Now().After(deadline) {
-			resp, _ := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Limit: 5}))
 			var sample []string
-			if resp != nil {
-				for _, j := range resp.Msg.Jobs {
-					sample = append(sample, j.Id+" "+j.Status+": "+j.StatusReason)
+			for _, st := range []string{"pending", "assigned", "running", "canceling"} {
+				resp, _ := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Status: st, Limit: 3}))
+				if resp != nil {
+					for _, j := range resp.Msg.Jobs {
+						sample = append(sample, j.Id+" "+j.Status+" on "+j.RunnerId+": "+j.StatusReason)
+					}
 				}
 			}
-			e.t.Fatalf("only %d of %d jobs of %s finished within %v; newest: %v", done, n, project, timeout, sample)
+			e.t.Fatalf("only %d of %d jobs of %s finished within %v; unfinished: %v", done, n, project, timeout, sample)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
