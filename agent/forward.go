@@ -256,6 +256,9 @@ func (s *Server) ReadBarrier(ctx context.Context, stale bool) error {
 		return err
 	}
 	if leader == "" {
+		if !s.leaderReady.Load() {
+			return fmt.Errorf("%w: this server was just elected and is still catching up; retry", rpc.ErrNoLeader)
+		}
 		if err := s.raft.VerifyLeader().Error(); err != nil {
 			return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
 		}
@@ -273,8 +276,8 @@ func (s *Server) ReadBarrier(ctx context.Context, stale bool) error {
 // LeaderReadIndex implements rpc.Backend: the index a consistent read must
 // wait for, from a leader that has just confirmed it leads.
 func (s *Server) LeaderReadIndex(ctx context.Context) (uint64, error) {
-	if s.raft.State() != raft.Leader {
-		return 0, fmt.Errorf("%w: this server is no longer the leader", rpc.ErrNoLeader)
+	if s.raft.State() != raft.Leader || !s.leaderReady.Load() {
+		return 0, fmt.Errorf("%w: this server is not a ready leader", rpc.ErrNoLeader)
 	}
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		return 0, fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)

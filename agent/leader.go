@@ -53,6 +53,9 @@ func (s *Server) establishLeadership() {
 	s.leaderMu.Lock()
 	s.leaderCancel, s.leaderDone, s.dispatcher = cancel, done, d
 	s.leaderMu.Unlock()
+	// Only now is the state complete: reads and registrations were refused
+	// (as retryable) until the barrier had replayed every earlier entry.
+	s.leaderReady.Store(true)
 	s.liveness.onOpenSet(d.Kick)
 	since := time.Now()
 	go func() {
@@ -67,6 +70,7 @@ func (s *Server) establishLeadership() {
 
 // revokeLeadership stops the leader's loops, if they run.
 func (s *Server) revokeLeadership() {
+	s.leaderReady.Store(false)
 	s.leaderMu.Lock()
 	cancel, done := s.leaderCancel, s.leaderDone
 	s.leaderCancel, s.leaderDone, s.dispatcher = nil, nil, nil

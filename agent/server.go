@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -45,6 +46,10 @@ type Server struct {
 	// localRunnerToken adopts the runner inside this agent; it lives only
 	// in this process's memory.
 	localRunnerToken string
+
+	// leaderReady is set once a new leader has applied every entry of
+	// earlier terms (establishLeadership's barrier).
+	leaderReady atomic.Bool
 
 	leaderMu     sync.Mutex
 	leaderCancel context.CancelFunc

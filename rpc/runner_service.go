@@ -97,7 +97,7 @@ func (s *RunnerService) Connect(ctx context.Context, stream *connect.BidiStream[
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() { cancel(c.receive(ctx)) }()
-	err = c.deliver(ctx, runner.Status)
+	err = c.deliver(ctx, runner.Status, reg)
 	cancel(err)
 	err = context.Cause(ctx)
 	if errors.Is(err, context.Canceled) {
@@ -164,9 +164,13 @@ func (c *runnerConn) reconcile(ctx context.Context, reg *pb.Register) error {
 // deliver sends the runner every assignment and cancel request made for it,
 // each once per lease, waking on state changes. It ends the stream when the
 // runner is rejected or forgotten, or its heartbeats lapse.
-func (c *runnerConn) deliver(ctx context.Context, status string) error {
+func (c *runnerConn) deliver(ctx context.Context, status string, reg *pb.Register) error {
 	assigned := map[string]uint64{}
 	canceled := map[string]uint64{}
+	// What the runner runs, or has a result for, needs no Assign again.
+	for _, r := range append(append([]*pb.RunningJob(nil), reg.Running...), reg.Unacked...) {
+		assigned[r.JobId] = r.Lease
+	}
 	for ctx.Err() == nil {
 		ws := memdb.NewWatchSet()
 		st := c.svc.b.State()

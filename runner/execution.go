@@ -41,8 +41,13 @@ type execution struct {
 	kick    chan struct{}
 }
 
-// start runs an assigned job unless it already runs here.
+// start runs an assigned job unless it already runs here or already ran:
+// after a reconnect the server sends again what it believes is assigned,
+// and a result still in the outbox means this attempt is done.
 func (r *Runner) start(job *pb.Job) {
+	if r.outbox.Has(job.Id, job.Lease) {
+		return
+	}
 	r.mu.Lock()
 	if e, ok := r.jobs[job.Id]; ok {
 		r.mu.Unlock()

@@ -14,9 +14,14 @@ import (
 // ModeOnDemand runs each job in a fresh, isolated executor.
 const ModeOnDemand = "on_demand"
 
-// defaultOnDemandUser is who on_demand jobs run as when the runner is root
-// and the profile names no user.
-const defaultOnDemandUser = "nobody"
+// When the runner is root and the profile names no user, each on_demand job
+// runs as a user id of its own, from a range no account uses: two jobs
+// then cannot read each other's files or look into each other's processes
+// (/proc/PID/cwd), which a shared account such as nobody would allow.
+const (
+	jobUIDBase  = 1_000_000_000
+	jobUIDRange = 1 << 20
+)
 
 // onDemand prepares a fresh executor for one job: a private working
 // directory with an unguessable name under a parent other users can pass
@@ -47,16 +52,20 @@ func (r *Runner) onDemand(job *pb.Job, spec *executor.Spec) (cleanup func(), err
 	}
 	name := job.User
 	if os.Geteuid() == 0 {
-		if name == "" {
-			name = defaultOnDemandUser
+		var uid, gid uint64
+		if name != "" {
+			u, err := user.Lookup(name)
+			if err != nil {
+				cleanup()
+				return nil, fmt.Errorf("on_demand: user %q: %w", name, err)
+			}
+			uid, _ = strconv.ParseUint(u.Uid, 10, 32)
+			gid, _ = strconv.ParseUint(u.Gid, 10, 32)
+		} else {
+			uid = jobUIDBase + uint64(r.jobUIDs.Add(1))%jobUIDRange
+			gid = uid
+			name = "job-" + strconv.FormatUint(uid, 10)
 		}
-		u, err := user.Lookup(name)
-		if err != nil {
-			cleanup()
-			return nil, fmt.Errorf("on_demand: user %q: %w", name, err)
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 		iso.SetUser, iso.UID, iso.GID = true, uint32(uid), uint32(gid)
 		if err := os.Chown(dir, int(uid), int(gid)); err != nil {
 			cleanup()

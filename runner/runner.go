@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -58,6 +60,9 @@ type Runner struct {
 	workDir string
 	hc      *http.Client
 
+	// jobUIDs numbers the user ids of on_demand jobs.
+	jobUIDs atomic.Uint32
+
 	mu      sync.Mutex
 	jobs    map[string]*execution
 	session *session // nil while disconnected
@@ -90,6 +95,10 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cfg.ID = id.ID
 	r := &Runner{cfg: cfg, id: id, logger: cfg.Logger.Named("runner").With("runner", id.ID), hc: cfg.HTTPClient, jobs: map[string]*execution{}}
+	// Runners on one machine start their job user ids at different places.
+	h := fnv.New32a()
+	h.Write([]byte(id.ID))
+	r.jobUIDs.Store(h.Sum32())
 	if cfg.DataDir == "" {
 		r.outbox = outbox.Memory()
 		if r.workDir, err = os.MkdirTemp("", "outpost-runner-"); err != nil {
@@ -163,6 +172,8 @@ func (r *Runner) close() {
 	if r.cfg.DataDir == "" {
 		os.RemoveAll(r.workDir)
 	}
+	// Empty once every on_demand job has cleaned up after itself.
+	_ = os.Remove(filepath.Join(os.TempDir(), "outpost-on-demand-"+r.cfg.ID))
 }
 
 // running lists the jobs in flight, for Register and heartbeats.

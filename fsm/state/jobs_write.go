@@ -268,6 +268,9 @@ func requeue(j *pb.Job, now *timestamppb.Timestamp, why string) {
 	}
 	j.Status = StatusPending
 	j.StatusReason = fmt.Sprintf("%s; requeued as attempt %d of %d", why, j.Attempt, total)
+	// Error keeps what happened to the previous attempt while the next one
+	// runs (the status reason moves on at once); success clears it.
+	j.Error = why
 	j.RunnerId = ""
 	j.Lease = 0
 	j.AssignedAt, j.StartedAt, j.FinishedAt = nil, nil, nil

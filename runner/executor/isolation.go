@@ -82,10 +82,13 @@ func (iso *Isolation) wrap(path string, argv []string) (string, []string, error)
 // group, so signalling the group still reaches all of it), as the
 // isolation's user when one is set.
 func (iso *Isolation) sysProcAttr() *syscall.SysProcAttr {
+	// Pdeathsig: if the runner dies (SIGKILL, OOM killer), the step dies
+	// with it rather than running on unsupervised while the servers hand
+	// the job to another runner.
 	if iso == nil {
-		return &syscall.SysProcAttr{Setpgid: true}
+		return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
-	attr := &syscall.SysProcAttr{Setsid: true}
+	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if iso.SetUser {
 		attr.Credential = &syscall.Credential{Uid: iso.UID, Gid: iso.GID, NoSetGroups: false}
 	}

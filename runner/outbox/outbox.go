@@ -82,6 +82,23 @@ func (o *Outbox) Delete(jobID string, lease uint64) error {
 	return nil
 }
 
+// Has reports whether a result for this attempt waits in the outbox.
+func (o *Outbox) Has(jobID string, lease uint64) bool {
+	k := key(jobID, lease)
+	if o.db == nil {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		_, ok := o.mem[string(k)]
+		return ok
+	}
+	found := false
+	_ = o.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucket).Get(k) != nil
+		return nil
+	})
+	return found
+}
+
 // List returns every report not yet acknowledged.
 func (o *Outbox) List() ([]*pb.JobFinished, error) {
 	var raws [][]byte
