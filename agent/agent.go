@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -105,6 +106,13 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
 	rpc.Register(mux, a.server, a.logger)
 	mux.Handle("/v1/operator/snapshot", a.server.snapshotHandler())
+	if a.cfg.Dev || a.cfg.EnableDebug {
+		// Profiles of a running agent, for finding bottlenecks: go tool
+		// pprof http://ADDR/debug/pprof/profile
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	// HTTP/1.1 for curl and browsers, h2c for runners' bidirectional
 	// streams; TLS adds ordinary HTTP/2.
 	protocols := new(http.Protocols)

@@ -44,6 +44,8 @@ type Config struct {
 	Advertise string
 	LogLevel  string
 	Dev       bool
+	// EnableDebug serves /debug/pprof on the HTTP port (always on in -dev).
+	EnableDebug bool
 
 	Server          bool
 	BootstrapExpect int

@@ -19,17 +19,19 @@ import (
 // the zero value"; Apply layers sources in order with one rule, so a new
 // setting is one field here and one line in Apply.
 type Overrides struct {
-	Name      *string        `hcl:"name,optional"`
-	DataDir   *string        `hcl:"data_dir,optional"`
-	BindAddr  *string        `hcl:"bind_addr,optional"`
-	Advertise *string        `hcl:"advertise_addr,optional"`
-	LogLevel  *string        `hcl:"log_level,optional"`
-	Server    *ServerBlock   `hcl:"server,block"`
-	Runner    *RunnerBlock   `hcl:"runner,block"`
-	Ports     *PortsBlock    `hcl:"ports,block"`
-	TLS       *hclBodyIgnore `hcl:"tls,block"`
-	ACL       *hclBodyIgnore `hcl:"acl,block"`
-	Telemetry *hclBodyIgnore `hcl:"telemetry,block"`
+	Name      *string `hcl:"name,optional"`
+	DataDir   *string `hcl:"data_dir,optional"`
+	BindAddr  *string `hcl:"bind_addr,optional"`
+	Advertise *string `hcl:"advertise_addr,optional"`
+	LogLevel  *string `hcl:"log_level,optional"`
+	// EnableDebug serves Go's pprof endpoints on the HTTP port.
+	EnableDebug *bool          `hcl:"enable_debug,optional"`
+	Server      *ServerBlock   `hcl:"server,block"`
+	Runner      *RunnerBlock   `hcl:"runner,block"`
+	Ports       *PortsBlock    `hcl:"ports,block"`
+	TLS         *hclBodyIgnore `hcl:"tls,block"`
+	ACL         *hclBodyIgnore `hcl:"acl,block"`
+	Telemetry   *hclBodyIgnore `hcl:"telemetry,block"`
 }
 
 // hclBodyIgnore reserves a block whose settings later versions define.
@@ -153,6 +155,7 @@ func (c *Config) Apply(o *Overrides) error {
 	setS(&c.BindAddr, o.BindAddr)
 	setS(&c.Advertise, o.Advertise)
 	setS(&c.LogLevel, o.LogLevel)
+	setB(&c.EnableDebug, o.EnableDebug)
 	if s := o.Server; s != nil {
 		setB(&c.Server, s.Enabled)
 		setI(&c.BootstrapExpect, s.BootstrapExpect)

@@ -211,25 +211,9 @@ func (f *FSM) apply(index uint64, t MessageType, body any) any {
 	case *pb.RetryJobEntry:
 		return st.RetryJob(index, b)
 	case *pb.RunnerReportsEntry:
-		res := &ReportsResult{Errors: make([]error, len(b.Reports))}
-		for i, r := range b.Reports {
-			res.Errors[i] = applyReport(st, index, r)
-		}
-		return res
+		return &ReportsResult{Errors: st.ApplyReports(index, b.Reports)}
 	}
 	return fmt.Errorf("fsm: no apply for %s", t)
-}
-
-func applyReport(st *state.Store, index uint64, r *pb.RunnerMessage) error {
-	switch m := r.GetMsg().(type) {
-	case *pb.RunnerMessage_Started:
-		return st.JobStarted(index, m.Started)
-	case *pb.RunnerMessage_Logs:
-		return st.AppendLogs(index, m.Logs)
-	case *pb.RunnerMessage_Finished:
-		return st.FinishJob(index, m.Finished)
-	}
-	return fmt.Errorf("fsm: runner report of type %T is not a job report", r.GetMsg())
 }
 
 // Snapshot implements raft.FSM: it captures an immutable view cheaply; the

@@ -21,11 +21,14 @@ const (
 // protocol (JSON or protobuf over HTTP/1.1 or HTTP/2, so curl works), gRPC
 // and gRPC-Web.
 func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes)}
+	// Compressing small messages costs more CPU than it saves on the
+	// loopback and LAN links outpost runs on; big ones (job lists, logs)
+	// still are.
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}
 	mux.Handle(outpostv1connect.NewJobServiceHandler(&JobService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient()}, opts...))
 	mux.Handle(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
-	mux.Handle(outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, connect.WithReadMaxBytes(maxClusterMessageBytes)))
+	mux.Handle(outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, connect.WithReadMaxBytes(maxClusterMessageBytes), connect.WithCompressMinBytes(32<<10)))
 	mux.Handle(outpostv1connect.NewProjectServiceHandler(&ProjectService{b: b}, opts...))
 }

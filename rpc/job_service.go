@@ -284,10 +284,11 @@ func (s *JobService) ListJobs(ctx context.Context, req *connect.Request[pb.ListJ
 		return nil, toConnect(err)
 	}
 	st := s.b.State()
-	jobs := st.Jobs(nil, state.JobFilter{Status: m.Status, Project: m.Project})
 	if m.CountOnly {
-		return connect.NewResponse(&pb.ListJobsResponse{Count: uint64(len(jobs)), Index: st.Index(state.TableJobs)}), nil
+		n := st.CountJobs(state.JobFilter{Status: m.Status, Project: m.Project})
+		return connect.NewResponse(&pb.ListJobsResponse{Count: uint64(n), Index: st.Index(state.TableJobs)}), nil
 	}
+	jobs := st.Jobs(nil, state.JobFilter{Status: m.Status, Project: m.Project})
 	if m.Limit > 0 && len(jobs) > int(m.Limit) {
 		jobs = jobs[len(jobs)-int(m.Limit):]
 	}

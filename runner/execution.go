@@ -137,6 +137,10 @@ func (r *Runner) execute(e *execution) {
 // on_demand ones. cleanup removes what prepare made.
 func (r *Runner) prepare(job *pb.Job) (executor.Spec, func(), error) {
 	s := r.spec(job)
+	if s.Driver == executor.DriverNoop {
+		// Nothing runs, so nothing needs a directory.
+		return s, func() {}, nil
+	}
 	if job.Mode == ModeOnDemand {
 		cleanup, err := r.onDemand(job, &s)
 		return s, cleanup, err

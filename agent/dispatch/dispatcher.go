@@ -79,9 +79,18 @@ func (d *Dispatcher) Kick() {
 	}
 }
 
+// minPassGap spaces dispatch passes under load, so a burst of submits is
+// placed by one pass (and one log entry) rather than one pass each.
+const minPassGap = 3 * time.Millisecond
+
 // Run dispatches until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) {
+	var last time.Time
 	for ctx.Err() == nil {
+		if gap := minPassGap - time.Since(last); gap > 0 {
+			time.Sleep(gap)
+		}
+		last = time.Now()
 		ws := memdb.NewWatchSet()
 		wake, err := d.pass(ctx, ws)
 		if err != nil {
@@ -153,36 +162,41 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 		return d.commit(ctx, batch)
 	}
 	st := d.cfg.State()
-	pending := st.Jobs(ws, state.JobFilter{Status: state.StatusPending})
 	runners := st.Runners(ws)
-	if len(pending) == 0 {
-		return time.Time{}, nil
-	}
 	slots := make([]*slot, 0, len(runners))
+	free := 0
 	for _, r := range runners {
 		s := &slot{runner: r, usable: r.Status == "adopted" && !r.Draining && d.cfg.Usable(r.Id)}
 		if s.usable {
 			s.load = len(st.ActiveJobs(ws, r.Id))
+			free += max(int(r.Capacity)-s.load, 0)
 		}
 		slots = append(slots, s)
 	}
-	// Higher priority first; Jobs returns FIFO order, which the stable sort
-	// keeps among equals.
-	sort.SliceStable(pending, func(a, b int) bool { return pending[a].Priority > pending[b].Priority })
 
 	now := time.Now()
+	reasonsDue := now.Sub(d.lastReasons) >= reasonEvery
 	var (
-		wake    time.Time
-		batch   []*pb.Assignment
-		reasons []*pb.PendingReason
-		groups  = map[string]*group{}
+		wake     time.Time
+		batch    []*pb.Assignment
+		reasons  []*pb.PendingReason
+		groups   = map[string]*group{}
+		unplaced bool
+		err      error
 	)
-	for _, j := range pending {
+	// The queue is in dispatch order (priority, then FIFO); once every
+	// slot is taken, the rest can only wait, and unless their reasons are
+	// due there is no need to look at them.
+	st.Queue(ws, func(j *pb.Job) bool {
+		if free == 0 && !reasonsDue {
+			unplaced = true
+			return false
+		}
 		if nb := j.NotBefore; nb != nil && nb.AsTime().After(now) {
 			if wake.IsZero() || nb.AsTime().Before(wake) {
 				wake = nb.AsTime()
 			}
-			continue
+			return true
 		}
 		key := groupKey(j)
 		g, ok := groups[key]
@@ -197,42 +211,46 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 		}
 		s := d.pick(g)
 		if s == nil {
-			if g.reason == "" {
-				g.reason = explain(j, g.slots)
+			unplaced = true
+			if reasonsDue {
+				if g.reason == "" {
+					g.reason = explain(j, g.slots)
+				}
+				if j.StatusReason != g.reason && len(reasons) < maxReasons {
+					reasons = append(reasons, &pb.PendingReason{JobId: j.Id, Reason: g.reason})
+				}
 			}
-			if j.StatusReason != g.reason {
-				reasons = append(reasons, &pb.PendingReason{JobId: j.Id, Reason: g.reason})
-			}
-			continue
+			return true
 		}
 		s.load++
+		free--
 		batch = append(batch, &pb.Assignment{JobId: j.Id, RunnerId: s.runner.Id})
 		if len(batch) == maxBatch {
-			if err := commit(batch); err != nil {
-				return wake, err
+			if err = commit(batch); err != nil {
+				return false
 			}
 			batch = nil
 		}
+		return true
+	})
+	if err != nil {
+		return wake, err
 	}
 	if len(batch) > 0 {
 		if err := commit(batch); err != nil {
 			return wake, err
 		}
 	}
-	if len(reasons) > 0 {
-		if time.Since(d.lastReasons) < reasonEvery {
-			next := d.lastReasons.Add(reasonEvery)
-			if wake.IsZero() || next.Before(wake) {
-				wake = next
-			}
-		} else {
-			d.lastReasons = time.Now()
-			if len(reasons) > maxReasons {
-				reasons = reasons[:maxReasons]
-			}
-			if _, err := d.cfg.Apply(ctx, fsm.SetPendingReasonsType, &pb.SetPendingReasonsEntry{Reasons: reasons}); err != nil {
-				d.logger.Warn("recording why jobs wait", "error", err)
-			}
+	switch {
+	case len(reasons) > 0:
+		d.lastReasons = time.Now()
+		if _, err := d.cfg.Apply(ctx, fsm.SetPendingReasonsType, &pb.SetPendingReasonsEntry{Reasons: reasons}); err != nil {
+			d.logger.Warn("recording why jobs wait", "error", err)
+		}
+	case unplaced && !reasonsDue:
+		// Come back when reasons are due, even if nothing else changes.
+		if next := d.lastReasons.Add(reasonEvery); wake.IsZero() || next.Before(wake) {
+			wake = next
 		}
 	}
 	return wake, nil

@@ -111,8 +111,43 @@ func current(txn *memdb.Txn, id string, lease uint64) (*pb.Job, error) {
 
 // JobStarted records that the runner holding the lease started the job.
 func (s *Store) JobStarted(index uint64, r *pb.JobStarted) error {
+	return s.inTxn(func(txn *memdb.Txn) error { return s.jobStarted(txn, index, r) })
+}
+
+// inTxn runs fn in a write transaction and commits unless it failed.
+func (s *Store) inTxn(fn func(*memdb.Txn) error) error {
 	txn := s.txn()
 	defer txn.Abort()
+	if err := fn(txn); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// ApplyReports applies a runner's batch of reports in one transaction,
+// each accepted or refused on its own (a refused report changes nothing).
+func (s *Store) ApplyReports(index uint64, reports []*pb.RunnerMessage) []error {
+	errs := make([]error, len(reports))
+	txn := s.txn()
+	defer txn.Abort()
+	for i, r := range reports {
+		switch m := r.GetMsg().(type) {
+		case *pb.RunnerMessage_Started:
+			errs[i] = s.jobStarted(txn, index, m.Started)
+		case *pb.RunnerMessage_Logs:
+			errs[i] = s.appendLogs(txn, index, m.Logs)
+		case *pb.RunnerMessage_Finished:
+			errs[i] = s.finishJob(txn, index, m.Finished)
+		default:
+			errs[i] = fmt.Errorf("runner report of type %T is not a job report: %w", r.GetMsg(), ErrConflict)
+		}
+	}
+	txn.Commit()
+	return errs
+}
+
+func (s *Store) jobStarted(txn *memdb.Txn, index uint64, r *pb.JobStarted) error {
 	j, err := current(txn, r.JobId, r.Lease)
 	if err != nil {
 		return err
@@ -132,17 +167,15 @@ func (s *Store) JobStarted(index uint64, r *pb.JobStarted) error {
 	if err := putJob(txn, index, j); err != nil {
 		return err
 	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return setIndex(txn, TableJobs, index)
 }
 
 // AppendLogs stores a run of log lines for the current attempt of a job.
 func (s *Store) AppendLogs(index uint64, r *pb.JobLogs) error {
-	txn := s.txn()
-	defer txn.Abort()
+	return s.inTxn(func(txn *memdb.Txn) error { return s.appendLogs(txn, index, r) })
+}
+
+func (s *Store) appendLogs(txn *memdb.Txn, index uint64, r *pb.JobLogs) error {
 	j, err := current(txn, r.JobId, r.Lease)
 	if err != nil {
 		return err
@@ -156,11 +189,7 @@ func (s *Store) AppendLogs(index uint64, r *pb.JobLogs) error {
 	if err := putJob(txn, index, j); err != nil {
 		return err
 	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return setIndex(txn, TableJobs, index)
 }
 
 // appendLines adds lines as one chunk, enforcing the per-job cap: the line
@@ -196,8 +225,10 @@ func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb
 // (the outbox resending) finds the job terminal under the same lease and
 // changes nothing. A failure with retries left puts the job back in the queue.
 func (s *Store) FinishJob(index uint64, r *pb.JobFinished) error {
-	txn := s.txn()
-	defer txn.Abort()
+	return s.inTxn(func(txn *memdb.Txn) error { return s.finishJob(txn, index, r) })
+}
+
+func (s *Store) finishJob(txn *memdb.Txn, index uint64, r *pb.JobFinished) error {
 	j, err := current(txn, r.JobId, r.Lease)
 	if err != nil {
 		return err
@@ -236,11 +267,7 @@ func (s *Store) FinishJob(index uint64, r *pb.JobFinished) error {
 	if err := putJob(txn, index, j); err != nil {
 		return err
 	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return setIndex(txn, TableJobs, index)
 }
 
 func reasonOr(r, def string) string {

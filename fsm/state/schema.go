@@ -39,6 +39,10 @@ func schema() *memdb.DBSchema {
 				// Only jobs holding a runner slot, so a runner's stream and the
 				// dispatcher's load count never scan a runner's history.
 				"runner_active": {Name: "runner_active", AllowMissing: true, Indexer: activeRunnerIndex{}},
+				// The queue: pending jobs only, in dispatch order (priority,
+				// then submission), so the dispatcher reads them in order
+				// and stops when runners are full, instead of sorting all.
+				"queue": {Name: "queue", Unique: true, AllowMissing: true, Indexer: queueIndex{}},
 			},
 		},
 		TableJobLogs: {
@@ -155,3 +159,28 @@ func (tokenHashIndex) FromArgs(args ...any) ([]byte, error) {
 	}
 	return h, nil
 }
+
+// queueIndex orders pending jobs by priority (high first), then by the
+// index that submitted them (a retry keeps its place), then id.
+type queueIndex struct{}
+
+func (queueIndex) FromObject(obj any) (bool, []byte, error) {
+	j, ok := obj.(*pb.Job)
+	if !ok {
+		return false, nil, fmt.Errorf("queueIndex: %T is not a job", obj)
+	}
+	if j.Status != StatusPending {
+		return false, nil, nil
+	}
+	p := min(max(j.Priority, 0), 255)
+	key := []byte{byte(255 - p)}
+	key = binary.BigEndian.AppendUint64(key, j.CreateIndex)
+	key = append(key, j.Id...)
+	return true, append(key, 0), nil
+}
+
+func (queueIndex) FromArgs(args ...any) ([]byte, error) {
+	return nil, fmt.Errorf("queueIndex: iterate it with the queue_prefix index and an empty prefix")
+}
+
+func (queueIndex) PrefixFromArgs(args ...any) ([]byte, error) { return []byte{}, nil }

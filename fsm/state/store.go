@@ -235,6 +235,49 @@ func sortJobs(js []*pb.Job) {
 	})
 }
 
+// Queue calls fn for each pending job in dispatch order (priority, then
+// submission) until fn returns false.
+func (s *Store) Queue(ws memdb.WatchSet, fn func(*pb.Job) bool) {
+	it, err := s.db.Txn(false).Get(TableJobs, "queue_prefix", "")
+	if err != nil {
+		return
+	}
+	ws.Add(it.WatchCh())
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if !fn(raw.(*pb.Job)) {
+			return
+		}
+	}
+}
+
+// CountJobs counts the jobs matching f, without building a sorted list.
+func (s *Store) CountJobs(f JobFilter) int {
+	txn := s.db.Txn(false)
+	var (
+		it  memdb.ResultIterator
+		err error
+	)
+	switch {
+	case f.Status != "":
+		it, err = txn.Get(TableJobs, "status", f.Status)
+	case f.Project != "":
+		it, err = txn.Get(TableJobs, "project", f.Project)
+	default:
+		it, err = txn.Get(TableJobs, "id")
+	}
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		j := raw.(*pb.Job)
+		if (f.Status == "" || j.Status == f.Status) && (f.Project == "" || j.Project == f.Project) {
+			n++
+		}
+	}
+	return n
+}
+
 // ActiveJobs returns the jobs a runner holds a slot for (assigned, running,
 // canceling), oldest first.
 func (s *Store) ActiveJobs(ws memdb.WatchSet, runnerID string) []*pb.Job {
