@@ -3,9 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -225,5 +223,3 @@ func (s *Server) Leave(ctx context.Context) {
 	}
 	s.logger.Warn("the leader did not remove this server in time; it stays a voter until removed with `outpost operator raft remove-peer`")
 }
-
-func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
