@@ -1,0 +1,77 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigErrors(t *testing.T) {
+	cases := []struct{ name, src, want string }{
+		{"unknown key", "name = \"a\"\nbogus = 1\n", `a.hcl:2:1: Unsupported argument: An argument named "bogus" is not expected here.`},
+		{"unknown block key", "server {\n  enabeld = true\n}\n", `a.hcl:2:3: Unsupported argument: An argument named "enabeld" is not expected here. Did you mean "enabled"?`},
+		{"wrong type", "ports {\n  http = \"x\"\n}\n", `a.hcl:2:11: Unsuitable value type: Unsuitable value: a number is required`},
+		{"reserved tls", "tls {\n  enabled = true\n}\n", `a.hcl:1:5: Unsupported block: tls { } is reserved but not implemented in this version of outpost; remove it`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("a.hcl", []byte(tc.src))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error:\n got %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// Files merge in order, flags override files, environment overrides all.
+func TestConfigLayering(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a.hcl", "name = \"from-a\"\nlog_level = \"debug\"\nserver {\n  bootstrap_expect = 3\n  retry_join = [\"10.0.0.1:7702\"]\n  raft_multiplier = 1\n  runner_timeout = \"7s\"\n}\nports {\n  http = 9000\n}\n")
+	b := write("b.hcl", "name = \"from-b\"\nrunner {\n  labels = { env = \"prod\" }\n  capacity = 8\n}\n")
+	files, err := LoadConfigPaths([]string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	for _, o := range files {
+		if err := cfg.Apply(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := 9100
+	if err := cfg.Apply(&Overrides{Ports: &PortsBlock{HTTP: &port}}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := EnvOverrides(func(k string) string {
+		return map[string]string{"OUTPOST_NAME": "from-env", "OUTPOST_RETRY_JOIN": "10.0.0.2:7702,10.0.0.3:7702"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Apply(env); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case cfg.NodeID != "from-env":
+		t.Errorf("name = %q, want the environment's", cfg.NodeID)
+	case cfg.LogLevel != "debug" || cfg.BootstrapExpect != 3 || cfg.RunnerTimeout != 7*time.Second:
+		t.Errorf("file a's settings lost: %+v", cfg)
+	case cfg.Ports.HTTP != 9100:
+		t.Errorf("http port = %d, want the flag's 9100", cfg.Ports.HTTP)
+	case strings.Join(cfg.RetryJoin, ",") != "10.0.0.2:7702,10.0.0.3:7702":
+		t.Errorf("retry_join = %v, want the environment's", cfg.RetryJoin)
+	case cfg.RunnerLabels["env"] != "prod" || cfg.RunnerCapacity != 8:
+		t.Errorf("file b's runner block lost: %+v", cfg)
+	case cfg.RaftTiming.HeartbeatTimeout != 200*time.Millisecond:
+		t.Errorf("raft_multiplier 1 gave heartbeat timeout %v", cfg.RaftTiming.HeartbeatTimeout)
+	}
+}
