@@ -39,7 +39,7 @@ func (p *peers) cluster(addr string) outpostv1connect.ClusterServiceClient {
 	defer p.mu.Unlock()
 	c, ok := p.by[addr]
 	if !ok {
-		c = outpostv1connect.NewClusterServiceClient(p.hc, "http://"+addr)
+		c = outpostv1connect.NewClusterServiceClient(p.hc, "http://"+addr, connect.WithInterceptors(rpc.UnavailableOnReset()))
 		p.by[addr] = c
 	}
 	return c

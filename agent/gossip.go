@@ -158,7 +158,9 @@ func (g *Gossip) RetryJoin(addrs []string, stop <-chan struct{}) {
 // SetBootstrapped marks this server as part of a formed cluster.
 func (g *Gossip) SetBootstrapped() {
 	g.mu.Lock()
-	changed := !g.meta.Bootstrapped
+	// Once leaving, publish nothing more: a later update would replace
+	// the leave announcement in memberlist's queue before it is sent.
+	changed := !g.meta.Bootstrapped && !g.meta.Leaving
 	g.meta.Bootstrapped = true
 	g.mu.Unlock()
 	if changed {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
 
@@ -104,15 +106,16 @@ func NewClient(addrs string, hc *http.Client) (*Client, error) {
 	if len(list) > 1 {
 		hc = &http.Client{Transport: &failover{next: hc.Transport, addrs: list}, Timeout: hc.Timeout}
 	}
+	opt := connect.WithInterceptors(UnavailableOnReset())
 	return &Client{
 		Address:   base,
 		Addresses: list,
 		HTTP:      hc,
-		Jobs:      outpostv1connect.NewJobServiceClient(hc, base),
-		Runners:   outpostv1connect.NewRunnerServiceClient(hc, base),
-		Agent:     outpostv1connect.NewAgentServiceClient(hc, base),
-		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base),
-		Projects:  outpostv1connect.NewProjectServiceClient(hc, base),
+		Jobs:      outpostv1connect.NewJobServiceClient(hc, base, opt),
+		Runners:   outpostv1connect.NewRunnerServiceClient(hc, base, opt),
+		Agent:     outpostv1connect.NewAgentServiceClient(hc, base, opt),
+		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base, opt),
+		Projects:  outpostv1connect.NewProjectServiceClient(hc, base, opt),
 	}, nil
 }
 

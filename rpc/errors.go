@@ -57,3 +57,18 @@ func trimSentinel(msg string) string {
 func invalid(format string, args ...any) error {
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
 }
+
+// UnavailableOnReset is a client interceptor: connect-go reports a server
+// that died mid-call (connection reset) as canceled, which callers would
+// not retry. When the caller did not cancel, it is in fact unavailable.
+func UnavailableOnReset() connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			resp, err := next(ctx, req)
+			if err != nil && ctx.Err() == nil && connect.CodeOf(err) == connect.CodeCanceled {
+				return nil, connect.NewError(connect.CodeUnavailable, err)
+			}
+			return resp, err
+		}
+	})
+}
