@@ -69,6 +69,6 @@ job "inspect" {
   }
 
   step "whoami" {
-    script = "echo \"user=$(id -un) home=$HOME\"; grep -E 'processes|open files' /proc/self/limits"
+    script = "echo \"uid=$(id -u) user=$USER home=$HOME\"; grep -E 'processes|open files' /proc/self/limits"
   }
 }

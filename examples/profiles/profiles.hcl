@@ -17,8 +17,8 @@ runner_profile "prod-linux" {
 }
 
 # A fresh, isolated executor per job: its own session and private
-# directory, a clean environment, resource limits, and user "nobody" when
-# the runner runs as root.
+# directory, a clean environment, resource limits, and a user id of the
+# job's own when the runner runs as root.
 runner_profile "sandbox" {
   target_labels = { dev = "true" }
   mode          = "on_demand"
