@@ -163,12 +163,13 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 	}
 	st := d.cfg.State()
 	runners := st.Runners(ws)
+	loads := st.ActiveCounts(ws)
 	slots := make([]*slot, 0, len(runners))
 	free := 0
 	for _, r := range runners {
 		s := &slot{runner: r, usable: r.Status == "adopted" && !r.Draining && d.cfg.Usable(r.Id)}
 		if s.usable {
-			s.load = len(st.ActiveJobs(ws, r.Id))
+			s.load = loads[r.Id]
 			free += max(int(r.Capacity)-s.load, 0)
 		}
 		slots = append(slots, s)

@@ -126,6 +126,16 @@ func (activeRunnerIndex) FromObject(obj any) (bool, []byte, error) {
 	return true, []byte(j.RunnerId + "\x00"), nil
 }
 
+// PrefixFromArgs lets the whole index be scanned with an empty prefix.
+func (activeRunnerIndex) PrefixFromArgs(args ...any) ([]byte, error) {
+	if len(args) == 1 {
+		if id, ok := args[0].(string); ok {
+			return []byte(id), nil
+		}
+	}
+	return nil, fmt.Errorf("activeRunnerIndex: want one string prefix")
+}
+
 func (activeRunnerIndex) FromArgs(args ...any) ([]byte, error) {
 	if len(args) != 1 {
 		return nil, fmt.Errorf("activeRunnerIndex: want 1 argument, got %d", len(args))

@@ -278,6 +278,23 @@ func (s *Store) CountJobs(f JobFilter) int {
 	return n
 }
 
+// ActiveCounts returns how many jobs each runner holds a slot for, from
+// one pass over the slot index and with one watch for all of it: the
+// dispatcher needs every runner's load on every pass, and a query (and a
+// watch channel) per runner made passes slow with thousands of runners.
+func (s *Store) ActiveCounts(ws memdb.WatchSet) map[string]int {
+	it, err := s.db.Txn(false).Get(TableJobs, "runner_active_prefix", "")
+	if err != nil {
+		return nil
+	}
+	ws.Add(it.WatchCh())
+	counts := map[string]int{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		counts[raw.(*pb.Job).RunnerId]++
+	}
+	return counts
+}
+
 // ActiveJobs returns the jobs a runner holds a slot for (assigned, running,
 // canceling), oldest first.
 func (s *Store) ActiveJobs(ws memdb.WatchSet, runnerID string) []*pb.Job {
