@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,6 +56,7 @@ func projectSource(name string, profiles bool) []byte {
 
 type env struct {
 	smoke   bool
+	all     *rpc.Client
 	t       *testing.T
 	cluster *testcluster.Cluster
 	clients []*rpc.Client
@@ -71,6 +73,13 @@ func startEnv(t *testing.T, sz Sizes) *env {
 	for _, s := range e.cluster.Servers {
 		e.clients = append(e.clients, s.Client())
 	}
+	all, err := rpc.NewClient(strings.Join(e.cluster.Addrs(), ","), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Watching for results must outlive any one server (failover kills
+	// the leader), so it goes through every address.
+	e.all = all
 	e.token = e.createToken()
 	for i := range sz.Runners {
 		e.runners = append(e.runners, e.startRunner(fmt.Sprintf("runner-%d", i), sz.RunnerCapacity, "", i))
@@ -152,7 +161,7 @@ func (e *env) waitDone(project string, n int, timeout time.Duration) []*pb.Job {
 	if e.smoke {
 		timeout = min(timeout, 90*time.Second)
 	}
-	c := e.clients[0]
+	c := e.all
 	deadline := time.Now().Add(timeout)
 	for {
 		done := 0
@@ -290,10 +299,7 @@ func (e *env) pickup(r *Report, rate int, d time.Duration) {
 // again and until jobs are dispatched again.
 func (e *env) failover(r *Report, rate int) {
 	project := fmt.Sprintf("fo%d", e.seq.Add(1))
-	all, err := rpc.NewClient(e.cluster.Addrs()[0]+","+e.cluster.Addrs()[1]+","+e.cluster.Addrs()[2], nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	all := e.all
 	leader, _ := e.leaderStatus()
 	var (
 		killedAt    atomic.Int64 // unix nanos, 0 before the kill
