@@ -69,16 +69,7 @@ func (s *Store) Profiles(ws memdb.WatchSet) []*pb.RunnerProfile {
 }
 
 func profilesFrom(txn *memdb.Txn, ws memdb.WatchSet) []*pb.RunnerProfile {
-	it, err := txn.Get(TableProfiles, "id")
-	if err != nil {
-		return nil
-	}
-	ws.Add(it.WatchCh())
-	var out []*pb.RunnerProfile
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*pb.RunnerProfile))
-	}
-	return out
+	return all[*pb.RunnerProfile](txn, ws, TableProfiles, "id")
 }
 
 // ProfileByName returns one profile.

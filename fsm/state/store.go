@@ -90,15 +90,7 @@ func (sn *Snapshot) RunnerTokens() []*pb.RunnerToken { return tokensFrom(sn.txn)
 func (sn *Snapshot) Profiles() []*pb.RunnerProfile   { return profilesFrom(sn.txn, nil) }
 
 func tokensFrom(txn *memdb.Txn) []*pb.RunnerToken {
-	it, err := txn.Get(TableTokens, "id")
-	if err != nil {
-		return nil
-	}
-	var out []*pb.RunnerToken
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*pb.RunnerToken))
-	}
-	return out
+	return all[*pb.RunnerToken](txn, nil, TableTokens, "id")
 }
 
 // setIndex records that index last wrote table.
@@ -331,31 +323,14 @@ func (s *Store) LogChunks(ws memdb.WatchSet, jobID string, afterSeq uint64) []*p
 }
 
 func allChunks(txn *memdb.Txn) []*pb.LogChunk {
-	it, err := txn.Get(TableJobLogs, "id")
-	if err != nil {
-		return nil
-	}
-	var out []*pb.LogChunk
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*pb.LogChunk))
-	}
-	return out
+	return all[*pb.LogChunk](txn, nil, TableJobLogs, "id")
 }
 
 // Projects returns every project by name.
 func (s *Store) Projects(ws memdb.WatchSet) []*pb.Project { return projectsFrom(s.db.Txn(false), ws) }
 
 func projectsFrom(txn *memdb.Txn, ws memdb.WatchSet) []*pb.Project {
-	it, err := txn.Get(TableProjects, "id")
-	if err != nil {
-		return nil
-	}
-	ws.Add(it.WatchCh())
-	var out []*pb.Project
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*pb.Project))
-	}
-	return out
+	return all[*pb.Project](txn, ws, TableProjects, "id")
 }
 
 // ProjectByName returns one project.
@@ -375,16 +350,7 @@ func (s *Store) ProjectByName(ws memdb.WatchSet, name string) (*pb.Project, erro
 func (s *Store) Runners(ws memdb.WatchSet) []*pb.Runner { return runnersFrom(s.db.Txn(false), ws) }
 
 func runnersFrom(txn *memdb.Txn, ws memdb.WatchSet) []*pb.Runner {
-	it, err := txn.Get(TableRunners, "id")
-	if err != nil {
-		return nil
-	}
-	ws.Add(it.WatchCh())
-	var out []*pb.Runner
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*pb.Runner))
-	}
-	return out
+	return all[*pb.Runner](txn, ws, TableRunners, "id")
 }
 
 // RunnerByID returns one runner, or a unique id prefix of one.
@@ -411,4 +377,19 @@ func (s *Store) RunnerByID(ws memdb.WatchSet, id string) (*pb.Runner, error) {
 		return nil, fmt.Errorf("runner %q: %w", id, ErrNotFound)
 	}
 	return found, nil
+}
+
+// all returns every row of a table in the order of one of its indexes,
+// adding the table's watch channel to ws.
+func all[T any](txn *memdb.Txn, ws memdb.WatchSet, table, index string) []T {
+	it, err := txn.Get(table, index)
+	if err != nil {
+		return nil
+	}
+	ws.Add(it.WatchCh())
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(T))
+	}
+	return out
 }
