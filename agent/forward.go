@@ -156,6 +156,15 @@ func (s *Server) Commit(ctx context.Context, t fsm.MessageType, body proto.Messa
 
 // applyLocal commits an encoded entry on this server, which must lead.
 func (s *Server) applyLocal(ctx context.Context, data []byte) (uint64, any, error) {
+	if e, ok := submitEntry(data); ok {
+		index, err := s.submits.submit(ctx, e, len(data))
+		return index, nil, err
+	}
+	return s.raftApply(ctx, data)
+}
+
+// raftApply commits one entry through Raft on this server, the leader.
+func (s *Server) raftApply(ctx context.Context, data []byte) (uint64, any, error) {
 	timeout := applyTimeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)

@@ -47,6 +47,9 @@ type Server struct {
 	// in this process's memory.
 	localRunnerToken string
 
+	// submits groups concurrent submits into shared log entries.
+	submits *submitBatcher
+
 	// leaderReady is set once a new leader has applied every entry of
 	// earlier terms (establishLeadership's barrier).
 	leaderReady atomic.Bool
@@ -97,6 +100,7 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 			return nil, err
 		}
 	}
+	s.submits = newSubmitBatcher(s)
 	s.wg.Add(2)
 	go s.monitorLeadership()
 	go s.reportRunners()
