@@ -63,6 +63,7 @@ type Config struct {
 	Ports             Ports
 	RaftTiming        RaftTiming
 	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	// RunnerTimeout is how long a runner may be silent, with no stream,
 	// before the leader hands its jobs back.
@@ -82,6 +83,7 @@ func DefaultConfig() *Config {
 		Ports:             Ports{HTTP: DefaultHTTPPort, Raft: DefaultRaftPort, Gossip: DefaultGossipPort},
 		RaftTiming:        raftTiming(DefaultRaftMultiplier),
 		SnapshotThreshold: 8192,
+		SnapshotInterval:  30 * time.Second,
 		TrailingLogs:      10240,
 		RunnerTimeout:     15 * time.Second,
 		RunnerCapacity:    4,

@@ -47,6 +47,12 @@ type ServerBlock struct {
 	RaftMultiplier  *int     `hcl:"raft_multiplier,optional"`
 	Encrypt         *string  `hcl:"encrypt,optional"`
 	RunnerTimeout   *string  `hcl:"runner_timeout,optional"`
+	// Raft snapshotting: after how many new entries, checked how often,
+	// and how many entries are kept behind a snapshot for followers that
+	// lag a little.
+	SnapshotThreshold *int    `hcl:"raft_snapshot_threshold,optional"`
+	SnapshotInterval  *string `hcl:"raft_snapshot_interval,optional"`
+	TrailingLogs      *int    `hcl:"raft_trailing_logs,optional"`
 }
 
 // RunnerBlock is `runner { … }`.
@@ -169,6 +175,25 @@ func (c *Config) Apply(o *Overrides) error {
 			c.RaftTiming = raftTiming(*s.RaftMultiplier)
 		}
 		setS(&c.GossipKey, s.Encrypt)
+		if s.SnapshotThreshold != nil {
+			if *s.SnapshotThreshold < 16 {
+				return fmt.Errorf("config: raft_snapshot_threshold must be at least 16")
+			}
+			c.SnapshotThreshold = uint64(*s.SnapshotThreshold)
+		}
+		if s.TrailingLogs != nil {
+			if *s.TrailingLogs < 0 {
+				return fmt.Errorf("config: raft_trailing_logs must not be negative")
+			}
+			c.TrailingLogs = uint64(*s.TrailingLogs)
+		}
+		if s.SnapshotInterval != nil {
+			d, err := time.ParseDuration(*s.SnapshotInterval)
+			if err != nil || d < 100*time.Millisecond {
+				return fmt.Errorf("config: raft_snapshot_interval %q is not a duration of at least 100ms", *s.SnapshotInterval)
+			}
+			c.SnapshotInterval = d
+		}
 		if s.RunnerTimeout != nil {
 			d, err := time.ParseDuration(*s.RunnerTimeout)
 			if err != nil || d <= 0 {

@@ -118,7 +118,7 @@ func (s *Server) raftConfig() *raft.Config {
 	rc.LeaderLeaseTimeout = t.LeaderLeaseTimeout
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
-	rc.SnapshotInterval = 30 * time.Second
+	rc.SnapshotInterval = s.cfg.SnapshotInterval
 	rc.TrailingLogs = s.cfg.TrailingLogs
 	rc.MaxAppendEntries = 256
 	rc.BatchApplyCh = true

@@ -453,21 +453,24 @@ func ftCompactedTo(s *testcluster.Server) uint64 {
 // trailing logs they keep after a snapshot can only catch up by installing a
 // snapshot. It must, and then serve exactly what the others serve.
 //
-// The agent has no knob for the snapshot threshold (8192 entries) or the
-// trailing logs (10240), and Raft checks whether to snapshot only every
-// 30-60s, so this test submits 11,000 jobs (one entry each: no runner
-// takes them) and then waits for that check. It takes about a minute; up to
-// two when the check comes before the load is done and the next one is due.
+// The servers snapshot every 64 entries, keep 32 behind a snapshot and
+// check every 200ms (server config below), so a few thousand jobs (which
+// concurrent submits share log entries for) put the follower far enough
+// behind.
 func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	e2e(t)
 	const (
 		project = "catch-up"
-		jobs    = 11000
+		jobs    = 3000
 		// Every cancelEvery-th job is canceled, so the state holds more
 		// than one status to compare.
 		cancelEvery = 50
 	)
-	c := testcluster.StartCluster(t, 3, testcluster.ServerOptions{Name: "cu", RaftMultiplier: 1, LogLevel: "info"})
+	raftCfg := filepath.Join(t.TempDir(), "raft.hcl")
+	if err := os.WriteFile(raftCfg, []byte("server {\n  raft_snapshot_threshold = 64\n  raft_trailing_logs = 32\n  raft_snapshot_interval = \"200ms\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.StartCluster(t, 3, testcluster.ServerOptions{Name: "cu", RaftMultiplier: 1, LogLevel: "info", ExtraArgs: []string{"-config", raftCfg}})
 	ftKeepLogs(t, c)
 	leader := c.WaitForLeader(ftTimeout)
 	follower := ftOthers(c, leader)[0]
