@@ -34,7 +34,6 @@ func schema() *memdb.DBSchema {
 			Indexes: map[string]*memdb.IndexSchema{
 				"id":      {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 				"status":  {Name: "status", Indexer: &memdb.StringFieldIndex{Field: "Status"}},
-				"runner":  {Name: "runner", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "RunnerId"}},
 				"project": {Name: "project", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Project"}},
 				// Only jobs holding a runner slot, so a runner's stream and the
 				// dispatcher's load count never scan a runner's history.

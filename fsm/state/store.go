@@ -163,23 +163,14 @@ func (s *Store) JobByID(ws memdb.WatchSet, id string) (*pb.Job, error) {
 	return found, nil
 }
 
-// JobFilter selects jobs in Jobs. Empty fields match everything.
-type JobFilter struct {
-	Status  string
-	Project string
-	Runner  string
-}
-
-// Jobs returns the jobs matching f, oldest first.
-func (s *Store) Jobs(ws memdb.WatchSet, f JobFilter) []*pb.Job {
+// eachJob calls fn for every job matching f, using the narrowest index.
+func (s *Store) eachJob(ws memdb.WatchSet, f JobFilter, fn func(*pb.Job)) {
 	txn := s.db.Txn(false)
 	var (
 		it  memdb.ResultIterator
 		err error
 	)
 	switch {
-	case f.Runner != "":
-		it, err = txn.Get(TableJobs, "runner", f.Runner)
 	case f.Status != "":
 		it, err = txn.Get(TableJobs, "status", f.Status)
 	case f.Project != "":
@@ -188,18 +179,27 @@ func (s *Store) Jobs(ws memdb.WatchSet, f JobFilter) []*pb.Job {
 		it, err = txn.Get(TableJobs, "id")
 	}
 	if err != nil {
-		return nil
+		return
 	}
 	ws.Add(it.WatchCh())
-	var out []*pb.Job
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		j := raw.(*pb.Job)
-		if (f.Status != "" && j.Status != f.Status) || (f.Project != "" && j.Project != f.Project) ||
-			(f.Runner != "" && j.RunnerId != f.Runner) {
-			continue
+		if (f.Status == "" || j.Status == f.Status) && (f.Project == "" || j.Project == f.Project) {
+			fn(j)
 		}
-		out = append(out, j)
 	}
+}
+
+// JobFilter selects jobs in Jobs. Empty fields match everything.
+type JobFilter struct {
+	Status  string
+	Project string
+}
+
+// Jobs returns the jobs matching f, oldest first.
+func (s *Store) Jobs(ws memdb.WatchSet, f JobFilter) []*pb.Job {
+	var out []*pb.Job
+	s.eachJob(ws, f, func(j *pb.Job) { out = append(out, j) })
 	sortJobs(out)
 	return out
 }
@@ -244,29 +244,8 @@ func (s *Store) Queue(ws memdb.WatchSet, fn func(*pb.Job) bool) {
 
 // CountJobs counts the jobs matching f, without building a sorted list.
 func (s *Store) CountJobs(f JobFilter) int {
-	txn := s.db.Txn(false)
-	var (
-		it  memdb.ResultIterator
-		err error
-	)
-	switch {
-	case f.Status != "":
-		it, err = txn.Get(TableJobs, "status", f.Status)
-	case f.Project != "":
-		it, err = txn.Get(TableJobs, "project", f.Project)
-	default:
-		it, err = txn.Get(TableJobs, "id")
-	}
-	if err != nil {
-		return 0
-	}
 	n := 0
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		j := raw.(*pb.Job)
-		if (f.Status == "" || j.Status == f.Status) && (f.Project == "" || j.Project == f.Project) {
-			n++
-		}
-	}
+	s.eachJob(nil, f, func(*pb.Job) { n++ })
 	return n
 }
 
