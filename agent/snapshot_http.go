@@ -121,8 +121,8 @@ func InspectSnapshot(r io.Reader) (*SnapshotInfo, error) {
 	view := st.Snapshot()
 	return &SnapshotInfo{
 		Index:     view.LatestIndex(),
-		Jobs:      len(view.Jobs()),
-		LogChunks: len(view.LogChunks()),
+		Jobs:      view.JobCount(),
+		LogChunks: view.LogChunkCount(),
 		Projects:  len(view.Projects()),
 		Runners:   len(view.Runners()),
 		Size:      cr.n,

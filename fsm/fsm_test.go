@@ -195,8 +195,34 @@ func (nopCloser) Close() error { return nil }
 func assertSameState(t *testing.T, want, got *state.Store) {
 	t.Helper()
 	ws, gs := want.Snapshot(), got.Snapshot()
-	eqList(t, "jobs", ws.Jobs(), gs.Jobs())
-	eqList(t, "log chunks", ws.LogChunks(), gs.LogChunks())
+	eqList(t, "jobs in play", ws.Jobs(), gs.Jobs())
+	// Finished jobs live in their own table, kept encoded.
+	eqList(t, "all jobs", want.Jobs(nil, state.JobFilter{}), got.Jobs(nil, state.JobFilter{}))
+	if n := len(want.Jobs(nil, state.JobFilter{Status: state.StatusSucceeded})); n == 0 {
+		t.Fatal("no finished job in the state: the history table is not compared")
+	}
+	// A finished job's logs move into its history row.
+	finishedLogs := 0
+	for _, j := range want.Jobs(nil, state.JobFilter{}) {
+		wc, gc := want.LogChunks(nil, j.Id, 0), got.LogChunks(nil, j.Id, 0)
+		if len(wc) > 0 {
+			eqList(t, "log chunks of "+j.Id, wc, gc)
+			if state.Terminal(j.Status) {
+				finishedLogs++
+			}
+		} else if len(gc) > 0 {
+			t.Errorf("job %s: %d log chunks restored, want none", j.Id, len(gc))
+		}
+	}
+	if finishedLogs == 0 {
+		t.Error("no finished job has logs: the history's logs are not compared")
+	}
+	if w, g := ws.LogChunkCount(), gs.LogChunkCount(); w != g {
+		t.Errorf("%d log chunks restored, want %d", g, w)
+	}
+	if len(ws.LogChunks()) > 0 || len(gs.LogChunks()) > 0 {
+		eqList(t, "log chunks in play", ws.LogChunks(), gs.LogChunks())
+	}
 	eqList(t, "projects", ws.Projects(), gs.Projects())
 	eqList(t, "runners", ws.Runners(), gs.Runners())
 	eqList(t, "runner tokens", ws.RunnerTokens(), gs.RunnerTokens())

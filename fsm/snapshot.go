@@ -98,6 +98,20 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 			err = putMsg(recordJob, j)
 		}
 	}
+	if err == nil {
+		// A finished job's chunks follow it, so restore finds the job.
+		err = view.FinishedJobs(func(job []byte, chunks [][]byte) error {
+			if err := put(recordJob, job); err != nil {
+				return err
+			}
+			for _, c := range chunks {
+				if err := put(recordChunk, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	for _, c := range view.LogChunks() {
 		if err == nil {
 			err = putMsg(recordChunk, c)
@@ -167,12 +181,12 @@ func restoreRecord(rs *state.Restore, kind recordKind, b []byte) error {
 	case recordJob:
 		m := &pb.Job{}
 		if err = proto.Unmarshal(b, m); err == nil {
-			err = rs.Job(m)
+			err = rs.Job(m, b)
 		}
 	case recordChunk:
 		m := &pb.LogChunk{}
 		if err = proto.Unmarshal(b, m); err == nil {
-			err = rs.LogChunk(m)
+			err = rs.LogChunk(m, b)
 		}
 	case recordProject:
 		m := &pb.Project{}

@@ -16,23 +16,24 @@ import (
 // of the entry that carries it and must be deterministic: every time it uses
 // comes from the entry, never from the clock.
 
+// getJob returns a copy of the job that the caller may change and store.
 func getJob(txn *memdb.Txn, id string) (*pb.Job, error) {
-	raw, err := txn.First(TableJobs, "id", id)
+	_, j, err := jobIn(txn, id)
 	if err != nil {
-		return nil, fmt.Errorf("state: job lookup: %w", err)
+		return nil, err
 	}
-	if raw == nil {
+	if j == nil {
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
-	return proto.Clone(raw.(*pb.Job)).(*pb.Job), nil
+	if Terminal(j.Status) {
+		return j, nil // decoded afresh from the history
+	}
+	return proto.Clone(j).(*pb.Job), nil
 }
 
 func putJob(txn *memdb.Txn, index uint64, j *pb.Job) error {
 	j.ModifyIndex = index
-	if err := txn.Insert(TableJobs, j); err != nil {
-		return fmt.Errorf("state: insert job %s: %w", j.Id, err)
-	}
-	return nil
+	return storeJob(txn, j)
 }
 
 // SubmitJobs inserts new pending jobs. A job whose id exists already is left
@@ -41,7 +42,7 @@ func (s *Store) SubmitJobs(index uint64, jobs []*pb.Job) error {
 	txn := s.txn()
 	defer txn.Abort()
 	for _, j := range jobs {
-		if raw, _ := txn.First(TableJobs, "id", j.Id); raw != nil {
+		if _, old, _ := jobIn(txn, j.Id); old != nil {
 			continue
 		}
 		j = proto.Clone(j).(*pb.Job)
@@ -111,14 +112,19 @@ func current(txn *memdb.Txn, id string, lease uint64) (*pb.Job, error) {
 
 // JobStarted records that the runner holding the lease started the job.
 func (s *Store) JobStarted(index uint64, r *pb.JobStarted) error {
-	return s.inTxn(func(txn *memdb.Txn) error { return s.jobStarted(txn, index, r) })
+	return s.inJobsTxn(index, func(txn *memdb.Txn) error { return s.jobStarted(txn, index, r) })
 }
 
-// inTxn runs fn in a write transaction and commits unless it failed.
-func (s *Store) inTxn(fn func(*memdb.Txn) error) error {
+// inJobsTxn runs fn in a write transaction and, unless it failed, records
+// index as the jobs table's and commits. The report methods leave setting
+// the index to their caller so a batch of reports sets it once.
+func (s *Store) inJobsTxn(index uint64, fn func(*memdb.Txn) error) error {
 	txn := s.txn()
 	defer txn.Abort()
 	if err := fn(txn); err != nil {
+		return err
+	}
+	if err := setIndex(txn, TableJobs, index); err != nil {
 		return err
 	}
 	txn.Commit()
@@ -143,6 +149,12 @@ func (s *Store) ApplyReports(index uint64, reports []*pb.RunnerMessage) []error 
 			errs[i] = fmt.Errorf("runner report of type %T is not a job report: %w", r.GetMsg(), ErrConflict)
 		}
 	}
+	if err := setIndex(txn, TableJobs, index); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 	txn.Commit()
 	return errs
 }
@@ -164,15 +176,12 @@ func (s *Store) jobStarted(txn *memdb.Txn, index uint64, r *pb.JobStarted) error
 	}
 	j.StartedAt = r.Time
 	j.UpdatedAt = r.Time
-	if err := putJob(txn, index, j); err != nil {
-		return err
-	}
-	return setIndex(txn, TableJobs, index)
+	return putJob(txn, index, j)
 }
 
 // AppendLogs stores a run of log lines for the current attempt of a job.
 func (s *Store) AppendLogs(index uint64, r *pb.JobLogs) error {
-	return s.inTxn(func(txn *memdb.Txn) error { return s.appendLogs(txn, index, r) })
+	return s.inJobsTxn(index, func(txn *memdb.Txn) error { return s.appendLogs(txn, index, r) })
 }
 
 func (s *Store) appendLogs(txn *memdb.Txn, index uint64, r *pb.JobLogs) error {
@@ -186,10 +195,7 @@ func (s *Store) appendLogs(txn *memdb.Txn, index uint64, r *pb.JobLogs) error {
 	if err := s.appendLines(txn, index, j, r.Lines); err != nil {
 		return err
 	}
-	if err := putJob(txn, index, j); err != nil {
-		return err
-	}
-	return setIndex(txn, TableJobs, index)
+	return putJob(txn, index, j)
 }
 
 // appendLines adds lines as one chunk, enforcing the per-job cap: the line
@@ -225,7 +231,7 @@ func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb
 // (the outbox resending) finds the job terminal under the same lease and
 // changes nothing. A failure with retries left puts the job back in the queue.
 func (s *Store) FinishJob(index uint64, r *pb.JobFinished) error {
-	return s.inTxn(func(txn *memdb.Txn) error { return s.finishJob(txn, index, r) })
+	return s.inJobsTxn(index, func(txn *memdb.Txn) error { return s.finishJob(txn, index, r) })
 }
 
 func (s *Store) finishJob(txn *memdb.Txn, index uint64, r *pb.JobFinished) error {
@@ -264,10 +270,7 @@ func (s *Store) finishJob(txn *memdb.Txn, index uint64, r *pb.JobFinished) error
 			requeue(j, r.Time, fmt.Sprintf("attempt %d failed: %s", j.Attempt, j.StatusReason))
 		}
 	}
-	if err := putJob(txn, index, j); err != nil {
-		return err
-	}
-	return setIndex(txn, TableJobs, index)
+	return putJob(txn, index, j)
 }
 
 func reasonOr(r, def string) string {
@@ -395,15 +398,13 @@ func (s *Store) DeleteJobs(index uint64, ids []string) error {
 	txn := s.txn()
 	defer txn.Abort()
 	for _, id := range ids {
-		raw, err := txn.First(TableJobs, "id", id)
-		if err != nil || raw == nil {
-			continue
-		}
-		if !Terminal(raw.(*pb.Job).Status) {
-			continue
-		}
-		if err := txn.Delete(TableJobs, raw); err != nil {
+		// Only finished jobs are in the history; others stay.
+		n, err := txn.DeleteAll(tableHistory, "id", id)
+		if err != nil {
 			return fmt.Errorf("state: delete job %s: %w", id, err)
+		}
+		if n == 0 {
+			continue
 		}
 		if _, err := txn.DeletePrefix(TableJobLogs, "id_prefix", id+"\x00"); err != nil {
 			return fmt.Errorf("state: delete logs of %s: %w", id, err)

@@ -2,9 +2,11 @@ package state
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	memdb "github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -178,5 +180,142 @@ func TestFinishWithLinesFreesRunnerSlot(t *testing.T) {
 	}
 	if got := len(s.ActiveJobs(nil, "r-1")); got != 0 {
 		t.Fatalf("after finish: %d active jobs, want 0", got)
+	}
+}
+
+// TestJobFilters lists jobs of every status in two projects by each filter,
+// against a plain scan: jobs in play and finished jobs are in different
+// tables and indexes, and every filter must find both kinds.
+func TestJobFilters(t *testing.T) {
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []*pb.Job
+	for i, p := range []string{"web", "api", "web", "api", "web", "api", "web"} {
+		jobs = append(jobs, &pb.Job{Id: fmt.Sprintf("j-%d", i), Project: p, CreatedAt: now})
+	}
+	if err := s.SubmitJobs(1, jobs); err != nil {
+		t.Fatal(err)
+	}
+	// j-0 stays pending; j-1..j-6 are assigned at lease 2.
+	var as []*pb.Assignment
+	for _, j := range jobs[1:] {
+		as = append(as, &pb.Assignment{JobId: j.Id, RunnerId: "r-1"})
+	}
+	if _, err := s.AssignJobs(2, &pb.AssignJobsEntry{Time: now, Assignments: as}); err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.JobStarted(3, &pb.JobStarted{JobId: "j-2", Lease: 2, Time: now}))
+	must(s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-3", Time: now}))
+	must(s.FinishJob(5, &pb.JobFinished{JobId: "j-4", Lease: 2, Outcome: "succeeded", Time: now}))
+	must(s.FinishJob(6, &pb.JobFinished{JobId: "j-5", Lease: 2, Outcome: "failed", Time: now}))
+	must(s.MarkLost(7, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-6", Lease: 2}}, Reason: "gone", Time: now}))
+	// Requeued once, then lost for good.
+	if _, err := s.AssignJobs(8, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-6", RunnerId: "r-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	must(s.MarkLost(9, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-6", Lease: 8}}, Reason: "gone", Time: now}))
+
+	everything := s.Jobs(nil, JobFilter{})
+	if len(everything) != len(jobs) {
+		t.Fatalf("%d jobs listed, want %d", len(everything), len(jobs))
+	}
+	statuses := map[string]bool{}
+	for _, j := range everything {
+		statuses[j.Status] = true
+	}
+	for _, want := range []string{StatusPending, StatusAssigned, StatusRunning, StatusCanceling, StatusSucceeded, StatusFailed, StatusLost} {
+		if !statuses[want] {
+			t.Fatalf("fixture has no %s job; statuses: %v", want, statuses)
+		}
+	}
+	for _, status := range []string{"", StatusPending, StatusAssigned, StatusRunning, StatusCanceling, StatusSucceeded, StatusFailed, StatusLost} {
+		for _, project := range []string{"", "web", "api", "none"} {
+			var want []string
+			for _, j := range everything {
+				if (status == "" || j.Status == status) && (project == "" || j.Project == project) {
+					want = append(want, j.Id)
+				}
+			}
+			f := JobFilter{Status: status, Project: project}
+			var got []string
+			for _, j := range s.Jobs(nil, f) {
+				got = append(got, j.Id)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("Jobs(%+v) = %v, want %v", f, got, want)
+			}
+			if n := s.CountJobs(f); n != len(want) {
+				t.Errorf("CountJobs(%+v) = %d, want %d", f, n, len(want))
+			}
+		}
+	}
+}
+
+// TestLogsFollowAJobIntoHistoryAndBack checks a job's logs read the same
+// while it runs, once it finished (its chunks then live in its history
+// row) and after a retry moves it back, and that a reader following the
+// logs is woken when they move.
+func TestLogsFollowAJobIntoHistoryAndBack(t *testing.T) {
+	s := fixture(t, nil)
+	texts := func() []string {
+		var out []string
+		for _, c := range s.LogChunks(nil, "j-1", 0) {
+			for _, l := range c.Lines {
+				out = append(out, fmt.Sprintf("%d:%s", c.Seq, l.Text))
+			}
+		}
+		return out
+	}
+	if err := s.AppendLogs(3, &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: []*pb.LogLine{{Text: "one"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ws := memdb.NewWatchSet()
+	if got := s.LogChunks(ws, "j-1", 1); len(got) != 0 {
+		t.Fatalf("chunks after seq 1 = %v, want none yet", got)
+	}
+	if err := s.FinishJob(4, &pb.JobFinished{JobId: "j-1", Lease: 2, Outcome: "failed", Time: now, Lines: []*pb.LogLine{{Text: "two"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ws.Watch(time.After(time.Second)) {
+		t.Fatal("a reader waiting for more logs was not woken by the job finishing")
+	}
+	want := "[1:one 2:two]"
+	if got := fmt.Sprint(texts()); got != want {
+		t.Fatalf("logs of the finished job = %s, want %s", got, want)
+	}
+	if got := s.LogChunks(nil, "j-1", 1); len(got) != 1 || got[0].Seq != 2 {
+		t.Fatalf("chunks of the finished job after seq 1 = %v, want seq 2 only", got)
+	}
+	if n := len(allChunks(s.db.Txn(false))); n != 0 {
+		t.Fatalf("%d chunks left in the log table after the job finished", n)
+	}
+	if err := s.RetryJob(5, &pb.RetryJobEntry{JobId: "j-1", Time: now}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(texts()); got != want {
+		t.Fatalf("logs after a retry = %s, want %s", got, want)
+	}
+	if _, err := s.AssignJobs(6, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-1", RunnerId: "r-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishJob(7, &pb.JobFinished{JobId: "j-1", Lease: 6, Outcome: "succeeded", Time: now, Lines: []*pb.LogLine{{Text: "three"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(texts()), "[1:one 2:two 3:three]"; got != want {
+		t.Fatalf("logs after the second attempt = %s, want %s", got, want)
+	}
+	if err := s.DeleteJobs(8, []string{"j-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(); len(got) != 0 {
+		t.Fatalf("logs of a deleted job = %v, want none", got)
 	}
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"fmt"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -24,8 +25,37 @@ func (r *Restore) insert(table string, obj any) error {
 	return nil
 }
 
-func (r *Restore) Job(j *pb.Job) error                 { return r.insert(TableJobs, j) }
-func (r *Restore) LogChunk(c *pb.LogChunk) error       { return r.insert(TableJobLogs, c) }
+// Job restores a job; raw, when not nil, is j's encoding as read, which a
+// finished job keeps (a copy of) instead of encoding it again.
+func (r *Restore) Job(j *pb.Job, raw []byte) error {
+	if !Terminal(j.Status) {
+		return r.insert(TableJobs, j)
+	}
+	if raw == nil {
+		row, err := newFinishedJob(j)
+		if err != nil {
+			return err
+		}
+		return r.insert(tableHistory, row)
+	}
+	return r.insert(tableHistory, &finishedJob{Id: j.Id, Project: j.Project, Status: j.Status, CreateIndex: j.CreateIndex, Raw: bytes.Clone(raw)})
+}
+
+// LogChunk restores a chunk; raw is its encoding as read. A finished job's
+// chunks join its history row (restored before them), others the log table.
+func (r *Restore) LogChunk(c *pb.LogChunk, raw []byte) error {
+	row, err := r.txn.First(tableHistory, "id", c.JobId)
+	if err != nil {
+		return fmt.Errorf("state: restore log chunk: %w", err)
+	}
+	if row == nil {
+		return r.insert(TableJobLogs, c)
+	}
+	// The row is not visible to anyone before Commit, and no index reads
+	// its logs, so it may grow in place.
+	row.(*finishedJob).addChunk(raw)
+	return nil
+}
 func (r *Restore) Project(p *pb.Project) error         { return r.insert(TableProjects, p) }
 func (r *Restore) Runner(x *pb.Runner) error           { return r.insert(TableRunners, x) }
 func (r *Restore) RunnerToken(t *pb.RunnerToken) error { return r.insert(TableTokens, t) }

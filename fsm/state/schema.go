@@ -11,6 +11,9 @@ import (
 
 // Table names.
 const (
+	// TableJobs is the logical jobs table: its index (see Index) moves with
+	// every job change. Rows live in two memdb tables: jobs still in play,
+	// and tableHistory for finished ones.
 	TableJobs     = "jobs"
 	TableJobLogs  = "job_logs"
 	TableProjects = "projects"
@@ -18,6 +21,8 @@ const (
 	TableIndex    = "index"
 	TableTokens   = "runner_tokens"
 	TableProfiles = "runner_profiles"
+
+	tableHistory = "job_history"
 )
 
 // tableIndex records the Raft index that last wrote a table, so a blocking
@@ -32,9 +37,11 @@ func schema() *memdb.DBSchema {
 		TableJobs: {
 			Name: TableJobs,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id":      {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-				"status":  {Name: "status", Indexer: &memdb.StringFieldIndex{Field: "Status"}},
-				"project": {Name: "project", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Project"}},
+				// Every index costs a tree insert on every one of a job's four
+				// or so writes, on every server. Listing by status or project
+				// scans the queue and slot indexes below, which together hold
+				// every job in play; finished jobs have their own table.
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 				// Only jobs holding a runner slot, so a runner's stream and the
 				// dispatcher's load count never scan a runner's history.
 				"runner_active": {Name: "runner_active", AllowMissing: true, Indexer: activeRunnerIndex{}},
@@ -42,6 +49,17 @@ func schema() *memdb.DBSchema {
 				// then submission), so the dispatcher reads them in order
 				// and stops when runners are full, instead of sorting all.
 				"queue": {Name: "queue", Unique: true, AllowMissing: true, Indexer: queueIndex{}},
+			},
+		},
+		// Finished jobs, most of the state on a server with a history. They
+		// never change again (unless retried, which moves them back), so
+		// they are kept encoded, with one index: a tree entry costs more
+		// than the job itself, and listing a project's history scans the
+		// rows without decoding them (a few ms per 100,000).
+		tableHistory: {
+			Name: tableHistory,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 			},
 		},
 		TableJobLogs: {

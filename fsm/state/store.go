@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -81,13 +82,44 @@ func (s *Store) Snapshot() *Snapshot {
 type Snapshot struct{ txn *memdb.Txn }
 
 // Each table's rows in a stable order, for persisting.
-func (sn *Snapshot) Jobs() []*pb.Job                 { return jobsFrom(sn.txn, nil) }
+func (sn *Snapshot) Jobs() []*pb.Job                 { return jobsInPlay(sn.txn) }
 func (sn *Snapshot) Projects() []*pb.Project         { return projectsFrom(sn.txn, nil) }
 func (sn *Snapshot) Runners() []*pb.Runner           { return runnersFrom(sn.txn, nil) }
 func (sn *Snapshot) LogChunks() []*pb.LogChunk       { return allChunks(sn.txn) }
 func (sn *Snapshot) LatestIndex() uint64             { return latestIndex(sn.txn) }
 func (sn *Snapshot) RunnerTokens() []*pb.RunnerToken { return tokensFrom(sn.txn) }
 func (sn *Snapshot) Profiles() []*pb.RunnerProfile   { return profilesFrom(sn.txn, nil) }
+
+// FinishedJobs calls fn with each finished job's encoded pb.Job, as stored:
+// a snapshot writes them without decoding.
+// fn gets the job and then each of its log chunks, encoded.
+func (sn *Snapshot) FinishedJobs(fn func(job []byte, chunks [][]byte) error) error {
+	return finishedRaw(sn.txn, fn)
+}
+
+// LogChunkCount is how many log chunks the view holds, of jobs in play
+// and finished.
+func (sn *Snapshot) LogChunkCount() int {
+	n := len(allChunks(sn.txn))
+	_ = finishedRaw(sn.txn, func(_ []byte, chunks [][]byte) error {
+		n += len(chunks)
+		return nil
+	})
+	return n
+}
+
+// JobCount is how many jobs the view holds, in play and finished.
+func (sn *Snapshot) JobCount() int {
+	n := 0
+	for _, t := range []string{TableJobs, tableHistory} {
+		if it, err := sn.txn.Get(t, "id"); err == nil {
+			for raw := it.Next(); raw != nil; raw = it.Next() {
+				n++
+			}
+		}
+	}
+	return n
+}
 
 func tokensFrom(txn *memdb.Txn) []*pb.RunnerToken {
 	return all[*pb.RunnerToken](txn, nil, TableTokens, "id")
@@ -134,28 +166,30 @@ func latestIndex(txn *memdb.Txn) uint64 {
 // ws, when not nil, is added the channels that fire when the answer changes.
 func (s *Store) JobByID(ws memdb.WatchSet, id string) (*pb.Job, error) {
 	txn := s.db.Txn(false)
-	watch, raw, err := txn.FirstWatch(TableJobs, "id", id)
+	watch, j, err := jobIn(txn, id)
 	if err != nil {
-		return nil, fmt.Errorf("state: job lookup: %w", err)
+		return nil, err
 	}
-	if raw != nil {
+	if j != nil {
 		ws.Add(watch)
-		return raw.(*pb.Job), nil
+		return j, nil
 	}
 	if id == "" {
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
-	it, err := txn.Get(TableJobs, "id_prefix", id)
-	if err != nil {
-		return nil, fmt.Errorf("state: job prefix lookup: %w", err)
-	}
-	ws.Add(it.WatchCh())
 	var found *pb.Job
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if found != nil {
-			return nil, fmt.Errorf("job %q: %w", id, ErrAmbiguous)
+	for _, table := range []string{TableJobs, tableHistory} {
+		it, err := txn.Get(table, "id_prefix", id)
+		if err != nil {
+			return nil, fmt.Errorf("state: job prefix lookup: %w", err)
 		}
-		found = raw.(*pb.Job)
+		ws.Add(it.WatchCh())
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if found != nil {
+				return nil, fmt.Errorf("job %q: %w", id, ErrAmbiguous)
+			}
+			found = asJob(raw)
+		}
 	}
 	if found == nil {
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
@@ -163,30 +197,50 @@ func (s *Store) JobByID(ws memdb.WatchSet, id string) (*pb.Job, error) {
 	return found, nil
 }
 
-// eachJob calls fn for every job matching f, using the narrowest index.
-func (s *Store) eachJob(ws memdb.WatchSet, f JobFilter, fn func(*pb.Job)) {
+// asJob returns the job a row of either table holds.
+func asJob(raw any) *pb.Job {
+	if f, ok := raw.(*finishedJob); ok {
+		return f.job()
+	}
+	return raw.(*pb.Job)
+}
+
+// eachRow calls fn for every job row matching f, from whichever tables can
+// hold it and using the narrowest index. A row is a *pb.Job (in play) or a
+// *finishedJob, so counting never decodes the history.
+func (s *Store) eachRow(ws memdb.WatchSet, f JobFilter, fn func(raw any, status string)) {
 	txn := s.db.Txn(false)
-	var (
-		it  memdb.ResultIterator
-		err error
-	)
-	switch {
-	case f.Status != "":
-		it, err = txn.Get(TableJobs, "status", f.Status)
-	case f.Project != "":
-		it, err = txn.Get(TableJobs, "project", f.Project)
-	default:
-		it, err = txn.Get(TableJobs, "id")
-	}
-	if err != nil {
-		return
-	}
-	ws.Add(it.WatchCh())
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		j := raw.(*pb.Job)
-		if (f.Status == "" || j.Status == f.Status) && (f.Project == "" || j.Project == f.Project) {
-			fn(j)
+	scan := func(table, index string, args ...any) {
+		it, err := txn.Get(table, index, args...)
+		if err != nil {
+			return
 		}
+		ws.Add(it.WatchCh())
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			var status, project string
+			switch r := raw.(type) {
+			case *pb.Job:
+				status, project = r.Status, r.Project
+			case *finishedJob:
+				status, project = r.Status, r.Project
+			}
+			if (f.Status == "" || status == f.Status) && (f.Project == "" || project == f.Project) {
+				fn(raw, status)
+			}
+		}
+	}
+	if f.Status == "" || !Terminal(f.Status) {
+		switch {
+		case f.Status == StatusPending:
+			scan(TableJobs, "queue_prefix", "")
+		case Active(f.Status):
+			scan(TableJobs, "runner_active_prefix", "")
+		default:
+			scan(TableJobs, "id")
+		}
+	}
+	if f.Status == "" || Terminal(f.Status) {
+		scan(tableHistory, "id")
 	}
 }
 
@@ -199,23 +253,42 @@ type JobFilter struct {
 // Jobs returns the jobs matching f, oldest first.
 func (s *Store) Jobs(ws memdb.WatchSet, f JobFilter) []*pb.Job {
 	var out []*pb.Job
-	s.eachJob(ws, f, func(j *pb.Job) { out = append(out, j) })
+	s.eachRow(ws, f, func(raw any, _ string) { out = append(out, asJob(raw)) })
 	sortJobs(out)
 	return out
 }
 
-func jobsFrom(txn *memdb.Txn, ws memdb.WatchSet) []*pb.Job {
-	it, err := txn.Get(TableJobs, "id")
-	if err != nil {
-		return nil
-	}
-	ws.Add(it.WatchCh())
-	var out []*pb.Job
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*pb.Job))
-	}
+// jobsInPlay returns the jobs not finished yet, oldest first.
+func jobsInPlay(txn *memdb.Txn) []*pb.Job {
+	out := all[*pb.Job](txn, nil, TableJobs, "id")
 	sortJobs(out)
 	return out
+}
+
+// finishedRaw calls fn with every finished job's encoded message and log
+// chunks.
+func finishedRaw(txn *memdb.Txn, fn func(job []byte, chunks [][]byte) error) error {
+	it, err := txn.Get(tableHistory, "id")
+	if err != nil {
+		return fmt.Errorf("state: read history: %w", err)
+	}
+	var chunks [][]byte
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		row := raw.(*finishedJob)
+		chunks = chunks[:0]
+		for b := row.Logs; len(b) > 0; {
+			n, w := binary.Uvarint(b)
+			if w <= 0 || uint64(len(b)-w) < n {
+				return fmt.Errorf("state: log chunks of finished job %s are corrupt", row.Id)
+			}
+			chunks = append(chunks, b[w:w+int(n)])
+			b = b[w+int(n):]
+		}
+		if err := fn(row.Raw, chunks); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sortJobs(js []*pb.Job) {
@@ -242,10 +315,11 @@ func (s *Store) Queue(ws memdb.WatchSet, fn func(*pb.Job) bool) {
 	}
 }
 
-// CountJobs counts the jobs matching f, without building a sorted list.
+// CountJobs counts the jobs matching f, without building a list or
+// decoding finished jobs.
 func (s *Store) CountJobs(f JobFilter) int {
 	n := 0
-	s.eachJob(nil, f, func(*pb.Job) { n++ })
+	s.eachRow(nil, f, func(any, string) { n++ })
 	return n
 }
 
@@ -282,7 +356,9 @@ func (s *Store) ActiveJobs(ws memdb.WatchSet, runnerID string) []*pb.Job {
 	return out
 }
 
-// LogChunks returns the chunks of a job with seq above afterSeq, in order.
+// LogChunks returns the chunks of a job with seq above afterSeq, in order:
+// from the log table while the job is in play, from its history row once
+// it finished.
 func (s *Store) LogChunks(ws memdb.WatchSet, jobID string, afterSeq uint64) []*pb.LogChunk {
 	txn := s.db.Txn(false)
 	it, err := txn.LowerBound(TableJobLogs, "id", jobID, afterSeq+1)
@@ -298,7 +374,18 @@ func (s *Store) LogChunks(ws memdb.WatchSet, jobID string, afterSeq uint64) []*p
 		}
 		out = append(out, c)
 	}
-	return out
+	if len(out) > 0 {
+		return out
+	}
+	watch, raw, err := txn.FirstWatch(tableHistory, "id", jobID)
+	if err != nil {
+		return nil
+	}
+	ws.Add(watch)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*finishedJob).chunks(afterSeq)
 }
 
 func allChunks(txn *memdb.Txn) []*pb.LogChunk {
