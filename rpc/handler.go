@@ -6,6 +6,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outpost-run/outpost/internal/project"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
 
@@ -25,7 +26,7 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	// loopback and LAN links outpost runs on; big ones (job lists, logs)
 	// still are.
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}
-	mux.Handle(outpostv1connect.NewJobServiceHandler(&JobService{b: b}, opts...))
+	mux.Handle(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects)}, opts...))
 	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient()}, opts...))
 	mux.Handle(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))

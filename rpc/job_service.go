@@ -28,8 +28,12 @@ const (
 
 // JobService implements outpostv1connect.JobServiceHandler.
 type JobService struct {
-	b Backend
+	b        Backend
+	projects *project.Cache
 }
+
+// parsedProjects is how many distinct project files a server keeps parsed.
+const parsedProjects = 128
 
 var _ outpostv1connect.JobServiceHandler = (*JobService)(nil)
 
@@ -128,7 +132,7 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 	if filename == "" {
 		filename = "outpost.hcl"
 	}
-	proj, err := project.Parse(filename, src)
+	proj, err := s.projects.Parse(filename, src)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
