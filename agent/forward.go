@@ -114,6 +114,13 @@ func (s *Server) Apply(ctx context.Context, t fsm.MessageType, body proto.Messag
 // follower learns of a commit only with the leader's next message, which
 // would add milliseconds to every forwarded write on the hot paths.
 func (s *Server) Commit(ctx context.Context, t fsm.MessageType, body proto.Message) (any, uint64, error) {
+	if e, ok := body.(*pb.SubmitJobsEntry); ok && t == fsm.SubmitJobsType {
+		// Submits are group-committed on every server, so a follower
+		// forwards many in one call and the leader appends them as one
+		// entry.
+		index, err := s.submits.submit(ctx, e, proto.Size(e)+1)
+		return nil, index, err
+	}
 	data, err := fsm.Encode(t, body)
 	if err != nil {
 		return nil, 0, err
@@ -126,6 +133,27 @@ func (s *Server) Commit(ctx context.Context, t fsm.MessageType, body proto.Messa
 		index, res, err := s.applyLocal(ctx, data)
 		return res, index, err
 	}
+	return s.forward(ctx, leader, t, body, data)
+}
+
+// commitBatch commits a batch of submits built by the submit batcher: on
+// the leader through Raft, elsewhere by forwarding it whole.
+func (s *Server) commitBatch(ctx context.Context, data []byte) (uint64, error) {
+	leader, err := s.leaderHTTP(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if leader == "" {
+		index, _, err := s.raftApply(ctx, data)
+		return index, err
+	}
+	_, index, err := s.forward(ctx, leader, fsm.SubmitJobsType, nil, data)
+	return index, err
+}
+
+// forward sends an encoded entry to the leader at leader and rebuilds its
+// result. body is the decoded entry, needed only for report batches.
+func (s *Server) forward(ctx context.Context, leader string, t fsm.MessageType, body proto.Message, data []byte) (any, uint64, error) {
 	resp, err := s.peers.cluster(leader).Apply(ctx, connect.NewRequest(&pb.ApplyRequest{Entry: data}))
 	if err != nil {
 		var ce *connect.Error
@@ -187,10 +215,19 @@ func (s *Server) ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyRespons
 	if s.raft.State() != raft.Leader {
 		return nil, fmt.Errorf("%w: this server is no longer the leader", rpc.ErrNoLeader)
 	}
-	if _, _, err := fsm.Decode(entry); err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	var (
+		index uint64
+		res   any
+		err   error
+	)
+	if e, ok := submitEntry(entry); ok {
+		// Decoded once here rather than checked and decoded again.
+		index, err = s.submits.submit(ctx, e, len(entry))
+	} else if _, _, derr := fsm.Decode(entry); derr != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, derr)
+	} else {
+		index, res, err = s.applyLocal(ctx, entry)
 	}
-	index, res, err := s.applyLocal(ctx, entry)
 	if err != nil && index == 0 {
 		return nil, err
 	}

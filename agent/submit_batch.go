@@ -33,7 +33,9 @@ type submitRes struct {
 	err   error
 }
 
-// submitBatcher is the leader-side group commit for submits.
+// submitBatcher is the group commit for submits. On the leader a batch is
+// one Raft entry; on a follower, one call forwarding it to the leader,
+// whose own batcher may join it with others.
 type submitBatcher struct {
 	s  *Server
 	in chan *submitReq
@@ -100,7 +102,9 @@ func (b *submitBatcher) work() {
 		if len(entry.Jobs) > 0 {
 			data, err := fsm.Encode(fsm.SubmitJobsType, entry)
 			if err == nil {
-				res.index, _, err = b.s.raftApply(context.Background(), data)
+				ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+				res.index, err = b.s.commitBatch(ctx, data)
+				cancel()
 			}
 			res.err = err
 		}
