@@ -52,6 +52,51 @@ type Dispatcher struct {
 	rr          int
 	lastReasons time.Time
 	stats       *Stats
+	// matched is kept from pass to pass while the runners are the same
+	// objects: which runners each kind of job may use. Matching every
+	// group against thousands of runners on every pass was most of a
+	// pass's cost, and the runner table changes rarely.
+	matched matchCache
+}
+
+// matchCache holds a slot per runner, in the order the state store lists
+// them, and for each group key the slots that match it.
+type matchCache struct {
+	slots  []*slot
+	groups map[string][]*slot
+}
+
+// refresh makes the cache fit runners: kept when every runner is the very
+// object it was built from (memdb hands out the same pointer until a
+// runner changes), rebuilt otherwise.
+func (c *matchCache) refresh(runners []*pb.Runner) {
+	same := c.groups != nil && len(c.slots) == len(runners)
+	for i := 0; same && i < len(runners); i++ {
+		same = c.slots[i].runner == runners[i]
+	}
+	if same {
+		return
+	}
+	c.slots = make([]*slot, len(runners))
+	for i, r := range runners {
+		c.slots[i] = &slot{runner: r}
+	}
+	c.groups = map[string][]*slot{}
+}
+
+// members returns the slots that jobs like j may use.
+func (c *matchCache) members(key string, j *pb.Job) []*slot {
+	if m, ok := c.groups[key]; ok {
+		return m
+	}
+	m := []*slot{}
+	for _, s := range c.slots {
+		if matches(j, s.runner) {
+			m = append(m, s)
+		}
+	}
+	c.groups[key] = m
+	return m
 }
 
 // Stats are cumulative dispatcher counters, shared across the dispatchers
@@ -162,17 +207,18 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 		return d.commit(ctx, batch)
 	}
 	st := d.cfg.State()
-	runners := st.Runners(ws)
+	d.matched.refresh(st.Runners(ws))
 	loads := st.ActiveCounts(ws)
-	slots := make([]*slot, 0, len(runners))
 	free := 0
-	for _, r := range runners {
-		s := &slot{runner: r, usable: r.Status == "adopted" && !r.Draining && d.cfg.Usable(r.Id)}
+	for _, s := range d.matched.slots {
+		r := s.runner
+		// Liveness and load are not in the runner objects; they are read
+		// afresh every pass.
+		s.usable, s.load = r.Status == "adopted" && !r.Draining && d.cfg.Usable(r.Id), 0
 		if s.usable {
 			s.load = loads[r.Id]
 			free += max(int(r.Capacity)-s.load, 0)
 		}
-		slots = append(slots, s)
 	}
 
 	now := time.Now()
@@ -202,12 +248,7 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 		key := groupKey(j)
 		g, ok := groups[key]
 		if !ok {
-			g = &group{}
-			for _, s := range slots {
-				if matches(j, s.runner) {
-					g.slots = append(g.slots, s)
-				}
-			}
+			g = &group{slots: d.matched.members(key, j)}
 			groups[key] = g
 		}
 		s := d.pick(g)
