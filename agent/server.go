@@ -243,6 +243,7 @@ func (s *Server) Status() *pb.StatusResponse {
 		DispatchPasses:      s.dispatchStats.Passes.Load(),
 		DispatchAssigned:    s.dispatchStats.Assigned.Load(),
 		DispatchDecideNanos: s.dispatchStats.DecideNanos.Load(),
+		EntriesApplied:      s.fsm.AppliedByType(),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -26,6 +27,21 @@ type FSM struct {
 	// lastIndex is the index of the last command applied, refused ones and
 	// no-ops included; table indexes only move when a table changes.
 	lastIndex uint64
+	// appliedByType counts applied entries by type: how a workload turns
+	// into log entries, which is what batching is judged by.
+	appliedByType [256]atomic.Uint64
+}
+
+// AppliedByType returns how many entries of each type this FSM applied
+// since it started.
+func (f *FSM) AppliedByType() map[string]uint64 {
+	out := map[string]uint64{}
+	for t := range f.appliedByType {
+		if n := f.appliedByType[t].Load(); n > 0 {
+			out[MessageType(t).String()] = n
+		}
+	}
+	return out
 }
 
 // New returns an FSM over an empty state store.
@@ -97,6 +113,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return err
 	}
 	res := f.apply(l.Index, t, body)
+	f.appliedByType[t].Add(1)
 	f.notifyApplied(l.Index)
 	return res
 }

@@ -3337,8 +3337,10 @@ type StatusResponse struct {
 	DispatchPasses      uint64 `protobuf:"varint,9,opt,name=dispatch_passes,json=dispatchPasses,proto3" json:"dispatch_passes,omitempty"`
 	DispatchAssigned    uint64 `protobuf:"varint,10,opt,name=dispatch_assigned,json=dispatchAssigned,proto3" json:"dispatch_assigned,omitempty"`
 	DispatchDecideNanos uint64 `protobuf:"varint,11,opt,name=dispatch_decide_nanos,json=dispatchDecideNanos,proto3" json:"dispatch_decide_nanos,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Raft log entries this server applied since it started, by type.
+	EntriesApplied map[string]uint64 `protobuf:"bytes,12,rep,name=entries_applied,json=entriesApplied,proto3" json:"entries_applied,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -3446,6 +3448,13 @@ func (x *StatusResponse) GetDispatchDecideNanos() uint64 {
 		return x.DispatchDecideNanos
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetEntriesApplied() map[string]uint64 {
+	if x != nil {
+		return x.EntriesApplied
+	}
+	return nil
 }
 
 type MembersRequest struct {
@@ -5252,7 +5261,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x19CreateRunnerTokenResponse\x12+\n" +
 	"\x04info\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x04info\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\"\x0f\n" +
-	"\rStatusRequest\"\x84\x03\n" +
+	"\rStatusRequest\"\xa0\x04\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x10\n" +
@@ -5266,7 +5275,11 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x0fdispatch_passes\x18\t \x01(\x04R\x0edispatchPasses\x12+\n" +
 	"\x11dispatch_assigned\x18\n" +
 	" \x01(\x04R\x10dispatchAssigned\x122\n" +
-	"\x15dispatch_decide_nanos\x18\v \x01(\x04R\x13dispatchDecideNanos\"\x10\n" +
+	"\x15dispatch_decide_nanos\x18\v \x01(\x04R\x13dispatchDecideNanos\x12W\n" +
+	"\x0fentries_applied\x18\f \x03(\v2..outpost.v1.StatusResponse.EntriesAppliedEntryR\x0eentriesApplied\x1aA\n" +
+	"\x13EntriesAppliedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x10\n" +
 	"\x0eMembersRequest\"\xcd\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -5400,7 +5413,7 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
@@ -5486,41 +5499,42 @@ var file_outpost_v1_outpost_proto_goTypes = []any{
 	nil,                               // 81: outpost.v1.Runner.LabelsEntry
 	nil,                               // 82: outpost.v1.SubmitJobRequest.VariablesEntry
 	nil,                               // 83: outpost.v1.Register.LabelsEntry
-	nil,                               // 84: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 85: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 86: google.protobuf.Timestamp
+	nil,                               // 84: outpost.v1.StatusResponse.EntriesAppliedEntry
+	nil,                               // 85: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 86: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 87: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
 	75, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	85, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	85, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	86, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	86, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
 	76, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,  // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
 	77, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	85, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	85, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	86, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	86, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,  // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
 	78, // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
 	5,  // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
-	86, // 11: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	86, // 12: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	86, // 13: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	86, // 14: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	86, // 15: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	86, // 16: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	86, // 17: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	87, // 11: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	87, // 12: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	87, // 13: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	87, // 14: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	87, // 15: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	87, // 16: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	87, // 17: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	3,  // 18: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
 	79, // 19: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
 	80, // 20: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
 	5,  // 21: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
 	81, // 22: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	86, // 23: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	86, // 24: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	86, // 25: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	86, // 26: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	87, // 23: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	87, // 24: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	87, // 25: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	87, // 26: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
 	82, // 27: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
 	2,  // 28: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	85, // 29: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	86, // 29: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 30: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
 	2,  // 31: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
 	2,  // 32: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
@@ -5530,16 +5544,16 @@ var file_outpost_v1_outpost_proto_depIdxs = []int32{
 	22, // 36: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
 	22, // 37: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
 	22, // 38: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	86, // 39: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	87, // 39: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
 	3,  // 40: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	86, // 41: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	87, // 41: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
 	3,  // 42: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
 	23, // 43: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
 	24, // 44: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
 	25, // 45: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
 	26, // 46: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
 	27, // 47: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	85, // 48: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	86, // 48: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
 	2,  // 49: outpost.v1.Assign.job:type_name -> outpost.v1.Job
 	29, // 50: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
 	30, // 51: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
@@ -5549,76 +5563,77 @@ var file_outpost_v1_outpost_proto_depIdxs = []int32{
 	8,  // 55: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
 	2,  // 56: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
 	8,  // 57: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	85, // 58: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	86, // 58: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
 	9,  // 59: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	84, // 60: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	45, // 61: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	48, // 62: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	54, // 63: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
-	6,  // 64: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
-	6,  // 65: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,  // 66: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,  // 67: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
-	7,  // 68: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
-	7,  // 69: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
-	7,  // 70: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
-	10, // 71: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	20, // 72: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	12, // 73: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	14, // 74: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	16, // 75: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	18, // 76: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	28, // 77: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	34, // 78: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	36, // 79: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	38, // 80: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	40, // 81: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	42, // 82: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	44, // 83: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	47, // 84: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	50, // 85: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	52, // 86: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	55, // 87: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	57, // 88: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	59, // 89: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	61, // 90: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	63, // 91: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	65, // 92: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	67, // 93: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	69, // 94: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	71, // 95: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	73, // 96: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	11, // 97: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	21, // 98: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	13, // 99: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	15, // 100: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	17, // 101: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	19, // 102: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	33, // 103: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	35, // 104: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	37, // 105: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	39, // 106: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	41, // 107: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	43, // 108: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	46, // 109: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	49, // 110: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	51, // 111: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	53, // 112: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	56, // 113: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	58, // 114: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	60, // 115: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	62, // 116: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	64, // 117: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	66, // 118: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	68, // 119: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	70, // 120: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	72, // 121: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	74, // 122: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	97, // [97:123] is the sub-list for method output_type
-	71, // [71:97] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	84, // 60: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
+	85, // 61: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	45, // 62: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	48, // 63: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	54, // 64: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
+	6,  // 65: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	6,  // 66: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,  // 67: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,  // 68: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	7,  // 69: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	7,  // 70: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	7,  // 71: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	10, // 72: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	20, // 73: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	12, // 74: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	14, // 75: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	16, // 76: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	18, // 77: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	28, // 78: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	34, // 79: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	36, // 80: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	38, // 81: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	40, // 82: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	42, // 83: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	44, // 84: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	47, // 85: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	50, // 86: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	52, // 87: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	55, // 88: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	57, // 89: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	59, // 90: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	61, // 91: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	63, // 92: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	65, // 93: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	67, // 94: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	69, // 95: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	71, // 96: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	73, // 97: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	11, // 98: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	21, // 99: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	13, // 100: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	15, // 101: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	17, // 102: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	19, // 103: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	33, // 104: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	35, // 105: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	37, // 106: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	39, // 107: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	41, // 108: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	43, // 109: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	46, // 110: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	49, // 111: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	51, // 112: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	53, // 113: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	56, // 114: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	58, // 115: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	60, // 116: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	62, // 117: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	64, // 118: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	66, // 119: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	68, // 120: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	70, // 121: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	72, // 122: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	74, // 123: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	98, // [98:124] is the sub-list for method output_type
+	72, // [72:98] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -5645,7 +5660,7 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   85,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   6,
 		},
