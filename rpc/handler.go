@@ -27,7 +27,7 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	// still are.
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}
 	mux.Handle(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects)}, opts...))
-	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient()}, opts...))
+	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient(), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...))
 	mux.Handle(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
 	mux.Handle(outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, connect.WithReadMaxBytes(maxClusterMessageBytes), connect.WithCompressMinBytes(32<<10)))

@@ -11,7 +11,6 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 	memdb "github.com/hashicorp/go-memdb"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -34,9 +33,10 @@ const HeartbeatInterval = 2 * time.Second
 // RunnerService implements the runner stream: the server end of the one
 // connection a runner opens.
 type RunnerService struct {
-	b      Backend
-	logger hclog.Logger
-	hc     *http.Client
+	b       Backend
+	logger  hclog.Logger
+	hc      *http.Client
+	reports *reportBatcher
 
 	leaderMu   sync.Mutex
 	leaderAddr string
@@ -221,21 +221,13 @@ func (c *runnerConn) deliver(ctx context.Context, status string, reg *pb.Registe
 	return ctx.Err()
 }
 
-// A batch of reports committed as one log entry holds at most this many
-// reports and about this many bytes: entries stay quick to replicate and
-// well under the size a forwarding server may send the leader.
-const (
-	maxReportBatch      = 256
-	maxReportBatchBytes = 2 << 20
-)
-
 // receive reads the runner's messages until the stream fails. Job reports
-// go to applyReports, which commits whatever has queued up as one entry.
+// go to the server's report batcher; sendAcks answers them as they commit.
 func (c *runnerConn) receive(ctx context.Context) error {
-	reports := make(chan *pb.RunnerMessage, 4*maxReportBatch)
-	applyErr := make(chan error, 1)
-	go func() { applyErr <- c.applyReports(ctx, reports) }()
-	defer close(reports)
+	results := make(chan reportResult, maxOutstandingReports)
+	slots := make(chan struct{}, maxOutstandingReports)
+	ackErr := make(chan error, 1)
+	go func() { ackErr <- c.sendAcks(ctx, results, slots) }()
 	for {
 		msg, err := c.stream.Receive()
 		if err != nil {
@@ -263,8 +255,51 @@ func (c *runnerConn) receive(ctx context.Context) error {
 			return invalid("%s report: job_id and lease are required", reportKind(msg))
 		}
 		select {
-		case reports <- msg:
-		case err := <-applyErr:
+		case slots <- struct{}{}:
+		case err := <-ackErr:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		// results has room for every outstanding report, so done never
+		// blocks the batcher, even once this stream is gone.
+		done := func(err error) { results <- reportResult{msg: msg, err: err} }
+		if err := c.svc.reports.add(ctx, reportItem{msg: msg, size: reportSize(msg), done: done}); err != nil {
+			return err
+		}
+	}
+}
+
+type reportResult struct {
+	msg *pb.RunnerMessage
+	err error
+}
+
+// sendAcks answers each Started and Finished report (and each refused Logs)
+// once it is committed or refused, freeing its slot.
+func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, slots <-chan struct{}) error {
+	for {
+		var r reportResult
+		select {
+		case r = <-results:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		<-slots
+		kind := reportKind(r.msg)
+		if r.err == nil && kind == "logs" {
+			continue
+		}
+		jobID, lease := reportKey(r.msg)
+		ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind}
+		if r.err != nil {
+			ack.Error = r.err.Error()
+			ack.Stale = errors.Is(r.err, state.ErrStaleLease) || errors.Is(r.err, state.ErrNotFound)
+			if !ack.Stale {
+				c.logger.Warn("could not record runner report", "kind", kind, "job", jobID, "error", r.err)
+			}
+		}
+		if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: ack}}); err != nil {
 			return err
 		}
 	}
@@ -292,72 +327,6 @@ func reportKey(m *pb.RunnerMessage) (string, uint64) {
 		return r.Finished.JobId, r.Finished.Lease
 	}
 	return "", 0
-}
-
-// applyReports commits reports in batches, in arrival order, and answers
-// each Started and Finished (and each refused Logs) with an Ack.
-func (c *runnerConn) applyReports(ctx context.Context, in <-chan *pb.RunnerMessage) error {
-	var carry *pb.RunnerMessage
-	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			m, ok := <-in
-			if !ok {
-				return nil
-			}
-			first = m
-		}
-		batch := []*pb.RunnerMessage{first}
-		size := proto.Size(first)
-	more:
-		for len(batch) < maxReportBatch && size < maxReportBatchBytes {
-			select {
-			case m, ok := <-in:
-				if !ok {
-					break more
-				}
-				if n := proto.Size(m); size+n > maxReportBatchBytes {
-					carry = m
-					break more
-				} else {
-					size += n
-				}
-				batch = append(batch, m)
-			default:
-				break more
-			}
-		}
-		res, _, err := c.svc.b.Commit(ctx, fsm.RunnerReportsType, &pb.RunnerReportsEntry{
-			RunnerId: c.id, Reports: batch, Time: timestamppb.Now(),
-		})
-		var errs []error
-		if r, ok := res.(*fsm.ReportsResult); ok {
-			errs = r.Errors
-		}
-		for i, m := range batch {
-			rerr := err
-			if rerr == nil && i < len(errs) {
-				rerr = errs[i]
-			}
-			kind := reportKind(m)
-			if rerr == nil && kind == "logs" {
-				continue
-			}
-			jobID, lease := reportKey(m)
-			ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind}
-			if rerr != nil {
-				ack.Error = rerr.Error()
-				ack.Stale = errors.Is(rerr, state.ErrStaleLease) || errors.Is(rerr, state.ErrNotFound)
-				if !ack.Stale {
-					c.logger.Warn("could not record runner report", "kind", kind, "job", jobID, "error", rerr)
-				}
-			}
-			if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: ack}}); err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // fenceRunning tells the runner to stop attempts it runs that are no longer

@@ -1019,11 +1019,13 @@ func (x *RetryJobEntry) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// Many reports of one runner in one entry: a busy runner's starts, logs and
-// results cost one log write per batch instead of one each. Applied in
-// order; each report succeeds or fails on its own.
+// Many runners' reports in one entry: the starts, logs and results that
+// reach a server while its previous batch commits cost one log write
+// together. Applied in order; each report succeeds or fails on its own,
+// fenced by its lease, which only the runner holding the job knows.
 type RunnerReportsEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when every report is from one runner; servers batch several.
 	RunnerId      string                 `protobuf:"bytes,1,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
 	Reports       []*RunnerMessage       `protobuf:"bytes,2,rep,name=reports,proto3" json:"reports,omitempty"`
 	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
