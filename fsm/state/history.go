@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/google/btree"
 	memdb "github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
@@ -68,16 +69,93 @@ func (f *finishedJob) chunks(afterSeq uint64) []*pb.LogChunk {
 	return out
 }
 
-// addChunk appends one encoded chunk to the row's logs.
-func (f *finishedJob) addChunk(raw []byte) {
-	f.Logs = binary.AppendUvarint(f.Logs, uint64(len(raw)))
-	f.Logs = append(f.Logs, raw...)
+// setLogs sets the row's logs to prev followed by the encoded chunks, in
+// one allocation of the exact size: rows live long, and slack left by
+// append would be a third of what logs cost.
+func (f *finishedJob) setLogs(prev []byte, chunks [][]byte) {
+	n := len(prev)
+	for _, c := range chunks {
+		n += binary.MaxVarintLen64 + len(c)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, prev...)
+	for _, c := range chunks {
+		b = binary.AppendUvarint(b, uint64(len(c)))
+		b = append(b, c...)
+	}
+	f.Logs = bytes.Clone(b) // trims the varint slack
+}
+
+// historyRow is the history table's one row: every finished job, in an
+// ordered tree that is copied on write. A memdb index cost about 400 bytes
+// per job (a tree node, a leaf and a watch channel for each); a B-tree
+// item costs a pointer. A write transaction clones the tree once (cheap:
+// nodes are copied only as they change) and stores the clone in a new row,
+// so readers see the tree of their snapshot, like any other row.
+type historyRow struct {
+	Key  string
+	tree *btree.BTreeG[*finishedJob]
+	// seq is the write transaction that made this row; until it commits
+	// the row is its own and its tree may change in place.
+	seq uint64
+}
+
+const historyKey = "history"
+
+// historyDegree sets the tree's fan-out: wide nodes keep the tree shallow
+// and the per-job overhead a pointer, at the price of copying 60-odd
+// pointers per node a write touches.
+const historyDegree = 32
+
+func newHistoryTree() *btree.BTreeG[*finishedJob] {
+	return btree.NewG(historyDegree, func(a, b *finishedJob) bool { return a.Id < b.Id })
+}
+
+// historyOf returns the finished jobs as of txn, and the channel that
+// fires when any of them changes. The tree must not be modified.
+func historyOf(txn *memdb.Txn) (*btree.BTreeG[*finishedJob], <-chan struct{}) {
+	watch, raw, err := txn.FirstWatch(tableHistory, "id", historyKey)
+	if err != nil || raw == nil {
+		return newHistoryTree(), watch
+	}
+	return raw.(*historyRow).tree, watch
+}
+
+// finishedByID returns one finished job's row, or nil.
+func finishedByID(txn *memdb.Txn, id string) (*finishedJob, <-chan struct{}) {
+	t, watch := historyOf(txn)
+	f, _ := t.Get(&finishedJob{Id: id})
+	return f, watch
+}
+
+// writableHistory returns a tree of finished jobs that the write
+// transaction txn (the store's current one) may change.
+func (s *Store) writableHistory(txn *memdb.Txn) (*btree.BTreeG[*finishedJob], error) {
+	raw, err := txn.First(tableHistory, "id", historyKey)
+	if err != nil {
+		return nil, fmt.Errorf("state: read history: %w", err)
+	}
+	var t *btree.BTreeG[*finishedJob]
+	if raw != nil {
+		row := raw.(*historyRow)
+		if row.seq == s.writeSeq {
+			return row.tree, nil
+		}
+		t = row.tree.Clone()
+	} else {
+		t = newHistoryTree()
+	}
+	if err := txn.Insert(tableHistory, &historyRow{Key: historyKey, tree: t, seq: s.writeSeq}); err != nil {
+		return nil, fmt.Errorf("state: write history: %w", err)
+	}
+	return t, nil
 }
 
 // storeJob writes j to the table its status belongs in, removing it from
 // the other one: a job moves to the history, with its logs, when it
 // finishes and back when it is retried.
-func storeJob(txn *memdb.Txn, j *pb.Job) error {
+func (s *Store) storeJob(txn *memdb.Txn, j *pb.Job) error {
+	old, _ := finishedByID(txn, j.Id)
 	if Terminal(j.Status) {
 		if _, err := txn.DeleteAll(TableJobs, "id", j.Id); err != nil {
 			return fmt.Errorf("state: move job %s to history: %w", j.Id, err)
@@ -86,46 +164,65 @@ func storeJob(txn *memdb.Txn, j *pb.Job) error {
 		if err != nil {
 			return err
 		}
-		if old, err := txn.First(tableHistory, "id", j.Id); err == nil && old != nil {
-			row.Logs = bytes.Clone(old.(*finishedJob).Logs)
-		}
 		chunks, err := tableChunks(txn, j.Id)
 		if err != nil {
 			return err
 		}
+		var raws [][]byte
 		for _, c := range chunks {
 			raw, err := proto.Marshal(c)
 			if err != nil {
 				return fmt.Errorf("state: encode log chunk of %s: %w", j.Id, err)
 			}
-			row.addChunk(raw)
+			raws = append(raws, raw)
 			if err := txn.Delete(TableJobLogs, c); err != nil {
 				return fmt.Errorf("state: move logs of %s to history: %w", j.Id, err)
 			}
 		}
-		if err := txn.Insert(tableHistory, row); err != nil {
-			return fmt.Errorf("state: insert finished job %s: %w", j.Id, err)
+		var prev []byte
+		if old != nil {
+			prev = old.Logs
 		}
+		row.setLogs(prev, raws)
+		t, err := s.writableHistory(txn)
+		if err != nil {
+			return err
+		}
+		t.ReplaceOrInsert(row)
 		return nil
 	}
-	if old, err := txn.First(tableHistory, "id", j.Id); err != nil {
-		return fmt.Errorf("state: job lookup: %w", err)
-	} else if old != nil {
+	if old != nil {
 		// Retried: its logs so far go back to the log table, where the
 		// next attempt's follow them.
-		for _, c := range old.(*finishedJob).chunks(0) {
+		for _, c := range old.chunks(0) {
 			if err := txn.Insert(TableJobLogs, c); err != nil {
 				return fmt.Errorf("state: move logs of %s out of history: %w", j.Id, err)
 			}
 		}
-		if err := txn.Delete(tableHistory, old); err != nil {
-			return fmt.Errorf("state: move job %s out of history: %w", j.Id, err)
+		t, err := s.writableHistory(txn)
+		if err != nil {
+			return err
 		}
+		t.Delete(old)
 	}
 	if err := txn.Insert(TableJobs, j); err != nil {
 		return fmt.Errorf("state: insert job %s: %w", j.Id, err)
 	}
 	return nil
+}
+
+// deleteFinished removes a finished job and its logs; it reports whether
+// there was one.
+func (s *Store) deleteFinished(txn *memdb.Txn, id string) (bool, error) {
+	if old, _ := finishedByID(txn, id); old == nil {
+		return false, nil
+	}
+	t, err := s.writableHistory(txn)
+	if err != nil {
+		return false, err
+	}
+	t.Delete(&finishedJob{Id: id})
+	return true, nil
 }
 
 // tableChunks returns the chunks of a job in the log table, in order.
@@ -156,12 +253,9 @@ func jobIn(txn *memdb.Txn, id string) (<-chan struct{}, *pb.Job, error) {
 	if raw != nil {
 		return watch, raw.(*pb.Job), nil
 	}
-	watch, raw, err = txn.FirstWatch(tableHistory, "id", id)
-	if err != nil {
-		return nil, nil, fmt.Errorf("state: job lookup: %w", err)
-	}
-	if raw != nil {
-		return watch, raw.(*finishedJob).job(), nil
+	f, watch := finishedByID(txn, id)
+	if f != nil {
+		return watch, f.job(), nil
 	}
 	return watch, nil, nil
 }

@@ -31,9 +31,9 @@ func getJob(txn *memdb.Txn, id string) (*pb.Job, error) {
 	return proto.Clone(j).(*pb.Job), nil
 }
 
-func putJob(txn *memdb.Txn, index uint64, j *pb.Job) error {
+func (s *Store) putJob(txn *memdb.Txn, index uint64, j *pb.Job) error {
 	j.ModifyIndex = index
-	return storeJob(txn, j)
+	return s.storeJob(txn, j)
 }
 
 // SubmitJobs inserts new pending jobs. A job whose id exists already is left
@@ -55,7 +55,7 @@ func (s *Store) SubmitJobs(index uint64, jobs []*pb.Job) error {
 		}
 		j.CreateIndex = index
 		j.UpdatedAt = j.CreatedAt
-		if err := putJob(txn, index, j); err != nil {
+		if err := s.putJob(txn, index, j); err != nil {
 			return err
 		}
 	}
@@ -85,7 +85,7 @@ func (s *Store) AssignJobs(index uint64, e *pb.AssignJobsEntry) ([]string, error
 		j.AssignedAt = e.Time
 		j.StartedAt = nil
 		j.UpdatedAt = e.Time
-		if err := putJob(txn, index, j); err != nil {
+		if err := s.putJob(txn, index, j); err != nil {
 			return nil, err
 		}
 		done = append(done, a.JobId)
@@ -176,7 +176,7 @@ func (s *Store) jobStarted(txn *memdb.Txn, index uint64, r *pb.JobStarted) error
 	}
 	j.StartedAt = r.Time
 	j.UpdatedAt = r.Time
-	return putJob(txn, index, j)
+	return s.putJob(txn, index, j)
 }
 
 // AppendLogs stores a run of log lines for the current attempt of a job.
@@ -195,7 +195,7 @@ func (s *Store) appendLogs(txn *memdb.Txn, index uint64, r *pb.JobLogs) error {
 	if err := s.appendLines(txn, index, j, r.Lines); err != nil {
 		return err
 	}
-	return putJob(txn, index, j)
+	return s.putJob(txn, index, j)
 }
 
 // appendLines adds lines as one chunk, enforcing the per-job cap: the line
@@ -270,7 +270,7 @@ func (s *Store) finishJob(txn *memdb.Txn, index uint64, r *pb.JobFinished) error
 			requeue(j, r.Time, fmt.Sprintf("attempt %d failed: %s", j.Attempt, j.StatusReason))
 		}
 	}
-	return putJob(txn, index, j)
+	return s.putJob(txn, index, j)
 }
 
 func reasonOr(r, def string) string {
@@ -340,7 +340,7 @@ func (s *Store) CancelJob(index uint64, e *pb.CancelJobEntry) error {
 	j.CancelRequested = true
 	j.CancelReason = reason
 	j.UpdatedAt = e.Time
-	if err := putJob(txn, index, j); err != nil {
+	if err := s.putJob(txn, index, j); err != nil {
 		return err
 	}
 	if err := setIndex(txn, TableJobs, index); err != nil {
@@ -382,7 +382,7 @@ func (s *Store) MarkLost(index uint64, e *pb.MarkLostEntry) error {
 			j.FinishedAt = e.Time
 		}
 		j.UpdatedAt = e.Time
-		if err := putJob(txn, index, j); err != nil {
+		if err := s.putJob(txn, index, j); err != nil {
 			return err
 		}
 	}
@@ -399,11 +399,11 @@ func (s *Store) DeleteJobs(index uint64, ids []string) error {
 	defer txn.Abort()
 	for _, id := range ids {
 		// Only finished jobs are in the history; others stay.
-		n, err := txn.DeleteAll(tableHistory, "id", id)
+		found, err := s.deleteFinished(txn, id)
 		if err != nil {
 			return fmt.Errorf("state: delete job %s: %w", id, err)
 		}
-		if n == 0 {
+		if !found {
 			continue
 		}
 		if _, err := txn.DeletePrefix(TableJobLogs, "id_prefix", id+"\x00"); err != nil {

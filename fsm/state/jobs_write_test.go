@@ -7,6 +7,7 @@ import (
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -317,5 +318,62 @@ func TestLogsFollowAJobIntoHistoryAndBack(t *testing.T) {
 	}
 	if got := texts(); len(got) != 0 {
 		t.Fatalf("logs of a deleted job = %v, want none", got)
+	}
+}
+
+// TestHistoryPrefixAndSnapshots checks id prefixes across jobs in play and
+// finished ones, and that the history tree, changed in place within a
+// write, is never changed under a reader holding an older view.
+func TestHistoryPrefixAndSnapshots(t *testing.T) {
+	s, _ := New()
+	if err := s.SubmitJobs(1, []*pb.Job{{Id: "j-abc1"}, {Id: "j-abc2"}, {Id: "j-xyz"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AssignJobs(2, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-abc2", RunnerId: "r-1"}, {JobId: "j-xyz", RunnerId: "r-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Snapshot()
+	for _, id := range []string{"j-abc2", "j-xyz"} {
+		if err := s.FinishJob(3, &pb.JobFinished{JobId: id, Lease: 2, Outcome: "succeeded", Time: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := s.Snapshot()
+	if err := s.RetryJob(4, &pb.RetryJobEntry{JobId: "j-xyz", Time: now}); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := s.JobByID(nil, "j-x"); err != nil || j.Id != "j-xyz" || j.Status != StatusPending {
+		t.Fatalf("prefix j-x after retry: %v %v", j, err)
+	}
+	if j, err := s.JobByID(nil, "j-abc2"); err != nil || j.Status != StatusSucceeded {
+		t.Fatalf("finished j-abc2: %v %v", j, err)
+	}
+	if _, err := s.JobByID(nil, "j-abc"); !errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("prefix j-abc (one in play, one finished): err = %v, want ambiguous", err)
+	}
+	finished := func(sn *Snapshot) []string {
+		var ids []string
+		_ = sn.FinishedJobs(func(raw []byte, _ [][]byte) error {
+			j := &pb.Job{}
+			if err := proto.Unmarshal(raw, j); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, j.Id)
+			return nil
+		})
+		return ids
+	}
+	for _, tc := range []struct {
+		name string
+		sn   *Snapshot
+		want string
+	}{
+		{"before the finishes", before, "[]"},
+		{"after the finishes", after, "[j-abc2 j-xyz]"},
+		{"now", s.Snapshot(), "[j-abc2]"},
+	} {
+		if got := fmt.Sprint(finished(tc.sn)); got != tc.want {
+			t.Errorf("finished jobs in the view %s = %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

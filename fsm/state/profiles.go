@@ -123,7 +123,7 @@ func (s *Store) SetPendingReasons(index uint64, reasons []*pb.PendingReason) err
 			continue
 		}
 		j.StatusReason = r.Reason
-		if err := putJob(txn, index, j); err != nil {
+		if err := s.putJob(txn, index, j); err != nil {
 			return err
 		}
 	}
@@ -149,7 +149,7 @@ func (s *Store) RetryJob(index uint64, e *pb.RetryJobEntry) error {
 	requeue(j, nil, fmt.Sprintf("retried by a user after attempt %d %s", j.Attempt, prev))
 	j.CancelRequested, j.ExitCode, j.Error = false, 0, ""
 	j.UpdatedAt = e.Time
-	if err := putJob(txn, index, j); err != nil {
+	if err := s.putJob(txn, index, j); err != nil {
 		return err
 	}
 	if err := setIndex(txn, TableJobs, index); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/google/btree"
 	memdb "github.com/hashicorp/go-memdb"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
@@ -12,11 +13,17 @@ import (
 // Restore fills a new, empty store from a snapshot, row by row, in one
 // transaction; nothing is visible until Commit.
 type Restore struct {
-	txn *memdb.Txn
+	s    *Store
+	txn  *memdb.Txn
+	hist *btree.BTreeG[*finishedJob]
+	// logs of finished jobs, joined to their rows at Commit.
+	logs map[*finishedJob][][]byte
 }
 
 // Restore starts a restore into s, which must be empty.
-func (s *Store) Restore() *Restore { return &Restore{txn: s.txn()} }
+func (s *Store) Restore() *Restore {
+	return &Restore{s: s, txn: s.txn(), logs: map[*finishedJob][][]byte{}}
+}
 
 func (r *Restore) insert(table string, obj any) error {
 	if err := r.txn.Insert(table, obj); err != nil {
@@ -31,29 +38,34 @@ func (r *Restore) Job(j *pb.Job, raw []byte) error {
 	if !Terminal(j.Status) {
 		return r.insert(TableJobs, j)
 	}
+	row := &finishedJob{Id: j.Id, Project: j.Project, Status: j.Status, CreateIndex: j.CreateIndex, Raw: bytes.Clone(raw)}
 	if raw == nil {
-		row, err := newFinishedJob(j)
-		if err != nil {
+		var err error
+		if row, err = newFinishedJob(j); err != nil {
 			return err
 		}
-		return r.insert(tableHistory, row)
 	}
-	return r.insert(tableHistory, &finishedJob{Id: j.Id, Project: j.Project, Status: j.Status, CreateIndex: j.CreateIndex, Raw: bytes.Clone(raw)})
+	if r.hist == nil {
+		var err error
+		if r.hist, err = r.s.writableHistory(r.txn); err != nil {
+			return err
+		}
+	}
+	r.hist.ReplaceOrInsert(row)
+	return nil
 }
 
 // LogChunk restores a chunk; raw is its encoding as read. A finished job's
 // chunks join its history row (restored before them), others the log table.
 func (r *Restore) LogChunk(c *pb.LogChunk, raw []byte) error {
-	row, err := r.txn.First(tableHistory, "id", c.JobId)
-	if err != nil {
-		return fmt.Errorf("state: restore log chunk: %w", err)
+	var row *finishedJob
+	if r.hist != nil {
+		row, _ = r.hist.Get(&finishedJob{Id: c.JobId})
 	}
 	if row == nil {
 		return r.insert(TableJobLogs, c)
 	}
-	// The row is not visible to anyone before Commit, and no index reads
-	// its logs, so it may grow in place.
-	row.(*finishedJob).addChunk(raw)
+	r.logs[row] = append(r.logs[row], bytes.Clone(raw))
 	return nil
 }
 func (r *Restore) Project(p *pb.Project) error         { return r.insert(TableProjects, p) }
@@ -71,5 +83,13 @@ func (r *Restore) Index(index uint64) error {
 	return nil
 }
 
-func (r *Restore) Commit() { r.txn.Commit() }
-func (r *Restore) Abort()  { r.txn.Abort() }
+// Commit makes the restored state visible. Finished jobs get their logs
+// now, each in one allocation; their rows are not visible before, so they
+// may change in place.
+func (r *Restore) Commit() {
+	for row, chunks := range r.logs {
+		row.setLogs(row.Logs, chunks)
+	}
+	r.txn.Commit()
+}
+func (r *Restore) Abort() { r.txn.Abort() }

@@ -59,6 +59,9 @@ const DefaultMaxLogBytes = 4 << 20
 type Store struct {
 	db          *memdb.MemDB
 	maxLogBytes uint64
+	// writeSeq numbers write transactions (the FSM makes one at a time);
+	// see historyRow.
+	writeSeq uint64
 }
 
 // New returns an empty store.
@@ -71,7 +74,10 @@ func New() (*Store, error) {
 }
 
 // Txn starts a write transaction. Only the FSM and restore use it.
-func (s *Store) txn() *memdb.Txn { return s.db.Txn(true) }
+func (s *Store) txn() *memdb.Txn {
+	s.writeSeq++
+	return s.db.Txn(true)
+}
 
 // Snapshot returns a point-in-time read view that later writes do not touch.
 func (s *Store) Snapshot() *Snapshot {
@@ -110,15 +116,8 @@ func (sn *Snapshot) LogChunkCount() int {
 
 // JobCount is how many jobs the view holds, in play and finished.
 func (sn *Snapshot) JobCount() int {
-	n := 0
-	for _, t := range []string{TableJobs, tableHistory} {
-		if it, err := sn.txn.Get(t, "id"); err == nil {
-			for raw := it.Next(); raw != nil; raw = it.Next() {
-				n++
-			}
-		}
-	}
-	return n
+	t, _ := historyOf(sn.txn)
+	return len(jobsInPlay(sn.txn)) + t.Len()
 }
 
 func tokensFrom(txn *memdb.Txn) []*pb.RunnerToken {
@@ -177,24 +176,31 @@ func (s *Store) JobByID(ws memdb.WatchSet, id string) (*pb.Job, error) {
 	if id == "" {
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
-	var found *pb.Job
-	for _, table := range []string{TableJobs, tableHistory} {
-		it, err := txn.Get(table, "id_prefix", id)
-		if err != nil {
-			return nil, fmt.Errorf("state: job prefix lookup: %w", err)
-		}
-		ws.Add(it.WatchCh())
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			if found != nil {
-				return nil, fmt.Errorf("job %q: %w", id, ErrAmbiguous)
-			}
-			found = asJob(raw)
-		}
+	var found []*pb.Job
+	it, err := txn.Get(TableJobs, "id_prefix", id)
+	if err != nil {
+		return nil, fmt.Errorf("state: job prefix lookup: %w", err)
 	}
-	if found == nil {
+	ws.Add(it.WatchCh())
+	for raw := it.Next(); raw != nil && len(found) < 2; raw = it.Next() {
+		found = append(found, raw.(*pb.Job))
+	}
+	hist, hwatch := historyOf(txn)
+	ws.Add(hwatch)
+	hist.AscendGreaterOrEqual(&finishedJob{Id: id}, func(f *finishedJob) bool {
+		if !strings.HasPrefix(f.Id, id) || len(found) == 2 {
+			return false
+		}
+		found = append(found, f.job())
+		return true
+	})
+	switch len(found) {
+	case 0:
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	case 1:
+		return found[0], nil
 	}
-	return found, nil
+	return nil, fmt.Errorf("job %q: %w", id, ErrAmbiguous)
 }
 
 // asJob returns the job a row of either table holds.
@@ -240,7 +246,14 @@ func (s *Store) eachRow(ws memdb.WatchSet, f JobFilter, fn func(raw any, status 
 		}
 	}
 	if f.Status == "" || Terminal(f.Status) {
-		scan(tableHistory, "id")
+		hist, watch := historyOf(txn)
+		ws.Add(watch)
+		hist.Ascend(func(r *finishedJob) bool {
+			if (f.Status == "" || r.Status == f.Status) && (f.Project == "" || r.Project == f.Project) {
+				fn(r, r.Status)
+			}
+			return true
+		})
 	}
 }
 
@@ -268,27 +281,24 @@ func jobsInPlay(txn *memdb.Txn) []*pb.Job {
 // finishedRaw calls fn with every finished job's encoded message and log
 // chunks.
 func finishedRaw(txn *memdb.Txn, fn func(job []byte, chunks [][]byte) error) error {
-	it, err := txn.Get(tableHistory, "id")
-	if err != nil {
-		return fmt.Errorf("state: read history: %w", err)
-	}
+	hist, _ := historyOf(txn)
 	var chunks [][]byte
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		row := raw.(*finishedJob)
+	var err error
+	hist.Ascend(func(row *finishedJob) bool {
 		chunks = chunks[:0]
 		for b := row.Logs; len(b) > 0; {
 			n, w := binary.Uvarint(b)
 			if w <= 0 || uint64(len(b)-w) < n {
-				return fmt.Errorf("state: log chunks of finished job %s are corrupt", row.Id)
+				err = fmt.Errorf("state: log chunks of finished job %s are corrupt", row.Id)
+				return false
 			}
 			chunks = append(chunks, b[w:w+int(n)])
 			b = b[w+int(n):]
 		}
-		if err := fn(row.Raw, chunks); err != nil {
-			return err
-		}
-	}
-	return nil
+		err = fn(row.Raw, chunks)
+		return err == nil
+	})
+	return err
 }
 
 func sortJobs(js []*pb.Job) {
@@ -377,15 +387,12 @@ func (s *Store) LogChunks(ws memdb.WatchSet, jobID string, afterSeq uint64) []*p
 	if len(out) > 0 {
 		return out
 	}
-	watch, raw, err := txn.FirstWatch(tableHistory, "id", jobID)
-	if err != nil {
-		return nil
-	}
+	f, watch := finishedByID(txn, jobID)
 	ws.Add(watch)
-	if raw == nil {
+	if f == nil {
 		return nil
 	}
-	return raw.(*finishedJob).chunks(afterSeq)
+	return f.chunks(afterSeq)
 }
 
 func allChunks(txn *memdb.Txn) []*pb.LogChunk {
