@@ -67,6 +67,7 @@ func (r *Runner) start(job *pb.Job) {
 	e := &execution{job: job, ctx: ctx, kick: make(chan struct{}, 1)}
 	e.cancel = func() { cancel(nil) }
 	r.jobs[job.Id] = e
+	r.jobsChanged()
 	r.wg.Add(1)
 	r.mu.Unlock()
 	go r.execute(e)
@@ -125,6 +126,7 @@ func (r *Runner) execute(e *execution) {
 	}
 	r.mu.Lock()
 	delete(r.jobs, job.Id)
+	r.jobsChanged()
 	r.mu.Unlock()
 	logger.Debug("job finished", "outcome", res.Outcome, "exit_code", res.ExitCode)
 	if err := r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: fin}}); err != nil {

@@ -68,6 +68,13 @@ type Runner struct {
 	session *session // nil while disconnected
 	status  string
 	wg      sync.WaitGroup
+
+	// Idle memory trim (memory.go), guarded by mu.
+	trimAfter time.Duration
+	trimTimer *time.Timer
+	trimGen   uint64
+	trimFn    func() // nil: debug.FreeOSMemory
+	closed    bool
 }
 
 // New prepares a runner; Run connects it.
@@ -166,6 +173,9 @@ func (r *Runner) cancelAll() {
 }
 
 func (r *Runner) close() {
+	r.mu.Lock()
+	r.stopTrim()
+	r.mu.Unlock()
 	if err := r.outbox.Close(); err != nil {
 		r.logger.Warn("closing outbox", "error", err)
 	}

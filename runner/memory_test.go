@@ -1,0 +1,115 @@
+package runner
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// newTrimRunner is a runner that is never connected, with a counting trim.
+func newTrimRunner(t *testing.T, after time.Duration) (*Runner, *atomic.Int32) {
+	t.Helper()
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	var trims atomic.Int32
+	r.trimFn = func() { trims.Add(1) }
+	r.ReturnMemoryWhenIdle(after)
+	return r, &trims
+}
+
+func (r *Runner) fakeJob(id string, running bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if running {
+		r.jobs[id] = &execution{}
+	} else {
+		delete(r.jobs, id)
+	}
+	r.jobsChanged()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// The idle trim comes once after the last job ends, never while a job
+// runs, and never for a runner that has run nothing.
+func TestIdleTrimOncePerIdlePeriod(t *testing.T) {
+	r, trims := newTrimRunner(t, 10*time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	if n := trims.Load(); n != 0 {
+		t.Fatalf("%d trims before any job ran", n)
+	}
+
+	r.fakeJob("a", true)
+	r.fakeJob("b", true)
+	r.fakeJob("a", false) // b still runs
+	time.Sleep(50 * time.Millisecond)
+	if n := trims.Load(); n != 0 {
+		t.Fatalf("%d trims while a job runs", n)
+	}
+
+	r.fakeJob("b", false)
+	waitFor(t, "the trim after the last job", func() bool { return trims.Load() == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := trims.Load(); n != 1 {
+		t.Fatalf("%d trims in one idle period, want 1", n)
+	}
+
+	r.fakeJob("c", true)
+	r.fakeJob("c", false)
+	waitFor(t, "the trim of the next idle period", func() bool { return trims.Load() == 2 })
+}
+
+// A job that starts before the delay is over cancels the trim, and so does
+// closing the runner.
+func TestIdleTrimCanceled(t *testing.T) {
+	r, trims := newTrimRunner(t, time.Hour)
+	r.fakeJob("a", true)
+	r.fakeJob("a", false)
+	r.mu.Lock()
+	armed := r.trimTimer != nil
+	r.mu.Unlock()
+	if !armed {
+		t.Fatal("no trim armed after the last job ended")
+	}
+	r.fakeJob("b", true)
+	r.mu.Lock()
+	armed = r.trimTimer != nil
+	r.mu.Unlock()
+	if armed {
+		t.Fatal("trim still armed while a job runs")
+	}
+	r.fakeJob("b", false)
+	r.close()
+	r.mu.Lock()
+	armed = r.trimTimer != nil
+	r.mu.Unlock()
+	if armed || trims.Load() != 0 {
+		t.Fatalf("after close: armed %v, %d trims", armed, trims.Load())
+	}
+}
+
+// Off by default: a runner inside a server agent never forces collections.
+func TestIdleTrimOffByDefault(t *testing.T) {
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	r.fakeJob("a", true)
+	r.fakeJob("a", false)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.trimTimer != nil {
+		t.Fatal("idle trim armed without ReturnMemoryWhenIdle")
+	}
+}
