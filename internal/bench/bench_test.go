@@ -47,11 +47,13 @@ func TestBench(t *testing.T) {
 	// runs a subset.
 	only := os.Getenv("OUTPOST_BENCH_ONLY")
 	want := func(name string) bool { return only == "" || strings.Contains(","+only+",", ","+name+",") }
-	if want("throughput") || want("pickup") || want("failover") || want("memory") {
+	if want("throughput") || want("throughput-noop") || want("pickup") || want("failover") || want("memory") {
 		t.Run("cluster", func(t *testing.T) {
 			e := startEnv(t, sz)
 			if want("throughput") {
 				e.throughput(r, sz, "")
+			}
+			if want("throughput") || want("throughput-noop") {
 				e.throughput(r, sz, "noop")
 			}
 			if want("pickup") {

@@ -3,7 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,13 +68,27 @@ type env struct {
 	runners []*testcluster.Process
 	token   string
 	seq     atomic.Int64
+	// pprofDir, from OUTPOST_BENCH_PPROF, receives CPU profiles of every
+	// server taken during the noop throughput run.
+	pprofDir string
 }
 
 func startEnv(t *testing.T, sz Sizes) *env {
-	e := &env{t: t, smoke: sz.Mode != "full"}
+	e := &env{t: t, smoke: sz.Mode != "full", pprofDir: os.Getenv("OUTPOST_BENCH_PPROF")}
 	// Multiplier 2 (400 ms heartbeat timeout): 1 made leaders step down
 	// under full load on two cores.
-	e.cluster = testcluster.StartCluster(t, 3, testcluster.ServerOptions{Name: "bench", RaftMultiplier: 2, LogLevel: "warn"})
+	opts := testcluster.ServerOptions{Name: "bench", RaftMultiplier: 2, LogLevel: "warn"}
+	if e.pprofDir != "" {
+		if err := os.MkdirAll(e.pprofDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(t.TempDir(), "debug.hcl")
+		if err := os.WriteFile(cfg, []byte("enable_debug = true\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts.ExtraArgs = []string{"-config=" + cfg}
+	}
+	e.cluster = testcluster.StartCluster(t, 3, opts)
 	for _, s := range e.cluster.Servers {
 		e.clients = append(e.clients, s.Client())
 	}
@@ -157,6 +176,17 @@ func (e *env) submit(ctx context.Context, c *rpc.Client, project, driver string)
 
 // waitDone waits until n jobs of project have finished and returns them.
 func (e *env) waitDone(project string, n int, timeout time.Duration) []*pb.Job {
+	e.waitFinished(project, n, timeout)
+	resp, err := e.all.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project}))
+	if err != nil {
+		e.t.Fatalf("listing jobs: %v", err)
+	}
+	return resp.Msg.Jobs
+}
+
+// waitFinished waits until n jobs of project have finished and returns
+// how many have, counting without listing them.
+func (e *env) waitFinished(project string, n int, timeout time.Duration) int {
 	e.t.Logf("waiting for %d jobs of %s to finish", n, project)
 	if e.smoke {
 		timeout = min(timeout, 90*time.Second)
@@ -172,7 +202,7 @@ func (e *env) waitDone(project string, n int, timeout time.Duration) []*pb.Job {
 			}
 		}
 		if done >= n {
-			break
+			return done
 		}
 		if time.Now().After(deadline) {
 			var sample []string
@@ -188,11 +218,6 @@ func (e *env) waitDone(project string, n int, timeout time.Duration) []*pb.Job {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	resp, err := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project}))
-	if err != nil {
-		e.t.Fatalf("listing jobs: %v", err)
-	}
-	return resp.Msg.Jobs
 }
 
 // Throughput: n jobs from `clients` concurrent clients; jobs/s from the
@@ -201,12 +226,16 @@ func (e *env) throughput(r *Report, sz Sizes, driver string) {
 	name := "throughput/" + map[string]string{"": "true", "noop": "noop"}[driver]
 	project := fmt.Sprintf("tp%d", e.seq.Add(1))
 	_, before := e.leaderStatus()
+	cpuBefore := e.cpuByRole()
 	jobs := make(chan struct{}, sz.ThroughputJobs)
 	for range sz.ThroughputJobs {
 		jobs <- struct{}{}
 	}
 	close(jobs)
 	start := time.Now()
+	if driver == "noop" && e.pprofDir != "" {
+		go e.profileServers(name, 10*time.Second)
+	}
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	var firstErr atomic.Value
@@ -238,6 +267,20 @@ func (e *env) throughput(r *Report, sz Sizes, driver string) {
 	r.add(name, "submit", n/submitted.Seconds(), "jobs/s", "submit calls alone")
 	r.add(name, "raft entries", float64(after.LogEntriesStored-before.LogEntriesStored)/n, "per job", "leader log entries")
 	r.add(name, "log writes", float64(after.LogStoreCalls-before.LogStoreCalls)/n, "fsyncs/job", "leader log-store writes")
+	var kinds []string
+	for k, v := range after.EntriesApplied {
+		if d := v - before.EntriesApplied[k]; d > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s %.2f", k, float64(d)/n))
+		}
+	}
+	sort.Strings(kinds)
+	r.add(name, "entries by type", 0, "per job", strings.Join(kinds, ", "))
+	// Where the two cores went: CPU per job by role, from first submit to
+	// the last result read.
+	cpuAfter := e.cpuByRole()
+	for _, role := range []string{"servers", "runners", "clients"} {
+		r.add(name, "cpu "+role, ms(cpuAfter[role]-cpuBefore[role])/n, "ms/job", "")
+	}
 	if failed.Load() > 0 {
 		r.add(name, "submit errors", float64(failed.Load()), "calls", fmt.Sprint(firstErr.Load()))
 	}
@@ -278,10 +321,14 @@ func (e *env) pickup(r *Report, rate int, d time.Duration) {
 	}
 	wg.Wait()
 	done := e.waitDone(project, len(returned), 5*time.Minute)
-	var lat []time.Duration
+	var lat, toAssign, toStart []time.Duration
 	for _, j := range done {
 		if t0, ok := returned[j.Id]; ok && j.StartedAt != nil {
 			lat = append(lat, max(j.StartedAt.AsTime().Sub(t0), 0))
+			if j.AssignedAt != nil {
+				toAssign = append(toAssign, max(j.AssignedAt.AsTime().Sub(t0), 0))
+				toStart = append(toStart, max(j.StartedAt.AsTime().Sub(j.AssignedAt.AsTime()), 0))
+			}
 		}
 	}
 	name := fmt.Sprintf("pickup/%d-per-s", rate)
@@ -290,6 +337,10 @@ func (e *env) pickup(r *Report, rate int, d time.Duration) {
 	r.add(name, "p95", ms(percentile(lat, 95)), "ms", "")
 	r.add(name, "p99", ms(percentile(lat, 99)), "ms", "")
 	r.add(name, "max", ms(percentile(lat, 100)), "ms", "")
+	// Where the time goes: the leader's assignment, then the runner
+	// hearing of it and starting.
+	r.add(name, "to assigned p50/p99", ms(percentile(toAssign, 50)), "ms", fmt.Sprintf("p99 %.1f ms", ms(percentile(toAssign, 99))))
+	r.add(name, "assigned to started p50/p99", ms(percentile(toStart, 50)), "ms", fmt.Sprintf("p99 %.1f ms", ms(percentile(toStart, 99))))
 	if errs.Load() > 0 {
 		r.add(name, "submit errors", float64(errs.Load()), "calls", "")
 	}
@@ -355,4 +406,55 @@ func (e *env) failover(r *Report, rate int) {
 	r.add("failover", "submit resumes", ms(time.Unix(0, firstOK.Load()).Sub(kill)), "ms", fmt.Sprintf("SIGKILL of the leader under %d jobs/s", rate))
 	r.add("failover", "dispatch resumes", ms(firstAssigned.Sub(kill)), "ms", "first assignment after the kill")
 	r.add("failover", "failed submits", float64(errsAfter.Load()), "calls", "after the kill; clients retry them")
+}
+
+// profileServers saves a CPU profile of every server, taken at the same
+// time, to pprofDir/<scenario>-<server>.pprof.
+func (e *env) profileServers(scenario string, d time.Duration) {
+	e.saveProfiles(strings.ReplaceAll(scenario, "/", "-")+".pprof", fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())))
+}
+
+// saveProfiles fetches path from every live server at once and saves each
+// answer to pprofDir/<server>-<name>.
+func (e *env) saveProfiles(name, path string) {
+	var wg sync.WaitGroup
+	for _, s := range e.cluster.Servers {
+		if s.Exited() {
+			continue
+		}
+		wg.Go(func() {
+			resp, err := http.Get(s.Addr() + path)
+			if err != nil {
+				e.t.Logf("profiling %s: %v", s.Name(), err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(e.pprofDir, s.Name()+"-"+name))
+			if err != nil {
+				e.t.Logf("profiling %s: %v", s.Name(), err)
+				return
+			}
+			defer f.Close()
+			_, _ = io.Copy(f, resp.Body)
+		})
+	}
+	wg.Wait()
+}
+
+// cpuByRole is the CPU time used so far by the servers, the runner
+// processes and this process (the clients), for CPU-per-job figures.
+func (e *env) cpuByRole() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, s := range e.cluster.Servers {
+		if !s.Exited() {
+			out["servers"] += cpuTime(s.Pid())
+		}
+	}
+	for _, p := range e.runners {
+		if !p.Exited() {
+			out["runners"] += cpuTime(p.Pid())
+		}
+	}
+	out["clients"] = cpuTime(os.Getpid())
+	return out
 }
