@@ -320,7 +320,14 @@ func (e *env) pickup(r *Report, rate int, d time.Duration) {
 		})
 	}
 	wg.Wait()
+	lastReturn := time.Since(start)
 	done := e.waitDone(project, len(returned), 5*time.Minute)
+	var lastStart time.Time
+	for _, j := range done {
+		if j.StartedAt != nil && j.StartedAt.AsTime().After(lastStart) {
+			lastStart = j.StartedAt.AsTime()
+		}
+	}
 	var lat, toAssign, toStart []time.Duration
 	for _, j := range done {
 		if t0, ok := returned[j.Id]; ok && j.StartedAt != nil {
@@ -333,6 +340,10 @@ func (e *env) pickup(r *Report, rate int, d time.Duration) {
 	}
 	name := fmt.Sprintf("pickup/%d-per-s", rate)
 	r.add(name, "jobs", float64(len(lat)), "jobs", fmt.Sprintf("open loop for %v", d))
+	// Whether the load was really offered and absorbed: submits that
+	// queue behind the concurrency cap would lower the rate unseen.
+	r.add(name, "submitted", float64(len(returned))/lastReturn.Seconds(), "jobs/s", "first submit to last submit returned")
+	r.add(name, "started", float64(len(lat))/lastStart.Sub(start).Seconds(), "jobs/s", "first submit to last job started")
 	r.add(name, "p50", ms(percentile(lat, 50)), "ms", "submit returned -> runner started")
 	r.add(name, "p95", ms(percentile(lat, 95)), "ms", "")
 	r.add(name, "p99", ms(percentile(lat, 99)), "ms", "")
