@@ -164,7 +164,7 @@ func (s *Store) storeJob(txn *memdb.Txn, j *pb.Job) error {
 		if err != nil {
 			return err
 		}
-		chunks, err := tableChunks(txn, j.Id)
+		chunks, err := tableChunks(txn, nil, j.Id, 0)
 		if err != nil {
 			return err
 		}
@@ -225,12 +225,14 @@ func (s *Store) deleteFinished(txn *memdb.Txn, id string) (bool, error) {
 	return true, nil
 }
 
-// tableChunks returns the chunks of a job in the log table, in order.
-func tableChunks(txn *memdb.Txn, jobID string) ([]*pb.LogChunk, error) {
-	it, err := txn.LowerBound(TableJobLogs, "id", jobID, uint64(0))
+// tableChunks returns the chunks of a job in the log table with seq above
+// afterSeq, in order, adding the channel that fires when they change to ws.
+func tableChunks(txn *memdb.Txn, ws memdb.WatchSet, jobID string, afterSeq uint64) ([]*pb.LogChunk, error) {
+	it, err := txn.LowerBound(TableJobLogs, "id", jobID, afterSeq+1)
 	if err != nil {
 		return nil, fmt.Errorf("state: read logs of %s: %w", jobID, err)
 	}
+	ws.Add(it.WatchCh())
 	var out []*pb.LogChunk
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		c := raw.(*pb.LogChunk)

@@ -371,20 +371,7 @@ func (s *Store) ActiveJobs(ws memdb.WatchSet, runnerID string) []*pb.Job {
 // it finished.
 func (s *Store) LogChunks(ws memdb.WatchSet, jobID string, afterSeq uint64) []*pb.LogChunk {
 	txn := s.db.Txn(false)
-	it, err := txn.LowerBound(TableJobLogs, "id", jobID, afterSeq+1)
-	if err != nil {
-		return nil
-	}
-	ws.Add(it.WatchCh())
-	var out []*pb.LogChunk
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		c := raw.(*pb.LogChunk)
-		if c.JobId != jobID {
-			break
-		}
-		out = append(out, c)
-	}
-	if len(out) > 0 {
+	if out, err := tableChunks(txn, ws, jobID, afterSeq); err != nil || len(out) > 0 {
 		return out
 	}
 	f, watch := finishedByID(txn, jobID)
