@@ -232,3 +232,28 @@ func TestPendingReasons(t *testing.T) {
 		})
 	}
 }
+
+// TestMatchingFollowsRunnerChanges checks that the matching kept from pass
+// to pass is redone when a runner changes: a job no runner matched is
+// placed once a runner is relabelled to match it, and no longer placed on
+// a runner that was relabelled away.
+func TestMatchingFollowsRunnerChanges(t *testing.T) {
+	w := newWorld(t)
+	w.runner("r-1", 4, map[string]string{"env": "staging"}, "adopted")
+	first := w.submit(1, map[string]string{"env": "prod"})[0]
+	w.pass()
+	if j, _ := w.f.State().JobByID(nil, first); j.Status != state.StatusPending {
+		t.Fatalf("job for prod is %s before any prod runner exists", j.Status)
+	}
+	w.runner("r-1", 4, map[string]string{"env": "prod"}, "adopted")
+	w.pass()
+	if j, _ := w.f.State().JobByID(nil, first); j.Status != state.StatusAssigned || j.RunnerId != "r-1" {
+		t.Fatalf("job is %s on %q after r-1 became prod; want assigned to r-1", j.Status, j.RunnerId)
+	}
+	w.runner("r-1", 4, map[string]string{"env": "staging"}, "adopted")
+	second := w.submit(1, map[string]string{"env": "prod"})[0]
+	w.pass()
+	if j, _ := w.f.State().JobByID(nil, second); j.Status != state.StatusPending {
+		t.Fatalf("second prod job is %s on %q after r-1 left prod; want pending", j.Status, j.RunnerId)
+	}
+}
