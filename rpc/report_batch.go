@@ -22,7 +22,12 @@ const (
 	// for their commit, so a runner that stops reading its acks stalls
 	// only itself.
 	maxOutstandingReports = 4 * maxReportBatch
-	reportCommitTimeout   = 10 * time.Second
+	// reportQueue is how many reports of all streams may wait for the
+	// next batch. A stream whose report cannot be queued stops reading,
+	// heartbeats included, so the queue is sized for a large fleet each
+	// with a few reports pending through a leader election.
+	reportQueue         = 32 * maxReportBatch
+	reportCommitTimeout = 10 * time.Second
 )
 
 // reportBatcher commits the job reports of every runner stream on this
@@ -46,7 +51,7 @@ type reportItem struct {
 }
 
 func newReportBatcher(b Backend, logger hclog.Logger) *reportBatcher {
-	rb := &reportBatcher{b: b, in: make(chan reportItem, maxOutstandingReports), logger: logger}
+	rb := &reportBatcher{b: b, in: make(chan reportItem, reportQueue), logger: logger}
 	// It lives as long as the process: it holds no state of its own
 	// between batches, and a server's handlers are never torn down.
 	go rb.run()
