@@ -15,7 +15,7 @@ import (
 // load this turns one log entry, fsync and FSM transaction per job into one
 // per batch; alone, a submit waits for nobody.
 const (
-	submitWorkers   = 2
+	submitWorkers   = 4
 	maxSubmitBatch  = 512
 	maxSubmitBytes  = 2 << 20
 	submitQueueSize = 4 * maxSubmitBatch
