@@ -84,10 +84,18 @@ func (c *matchCache) refresh(runners []*pb.Runner) {
 	c.groups = map[string][]*slot{}
 }
 
+// maxCachedGroups bounds the cache: each group holds a slot pointer per
+// matching runner, and the kinds of job (targets times projects) seen
+// since the runners last changed could otherwise grow without end.
+const maxCachedGroups = 1024
+
 // members returns the slots that jobs like j may use.
 func (c *matchCache) members(key string, j *pb.Job) []*slot {
 	if m, ok := c.groups[key]; ok {
 		return m
+	}
+	if len(c.groups) >= maxCachedGroups {
+		c.groups = map[string][]*slot{}
 	}
 	m := []*slot{}
 	for _, s := range c.slots {
