@@ -377,3 +377,65 @@ func TestHistoryPrefixAndSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryReadersWhileWriting reads finished jobs from older views and
+// the live store while jobs finish and are retried (run it with -race):
+// the history tree is cloned on write and must never change under a
+// reader.
+func TestHistoryReadersWhileWriting(t *testing.T) {
+	s, _ := New()
+	const n = 200
+	var jobs []*pb.Job
+	for i := range n {
+		jobs = append(jobs, &pb.Job{Id: fmt.Sprintf("j-%03d", i), Project: "web"})
+	}
+	if err := s.SubmitJobs(1, jobs); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(readErr)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			view := s.Snapshot()
+			finished := 0
+			_ = view.FinishedJobs(func([]byte, [][]byte) error { finished++; return nil })
+			if inPlay := len(view.Jobs()); inPlay+finished != n || view.JobCount() != n {
+				readErr <- fmt.Errorf("a view holds %d jobs in play and %d finished (count %d); want %d in all", inPlay, finished, view.JobCount(), n)
+				return
+			}
+			_ = s.CountJobs(JobFilter{Status: StatusSucceeded, Project: "web"})
+			_, _ = s.JobByID(nil, "j-1")
+		}
+	}()
+	index := uint64(2)
+	for i, j := range jobs {
+		if _, err := s.AssignJobs(index, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: j.Id, RunnerId: "r-1"}}}); err != nil {
+			t.Fatal(err)
+		}
+		lease := index
+		index++
+		if err := s.FinishJob(index, &pb.JobFinished{JobId: j.Id, Lease: lease, Outcome: "succeeded", Time: now, Lines: []*pb.LogLine{{Text: "ok"}}}); err != nil {
+			t.Fatal(err)
+		}
+		index++
+		if i%3 == 0 {
+			if err := s.RetryJob(index, &pb.RetryJobEntry{JobId: j.Id, Time: now}); err != nil {
+				t.Fatal(err)
+			}
+			index++
+		}
+	}
+	close(stop)
+	if err := <-readErr; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.CountJobs(JobFilter{Status: StatusSucceeded}), n-(n+2)/3; got != want {
+		t.Fatalf("%d jobs succeeded, want %d", got, want)
+	}
+}
