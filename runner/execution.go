@@ -26,7 +26,18 @@ const (
 	// reachable (and so what its result carries): older lines are dropped
 	// and a marker says how many.
 	maxPendingLogBytes = 1 << 20
+	// lineOverhead is what a line costs encoded beyond its strings: the
+	// timestamp, field tags and length prefixes, rounded up. Counting
+	// text alone let a result of a million one-byte lines grow past the
+	// size a server accepts, to be resent forever.
+	lineOverhead = 32
 )
+
+// lineSize is a line's cost against the byte limits: at least its
+// encoded size.
+func lineSize(l *pb.LogLine) int {
+	return len(l.Text) + len(l.Step) + len(l.Stream) + lineOverhead
+}
 
 // execution is one attempt of one job on this runner.
 type execution struct {
@@ -199,9 +210,9 @@ func (e *execution) add(l executor.LogLine) {
 	line := &pb.LogLine{Time: timestamppb.New(l.Time), Stream: string(l.Stream), Step: l.Step, Text: l.Text}
 	e.mu.Lock()
 	e.lines = append(e.lines, line)
-	e.bytes += len(line.Text)
+	e.bytes += lineSize(line)
 	for e.bytes > maxPendingLogBytes && len(e.lines) > 1 {
-		e.bytes -= len(e.lines[0].Text)
+		e.bytes -= lineSize(e.lines[0])
 		e.lines = e.lines[1:]
 		e.dropped++
 	}
@@ -253,8 +264,8 @@ func (e *execution) take(limit int) []*pb.LogLine {
 		e.dropped = 0
 	}
 	size, n := 0, 0
-	for n < len(e.lines) && (n == 0 || size+len(e.lines[n].Text) <= limit) {
-		size += len(e.lines[n].Text)
+	for n < len(e.lines) && (n == 0 || size+lineSize(e.lines[n]) <= limit) {
+		size += lineSize(e.lines[n])
 		n++
 	}
 	out = append(out, e.lines[:n]...)
@@ -268,6 +279,6 @@ func (e *execution) putBack(batch []*pb.LogLine) {
 	defer e.mu.Unlock()
 	e.lines = append(batch, e.lines...)
 	for _, l := range batch {
-		e.bytes += len(l.Text)
+		e.bytes += lineSize(l)
 	}
 }
