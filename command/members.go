@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -31,33 +32,21 @@ Options:
 }
 
 func (c *MembersCommand) Run(args []string) int {
-	var asJSON bool
-	fs := c.Meta.flagSet("members", true)
-	fs.BoolVar(&asJSON, "json", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Operator.Members(context.Background(), connect.NewRequest(&pb.MembersRequest{}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if asJSON {
-		return c.Meta.printJSON(resp.Msg)
-	}
-	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tADDRESS\tSTATUS\tROLE\tMETA")
-	for _, m := range resp.Msg.Members {
-		var meta []string
-		for k, v := range m.Meta {
-			meta = append(meta, k+"="+v)
-		}
-		sort.Strings(meta)
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Status, orDash(m.Role), strings.Join(meta, " "))
-	}
-	w.Flush()
-	return exitOK
+	return readCommand(c.Meta, "members", args, false,
+		func(ctx context.Context, client *rpc.Client, stale bool) (*pb.MembersResponse, error) {
+			return answer(client.Operator.Members(ctx, connect.NewRequest(&pb.MembersRequest{})))
+		},
+		func(resp *pb.MembersResponse) {
+			w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tADDRESS\tSTATUS\tROLE\tMETA")
+			for _, m := range resp.Members {
+				var meta []string
+				for k, v := range m.Meta {
+					meta = append(meta, k+"="+v)
+				}
+				sort.Strings(meta)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Status, orDash(m.Role), strings.Join(meta, " "))
+			}
+			w.Flush()
+		})
 }

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -83,6 +84,43 @@ func (m *Meta) apiError(c *rpc.Client, err error) string {
 func (m *Meta) errorf(format string, args ...any) int {
 	m.UI.Error("Error: " + fmt.Sprintf(format, args...))
 	return exitError
+}
+
+// readCommand runs a command that reads one answer and prints it: it
+// parses -json (and -stale when withStale), calls the API once and prints
+// the answer as JSON, or as render writes it.
+func readCommand[T proto.Message](m *Meta, name string, args []string, withStale bool,
+	call func(ctx context.Context, c *rpc.Client, stale bool) (T, error), render func(T)) int {
+	var asJSON, stale bool
+	fs := m.flagSet(name, true)
+	fs.BoolVar(&asJSON, "json", false, "")
+	if withStale {
+		fs.BoolVar(&stale, "stale", false, "")
+	}
+	if !m.parse(fs, args) {
+		return exitUsage
+	}
+	client, err := m.client()
+	if err != nil {
+		return m.errorf("%v", err)
+	}
+	msg, err := call(context.Background(), client, stale)
+	if err != nil {
+		return m.errorf("%s", m.apiError(client, err))
+	}
+	if asJSON {
+		return m.printJSON(msg)
+	}
+	render(msg)
+	return exitOK
+}
+
+// answer unwraps a unary call's response, for readCommand's call.
+func answer[R any](resp *connect.Response[R], err error) (*R, error) {
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
 }
 
 // printJSON writes a message as indented JSON, in the API's own field names.

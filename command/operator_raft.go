@@ -8,6 +8,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -30,35 +31,22 @@ Options:
 }
 
 func (c *OperatorRaftListPeersCommand) Run(args []string) int {
-	var asJSON, stale bool
-	fs := c.Meta.flagSet("operator raft list-peers", true)
-	fs.BoolVar(&asJSON, "json", false, "")
-	fs.BoolVar(&stale, "stale", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Operator.RaftPeers(context.Background(), connect.NewRequest(&pb.RaftPeersRequest{Stale: stale}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if asJSON {
-		return c.Meta.printJSON(resp.Msg)
-	}
-	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tADDRESS\tSTATE\tVOTER")
-	for _, p := range resp.Msg.Peers {
-		st := "follower"
-		if p.Leader {
-			st = "leader"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%t\n", p.Id, p.Address, st, p.Voter)
-	}
-	w.Flush()
-	return exitOK
+	return readCommand(c.Meta, "operator raft list-peers", args, true,
+		func(ctx context.Context, client *rpc.Client, stale bool) (*pb.RaftPeersResponse, error) {
+			return answer(client.Operator.RaftPeers(ctx, connect.NewRequest(&pb.RaftPeersRequest{Stale: stale})))
+		},
+		func(resp *pb.RaftPeersResponse) {
+			w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NODE\tADDRESS\tSTATE\tVOTER")
+			for _, p := range resp.Peers {
+				st := "follower"
+				if p.Leader {
+					st = "leader"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%t\n", p.Id, p.Address, st, p.Voter)
+			}
+			w.Flush()
+		})
 }
 
 // OperatorRaftRemovePeerCommand removes a dead server from Raft.

@@ -78,34 +78,22 @@ Options:
 }
 
 func (c *ProjectListCommand) Run(args []string) int {
-	var asJSON bool
-	fs := c.Meta.flagSet("project list", true)
-	fs.BoolVar(&asJSON, "json", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Projects.ListProjects(context.Background(), connect.NewRequest(&pb.ListProjectsRequest{}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if asJSON {
-		return c.Meta.printJSON(resp.Msg)
-	}
-	if len(resp.Msg.Projects) == 0 {
-		fmt.Fprintln(c.Meta.Stdout, "No projects. Store one with `outpost project apply -file outpost.hcl`.")
-		return exitOK
-	}
-	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tFILE\tBYTES\tINDEX")
-	for _, p := range resp.Msg.Projects {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", p.Name, p.Filename, len(p.Source), p.ModifyIndex)
-	}
-	w.Flush()
-	return exitOK
+	return readCommand(c.Meta, "project list", args, false,
+		func(ctx context.Context, client *rpc.Client, stale bool) (*pb.ListProjectsResponse, error) {
+			return answer(client.Projects.ListProjects(ctx, connect.NewRequest(&pb.ListProjectsRequest{})))
+		},
+		func(resp *pb.ListProjectsResponse) {
+			if len(resp.Projects) == 0 {
+				fmt.Fprintln(c.Meta.Stdout, "No projects. Store one with `outpost project apply -file outpost.hcl`.")
+				return
+			}
+			w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tFILE\tBYTES\tINDEX")
+			for _, p := range resp.Projects {
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", p.Name, p.Filename, len(p.Source), p.ModifyIndex)
+			}
+			w.Flush()
+		})
 }
 
 // ProjectInspectCommand shows a stored project.

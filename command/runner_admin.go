@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -61,35 +62,22 @@ Options:
 }
 
 func (c *RunnerListCommand) Run(args []string) int {
-	var asJSON, stale bool
-	fs := c.Meta.flagSet("runner list", true)
-	fs.BoolVar(&asJSON, "json", false, "")
-	fs.BoolVar(&stale, "stale", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Runners.ListRunners(context.Background(), connect.NewRequest(&pb.ListRunnersRequest{Stale: stale}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if asJSON {
-		return c.Meta.printJSON(resp.Msg)
-	}
-	if len(resp.Msg.Runners) == 0 {
-		fmt.Fprintln(c.Meta.Stdout, "No runners. Start one with: outpost runner agent -server=ADDR -data-dir=DIR")
-		return exitOK
-	}
-	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tLABELS\tSTATUS\tSTATE\tJOBS\tLAST SEEN\tVERSION")
-	for _, r := range resp.Msg.Runners {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.Id, orDash(r.Name), runnerLabels(r), r.Status, runnerState(r), r.Running, r.Capacity, ago(r), orDash(r.Version))
-	}
-	w.Flush()
-	return exitOK
+	return readCommand(c.Meta, "runner list", args, true,
+		func(ctx context.Context, client *rpc.Client, stale bool) (*pb.ListRunnersResponse, error) {
+			return answer(client.Runners.ListRunners(ctx, connect.NewRequest(&pb.ListRunnersRequest{Stale: stale})))
+		},
+		func(resp *pb.ListRunnersResponse) {
+			if len(resp.Runners) == 0 {
+				fmt.Fprintln(c.Meta.Stdout, "No runners. Start one with: outpost runner agent -server=ADDR -data-dir=DIR")
+				return
+			}
+			w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tNAME\tLABELS\tSTATUS\tSTATE\tJOBS\tLAST SEEN\tVERSION")
+			for _, r := range resp.Runners {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.Id, orDash(r.Name), runnerLabels(r), r.Status, runnerState(r), r.Running, r.Capacity, ago(r), orDash(r.Version))
+			}
+			w.Flush()
+		})
 }
 
 // RunnerInspectCommand shows one runner.

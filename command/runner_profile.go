@@ -131,40 +131,28 @@ Options:
 }
 
 func (c *RunnerProfileListCommand) Run(args []string) int {
-	var asJSON bool
-	fs := c.Meta.flagSet("runner profile list", true)
-	fs.BoolVar(&asJSON, "json", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Projects.ListProfiles(context.Background(), connect.NewRequest(&pb.ListProfilesRequest{}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if asJSON {
-		return c.Meta.printJSON(resp.Msg)
-	}
-	if len(resp.Msg.Profiles) == 0 {
-		fmt.Fprintln(c.Meta.Stdout, "No runner profiles. Jobs run on any adopted runner until you add one with `outpost runner profile set`.")
-		return exitOK
-	}
-	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tTARGET\tMODE\tDRIVER\tDEFAULT")
-	for _, p := range resp.Msg.Profiles {
-		target := "any"
-		if p.TargetRunnerId != "" {
-			target = "runner " + p.TargetRunnerId
-		} else if len(p.TargetLabels) > 0 {
-			target = kvFlag(p.TargetLabels).String()
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%t\n", p.Name, target, orDash(p.Mode), orDash(p.Driver), p.Default)
-	}
-	w.Flush()
-	return exitOK
+	return readCommand(c.Meta, "runner profile list", args, false,
+		func(ctx context.Context, client *rpc.Client, stale bool) (*pb.ListProfilesResponse, error) {
+			return answer(client.Projects.ListProfiles(ctx, connect.NewRequest(&pb.ListProfilesRequest{})))
+		},
+		func(resp *pb.ListProfilesResponse) {
+			if len(resp.Profiles) == 0 {
+				fmt.Fprintln(c.Meta.Stdout, "No runner profiles. Jobs run on any adopted runner until you add one with `outpost runner profile set`.")
+				return
+			}
+			w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tTARGET\tMODE\tDRIVER\tDEFAULT")
+			for _, p := range resp.Profiles {
+				target := "any"
+				if p.TargetRunnerId != "" {
+					target = "runner " + p.TargetRunnerId
+				} else if len(p.TargetLabels) > 0 {
+					target = kvFlag(p.TargetLabels).String()
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%t\n", p.Name, target, orDash(p.Mode), orDash(p.Driver), p.Default)
+			}
+			w.Flush()
+		})
 }
 
 // RunnerProfileInspectCommand shows one profile as HCL.
