@@ -39,61 +39,57 @@ func (s *Store) putJob(txn *memdb.Txn, index uint64, j *pb.Job) error {
 // SubmitJobs inserts new pending jobs. A job whose id exists already is left
 // alone, so a retried submit that did commit the first time changes nothing.
 func (s *Store) SubmitJobs(index uint64, jobs []*pb.Job) error {
-	txn := s.txn()
-	defer txn.Abort()
-	for _, j := range jobs {
-		if _, old, _ := jobIn(txn, j.Id); old != nil {
-			continue
+	return s.write(index, func(txn *memdb.Txn) error {
+		for _, j := range jobs {
+			if _, old, _ := jobIn(txn, j.Id); old != nil {
+				continue
+			}
+			j = proto.Clone(j).(*pb.Job)
+			j.Status = StatusPending
+			if j.StatusReason == "" {
+				j.StatusReason = "waiting for a runner"
+			}
+			if j.Attempt == 0 {
+				j.Attempt = 1
+			}
+			j.CreateIndex = index
+			j.UpdatedAt = j.CreatedAt
+			if err := s.putJob(txn, index, j); err != nil {
+				return err
+			}
 		}
-		j = proto.Clone(j).(*pb.Job)
-		j.Status = StatusPending
-		if j.StatusReason == "" {
-			j.StatusReason = "waiting for a runner"
-		}
-		if j.Attempt == 0 {
-			j.Attempt = 1
-		}
-		j.CreateIndex = index
-		j.UpdatedAt = j.CreatedAt
-		if err := s.putJob(txn, index, j); err != nil {
-			return err
-		}
-	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+		return nil
+	}, TableJobs)
 }
 
 // AssignJobs gives pending jobs to runners. The entry's index becomes each
 // assignment's lease. Jobs that are no longer pending (canceled meanwhile)
 // are skipped; the ids actually assigned are returned.
 func (s *Store) AssignJobs(index uint64, e *pb.AssignJobsEntry) ([]string, error) {
-	txn := s.txn()
-	defer txn.Abort()
 	var done []string
-	for _, a := range e.Assignments {
-		j, err := getJob(txn, a.JobId)
-		if err != nil || j.Status != StatusPending {
-			continue
+	err := s.write(index, func(txn *memdb.Txn) error {
+		for _, a := range e.Assignments {
+			j, err := getJob(txn, a.JobId)
+			if err != nil || j.Status != StatusPending {
+				continue
+			}
+			j.Status = StatusAssigned
+			j.StatusReason = "assigned to runner " + a.RunnerId
+			j.RunnerId = a.RunnerId
+			j.Lease = index
+			j.AssignedAt = e.Time
+			j.StartedAt = nil
+			j.UpdatedAt = e.Time
+			if err := s.putJob(txn, index, j); err != nil {
+				return err
+			}
+			done = append(done, a.JobId)
 		}
-		j.Status = StatusAssigned
-		j.StatusReason = "assigned to runner " + a.RunnerId
-		j.RunnerId = a.RunnerId
-		j.Lease = index
-		j.AssignedAt = e.Time
-		j.StartedAt = nil
-		j.UpdatedAt = e.Time
-		if err := s.putJob(txn, index, j); err != nil {
-			return nil, err
-		}
-		done = append(done, a.JobId)
-	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
+		return nil
+	}, TableJobs)
+	if err != nil {
 		return nil, err
 	}
-	txn.Commit()
 	return done, nil
 }
 
@@ -112,20 +108,23 @@ func current(txn *memdb.Txn, id string, lease uint64) (*pb.Job, error) {
 
 // JobStarted records that the runner holding the lease started the job.
 func (s *Store) JobStarted(index uint64, r *pb.JobStarted) error {
-	return s.inJobsTxn(index, func(txn *memdb.Txn) error { return s.jobStarted(txn, index, r) })
+	return s.write(index, func(txn *memdb.Txn) error { return s.jobStarted(txn, index, r) }, TableJobs)
 }
 
-// inJobsTxn runs fn in a write transaction and, unless it failed, records
-// index as the jobs table's and commits. The report methods leave setting
-// the index to their caller so a batch of reports sets it once.
-func (s *Store) inJobsTxn(index uint64, fn func(*memdb.Txn) error) error {
+// write runs fn in a write transaction and, unless it failed, records
+// index as the index of each table it names and commits. The report
+// methods leave setting the index to their caller so a batch of reports
+// sets it once.
+func (s *Store) write(index uint64, fn func(*memdb.Txn) error, tables ...string) error {
 	txn := s.txn()
 	defer txn.Abort()
 	if err := fn(txn); err != nil {
 		return err
 	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
-		return err
+	for _, t := range tables {
+		if err := setIndex(txn, t, index); err != nil {
+			return err
+		}
 	}
 	txn.Commit()
 	return nil
@@ -181,7 +180,7 @@ func (s *Store) jobStarted(txn *memdb.Txn, index uint64, r *pb.JobStarted) error
 
 // AppendLogs stores a run of log lines for the current attempt of a job.
 func (s *Store) AppendLogs(index uint64, r *pb.JobLogs) error {
-	return s.inJobsTxn(index, func(txn *memdb.Txn) error { return s.appendLogs(txn, index, r) })
+	return s.write(index, func(txn *memdb.Txn) error { return s.appendLogs(txn, index, r) }, TableJobs)
 }
 
 func (s *Store) appendLogs(txn *memdb.Txn, index uint64, r *pb.JobLogs) error {
@@ -231,7 +230,7 @@ func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb
 // (the outbox resending) finds the job terminal under the same lease and
 // changes nothing. A failure with retries left puts the job back in the queue.
 func (s *Store) FinishJob(index uint64, r *pb.JobFinished) error {
-	return s.inJobsTxn(index, func(txn *memdb.Txn) error { return s.finishJob(txn, index, r) })
+	return s.write(index, func(txn *memdb.Txn) error { return s.finishJob(txn, index, r) }, TableJobs)
 }
 
 func (s *Store) finishJob(txn *memdb.Txn, index uint64, r *pb.JobFinished) error {
@@ -319,35 +318,31 @@ func requeue(j *pb.Job, now *timestamppb.Timestamp, why string) {
 // CancelJob asks for a job to stop. A pending job ends at once; one held by a
 // runner moves to canceling and the runner's stream delivers the request.
 func (s *Store) CancelJob(index uint64, e *pb.CancelJobEntry) error {
-	txn := s.txn()
-	defer txn.Abort()
-	j, err := getJob(txn, e.JobId)
-	if err != nil {
-		return err
-	}
-	reason := reasonOr(e.Reason, "canceled by user")
-	switch {
-	case Terminal(j.Status):
-		return fmt.Errorf("job %s already %s: %w", j.Id, j.Status, ErrConflict)
-	case j.Status == StatusPending:
-		j.Status = StatusCanceled
-		j.StatusReason = reason
-		j.FinishedAt = e.Time
-	default:
-		j.Status = StatusCanceling
-		j.StatusReason = reason + "; waiting for runner " + j.RunnerId + " to stop it"
-	}
-	j.CancelRequested = true
-	j.CancelReason = reason
-	j.UpdatedAt = e.Time
-	if err := s.putJob(txn, index, j); err != nil {
-		return err
-	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return s.write(index, func(txn *memdb.Txn) error {
+		j, err := getJob(txn, e.JobId)
+		if err != nil {
+			return err
+		}
+		reason := reasonOr(e.Reason, "canceled by user")
+		switch {
+		case Terminal(j.Status):
+			return fmt.Errorf("job %s already %s: %w", j.Id, j.Status, ErrConflict)
+		case j.Status == StatusPending:
+			j.Status = StatusCanceled
+			j.StatusReason = reason
+			j.FinishedAt = e.Time
+		default:
+			j.Status = StatusCanceling
+			j.StatusReason = reason + "; waiting for runner " + j.RunnerId + " to stop it"
+		}
+		j.CancelRequested = true
+		j.CancelReason = reason
+		j.UpdatedAt = e.Time
+		if err := s.putJob(txn, index, j); err != nil {
+			return err
+		}
+		return nil
+	}, TableJobs)
 }
 
 // LostRetries is how many extra attempts a job lost with its runner gets when
@@ -357,65 +352,54 @@ const LostRetries = 1
 // MarkLost handles jobs whose runner went away: each is requeued while it has
 // attempts left, else ends lost. Entries whose lease moved on are ignored.
 func (s *Store) MarkLost(index uint64, e *pb.MarkLostEntry) error {
-	txn := s.txn()
-	defer txn.Abort()
-	for _, l := range e.Jobs {
-		j, err := current(txn, l.JobId, l.Lease)
-		if err != nil || !Active(j.Status) {
-			continue
+	return s.write(index, func(txn *memdb.Txn) error {
+		for _, l := range e.Jobs {
+			j, err := current(txn, l.JobId, l.Lease)
+			if err != nil || !Active(j.Status) {
+				continue
+			}
+			why := fmt.Sprintf("attempt %d lost: %s", j.Attempt, e.Reason)
+			allowed := uint32(LostRetries)
+			if j.Retry != nil && j.Retry.Attempts > allowed {
+				allowed = j.Retry.Attempts
+			}
+			switch {
+			case j.CancelRequested:
+				j.Status = StatusCanceled
+				j.StatusReason = "canceled; its runner was lost before confirming: " + e.Reason
+				j.FinishedAt = e.Time
+			case j.Attempt <= allowed:
+				requeue(j, nil, why)
+			default:
+				j.Status = StatusLost
+				j.StatusReason = why + "; no attempts left"
+				j.FinishedAt = e.Time
+			}
+			j.UpdatedAt = e.Time
+			if err := s.putJob(txn, index, j); err != nil {
+				return err
+			}
 		}
-		why := fmt.Sprintf("attempt %d lost: %s", j.Attempt, e.Reason)
-		allowed := uint32(LostRetries)
-		if j.Retry != nil && j.Retry.Attempts > allowed {
-			allowed = j.Retry.Attempts
-		}
-		switch {
-		case j.CancelRequested:
-			j.Status = StatusCanceled
-			j.StatusReason = "canceled; its runner was lost before confirming: " + e.Reason
-			j.FinishedAt = e.Time
-		case j.Attempt <= allowed:
-			requeue(j, nil, why)
-		default:
-			j.Status = StatusLost
-			j.StatusReason = why + "; no attempts left"
-			j.FinishedAt = e.Time
-		}
-		j.UpdatedAt = e.Time
-		if err := s.putJob(txn, index, j); err != nil {
-			return err
-		}
-	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+		return nil
+	}, TableJobs)
 }
 
 // DeleteJobs removes finished jobs and their logs (garbage collection).
 func (s *Store) DeleteJobs(index uint64, ids []string) error {
-	txn := s.txn()
-	defer txn.Abort()
-	for _, id := range ids {
-		// Only finished jobs are in the history; others stay.
-		found, err := s.deleteFinished(txn, id)
-		if err != nil {
-			return fmt.Errorf("state: delete job %s: %w", id, err)
+	return s.write(index, func(txn *memdb.Txn) error {
+		for _, id := range ids {
+			// Only finished jobs are in the history; others stay.
+			found, err := s.deleteFinished(txn, id)
+			if err != nil {
+				return fmt.Errorf("state: delete job %s: %w", id, err)
+			}
+			if !found {
+				continue
+			}
+			if _, err := txn.DeletePrefix(TableJobLogs, "id_prefix", id+"\x00"); err != nil {
+				return fmt.Errorf("state: delete logs of %s: %w", id, err)
+			}
 		}
-		if !found {
-			continue
-		}
-		if _, err := txn.DeletePrefix(TableJobLogs, "id_prefix", id+"\x00"); err != nil {
-			return fmt.Errorf("state: delete logs of %s: %w", id, err)
-		}
-	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
-		return err
-	}
-	if err := setIndex(txn, TableJobLogs, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+		return nil
+	}, TableJobs, TableJobLogs)
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 
+	memdb "github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
@@ -10,27 +11,23 @@ import (
 
 // UpsertRunner creates or replaces a runner's record.
 func (s *Store) UpsertRunner(index uint64, r *pb.Runner) error {
-	txn := s.txn()
-	defer txn.Abort()
-	r = proto.Clone(r).(*pb.Runner)
-	if raw, _ := txn.First(TableRunners, "id", r.Id); raw != nil {
-		old := raw.(*pb.Runner)
-		r.CreateIndex = old.CreateIndex
-		if r.FirstSeen == nil {
-			r.FirstSeen = old.FirstSeen
+	return s.write(index, func(txn *memdb.Txn) error {
+		r = proto.Clone(r).(*pb.Runner)
+		if raw, _ := txn.First(TableRunners, "id", r.Id); raw != nil {
+			old := raw.(*pb.Runner)
+			r.CreateIndex = old.CreateIndex
+			if r.FirstSeen == nil {
+				r.FirstSeen = old.FirstSeen
+			}
+		} else {
+			r.CreateIndex = index
 		}
-	} else {
-		r.CreateIndex = index
-	}
-	r.ModifyIndex = index
-	if err := txn.Insert(TableRunners, r); err != nil {
-		return fmt.Errorf("state: insert runner %s: %w", r.Id, err)
-	}
-	if err := setIndex(txn, TableRunners, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+		r.ModifyIndex = index
+		if err := txn.Insert(TableRunners, r); err != nil {
+			return fmt.Errorf("state: insert runner %s: %w", r.Id, err)
+		}
+		return nil
+	}, TableRunners)
 }
 
 // Runner actions carried by RunnerUpdateEntry.
@@ -46,8 +43,10 @@ const (
 
 // UpdateRunner applies an operator's decision or a liveness verdict.
 func (s *Store) UpdateRunner(index uint64, e *pb.RunnerUpdateEntry) error {
-	txn := s.txn()
-	defer txn.Abort()
+	return s.write(index, func(txn *memdb.Txn) error { return updateRunner(txn, index, e) }, TableRunners)
+}
+
+func updateRunner(txn *memdb.Txn, index uint64, e *pb.RunnerUpdateEntry) error {
 	raw, err := txn.First(TableRunners, "id", e.RunnerId)
 	if err != nil {
 		return fmt.Errorf("state: runner lookup: %w", err)
@@ -81,10 +80,6 @@ func (s *Store) UpdateRunner(index uint64, e *pb.RunnerUpdateEntry) error {
 		if err := txn.Delete(TableRunners, raw); err != nil {
 			return fmt.Errorf("state: delete runner: %w", err)
 		}
-		if err := setIndex(txn, TableRunners, index); err != nil {
-			return err
-		}
-		txn.Commit()
 		return nil
 	default:
 		return fmt.Errorf("unknown runner action %q: %w", e.Action, ErrConflict)
@@ -93,27 +88,19 @@ func (s *Store) UpdateRunner(index uint64, e *pb.RunnerUpdateEntry) error {
 	if err := txn.Insert(TableRunners, r); err != nil {
 		return fmt.Errorf("state: update runner: %w", err)
 	}
-	if err := setIndex(txn, TableRunners, index); err != nil {
-		return err
-	}
-	txn.Commit()
 	return nil
 }
 
 // UpsertRunnerToken stores an adoption token (its hash).
 func (s *Store) UpsertRunnerToken(index uint64, t *pb.RunnerToken) error {
-	txn := s.txn()
-	defer txn.Abort()
-	t = proto.Clone(t).(*pb.RunnerToken)
-	t.CreateIndex = index
-	if err := txn.Insert(TableTokens, t); err != nil {
-		return fmt.Errorf("state: insert runner token: %w", err)
-	}
-	if err := setIndex(txn, TableTokens, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return s.write(index, func(txn *memdb.Txn) error {
+		t = proto.Clone(t).(*pb.RunnerToken)
+		t.CreateIndex = index
+		if err := txn.Insert(TableTokens, t); err != nil {
+			return fmt.Errorf("state: insert runner token: %w", err)
+		}
+		return nil
+	}, TableTokens)
 }
 
 // RunnerTokenByHash finds an adoption token by the hash of its secret.
@@ -133,21 +120,17 @@ func (s *Store) RunnerTokens() []*pb.RunnerToken { return tokensFrom(s.db.Txn(fa
 
 // UpsertProject creates or replaces a stored project.
 func (s *Store) UpsertProject(index uint64, p *pb.Project) error {
-	txn := s.txn()
-	defer txn.Abort()
-	p = proto.Clone(p).(*pb.Project)
-	if raw, _ := txn.First(TableProjects, "id", p.Name); raw != nil {
-		p.CreateIndex = raw.(*pb.Project).CreateIndex
-	} else {
-		p.CreateIndex = index
-	}
-	p.ModifyIndex = index
-	if err := txn.Insert(TableProjects, p); err != nil {
-		return fmt.Errorf("state: insert project %s: %w", p.Name, err)
-	}
-	if err := setIndex(txn, TableProjects, index); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return s.write(index, func(txn *memdb.Txn) error {
+		p = proto.Clone(p).(*pb.Project)
+		if raw, _ := txn.First(TableProjects, "id", p.Name); raw != nil {
+			p.CreateIndex = raw.(*pb.Project).CreateIndex
+		} else {
+			p.CreateIndex = index
+		}
+		p.ModifyIndex = index
+		if err := txn.Insert(TableProjects, p); err != nil {
+			return fmt.Errorf("state: insert project %s: %w", p.Name, err)
+		}
+		return nil
+	}, TableProjects)
 }
