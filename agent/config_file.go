@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/outpost-run/outpost/internal/hcldiag"
 )
 
 // Overrides is one source of settings: a config file, the flags or the
@@ -114,11 +116,11 @@ func LoadConfigFile(path string) (*Overrides, error) {
 func ParseConfig(filename string, src []byte) (*Overrides, error) {
 	f, diags := hclparse.NewParser().ParseHCL(src, filename)
 	if diags.HasErrors() {
-		return nil, diagError(diags)
+		return nil, hcldiag.Error(diags)
 	}
 	o := &Overrides{}
 	if diags := gohcl.DecodeBody(f.Body, nil, o); diags.HasErrors() {
-		return nil, diagError(diags)
+		return nil, hcldiag.Error(diags)
 	}
 	// Settings that look like security must not be silently ignored.
 	for name, b := range map[string]*hclBodyIgnore{"tls": o.TLS, "acl": o.ACL, "telemetry": o.Telemetry} {
@@ -130,25 +132,6 @@ func ParseConfig(filename string, src []byte) (*Overrides, error) {
 			r.Filename, r.Start.Line, r.Start.Column, name)
 	}
 	return o, nil
-}
-
-// diagError renders HCL diagnostics one per line as file:line:col: text.
-func diagError(diags hcl.Diagnostics) error {
-	var lines []string
-	for _, d := range diags {
-		if d.Severity != hcl.DiagError {
-			continue
-		}
-		msg := d.Summary
-		if d.Detail != "" {
-			msg += ": " + d.Detail
-		}
-		if d.Subject != nil {
-			msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
-		}
-		lines = append(lines, msg)
-	}
-	return fmt.Errorf("%s", strings.Join(lines, "\n"))
 }
 
 // Apply layers o over c.

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
+	"github.com/outpost-run/outpost/internal/hcldiag"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -56,11 +57,11 @@ type limitsBlock struct {
 func Parse(filename string, src []byte) ([]*pb.RunnerProfile, error) {
 	f, diags := hclparse.NewParser().ParseHCL(src, filename)
 	if diags.HasErrors() {
-		return nil, format(diags)
+		return nil, hcldiag.Error(diags)
 	}
 	var fb file
 	if diags := gohcl.DecodeBody(f.Body, nil, &fb); diags.HasErrors() {
-		return nil, format(diags)
+		return nil, hcldiag.Error(diags)
 	}
 	if len(fb.Profiles) == 0 {
 		return nil, fmt.Errorf("%s: no runner_profile blocks; a profile file holds one or more `runner_profile \"NAME\" { ... }`", filename)
@@ -121,7 +122,7 @@ func Parse(filename string, src []byte) ([]*pb.RunnerProfile, error) {
 		out = append(out, p)
 	}
 	if errs.HasErrors() {
-		return nil, format(errs)
+		return nil, hcldiag.Error(errs)
 	}
 	return out, nil
 }
@@ -181,26 +182,6 @@ func ParseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q is not a size (e.g. 512MiB, 2GB)", s)
 	}
 	return n * unit, nil
-}
-
-// format renders diagnostics as file:line:col lines, like the project
-// parser does.
-func format(diags hcl.Diagnostics) error {
-	var lines []string
-	for _, d := range diags {
-		if d.Severity != hcl.DiagError {
-			continue
-		}
-		msg := d.Summary
-		if d.Detail != "" {
-			msg += ": " + strings.Join(strings.Fields(d.Detail), " ")
-		}
-		if d.Subject != nil {
-			msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
-		}
-		lines = append(lines, msg)
-	}
-	return fmt.Errorf("%s", strings.Join(lines, "\n"))
 }
 
 // Matches reports whether a runner with these id and labels is one a job
