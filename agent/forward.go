@@ -125,30 +125,22 @@ func (s *Server) Commit(ctx context.Context, t fsm.MessageType, body proto.Messa
 	if err != nil {
 		return nil, 0, err
 	}
+	return s.commitEncoded(ctx, t, body, data)
+}
+
+// commitEncoded commits an encoded entry: through Raft on the leader, by
+// forwarding it elsewhere. body is needed only for report batches (see
+// forward); the submit batcher passes nil.
+func (s *Server) commitEncoded(ctx context.Context, t fsm.MessageType, body proto.Message, data []byte) (any, uint64, error) {
 	leader, err := s.leaderHTTP(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	if leader == "" {
-		index, res, err := s.applyLocal(ctx, data)
+		index, res, err := s.raftApply(ctx, data)
 		return res, index, err
 	}
 	return s.forward(ctx, leader, t, body, data)
-}
-
-// commitBatch commits a batch of submits built by the submit batcher: on
-// the leader through Raft, elsewhere by forwarding it whole.
-func (s *Server) commitBatch(ctx context.Context, data []byte) (uint64, error) {
-	leader, err := s.leaderHTTP(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if leader == "" {
-		index, _, err := s.raftApply(ctx, data)
-		return index, err
-	}
-	_, index, err := s.forward(ctx, leader, fsm.SubmitJobsType, nil, data)
-	return index, err
 }
 
 // forward sends an encoded entry to the leader at leader and rebuilds its
@@ -180,15 +172,6 @@ func (s *Server) forward(ctx context.Context, leader string, t fsm.MessageType, 
 		return res, m.Index, nil
 	}
 	return nil, m.Index, nil
-}
-
-// applyLocal commits an encoded entry on this server, which must lead.
-func (s *Server) applyLocal(ctx context.Context, data []byte) (uint64, any, error) {
-	if e, ok := submitEntry(data); ok {
-		index, err := s.submits.submit(ctx, e, len(data))
-		return index, nil, err
-	}
-	return s.raftApply(ctx, data)
 }
 
 // raftApply commits one entry through Raft on this server, the leader.
@@ -226,7 +209,7 @@ func (s *Server) ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyRespons
 	} else if _, _, derr := fsm.Decode(entry); derr != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, derr)
 	} else {
-		index, res, err = s.applyLocal(ctx, entry)
+		index, res, err = s.raftApply(ctx, entry)
 	}
 	if err != nil && index == 0 {
 		return nil, err

@@ -103,7 +103,7 @@ func (b *submitBatcher) work() {
 			data, err := fsm.Encode(fsm.SubmitJobsType, entry)
 			if err == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
-				res.index, err = b.s.commitBatch(ctx, data)
+				_, res.index, err = b.s.commitEncoded(ctx, fsm.SubmitJobsType, nil, data)
 				cancel()
 			}
 			res.err = err
