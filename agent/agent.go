@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -109,9 +108,7 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 	if a.cfg.Dev || a.cfg.EnableDebug {
 		// Profiles of a running agent, for finding bottlenecks: go tool
 		// pprof http://ADDR/debug/pprof/profile
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		registerDebugHandlers(mux)
 	}
 	// HTTP/1.1 for curl and browsers, h2c for runners' bidirectional
 	// streams; TLS adds ordinary HTTP/2.

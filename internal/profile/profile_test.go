@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -63,6 +64,10 @@ func TestParseBad(t *testing.T) {
 			`p.hcl:3:3: Invalid limits: memory: "lots" is not a size (e.g. 512MiB, 2GB)`},
 		{"limits on static", "runner_profile \"a\" {\n  limits {\n    processes = 5\n  }\n}\n",
 			`p.hcl:1:1: Limits need on_demand: limits and user apply to on_demand executors; set mode = "on_demand".`},
+		{"name too long", "runner_profile \"" + strings.Repeat("n", 64) + "\" {}\n",
+			`p.hcl:1:1: Invalid profile name: "` + strings.Repeat("n", 64) + `" must start with a letter or digit and hold only letters, digits, '_', '.' and '-' (at most 63).`},
+		{"name starts with a dot", "runner_profile \".a\" {}\n",
+			`p.hcl:1:1: Invalid profile name: ".a" must start with a letter or digit and hold only letters, digits, '_', '.' and '-' (at most 63).`},
 		{"duplicate", "runner_profile \"a\" {}\nrunner_profile \"a\" {}\n",
 			`p.hcl:2:1: Duplicate profile: runner_profile "a" is defined more than once.`},
 		{"syntax", "runner_profile \"a\" {\n", `p.hcl:1:20: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},

@@ -62,6 +62,8 @@ func Binary(t testing.TB) string {
 		out := filepath.Join(dir, "outpost")
 		cmd := exec.Command(goTool(), "build", "-o", out, modulePath)
 		cmd.Dir = root
+		// The binary `make build` ships: static, as users run it.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			build.err = fmt.Errorf("go build %s: %v\n%s", modulePath, err, b)
 			return
