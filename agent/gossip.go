@@ -87,13 +87,6 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		mc.GossipInterval = 100 * time.Millisecond
 		mc.SuspicionMult = 3
 	}
-	mc.Name = cfg.Name
-	mc.BindAddr = cfg.BindAddr
-	mc.BindPort = cfg.Port
-	if cfg.Advertise != "" {
-		mc.AdvertiseAddr = cfg.Advertise
-		mc.AdvertisePort = cfg.Port
-	}
 	if cfg.Key != "" {
 		key, err := base64.StdEncoding.DecodeString(cfg.Key)
 		if err != nil {
@@ -101,12 +94,36 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		}
 		mc.SecretKey = key
 	}
+	bind := cfg.BindAddr
+	if bind == "" {
+		bind = "0.0.0.0"
+	}
+	t, err := newGossipTransport(bind, cfg.Port, g.logger)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: listen on %s: %w", net.JoinHostPort(bind, strconv.Itoa(cfg.Port)), err)
+	}
+	mc.Transport = t
+	// Compressing a message builds a fresh 64 KB LZW table, and idle
+	// members gossip several times a second: that garbage alone made an
+	// idle runner collect every two seconds and hold a megabyte more. On
+	// a LAN the bytes saved are few: probes are already small, and the
+	// push/pull exchange of full state is one TCP stream every 15-30 s.
+	// Peers that compress still interoperate: receiving is unaffected.
+	mc.EnableCompression = false
+	mc.Name = cfg.Name
+	mc.BindAddr = bind
+	mc.BindPort = t.port()
+	if cfg.Advertise != "" {
+		mc.AdvertiseAddr = cfg.Advertise
+		mc.AdvertisePort = t.port()
+	}
 	mc.Delegate = g
 	mc.Events = g
 	mc.Logger = g.logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	list, err := memberlist.Create(mc)
 	if err != nil {
-		return nil, fmt.Errorf("gossip: listen on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port)), err)
+		_ = t.Shutdown()
+		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	g.list = list
 	return g, nil

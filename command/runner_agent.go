@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -146,7 +145,6 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 		c.Meta.UI.Error("Error: starting runner: " + err.Error())
 		return exitError
 	}
-	tuneRunnerGC(cfg.Ports.Gossip >= 0)
 	a.Runner().ReturnMemoryWhenIdle(runnerIdleTrim)
 	fmt.Fprintf(c.Meta.Stdout, "==> outpost runner %s started\n        Name: %s\n     Servers: %s\n    Capacity: %d\n      Labels: %s\n",
 		a.Runner().ID(), cfg.NodeID, strings.Join(cfg.RunnerServers, ", "), cfg.RunnerCapacity, kvFlag(cfg.RunnerLabels).String())
@@ -174,38 +172,3 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 // runner.ReturnMemoryWhenIdle): after one job printing 20,000 lines, an
 // idle runner without gossip measured 26.5 MB RSS without the trim.
 const runnerIdleTrim = 10 * time.Second
-
-// runnerGCPercent is the GC target of a runner agent in the gossip pool
-// (GOGC=50 instead of Go's 100), for a small idle footprint.
-//
-// A runner's live heap is small when idle (1-2 MB), so the heap target is
-// Go's floor of 4 MB x GOGC/100 rather than twice the live heap.
-// Idle, a runner in the gossip pool still allocates steadily: memberlist
-// reads every UDP packet into a fresh 64 KB buffer and makes a 64 KB LZW
-// table for every compressed message, about 250 KB/s, and with the
-// default target that garbage fills 4 MB between collections. Measured on
-// an idle runner connected to a server, gossip on: VmRSS 25.0 MB with
-// GOGC=100, 23.1 MB with 50 (25 or 33 gain nothing more). A collection of
-// a heap this small costs well under a millisecond; running a job that
-// prints 300,000 lines, the runner used as much CPU as with GOGC=100 and
-// ended at 48-51 MB RSS instead of 68-69.
-//
-// Without gossip an idle runner hardly allocates and the target changes
-// nothing but the first collection, which comes earlier and costs about
-// half a megabyte of GC bookkeeping (20.2 -> 20.7 MB), so it stays at
-// Go's default there.
-//
-// Not a memory limit: a limit the idle runner fits under (GOMEMLIMIT=6-8
-// MiB) makes the GC run continuously at idle (about 500 collections in 30
-// s, 4-5% of a core), and under load a runner legitimately holds its jobs'
-// buffered log lines, which no fixed limit fits.
-const runnerGCPercent = 50
-
-// tuneRunnerGC applies runnerGCPercent to a runner in the gossip pool,
-// unless the operator set GOGC.
-func tuneRunnerGC(gossip bool) {
-	if _, set := os.LookupEnv("GOGC"); set || !gossip {
-		return
-	}
-	debug.SetGCPercent(runnerGCPercent)
-}
