@@ -111,3 +111,68 @@ func BenchmarkFinishedJobHeap(b *testing.B) {
 		runtime.KeepAlive(a)
 	}
 }
+
+// BenchmarkJobLifecycle applies what the servers commit for noop jobs
+// under load, per job: a submit entry of two jobs, an assignment entry
+// of eight, and report entries each holding four jobs' start and result,
+// roughly the batch sizes make bench's throughput scenario sees. Every
+// server applies all of it, so this is the FSM's share of a job's CPU.
+func BenchmarkJobLifecycle(b *testing.B) {
+	const round = 8
+	a := newApplierNoT()
+	encode := func(t MessageType, m proto.Message) []byte {
+		data, err := Encode(t, m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return data
+	}
+	apply := func(data []byte) any {
+		a.index++
+		return a.f.Apply(&raft.Log{Index: a.index, Type: raft.LogCommand, Data: data})
+	}
+	apply(encode(UpsertRunnerType, &pb.UpsertRunnerEntry{Runner: &pb.Runner{Id: "r-1", Name: "edge-1", Capacity: 1 << 20, Status: "adopted", State: "ready", FirstSeen: ts(0)}}))
+	n := 0
+	for b.Loop() {
+		b.StopTimer()
+		var submits [][]byte
+		var jobs []*pb.Job
+		var as []*pb.Assignment
+		for k := 0; k < round; k += 2 {
+			pair := []*pb.Job{job(fmt.Sprintf("01JQ%022d", n+k)), job(fmt.Sprintf("01JQ%022d", n+k+1))}
+			jobs = append(jobs, pair...)
+			submits = append(submits, encode(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: pair}))
+		}
+		for _, j := range jobs {
+			as = append(as, &pb.Assignment{JobId: j.Id, RunnerId: "r-1"})
+		}
+		assign := encode(AssignJobsType, &pb.AssignJobsEntry{Time: ts(1), Assignments: as})
+		b.StartTimer()
+		for _, s := range submits {
+			apply(s)
+		}
+		apply(assign)
+		b.StopTimer()
+		lease := a.index
+		var reports [][]byte
+		for k := 0; k < round; k += 4 {
+			var rs []*pb.RunnerMessage
+			for _, j := range jobs[k : k+4] {
+				rs = append(rs,
+					&pb.RunnerMessage{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{JobId: j.Id, Lease: lease, Time: ts(2)}}},
+					&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: &pb.JobFinished{JobId: j.Id, Lease: lease, Outcome: "succeeded", Time: ts(3),
+						Lines: []*pb.LogLine{{Time: ts(3), Stream: "system", Step: "build", Text: "step build: make (noop driver, not run)"}}}}})
+			}
+			reports = append(reports, encode(RunnerReportsType, &pb.RunnerReportsEntry{RunnerId: "r-1", Reports: rs, Time: ts(3)}))
+		}
+		b.StartTimer()
+		for _, r := range reports {
+			if res, ok := apply(r).(*ReportsResult); !ok || len(res.Errors) != 8 || res.Errors[0] != nil || res.Errors[7] != nil {
+				b.Fatalf("reports: %+v", res)
+			}
+		}
+		n += round
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/job")
+	b.ReportMetric(0, "ns/op")
+}

@@ -93,28 +93,25 @@ func (s *Store) AssignJobs(index uint64, e *pb.AssignJobsEntry) ([]string, error
 	return done, nil
 }
 
-// current returns the job if lease is its current one and it is still held by
-// a runner; a report for anything else is stale.
-func current(txn *memdb.Txn, id string, lease uint64) (*pb.Job, error) {
-	j, err := getJob(txn, id)
-	if err != nil {
-		return nil, err
-	}
-	if j.Lease != lease || lease == 0 {
-		return nil, fmt.Errorf("job %s lease %d (current %d): %w", id, lease, j.Lease, ErrStaleLease)
-	}
-	return j, nil
-}
-
 // JobStarted records that the runner holding the lease started the job.
 func (s *Store) JobStarted(index uint64, r *pb.JobStarted) error {
-	return s.write(index, func(txn *memdb.Txn) error { return s.jobStarted(txn, index, r) }, TableJobs)
+	return s.editJobs(index, func(e *jobEdits) error { return e.started(r) })
+}
+
+// AppendLogs stores a run of log lines for the current attempt of a job.
+func (s *Store) AppendLogs(index uint64, r *pb.JobLogs) error {
+	return s.editJobs(index, func(e *jobEdits) error { return e.logs(r) })
+}
+
+// FinishJob records a runner's result. A report repeated after it was applied
+// (the outbox resending) finds the job terminal under the same lease and
+// changes nothing. A failure with retries left puts the job back in the queue.
+func (s *Store) FinishJob(index uint64, r *pb.JobFinished) error {
+	return s.editJobs(index, func(e *jobEdits) error { return e.finished(r) })
 }
 
 // write runs fn in a write transaction and, unless it failed, records
-// index as the index of each table it names and commits. The report
-// methods leave setting the index to their caller so a batch of reports
-// sets it once.
+// index as the index of each table it names and commits.
 func (s *Store) write(index uint64, fn func(*memdb.Txn) error, tables ...string) error {
 	txn := s.txn()
 	defer txn.Abort()
@@ -130,25 +127,42 @@ func (s *Store) write(index uint64, fn func(*memdb.Txn) error, tables ...string)
 	return nil
 }
 
+// editJobs runs one report's change as its own transaction.
+func (s *Store) editJobs(index uint64, fn func(*jobEdits) error) error {
+	return s.write(index, func(txn *memdb.Txn) error {
+		e := s.newJobEdits(txn, index)
+		if err := fn(e); err != nil {
+			return err
+		}
+		return e.flush(nil)
+	}, TableJobs)
+}
+
 // ApplyReports applies a runner's batch of reports in one transaction,
 // each accepted or refused on its own (a refused report changes nothing).
 func (s *Store) ApplyReports(index uint64, reports []*pb.RunnerMessage) []error {
 	errs := make([]error, len(reports))
 	txn := s.txn()
 	defer txn.Abort()
+	e := s.newJobEdits(txn, index)
 	for i, r := range reports {
+		e.report = i
 		switch m := r.GetMsg().(type) {
 		case *pb.RunnerMessage_Started:
-			errs[i] = s.jobStarted(txn, index, m.Started)
+			errs[i] = e.started(m.Started)
 		case *pb.RunnerMessage_Logs:
-			errs[i] = s.appendLogs(txn, index, m.Logs)
+			errs[i] = e.logs(m.Logs)
 		case *pb.RunnerMessage_Finished:
-			errs[i] = s.finishJob(txn, index, m.Finished)
+			errs[i] = e.finished(m.Finished)
 		default:
 			errs[i] = fmt.Errorf("runner report of type %T is not a job report: %w", r.GetMsg(), ErrConflict)
 		}
 	}
-	if err := setIndex(txn, TableJobs, index); err != nil {
+	err := e.flush(errs)
+	if err == nil {
+		err = setIndex(txn, TableJobs, index)
+	}
+	if err != nil {
 		for i := range errs {
 			errs[i] = err
 		}
@@ -158,83 +172,144 @@ func (s *Store) ApplyReports(index uint64, reports []*pb.RunnerMessage) []error 
 	return errs
 }
 
-func (s *Store) jobStarted(txn *memdb.Txn, index uint64, r *pb.JobStarted) error {
-	j, err := current(txn, r.JobId, r.Lease)
+// jobEdits collects the changes of one transaction's reports and stores
+// each changed job once, when flushed. A quick job's start, logs and
+// result mostly arrive in one batch; storing the job after each report
+// copied it and rewrote its index entries three times, and on every
+// server. A report's change is made to the job only once everything that
+// can refuse it has passed, so a refused report leaves no trace.
+type jobEdits struct {
+	s     *Store
+	txn   *memdb.Txn
+	index uint64
+	// jobs are the copies reports have read, dirty the ones to store, in
+	// the order first changed so every server stores them alike.
+	jobs  map[string]*pb.Job
+	dirty []*pb.Job
+	// report is the position of the report being applied; by records,
+	// per changed job, the reports that changed it.
+	report int
+	by     map[string][]int
+}
+
+func (s *Store) newJobEdits(txn *memdb.Txn, index uint64) *jobEdits {
+	return &jobEdits{s: s, txn: txn, index: index, jobs: map[string]*pb.Job{}, by: map[string][]int{}}
+}
+
+// current returns the job if lease is its current one; a report for any
+// other attempt is stale.
+func (e *jobEdits) current(id string, lease uint64) (*pb.Job, error) {
+	j, ok := e.jobs[id]
+	if !ok {
+		var err error
+		if j, err = getJob(e.txn, id); err != nil {
+			return nil, err
+		}
+		e.jobs[id] = j
+	}
+	if j.Lease != lease || lease == 0 {
+		return nil, fmt.Errorf("job %s lease %d (current %d): %w", id, lease, j.Lease, ErrStaleLease)
+	}
+	return j, nil
+}
+
+// changed marks j to be stored by flush.
+func (e *jobEdits) changed(j *pb.Job) {
+	reports, seen := e.by[j.Id]
+	if !seen {
+		e.dirty = append(e.dirty, j)
+	}
+	e.by[j.Id] = append(reports, e.report)
+}
+
+// flush stores every changed job. A store that fails is reported against
+// the reports that changed that job, in errs when given; without errs the
+// first failure is returned.
+func (e *jobEdits) flush(errs []error) error {
+	for _, j := range e.dirty {
+		if err := e.s.putJob(e.txn, e.index, j); err != nil {
+			if errs == nil {
+				return err
+			}
+			for _, i := range e.by[j.Id] {
+				errs[i] = err
+			}
+		}
+	}
+	return nil
+}
+
+func (e *jobEdits) started(r *pb.JobStarted) error {
+	j, err := e.current(r.JobId, r.Lease)
 	if err != nil {
 		return err
 	}
 	switch j.Status {
 	case StatusAssigned:
-		j.Status = StatusRunning
-		j.StatusReason = "running on runner " + j.RunnerId
 	case StatusRunning, StatusCanceling:
 		// A repeated report, or a start that raced a cancel: nothing new.
 		return nil
 	default:
 		return fmt.Errorf("job %s is %s: %w", j.Id, j.Status, ErrStaleLease)
 	}
+	j.Status = StatusRunning
+	j.StatusReason = "running on runner " + j.RunnerId
 	j.StartedAt = r.Time
 	j.UpdatedAt = r.Time
-	return s.putJob(txn, index, j)
+	e.changed(j)
+	return nil
 }
 
-// AppendLogs stores a run of log lines for the current attempt of a job.
-func (s *Store) AppendLogs(index uint64, r *pb.JobLogs) error {
-	return s.write(index, func(txn *memdb.Txn) error { return s.appendLogs(txn, index, r) }, TableJobs)
-}
-
-func (s *Store) appendLogs(txn *memdb.Txn, index uint64, r *pb.JobLogs) error {
-	j, err := current(txn, r.JobId, r.Lease)
+func (e *jobEdits) logs(r *pb.JobLogs) error {
+	j, err := e.current(r.JobId, r.Lease)
 	if err != nil {
 		return err
 	}
 	if !Active(j.Status) {
 		return fmt.Errorf("job %s is %s: %w", j.Id, j.Status, ErrStaleLease)
 	}
-	if err := s.appendLines(txn, index, j, r.Lines); err != nil {
-		return err
+	added, err := e.s.appendLines(e.txn, e.index, j, r.Lines)
+	if added {
+		e.changed(j)
 	}
-	return s.putJob(txn, index, j)
+	return err
 }
 
 // appendLines adds lines as one chunk, enforcing the per-job cap: the line
 // that would cross it is replaced by a marker and later lines are dropped.
-// It updates j's counters but does not store j: the caller stores it once,
-// because memdb computes the old index entries from the stored object, and
-// storing the same pointer twice in one transaction would leave stale ones.
-func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb.LogLine) error {
+// It updates j's counters, only once the chunk is stored, and reports
+// whether it did; the caller stores j.
+func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb.LogLine) (bool, error) {
 	if len(lines) == 0 || j.LogsTruncated {
-		return nil
+		return false, nil
 	}
 	keep := lines[:0:0]
+	logBytes, truncated := j.LogBytes, false
 	for _, l := range lines {
 		n := uint64(len(l.Text))
-		if j.LogBytes+n > s.maxLogBytes {
-			j.LogsTruncated = true
+		if logBytes+n > s.maxLogBytes {
+			truncated = true
 			keep = append(keep, &pb.LogLine{Time: l.Time, Stream: "system", Step: l.Step,
 				Text: fmt.Sprintf("outpost: log truncated: this job reached the %d byte log limit; later lines are dropped", s.maxLogBytes)})
 			break
 		}
-		j.LogBytes += n
+		logBytes += n
 		keep = append(keep, l)
 	}
-	j.LogChunks++
-	c := &pb.LogChunk{JobId: j.Id, Seq: j.LogChunks, Attempt: j.Attempt, Lines: keep}
+	c := &pb.LogChunk{JobId: j.Id, Seq: j.LogChunks + 1, Attempt: j.Attempt, Lines: keep}
 	if err := txn.Insert(TableJobLogs, c); err != nil {
-		return fmt.Errorf("state: insert log chunk: %w", err)
+		return false, fmt.Errorf("state: insert log chunk: %w", err)
 	}
-	return setIndex(txn, TableJobLogs, index)
+	if err := setIndex(txn, TableJobLogs, index); err != nil {
+		return false, err
+	}
+	j.LogChunks++
+	j.LogBytes, j.LogsTruncated = logBytes, truncated
+	return true, nil
 }
 
-// FinishJob records a runner's result. A report repeated after it was applied
-// (the outbox resending) finds the job terminal under the same lease and
-// changes nothing. A failure with retries left puts the job back in the queue.
-func (s *Store) FinishJob(index uint64, r *pb.JobFinished) error {
-	return s.write(index, func(txn *memdb.Txn) error { return s.finishJob(txn, index, r) }, TableJobs)
-}
-
-func (s *Store) finishJob(txn *memdb.Txn, index uint64, r *pb.JobFinished) error {
-	j, err := current(txn, r.JobId, r.Lease)
+func (e *jobEdits) finished(r *pb.JobFinished) error {
+	j, err := e.current(r.JobId, r.Lease)
 	if err != nil {
 		return err
 	}
@@ -244,7 +319,7 @@ func (s *Store) finishJob(txn *memdb.Txn, index uint64, r *pb.JobFinished) error
 	if j.Status == StatusPending {
 		return fmt.Errorf("job %s is pending: %w", j.Id, ErrStaleLease)
 	}
-	if err := s.appendLines(txn, index, j, r.Lines); err != nil {
+	if _, err := e.s.appendLines(e.txn, e.index, j, r.Lines); err != nil {
 		return err
 	}
 	j.ExitCode = r.ExitCode
@@ -269,7 +344,8 @@ func (s *Store) finishJob(txn *memdb.Txn, index uint64, r *pb.JobFinished) error
 			requeue(j, r.Time, fmt.Sprintf("attempt %d failed: %s", j.Attempt, j.StatusReason))
 		}
 	}
-	return s.putJob(txn, index, j)
+	e.changed(j)
+	return nil
 }
 
 func reasonOr(r, def string) string {
@@ -353,8 +429,9 @@ const LostRetries = 1
 // attempts left, else ends lost. Entries whose lease moved on are ignored.
 func (s *Store) MarkLost(index uint64, e *pb.MarkLostEntry) error {
 	return s.write(index, func(txn *memdb.Txn) error {
+		ed := s.newJobEdits(txn, index)
 		for _, l := range e.Jobs {
-			j, err := current(txn, l.JobId, l.Lease)
+			j, err := ed.current(l.JobId, l.Lease)
 			if err != nil || !Active(j.Status) {
 				continue
 			}
@@ -376,11 +453,9 @@ func (s *Store) MarkLost(index uint64, e *pb.MarkLostEntry) error {
 				j.FinishedAt = e.Time
 			}
 			j.UpdatedAt = e.Time
-			if err := s.putJob(txn, index, j); err != nil {
-				return err
-			}
+			ed.changed(j)
 		}
-		return nil
+		return ed.flush(nil)
 	}, TableJobs)
 }
 

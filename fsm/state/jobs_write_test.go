@@ -439,3 +439,54 @@ func TestHistoryReadersWhileWriting(t *testing.T) {
 		t.Fatalf("%d jobs succeeded, want %d", got, want)
 	}
 }
+
+// A batch holding a job's start, logs and result stores the job once with
+// every report's change, and a refused report in it changes nothing.
+func TestReportBatchAppliesEveryReportOfAJob(t *testing.T) {
+	s := fixture(t, nil)
+	if err := s.SubmitJobs(3, []*pb.Job{{Id: "j-2", CreatedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AssignJobs(4, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-2", RunnerId: "r-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	started := timestamppb.New(now.AsTime().Add(time.Second))
+	done := timestamppb.New(now.AsTime().Add(2 * time.Second))
+	line := func(text string) []*pb.LogLine { return []*pb.LogLine{{Time: started, Stream: "stdout", Text: text}} }
+	errs := s.ApplyReports(5, []*pb.RunnerMessage{
+		{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{JobId: "j-1", Lease: 2, Time: started}}},
+		{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{JobId: "j-2", Lease: 2, Time: started}}}, // stale: j-2 is lease 4
+		{Msg: &pb.RunnerMessage_Logs{Logs: &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: line("one")}}},
+		{Msg: &pb.RunnerMessage_Finished{Finished: &pb.JobFinished{JobId: "j-1", Lease: 2, Outcome: "succeeded", Time: done, Lines: line("two")}}},
+		{Msg: &pb.RunnerMessage_Logs{Logs: &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: line("late")}}}, // after the result
+	})
+	for i, want := range []error{nil, ErrStaleLease, nil, nil, ErrStaleLease} {
+		if !errors.Is(errs[i], want) || (want == nil && errs[i] != nil) {
+			t.Errorf("report %d: err = %v, want %v", i, errs[i], want)
+		}
+	}
+	j1, err := s.JobByID(nil, "j-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j1.Status != StatusSucceeded || !proto.Equal(j1.StartedAt, started) || !proto.Equal(j1.FinishedAt, done) || j1.ModifyIndex != 5 || j1.LogChunks != 2 {
+		t.Errorf("j-1 = %s started %v finished %v modify %d chunks %d; want succeeded, both times, modify 5, 2 chunks",
+			j1.Status, j1.StartedAt.AsTime(), j1.FinishedAt.AsTime(), j1.ModifyIndex, j1.LogChunks)
+	}
+	var texts []string
+	for _, c := range s.LogChunks(nil, "j-1", 0) {
+		for _, l := range c.Lines {
+			texts = append(texts, l.Text)
+		}
+	}
+	if fmt.Sprint(texts) != "[one two]" {
+		t.Errorf("j-1 logs = %v, want [one two]", texts)
+	}
+	j2, err := s.JobByID(nil, "j-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j2.Status != StatusAssigned || j2.StartedAt != nil || j2.ModifyIndex != 4 {
+		t.Errorf("j-2 = %s started %v modify %d; the stale start must leave it assigned at index 4", j2.Status, j2.StartedAt, j2.ModifyIndex)
+	}
+}
