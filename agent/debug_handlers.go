@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"runtime/pprof"
@@ -23,8 +24,8 @@ import (
 const maxProfileDuration = 5 * time.Minute
 
 func registerDebugHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("/debug/pprof/profile", serveCPUProfile)
-	mux.HandleFunc("/debug/pprof/trace", serveTrace)
+	mux.HandleFunc("/debug/pprof/profile", recorder("cpu profile", 30*time.Second, pprof.StartCPUProfile, pprof.StopCPUProfile))
+	mux.HandleFunc("/debug/pprof/trace", recorder("trace", time.Second, trace.Start, trace.Stop))
 	mux.HandleFunc("/debug/pprof/", serveNamedProfile)
 }
 
@@ -45,35 +46,24 @@ func profileSeconds(r *http.Request, def time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
-func serveCPUProfile(w http.ResponseWriter, r *http.Request) {
-	d, err := profileSeconds(r, 30*time.Second)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+// recorder serves a recording that runs for ?seconds (def when absent)
+// and streams as it goes: the CPU profile and the execution trace. Either
+// is process-wide, so a second request while one runs gets 409.
+func recorder(what string, def time.Duration, start func(io.Writer) error, stop func()) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, err := profileSeconds(r, def)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if err := start(w); err != nil {
+			http.Error(w, what+": "+err.Error(), http.StatusConflict)
+			return
+		}
+		sleepOrDone(r, d)
+		stop()
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	if err := pprof.StartCPUProfile(w); err != nil {
-		// Another profile is running: the profiler is process-wide.
-		http.Error(w, "cpu profile: "+err.Error(), http.StatusConflict)
-		return
-	}
-	sleepOrDone(r, d)
-	pprof.StopCPUProfile()
-}
-
-func serveTrace(w http.ResponseWriter, r *http.Request) {
-	d, err := profileSeconds(r, time.Second)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	if err := trace.Start(w); err != nil {
-		http.Error(w, "trace: "+err.Error(), http.StatusConflict)
-		return
-	}
-	sleepOrDone(r, d)
-	trace.Stop()
 }
 
 func sleepOrDone(r *http.Request, d time.Duration) {
