@@ -27,8 +27,11 @@ type gossipTransport struct {
 	packets chan *memberlist.Packet
 	streams chan net.Conn
 
-	mu       sync.Mutex
-	shutdown bool
+	// done is closed by Shutdown. Readers also wait on it when handing
+	// memberlist a packet or stream, so a transport whose memberlist
+	// never started reading (Create failed) still shuts down.
+	done     chan struct{}
+	stopOnce sync.Once
 	wg       sync.WaitGroup
 }
 
@@ -72,6 +75,7 @@ func newGossipTransport(bind string, port int, logger hclog.Logger) (*gossipTran
 		udp:     udp,
 		packets: make(chan *memberlist.Packet),
 		streams: make(chan net.Conn),
+		done:    make(chan struct{}),
 	}
 	t.wg.Add(2)
 	go t.acceptStreams()
@@ -136,23 +140,24 @@ func (t *gossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.
 
 func (t *gossipTransport) StreamCh() <-chan net.Conn { return t.streams }
 
-// Shutdown closes both listeners and waits for their readers. memberlist
-// keeps draining PacketCh and StreamCh until this returns, so a reader
-// blocked handing on its last packet or stream still finishes.
+// Shutdown closes both listeners and waits for their readers.
 func (t *gossipTransport) Shutdown() error {
-	t.mu.Lock()
-	t.shutdown = true
-	t.mu.Unlock()
-	_ = t.tcp.Close()
-	_ = t.udp.Close()
+	t.stopOnce.Do(func() {
+		close(t.done)
+		_ = t.tcp.Close()
+		_ = t.udp.Close()
+	})
 	t.wg.Wait()
 	return nil
 }
 
 func (t *gossipTransport) closed() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.shutdown
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (t *gossipTransport) acceptStreams() {
@@ -171,7 +176,12 @@ func (t *gossipTransport) acceptStreams() {
 			continue
 		}
 		delay = 0
-		t.streams <- conn
+		select {
+		case t.streams <- conn:
+		case <-t.done:
+			_ = conn.Close()
+			return
+		}
 	}
 }
 
@@ -191,6 +201,11 @@ func (t *gossipTransport) readPackets() {
 		if n == 0 {
 			continue
 		}
-		t.packets <- &memberlist.Packet{Buf: append([]byte(nil), buf[:n]...), From: from, Timestamp: now}
+		p := &memberlist.Packet{Buf: append([]byte(nil), buf[:n]...), From: from, Timestamp: now}
+		select {
+		case t.packets <- p:
+		case <-t.done:
+			return
+		}
 	}
 }

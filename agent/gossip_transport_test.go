@@ -110,3 +110,29 @@ func TestGossipOverTransport(t *testing.T) {
 	}
 	ln.Close()
 }
+
+// A transport nobody reads from (memberlist.Create failed) still shuts
+// down, with a packet and a stream waiting to be handed on.
+func TestGossipTransportShutdownUnread(t *testing.T) {
+	tr, err := newGossipTransport("127.0.0.1", 0, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := net.JoinHostPort("127.0.0.1", fmt.Sprint(tr.port()))
+	if _, err := tr.WriteTo([]byte("ping"), to); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan struct{})
+	go func() { _ = tr.Shutdown(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown hung on an unread packet or stream")
+	}
+	_ = tr.Shutdown() // twice is fine
+}
