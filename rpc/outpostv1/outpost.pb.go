@@ -210,14 +210,24 @@ type Job struct {
 	// Why it was canceled, as the user said.
 	CancelReason string `protobuf:"bytes,31,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
 	// Set by the log cap: later lines are dropped and the reader is told.
-	LogsTruncated bool                   `protobuf:"varint,28,opt,name=logs_truncated,json=logsTruncated,proto3" json:"logs_truncated,omitempty"`
-	LogBytes      uint64                 `protobuf:"varint,29,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
-	LogChunks     uint64                 `protobuf:"varint,30,opt,name=log_chunks,json=logChunks,proto3" json:"log_chunks,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	AssignedAt    *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,43,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	LogsTruncated bool   `protobuf:"varint,28,opt,name=logs_truncated,json=logsTruncated,proto3" json:"logs_truncated,omitempty"`
+	LogBytes      uint64 `protobuf:"varint,29,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
+	LogChunks     uint64 `protobuf:"varint,30,opt,name=log_chunks,json=logChunks,proto3" json:"log_chunks,omitempty"`
+	// What the finished attempt used, where the runner could measure it (a
+	// cgroup of its own): peak memory and CPU time of all its processes.
+	PeakMemoryBytes uint64               `protobuf:"varint,32,opt,name=peak_memory_bytes,json=peakMemoryBytes,proto3" json:"peak_memory_bytes,omitempty"`
+	CpuTime         *durationpb.Duration `protobuf:"bytes,33,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
+	// The last attempt that started and was then given up on (its runner
+	// went silent): its result may still arrive, and is taken while no newer
+	// attempt has started.
+	LostLease    uint64                 `protobuf:"varint,34,opt,name=lost_lease,json=lostLease,proto3" json:"lost_lease,omitempty"`
+	LostRunnerId string                 `protobuf:"bytes,35,opt,name=lost_runner_id,json=lostRunnerId,proto3" json:"lost_runner_id,omitempty"`
+	LostAttempt  uint32                 `protobuf:"varint,36,opt,name=lost_attempt,json=lostAttempt,proto3" json:"lost_attempt,omitempty"`
+	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	AssignedAt   *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
+	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt   *timestamppb.Timestamp `protobuf:"bytes,43,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	UpdatedAt    *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Not before this time may the job be dispatched (retry delay).
 	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,45,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
 	CreateIndex   uint64                 `protobuf:"varint,50,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
@@ -466,6 +476,41 @@ func (x *Job) GetLogChunks() uint64 {
 	return 0
 }
 
+func (x *Job) GetPeakMemoryBytes() uint64 {
+	if x != nil {
+		return x.PeakMemoryBytes
+	}
+	return 0
+}
+
+func (x *Job) GetCpuTime() *durationpb.Duration {
+	if x != nil {
+		return x.CpuTime
+	}
+	return nil
+}
+
+func (x *Job) GetLostLease() uint64 {
+	if x != nil {
+		return x.LostLease
+	}
+	return 0
+}
+
+func (x *Job) GetLostRunnerId() string {
+	if x != nil {
+		return x.LostRunnerId
+	}
+	return ""
+}
+
+func (x *Job) GetLostAttempt() uint32 {
+	if x != nil {
+		return x.LostAttempt
+	}
+	return 0
+}
+
 func (x *Job) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
@@ -522,6 +567,10 @@ func (x *Job) GetModifyIndex() uint64 {
 	return 0
 }
 
+// One line of output. A step may print any bytes, so the line travels and
+// is stored as bytes (data). Answers to readers also carry it as text:
+// valid UTF-8, with U+FFFD where the bytes are not, for JSON and browsers;
+// data then stays set only when the bytes are not valid UTF-8.
 type LogLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
@@ -529,6 +578,7 @@ type LogLine struct {
 	Stream        string `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
 	Step          string `protobuf:"bytes,3,opt,name=step,proto3" json:"step,omitempty"`
 	Text          string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	Data          []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -589,6 +639,13 @@ func (x *LogLine) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *LogLine) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
 }
 
 // A bounded run of log lines of one job attempt, in order.
@@ -663,7 +720,8 @@ func (x *LogChunk) GetLines() []*LogLine {
 // Resource limits for on_demand executors (0 = no limit).
 type Limits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// RLIMIT_AS, bytes.
+	// Real memory of all the job's processes (a cgroup memory limit); where
+	// the runner has no memory cgroup, RLIMIT_AS of each process instead.
 	MemoryBytes uint64 `protobuf:"varint,1,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	// RLIMIT_NPROC.
 	Processes uint64 `protobuf:"varint,2,opt,name=processes,proto3" json:"processes,omitempty"`
@@ -673,6 +731,8 @@ type Limits struct {
 	CpuSeconds uint64 `protobuf:"varint,4,opt,name=cpu_seconds,json=cpuSeconds,proto3" json:"cpu_seconds,omitempty"`
 	// RLIMIT_FSIZE, bytes.
 	FileSizeBytes uint64 `protobuf:"varint,5,opt,name=file_size_bytes,json=fileSizeBytes,proto3" json:"file_size_bytes,omitempty"`
+	// CPU share of all the job's processes, in cores (a cgroup CPU quota).
+	Cpus          float64 `protobuf:"fixed64,6,opt,name=cpus,proto3" json:"cpus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -738,6 +798,13 @@ func (x *Limits) GetCpuSeconds() uint64 {
 func (x *Limits) GetFileSizeBytes() uint64 {
 	if x != nil {
 		return x.FileSizeBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetCpus() float64 {
+	if x != nil {
+		return x.Cpus
 	}
 	return 0
 }
@@ -2123,8 +2190,10 @@ func (x *Register) GetGossipAddr() string {
 }
 
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Running       []*RunningJob          `protobuf:"bytes,1,rep,name=running,proto3" json:"running,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Running []*RunningJob          `protobuf:"bytes,1,rep,name=running,proto3" json:"running,omitempty"`
+	// Numbers the heartbeats of one stream; the answer names it.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2164,6 +2233,13 @@ func (x *Heartbeat) GetRunning() []*RunningJob {
 		return x.Running
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type JobStarted struct {
@@ -2290,15 +2366,18 @@ type JobFinished struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Lease uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
-	// succeeded, failed, timed_out, canceled.
+	// succeeded, failed, timed_out, canceled, or lost: the runner stopped
+	// the attempt itself because it could not confirm its lease in time.
 	Outcome  string                 `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	ExitCode int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Reason   string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Time     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
 	// Lines not yet reported, sent with the result so both land together.
-	Lines         []*LogLine `protobuf:"bytes,7,rep,name=lines,proto3" json:"lines,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Lines           []*LogLine           `protobuf:"bytes,7,rep,name=lines,proto3" json:"lines,omitempty"`
+	PeakMemoryBytes uint64               `protobuf:"varint,8,opt,name=peak_memory_bytes,json=peakMemoryBytes,proto3" json:"peak_memory_bytes,omitempty"`
+	CpuTime         *durationpb.Duration `protobuf:"bytes,9,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobFinished) Reset() {
@@ -2376,6 +2455,20 @@ func (x *JobFinished) GetTime() *timestamppb.Timestamp {
 func (x *JobFinished) GetLines() []*LogLine {
 	if x != nil {
 		return x.Lines
+	}
+	return nil
+}
+
+func (x *JobFinished) GetPeakMemoryBytes() uint64 {
+	if x != nil {
+		return x.PeakMemoryBytes
+	}
+	return 0
+}
+
+func (x *JobFinished) GetCpuTime() *durationpb.Duration {
+	if x != nil {
+		return x.CpuTime
 	}
 	return nil
 }
@@ -2519,7 +2612,14 @@ type Registered struct {
 	// Why the runner is in its status (for pending: how to adopt it).
 	StatusReason string `protobuf:"bytes,4,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
 	// The servers' gossip addresses, for a runner that joins the pool.
-	GossipAddrs   []string `protobuf:"bytes,5,rep,name=gossip_addrs,json=gossipAddrs,proto3" json:"gossip_addrs,omitempty"`
+	GossipAddrs []string `protobuf:"bytes,5,rep,name=gossip_addrs,json=gossipAddrs,proto3" json:"gossip_addrs,omitempty"`
+	// Every server's API address, from the Raft configuration: where the
+	// runner goes when this one fails.
+	Servers []string `protobuf:"bytes,6,rep,name=servers,proto3" json:"servers,omitempty"`
+	// How long the servers wait for a silent runner before giving its jobs
+	// away; a runner that cannot confirm its leases for this long has
+	// stopped its jobs itself before then.
+	LeasePeriod   *durationpb.Duration `protobuf:"bytes,7,opt,name=lease_period,json=leasePeriod,proto3" json:"lease_period,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2585,6 +2685,20 @@ func (x *Registered) GetStatusReason() string {
 func (x *Registered) GetGossipAddrs() []string {
 	if x != nil {
 		return x.GossipAddrs
+	}
+	return nil
+}
+
+func (x *Registered) GetServers() []string {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *Registered) GetLeasePeriod() *durationpb.Duration {
+	if x != nil {
+		return x.LeasePeriod
 	}
 	return nil
 }
@@ -2703,8 +2817,11 @@ type Ack struct {
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Non-empty when the report was refused; stale is true when the lease is
 	// no longer current, and the runner must stop the attempt.
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
-	Stale         bool   `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Stale bool   `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
+	// The report can never be recorded as it is (a malformed report): the
+	// runner must not send it again as it is.
+	Invalid       bool `protobuf:"varint,6,opt,name=invalid,proto3" json:"invalid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2774,6 +2891,78 @@ func (x *Ack) GetStale() bool {
 	return false
 }
 
+func (x *Ack) GetInvalid() bool {
+	if x != nil {
+		return x.Invalid
+	}
+	return false
+}
+
+// The answer to a heartbeat. confirmed means the leader has heard from the
+// runner no earlier than when it sent heartbeat seq, and that leader still
+// led after it heard: no server will give the runner's jobs away before
+// seq's send time plus the lease period.
+type HeartbeatAck struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Seq       uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Confirmed bool                   `protobuf:"varint,2,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
+	// Why it could not be confirmed (no leader, say).
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatAck) Reset() {
+	*x = HeartbeatAck{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatAck) ProtoMessage() {}
+
+func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
+func (*HeartbeatAck) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *HeartbeatAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *HeartbeatAck) GetConfirmed() bool {
+	if x != nil {
+		return x.Confirmed
+	}
+	return false
+}
+
+func (x *HeartbeatAck) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type ServerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -2782,6 +2971,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Assign
 	//	*ServerMessage_Cancel
 	//	*ServerMessage_Ack
+	//	*ServerMessage_HeartbeatAck
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2789,7 +2979,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2991,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +3004,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -2860,6 +3050,15 @@ func (x *ServerMessage) GetAck() *Ack {
 	return nil
 }
 
+func (x *ServerMessage) GetHeartbeatAck() *HeartbeatAck {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_HeartbeatAck); ok {
+			return x.HeartbeatAck
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -2880,6 +3079,10 @@ type ServerMessage_Ack struct {
 	Ack *Ack `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
 }
 
+type ServerMessage_HeartbeatAck struct {
+	HeartbeatAck *HeartbeatAck `protobuf:"bytes,5,opt,name=heartbeat_ack,json=heartbeatAck,proto3,oneof"`
+}
+
 func (*ServerMessage_Registered) isServerMessage_Msg() {}
 
 func (*ServerMessage_Assign) isServerMessage_Msg() {}
@@ -2887,6 +3090,8 @@ func (*ServerMessage_Assign) isServerMessage_Msg() {}
 func (*ServerMessage_Cancel) isServerMessage_Msg() {}
 
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
+
+func (*ServerMessage_HeartbeatAck) isServerMessage_Msg() {}
 
 type ListRunnersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2897,7 +3102,7 @@ type ListRunnersRequest struct {
 
 func (x *ListRunnersRequest) Reset() {
 	*x = ListRunnersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2909,7 +3114,7 @@ func (x *ListRunnersRequest) String() string {
 func (*ListRunnersRequest) ProtoMessage() {}
 
 func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2922,7 +3127,7 @@ func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunnersRequest.ProtoReflect.Descriptor instead.
 func (*ListRunnersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRunnersRequest) GetStale() bool {
@@ -2941,7 +3146,7 @@ type ListRunnersResponse struct {
 
 func (x *ListRunnersResponse) Reset() {
 	*x = ListRunnersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2953,7 +3158,7 @@ func (x *ListRunnersResponse) String() string {
 func (*ListRunnersResponse) ProtoMessage() {}
 
 func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2966,7 +3171,7 @@ func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunnersResponse.ProtoReflect.Descriptor instead.
 func (*ListRunnersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListRunnersResponse) GetRunners() []*Runner {
@@ -2987,7 +3192,7 @@ type GetRunnerRequest struct {
 
 func (x *GetRunnerRequest) Reset() {
 	*x = GetRunnerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3204,7 @@ func (x *GetRunnerRequest) String() string {
 func (*GetRunnerRequest) ProtoMessage() {}
 
 func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3217,7 @@ func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunnerRequest.ProtoReflect.Descriptor instead.
 func (*GetRunnerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetRunnerRequest) GetId() string {
@@ -3039,7 +3244,7 @@ type GetRunnerResponse struct {
 
 func (x *GetRunnerResponse) Reset() {
 	*x = GetRunnerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3256,7 @@ func (x *GetRunnerResponse) String() string {
 func (*GetRunnerResponse) ProtoMessage() {}
 
 func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3269,7 @@ func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunnerResponse.ProtoReflect.Descriptor instead.
 func (*GetRunnerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetRunnerResponse) GetRunner() *Runner {
@@ -3092,7 +3297,7 @@ type RunnerActionRequest struct {
 
 func (x *RunnerActionRequest) Reset() {
 	*x = RunnerActionRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3104,7 +3309,7 @@ func (x *RunnerActionRequest) String() string {
 func (*RunnerActionRequest) ProtoMessage() {}
 
 func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3117,7 +3322,7 @@ func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerActionRequest.ProtoReflect.Descriptor instead.
 func (*RunnerActionRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RunnerActionRequest) GetId() string {
@@ -3143,7 +3348,7 @@ type RunnerActionResponse struct {
 
 func (x *RunnerActionResponse) Reset() {
 	*x = RunnerActionResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3155,7 +3360,7 @@ func (x *RunnerActionResponse) String() string {
 func (*RunnerActionResponse) ProtoMessage() {}
 
 func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3373,7 @@ func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerActionResponse.ProtoReflect.Descriptor instead.
 func (*RunnerActionResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RunnerActionResponse) GetRunner() *Runner {
@@ -3189,7 +3394,7 @@ type CreateRunnerTokenRequest struct {
 
 func (x *CreateRunnerTokenRequest) Reset() {
 	*x = CreateRunnerTokenRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3406,7 @@ func (x *CreateRunnerTokenRequest) String() string {
 func (*CreateRunnerTokenRequest) ProtoMessage() {}
 
 func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3419,7 @@ func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunnerTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunnerTokenRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateRunnerTokenRequest) GetDescription() string {
@@ -3242,7 +3447,7 @@ type CreateRunnerTokenResponse struct {
 
 func (x *CreateRunnerTokenResponse) Reset() {
 	*x = CreateRunnerTokenResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3459,7 @@ func (x *CreateRunnerTokenResponse) String() string {
 func (*CreateRunnerTokenResponse) ProtoMessage() {}
 
 func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3472,7 @@ func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunnerTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunnerTokenResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateRunnerTokenResponse) GetInfo() *RunnerToken {
@@ -3292,7 +3497,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3509,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3522,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
 }
 
 type StatusResponse struct {
@@ -3345,7 +3550,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3357,7 +3562,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3370,7 +3575,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -3465,7 +3670,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3682,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3695,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
 }
 
 type Member struct {
@@ -3508,7 +3713,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3725,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3738,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Member) GetName() string {
@@ -3580,7 +3785,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3592,7 +3797,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3605,7 +3810,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3624,7 +3829,7 @@ type RaftPeersRequest struct {
 
 func (x *RaftPeersRequest) Reset() {
 	*x = RaftPeersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3636,7 +3841,7 @@ func (x *RaftPeersRequest) String() string {
 func (*RaftPeersRequest) ProtoMessage() {}
 
 func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3649,7 +3854,7 @@ func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftPeersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RaftPeersRequest) GetStale() bool {
@@ -3671,7 +3876,7 @@ type RaftPeer struct {
 
 func (x *RaftPeer) Reset() {
 	*x = RaftPeer{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3683,7 +3888,7 @@ func (x *RaftPeer) String() string {
 func (*RaftPeer) ProtoMessage() {}
 
 func (x *RaftPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3696,7 +3901,7 @@ func (x *RaftPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
 func (*RaftPeer) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RaftPeer) GetId() string {
@@ -3737,7 +3942,7 @@ type RaftPeersResponse struct {
 
 func (x *RaftPeersResponse) Reset() {
 	*x = RaftPeersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3749,7 +3954,7 @@ func (x *RaftPeersResponse) String() string {
 func (*RaftPeersResponse) ProtoMessage() {}
 
 func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3762,7 +3967,7 @@ func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftPeersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RaftPeersResponse) GetPeers() []*RaftPeer {
@@ -3789,7 +3994,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3801,7 +4006,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3814,7 +4019,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -3832,7 +4037,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3844,7 +4049,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3857,7 +4062,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
 }
 
 type ApplyRequest struct {
@@ -3870,7 +4075,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4087,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4100,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ApplyRequest) GetEntry() []byte {
@@ -3923,7 +4128,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +4140,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +4153,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -3997,7 +4202,7 @@ type ReportError struct {
 
 func (x *ReportError) Reset() {
 	*x = ReportError{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4009,7 +4214,7 @@ func (x *ReportError) String() string {
 func (*ReportError) ProtoMessage() {}
 
 func (x *ReportError) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4022,7 +4227,7 @@ func (x *ReportError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportError.ProtoReflect.Descriptor instead.
 func (*ReportError) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReportError) GetIndex() uint32 {
@@ -4054,7 +4259,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4066,7 +4271,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4079,7 +4284,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
 }
 
 type ReadIndexResponse struct {
@@ -4091,7 +4296,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4103,7 +4308,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4116,7 +4321,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -4130,14 +4335,17 @@ type RunnerHeartbeatsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Server string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
 	// Runners with an open stream to that server right now.
-	RunnerIds     []string `protobuf:"bytes,2,rep,name=runner_ids,json=runnerIds,proto3" json:"runner_ids,omitempty"`
+	RunnerIds []string `protobuf:"bytes,2,rep,name=runner_ids,json=runnerIds,proto3" json:"runner_ids,omitempty"`
+	// For each of runner_ids, how long ago (milliseconds, by the sending
+	// server's clock) it last spoke on its stream.
+	SilentMs      []uint32 `protobuf:"varint,3,rep,packed,name=silent_ms,json=silentMs,proto3" json:"silent_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunnerHeartbeatsRequest) Reset() {
 	*x = RunnerHeartbeatsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4357,7 @@ func (x *RunnerHeartbeatsRequest) String() string {
 func (*RunnerHeartbeatsRequest) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4370,7 @@ func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsRequest.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RunnerHeartbeatsRequest) GetServer() string {
@@ -4179,6 +4387,13 @@ func (x *RunnerHeartbeatsRequest) GetRunnerIds() []string {
 	return nil
 }
 
+func (x *RunnerHeartbeatsRequest) GetSilentMs() []uint32 {
+	if x != nil {
+		return x.SilentMs
+	}
+	return nil
+}
+
 type RunnerHeartbeatsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -4187,7 +4402,7 @@ type RunnerHeartbeatsResponse struct {
 
 func (x *RunnerHeartbeatsResponse) Reset() {
 	*x = RunnerHeartbeatsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4199,7 +4414,7 @@ func (x *RunnerHeartbeatsResponse) String() string {
 func (*RunnerHeartbeatsResponse) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4212,7 +4427,7 @@ func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsResponse.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
 }
 
 type SetProfileRequest struct {
@@ -4228,7 +4443,7 @@ type SetProfileRequest struct {
 
 func (x *SetProfileRequest) Reset() {
 	*x = SetProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4240,7 +4455,7 @@ func (x *SetProfileRequest) String() string {
 func (*SetProfileRequest) ProtoMessage() {}
 
 func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4253,7 +4468,7 @@ func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileRequest.ProtoReflect.Descriptor instead.
 func (*SetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SetProfileRequest) GetSource() []byte {
@@ -4286,7 +4501,7 @@ type SetProfileResponse struct {
 
 func (x *SetProfileResponse) Reset() {
 	*x = SetProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4298,7 +4513,7 @@ func (x *SetProfileResponse) String() string {
 func (*SetProfileResponse) ProtoMessage() {}
 
 func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4311,7 +4526,7 @@ func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileResponse.ProtoReflect.Descriptor instead.
 func (*SetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SetProfileResponse) GetProfiles() []*RunnerProfile {
@@ -4330,7 +4545,7 @@ type ListProfilesRequest struct {
 
 func (x *ListProfilesRequest) Reset() {
 	*x = ListProfilesRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4342,7 +4557,7 @@ func (x *ListProfilesRequest) String() string {
 func (*ListProfilesRequest) ProtoMessage() {}
 
 func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4355,7 +4570,7 @@ func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListProfilesRequest) GetStale() bool {
@@ -4374,7 +4589,7 @@ type ListProfilesResponse struct {
 
 func (x *ListProfilesResponse) Reset() {
 	*x = ListProfilesResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4386,7 +4601,7 @@ func (x *ListProfilesResponse) String() string {
 func (*ListProfilesResponse) ProtoMessage() {}
 
 func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4399,7 +4614,7 @@ func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListProfilesResponse) GetProfiles() []*RunnerProfile {
@@ -4419,7 +4634,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4431,7 +4646,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4444,7 +4659,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetProfileRequest) GetName() string {
@@ -4470,7 +4685,7 @@ type GetProfileResponse struct {
 
 func (x *GetProfileResponse) Reset() {
 	*x = GetProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4482,7 +4697,7 @@ func (x *GetProfileResponse) String() string {
 func (*GetProfileResponse) ProtoMessage() {}
 
 func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4495,7 +4710,7 @@ func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileResponse.ProtoReflect.Descriptor instead.
 func (*GetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *GetProfileResponse) GetProfile() *RunnerProfile {
@@ -4514,7 +4729,7 @@ type DeleteProfileRequest struct {
 
 func (x *DeleteProfileRequest) Reset() {
 	*x = DeleteProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4526,7 +4741,7 @@ func (x *DeleteProfileRequest) String() string {
 func (*DeleteProfileRequest) ProtoMessage() {}
 
 func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4539,7 +4754,7 @@ func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DeleteProfileRequest) GetName() string {
@@ -4557,7 +4772,7 @@ type DeleteProfileResponse struct {
 
 func (x *DeleteProfileResponse) Reset() {
 	*x = DeleteProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4569,7 +4784,7 @@ func (x *DeleteProfileResponse) String() string {
 func (*DeleteProfileResponse) ProtoMessage() {}
 
 func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4582,7 +4797,7 @@ func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
 }
 
 type ApplyProjectRequest struct {
@@ -4595,7 +4810,7 @@ type ApplyProjectRequest struct {
 
 func (x *ApplyProjectRequest) Reset() {
 	*x = ApplyProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4607,7 +4822,7 @@ func (x *ApplyProjectRequest) String() string {
 func (*ApplyProjectRequest) ProtoMessage() {}
 
 func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4620,7 +4835,7 @@ func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyProjectRequest.ProtoReflect.Descriptor instead.
 func (*ApplyProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ApplyProjectRequest) GetSource() []byte {
@@ -4647,7 +4862,7 @@ type ApplyProjectResponse struct {
 
 func (x *ApplyProjectResponse) Reset() {
 	*x = ApplyProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4659,7 +4874,7 @@ func (x *ApplyProjectResponse) String() string {
 func (*ApplyProjectResponse) ProtoMessage() {}
 
 func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4672,7 +4887,7 @@ func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyProjectResponse.ProtoReflect.Descriptor instead.
 func (*ApplyProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ApplyProjectResponse) GetProject() *Project {
@@ -4698,7 +4913,7 @@ type ListProjectsRequest struct {
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4710,7 +4925,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4723,7 +4938,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListProjectsRequest) GetStale() bool {
@@ -4742,7 +4957,7 @@ type ListProjectsResponse struct {
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4754,7 +4969,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4767,7 +4982,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -4787,7 +5002,7 @@ type GetProjectRequest struct {
 
 func (x *GetProjectRequest) Reset() {
 	*x = GetProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4799,7 +5014,7 @@ func (x *GetProjectRequest) String() string {
 func (*GetProjectRequest) ProtoMessage() {}
 
 func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4812,7 +5027,7 @@ func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetProjectRequest) GetName() string {
@@ -4839,7 +5054,7 @@ type GetProjectResponse struct {
 
 func (x *GetProjectResponse) Reset() {
 	*x = GetProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4851,7 +5066,7 @@ func (x *GetProjectResponse) String() string {
 func (*GetProjectResponse) ProtoMessage() {}
 
 func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4864,7 +5079,7 @@ func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GetProjectResponse) GetProject() *Project {
@@ -4890,7 +5105,7 @@ type DeleteProjectRequest struct {
 
 func (x *DeleteProjectRequest) Reset() {
 	*x = DeleteProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4902,7 +5117,7 @@ func (x *DeleteProjectRequest) String() string {
 func (*DeleteProjectRequest) ProtoMessage() {}
 
 func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4915,7 +5130,7 @@ func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DeleteProjectRequest) GetName() string {
@@ -4933,7 +5148,7 @@ type DeleteProjectResponse struct {
 
 func (x *DeleteProjectResponse) Reset() {
 	*x = DeleteProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4945,7 +5160,7 @@ func (x *DeleteProjectResponse) String() string {
 func (*DeleteProjectResponse) ProtoMessage() {}
 
 func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4958,7 +5173,7 @@ func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{74}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{75}
 }
 
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
@@ -4979,7 +5194,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\vRetryPolicy\x12\x1a\n" +
 	"\battempts\x18\x01 \x01(\rR\battempts\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x18\n" +
-	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xfe\f\n" +
+	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xc8\x0e\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x12\n" +
@@ -5012,7 +5227,13 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x0elogs_truncated\x18\x1c \x01(\bR\rlogsTruncated\x12\x1b\n" +
 	"\tlog_bytes\x18\x1d \x01(\x04R\blogBytes\x12\x1d\n" +
 	"\n" +
-	"log_chunks\x18\x1e \x01(\x04R\tlogChunks\x129\n" +
+	"log_chunks\x18\x1e \x01(\x04R\tlogChunks\x12*\n" +
+	"\x11peak_memory_bytes\x18  \x01(\x04R\x0fpeakMemoryBytes\x124\n" +
+	"\bcpu_time\x18! \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12\x1d\n" +
+	"\n" +
+	"lost_lease\x18\" \x01(\x04R\tlostLease\x12$\n" +
+	"\x0elost_runner_id\x18# \x01(\tR\flostRunnerId\x12!\n" +
+	"\flost_attempt\x18$ \x01(\rR\vlostAttempt\x129\n" +
 	"\n" +
 	"created_at\x18( \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
 	"\vassigned_at\x18) \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -5035,17 +5256,18 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
 	"\x11TargetLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"y\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8d\x01\n" +
 	"\aLogLine\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\tR\x04step\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\"x\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"x\n" +
 	"\bLogChunk\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12)\n" +
-	"\x05lines\x18\x04 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\xb1\x01\n" +
+	"\x05lines\x18\x04 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\xc5\x01\n" +
 	"\x06Limits\x12!\n" +
 	"\fmemory_bytes\x18\x01 \x01(\x04R\vmemoryBytes\x12\x1c\n" +
 	"\tprocesses\x18\x02 \x01(\x04R\tprocesses\x12\x1d\n" +
@@ -5053,7 +5275,8 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"open_files\x18\x03 \x01(\x04R\topenFiles\x12\x1f\n" +
 	"\vcpu_seconds\x18\x04 \x01(\x04R\n" +
 	"cpuSeconds\x12&\n" +
-	"\x0ffile_size_bytes\x18\x05 \x01(\x04R\rfileSizeBytes\"\xce\x04\n" +
+	"\x0ffile_size_bytes\x18\x05 \x01(\x04R\rfileSizeBytes\x12\x12\n" +
+	"\x04cpus\x18\x06 \x01(\x01R\x04cpus\"\xce\x04\n" +
 	"\rRunnerProfile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x10target_runner_id\x18\x02 \x01(\tR\x0etargetRunnerId\x12P\n" +
@@ -5186,9 +5409,10 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"gossipAddr\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
 	"\tHeartbeat\x120\n" +
-	"\arunning\x18\x01 \x03(\v2\x16.outpost.v1.RunningJobR\arunning\"i\n" +
+	"\arunning\x18\x01 \x03(\v2\x16.outpost.v1.RunningJobR\arunning\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"i\n" +
 	"\n" +
 	"JobStarted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
@@ -5197,7 +5421,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\aJobLogs\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12)\n" +
-	"\x05lines\x18\x03 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\xe4\x01\n" +
+	"\x05lines\x18\x03 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\xc6\x02\n" +
 	"\vJobFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x18\n" +
@@ -5205,40 +5429,50 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\texit_code\x18\x04 \x01(\x05R\bexitCode\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12.\n" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
-	"\x05lines\x18\a \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\x97\x02\n" +
+	"\x05lines\x18\a \x03(\v2\x13.outpost.v1.LogLineR\x05lines\x12*\n" +
+	"\x11peak_memory_bytes\x18\b \x01(\x04R\x0fpeakMemoryBytes\x124\n" +
+	"\bcpu_time\x18\t \x01(\v2\x19.google.protobuf.DurationR\acpuTime\"\x97\x02\n" +
 	"\rRunnerMessage\x122\n" +
 	"\bregister\x18\x01 \x01(\v2\x14.outpost.v1.RegisterH\x00R\bregister\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.outpost.v1.HeartbeatH\x00R\theartbeat\x122\n" +
 	"\astarted\x18\x03 \x01(\v2\x16.outpost.v1.JobStartedH\x00R\astarted\x12)\n" +
 	"\x04logs\x18\x04 \x01(\v2\x13.outpost.v1.JobLogsH\x00R\x04logs\x125\n" +
 	"\bfinished\x18\x05 \x01(\v2\x17.outpost.v1.JobFinishedH\x00R\bfinishedB\x05\n" +
-	"\x03msg\"\xd3\x01\n" +
+	"\x03msg\"\xab\x02\n" +
 	"\n" +
 	"Registered\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12H\n" +
 	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12#\n" +
 	"\rstatus_reason\x18\x04 \x01(\tR\fstatusReason\x12!\n" +
-	"\fgossip_addrs\x18\x05 \x03(\tR\vgossipAddrs\"+\n" +
+	"\fgossip_addrs\x18\x05 \x03(\tR\vgossipAddrs\x12\x18\n" +
+	"\aservers\x18\x06 \x03(\tR\aservers\x12<\n" +
+	"\flease_period\x18\a \x01(\v2\x19.google.protobuf.DurationR\vleasePeriod\"+\n" +
 	"\x06Assign\x12!\n" +
 	"\x03job\x18\x01 \x01(\v2\x0f.outpost.v1.JobR\x03job\"U\n" +
 	"\x0eCancelAssigned\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"r\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x8c\x01\n" +
 	"\x03Ack\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
-	"\x05stale\x18\x05 \x01(\bR\x05stale\"\xd9\x01\n" +
+	"\x05stale\x18\x05 \x01(\bR\x05stale\x12\x18\n" +
+	"\ainvalid\x18\x06 \x01(\bR\ainvalid\"T\n" +
+	"\fHeartbeatAck\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
+	"\tconfirmed\x18\x02 \x01(\bR\tconfirmed\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x9a\x02\n" +
 	"\rServerMessage\x128\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2\x16.outpost.v1.RegisteredH\x00R\n" +
 	"registered\x12,\n" +
 	"\x06assign\x18\x02 \x01(\v2\x12.outpost.v1.AssignH\x00R\x06assign\x124\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1a.outpost.v1.CancelAssignedH\x00R\x06cancel\x12#\n" +
-	"\x03ack\x18\x04 \x01(\v2\x0f.outpost.v1.AckH\x00R\x03ackB\x05\n" +
+	"\x03ack\x18\x04 \x01(\v2\x0f.outpost.v1.AckH\x00R\x03ack\x12?\n" +
+	"\rheartbeat_ack\x18\x05 \x01(\v2\x18.outpost.v1.HeartbeatAckH\x00R\fheartbeatAckB\x05\n" +
 	"\x03msg\"*\n" +
 	"\x12ListRunnersRequest\x12\x14\n" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\"C\n" +
@@ -5320,11 +5554,12 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\tR\amessage\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"P\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"m\n" +
 	"\x17RunnerHeartbeatsRequest\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1d\n" +
 	"\n" +
-	"runner_ids\x18\x02 \x03(\tR\trunnerIds\"\x1a\n" +
+	"runner_ids\x18\x02 \x03(\tR\trunnerIds\x12\x1b\n" +
+	"\tsilent_ms\x18\x03 \x03(\rR\bsilentMs\"\x1a\n" +
 	"\x18RunnerHeartbeatsResponse\"|\n" +
 	"\x11SetProfileRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\fR\x06source\x12\x1a\n" +
@@ -5413,7 +5648,7 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
@@ -5448,192 +5683,197 @@ var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Assign)(nil),                    // 30: outpost.v1.Assign
 	(*CancelAssigned)(nil),            // 31: outpost.v1.CancelAssigned
 	(*Ack)(nil),                       // 32: outpost.v1.Ack
-	(*ServerMessage)(nil),             // 33: outpost.v1.ServerMessage
-	(*ListRunnersRequest)(nil),        // 34: outpost.v1.ListRunnersRequest
-	(*ListRunnersResponse)(nil),       // 35: outpost.v1.ListRunnersResponse
-	(*GetRunnerRequest)(nil),          // 36: outpost.v1.GetRunnerRequest
-	(*GetRunnerResponse)(nil),         // 37: outpost.v1.GetRunnerResponse
-	(*RunnerActionRequest)(nil),       // 38: outpost.v1.RunnerActionRequest
-	(*RunnerActionResponse)(nil),      // 39: outpost.v1.RunnerActionResponse
-	(*CreateRunnerTokenRequest)(nil),  // 40: outpost.v1.CreateRunnerTokenRequest
-	(*CreateRunnerTokenResponse)(nil), // 41: outpost.v1.CreateRunnerTokenResponse
-	(*StatusRequest)(nil),             // 42: outpost.v1.StatusRequest
-	(*StatusResponse)(nil),            // 43: outpost.v1.StatusResponse
-	(*MembersRequest)(nil),            // 44: outpost.v1.MembersRequest
-	(*Member)(nil),                    // 45: outpost.v1.Member
-	(*MembersResponse)(nil),           // 46: outpost.v1.MembersResponse
-	(*RaftPeersRequest)(nil),          // 47: outpost.v1.RaftPeersRequest
-	(*RaftPeer)(nil),                  // 48: outpost.v1.RaftPeer
-	(*RaftPeersResponse)(nil),         // 49: outpost.v1.RaftPeersResponse
-	(*RemovePeerRequest)(nil),         // 50: outpost.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),        // 51: outpost.v1.RemovePeerResponse
-	(*ApplyRequest)(nil),              // 52: outpost.v1.ApplyRequest
-	(*ApplyResponse)(nil),             // 53: outpost.v1.ApplyResponse
-	(*ReportError)(nil),               // 54: outpost.v1.ReportError
-	(*ReadIndexRequest)(nil),          // 55: outpost.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),         // 56: outpost.v1.ReadIndexResponse
-	(*RunnerHeartbeatsRequest)(nil),   // 57: outpost.v1.RunnerHeartbeatsRequest
-	(*RunnerHeartbeatsResponse)(nil),  // 58: outpost.v1.RunnerHeartbeatsResponse
-	(*SetProfileRequest)(nil),         // 59: outpost.v1.SetProfileRequest
-	(*SetProfileResponse)(nil),        // 60: outpost.v1.SetProfileResponse
-	(*ListProfilesRequest)(nil),       // 61: outpost.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),      // 62: outpost.v1.ListProfilesResponse
-	(*GetProfileRequest)(nil),         // 63: outpost.v1.GetProfileRequest
-	(*GetProfileResponse)(nil),        // 64: outpost.v1.GetProfileResponse
-	(*DeleteProfileRequest)(nil),      // 65: outpost.v1.DeleteProfileRequest
-	(*DeleteProfileResponse)(nil),     // 66: outpost.v1.DeleteProfileResponse
-	(*ApplyProjectRequest)(nil),       // 67: outpost.v1.ApplyProjectRequest
-	(*ApplyProjectResponse)(nil),      // 68: outpost.v1.ApplyProjectResponse
-	(*ListProjectsRequest)(nil),       // 69: outpost.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),      // 70: outpost.v1.ListProjectsResponse
-	(*GetProjectRequest)(nil),         // 71: outpost.v1.GetProjectRequest
-	(*GetProjectResponse)(nil),        // 72: outpost.v1.GetProjectResponse
-	(*DeleteProjectRequest)(nil),      // 73: outpost.v1.DeleteProjectRequest
-	(*DeleteProjectResponse)(nil),     // 74: outpost.v1.DeleteProjectResponse
-	nil,                               // 75: outpost.v1.Step.EnvEntry
-	nil,                               // 76: outpost.v1.Job.VariablesEntry
-	nil,                               // 77: outpost.v1.Job.EnvEntry
-	nil,                               // 78: outpost.v1.Job.TargetLabelsEntry
-	nil,                               // 79: outpost.v1.RunnerProfile.TargetLabelsEntry
-	nil,                               // 80: outpost.v1.RunnerProfile.EnvEntry
-	nil,                               // 81: outpost.v1.Runner.LabelsEntry
-	nil,                               // 82: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                               // 83: outpost.v1.Register.LabelsEntry
-	nil,                               // 84: outpost.v1.StatusResponse.EntriesAppliedEntry
-	nil,                               // 85: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 86: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 87: google.protobuf.Timestamp
+	(*HeartbeatAck)(nil),              // 33: outpost.v1.HeartbeatAck
+	(*ServerMessage)(nil),             // 34: outpost.v1.ServerMessage
+	(*ListRunnersRequest)(nil),        // 35: outpost.v1.ListRunnersRequest
+	(*ListRunnersResponse)(nil),       // 36: outpost.v1.ListRunnersResponse
+	(*GetRunnerRequest)(nil),          // 37: outpost.v1.GetRunnerRequest
+	(*GetRunnerResponse)(nil),         // 38: outpost.v1.GetRunnerResponse
+	(*RunnerActionRequest)(nil),       // 39: outpost.v1.RunnerActionRequest
+	(*RunnerActionResponse)(nil),      // 40: outpost.v1.RunnerActionResponse
+	(*CreateRunnerTokenRequest)(nil),  // 41: outpost.v1.CreateRunnerTokenRequest
+	(*CreateRunnerTokenResponse)(nil), // 42: outpost.v1.CreateRunnerTokenResponse
+	(*StatusRequest)(nil),             // 43: outpost.v1.StatusRequest
+	(*StatusResponse)(nil),            // 44: outpost.v1.StatusResponse
+	(*MembersRequest)(nil),            // 45: outpost.v1.MembersRequest
+	(*Member)(nil),                    // 46: outpost.v1.Member
+	(*MembersResponse)(nil),           // 47: outpost.v1.MembersResponse
+	(*RaftPeersRequest)(nil),          // 48: outpost.v1.RaftPeersRequest
+	(*RaftPeer)(nil),                  // 49: outpost.v1.RaftPeer
+	(*RaftPeersResponse)(nil),         // 50: outpost.v1.RaftPeersResponse
+	(*RemovePeerRequest)(nil),         // 51: outpost.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),        // 52: outpost.v1.RemovePeerResponse
+	(*ApplyRequest)(nil),              // 53: outpost.v1.ApplyRequest
+	(*ApplyResponse)(nil),             // 54: outpost.v1.ApplyResponse
+	(*ReportError)(nil),               // 55: outpost.v1.ReportError
+	(*ReadIndexRequest)(nil),          // 56: outpost.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),         // 57: outpost.v1.ReadIndexResponse
+	(*RunnerHeartbeatsRequest)(nil),   // 58: outpost.v1.RunnerHeartbeatsRequest
+	(*RunnerHeartbeatsResponse)(nil),  // 59: outpost.v1.RunnerHeartbeatsResponse
+	(*SetProfileRequest)(nil),         // 60: outpost.v1.SetProfileRequest
+	(*SetProfileResponse)(nil),        // 61: outpost.v1.SetProfileResponse
+	(*ListProfilesRequest)(nil),       // 62: outpost.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),      // 63: outpost.v1.ListProfilesResponse
+	(*GetProfileRequest)(nil),         // 64: outpost.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),        // 65: outpost.v1.GetProfileResponse
+	(*DeleteProfileRequest)(nil),      // 66: outpost.v1.DeleteProfileRequest
+	(*DeleteProfileResponse)(nil),     // 67: outpost.v1.DeleteProfileResponse
+	(*ApplyProjectRequest)(nil),       // 68: outpost.v1.ApplyProjectRequest
+	(*ApplyProjectResponse)(nil),      // 69: outpost.v1.ApplyProjectResponse
+	(*ListProjectsRequest)(nil),       // 70: outpost.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),      // 71: outpost.v1.ListProjectsResponse
+	(*GetProjectRequest)(nil),         // 72: outpost.v1.GetProjectRequest
+	(*GetProjectResponse)(nil),        // 73: outpost.v1.GetProjectResponse
+	(*DeleteProjectRequest)(nil),      // 74: outpost.v1.DeleteProjectRequest
+	(*DeleteProjectResponse)(nil),     // 75: outpost.v1.DeleteProjectResponse
+	nil,                               // 76: outpost.v1.Step.EnvEntry
+	nil,                               // 77: outpost.v1.Job.VariablesEntry
+	nil,                               // 78: outpost.v1.Job.EnvEntry
+	nil,                               // 79: outpost.v1.Job.TargetLabelsEntry
+	nil,                               // 80: outpost.v1.RunnerProfile.TargetLabelsEntry
+	nil,                               // 81: outpost.v1.RunnerProfile.EnvEntry
+	nil,                               // 82: outpost.v1.Runner.LabelsEntry
+	nil,                               // 83: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 84: outpost.v1.Register.LabelsEntry
+	nil,                               // 85: outpost.v1.StatusResponse.EntriesAppliedEntry
+	nil,                               // 86: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 87: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 88: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	75, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	86, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	86, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	76, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
-	0,  // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	77, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	86, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	86, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
-	1,  // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	78, // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
-	5,  // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
-	87, // 11: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	87, // 12: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	87, // 13: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	87, // 14: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	87, // 15: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	87, // 16: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	87, // 17: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	3,  // 18: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	79, // 19: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
-	80, // 20: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
-	5,  // 21: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
-	81, // 22: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	87, // 23: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	87, // 24: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	87, // 25: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	87, // 26: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
-	82, // 27: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
-	2,  // 28: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	86, // 29: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
-	2,  // 30: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
-	2,  // 31: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
-	2,  // 32: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
-	4,  // 33: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
-	2,  // 34: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
-	83, // 35: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
-	22, // 36: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
-	22, // 37: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
-	22, // 38: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	87, // 39: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
-	3,  // 40: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	87, // 41: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
-	3,  // 42: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	23, // 43: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
-	24, // 44: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
-	25, // 45: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
-	26, // 46: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
-	27, // 47: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	86, // 48: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	2,  // 49: outpost.v1.Assign.job:type_name -> outpost.v1.Job
-	29, // 50: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
-	30, // 51: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
-	31, // 52: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
-	32, // 53: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	8,  // 54: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
-	8,  // 55: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
-	2,  // 56: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
-	8,  // 57: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	86, // 58: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	9,  // 59: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	84, // 60: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
-	85, // 61: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	45, // 62: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	48, // 63: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	54, // 64: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
-	6,  // 65: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
-	6,  // 66: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,  // 67: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,  // 68: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
-	7,  // 69: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
-	7,  // 70: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
-	7,  // 71: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
-	10, // 72: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	20, // 73: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	12, // 74: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	14, // 75: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	16, // 76: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	18, // 77: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	28, // 78: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	34, // 79: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	36, // 80: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	38, // 81: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	40, // 82: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	42, // 83: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	44, // 84: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	47, // 85: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	50, // 86: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	52, // 87: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	55, // 88: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	57, // 89: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	59, // 90: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	61, // 91: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	63, // 92: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	65, // 93: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	67, // 94: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	69, // 95: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	71, // 96: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	73, // 97: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	11, // 98: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	21, // 99: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	13, // 100: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	15, // 101: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	17, // 102: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	19, // 103: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	33, // 104: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	35, // 105: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	37, // 106: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	39, // 107: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	41, // 108: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	43, // 109: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	46, // 110: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	49, // 111: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	51, // 112: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	53, // 113: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	56, // 114: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	58, // 115: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	60, // 116: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	62, // 117: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	64, // 118: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	66, // 119: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	68, // 120: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	70, // 121: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	72, // 122: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	74, // 123: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	98, // [98:124] is the sub-list for method output_type
-	72, // [72:98] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	76,  // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	87,  // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	87,  // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	77,  // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	0,   // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
+	78,  // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	87,  // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	87,  // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	1,   // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
+	79,  // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
+	5,   // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
+	87,  // 11: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
+	88,  // 12: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	88,  // 13: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	88,  // 14: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	88,  // 15: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	88,  // 16: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	88,  // 17: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	88,  // 18: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	3,   // 19: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
+	80,  // 20: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
+	81,  // 21: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
+	5,   // 22: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
+	82,  // 23: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	88,  // 24: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	88,  // 25: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	88,  // 26: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	88,  // 27: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	83,  // 28: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	2,   // 29: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
+	87,  // 30: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	2,   // 31: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
+	2,   // 32: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
+	2,   // 33: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
+	4,   // 34: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
+	2,   // 35: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
+	84,  // 36: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	22,  // 37: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
+	22,  // 38: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
+	22,  // 39: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
+	88,  // 40: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	3,   // 41: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
+	88,  // 42: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	3,   // 43: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
+	87,  // 44: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
+	23,  // 45: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
+	24,  // 46: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
+	25,  // 47: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
+	26,  // 48: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
+	27,  // 49: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
+	87,  // 50: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	87,  // 51: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
+	2,   // 52: outpost.v1.Assign.job:type_name -> outpost.v1.Job
+	29,  // 53: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
+	30,  // 54: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
+	31,  // 55: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
+	32,  // 56: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
+	33,  // 57: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
+	8,   // 58: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
+	8,   // 59: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
+	2,   // 60: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
+	8,   // 61: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
+	87,  // 62: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	9,   // 63: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
+	85,  // 64: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
+	86,  // 65: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	46,  // 66: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	49,  // 67: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	55,  // 68: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
+	6,   // 69: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	6,   // 70: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,   // 71: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,   // 72: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	7,   // 73: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	7,   // 74: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	7,   // 75: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	10,  // 76: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	20,  // 77: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	12,  // 78: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	14,  // 79: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	16,  // 80: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	18,  // 81: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	28,  // 82: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	35,  // 83: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	37,  // 84: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	39,  // 85: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	41,  // 86: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	43,  // 87: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	45,  // 88: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	48,  // 89: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	51,  // 90: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	53,  // 91: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	56,  // 92: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	58,  // 93: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	60,  // 94: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	62,  // 95: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	64,  // 96: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	66,  // 97: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	68,  // 98: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	70,  // 99: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	72,  // 100: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	74,  // 101: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	11,  // 102: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	21,  // 103: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	13,  // 104: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	15,  // 105: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	17,  // 106: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	19,  // 107: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	34,  // 108: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	36,  // 109: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	38,  // 110: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	40,  // 111: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	42,  // 112: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	44,  // 113: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	47,  // 114: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	50,  // 115: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	52,  // 116: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	54,  // 117: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	57,  // 118: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	59,  // 119: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	61,  // 120: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	63,  // 121: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	65,  // 122: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	67,  // 123: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	69,  // 124: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	71,  // 125: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	73,  // 126: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	75,  // 127: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	102, // [102:128] is the sub-list for method output_type
+	76,  // [76:102] is the sub-list for method input_type
+	76,  // [76:76] is the sub-list for extension type_name
+	76,  // [76:76] is the sub-list for extension extendee
+	0,   // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -5648,11 +5888,12 @@ func file_outpost_v1_outpost_proto_init() {
 		(*RunnerMessage_Logs)(nil),
 		(*RunnerMessage_Finished)(nil),
 	}
-	file_outpost_v1_outpost_proto_msgTypes[33].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[34].OneofWrappers = []any{
 		(*ServerMessage_Registered)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
 		(*ServerMessage_Ack)(nil),
+		(*ServerMessage_HeartbeatAck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5660,7 +5901,7 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   86,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

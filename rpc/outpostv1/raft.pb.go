@@ -428,13 +428,17 @@ func (x *LostJob) GetLease() uint64 {
 	return 0
 }
 
-// Jobs whose runner went away. Each is requeued or ends lost, per its retry
-// policy; a lease that is no longer current is ignored.
+// Jobs whose runner went away. A started attempt is requeued or ends lost,
+// per its retry policy; an assignment that never started goes back to the
+// queue as the same attempt. A lease that is no longer current is ignored.
 type MarkLostEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*LostJob             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Jobs   []*LostJob             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Time   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// Only take back assignments that have not started (the start deadline
+	// passed); started attempts are left alone.
+	AssignedOnly  bool `protobuf:"varint,4,opt,name=assigned_only,json=assignedOnly,proto3" json:"assigned_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -488,6 +492,13 @@ func (x *MarkLostEntry) GetTime() *timestamppb.Timestamp {
 		return x.Time
 	}
 	return nil
+}
+
+func (x *MarkLostEntry) GetAssignedOnly() bool {
+	if x != nil {
+		return x.AssignedOnly
+	}
+	return false
 }
 
 type UpsertRunnerEntry struct {
@@ -1112,11 +1123,12 @@ const file_outpost_v1_raft_proto_rawDesc = "" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"6\n" +
 	"\aLostJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
-	"\x05lease\x18\x02 \x01(\x04R\x05lease\"\x80\x01\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\"\xa5\x01\n" +
 	"\rMarkLostEntry\x12'\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x13.outpost.v1.LostJobR\x04jobs\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"?\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
+	"\rassigned_only\x18\x04 \x01(\bR\fassignedOnly\"?\n" +
 	"\x11UpsertRunnerEntry\x12*\n" +
 	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\"C\n" +
 	"\x12UpsertProjectEntry\x12-\n" +
