@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -62,7 +63,7 @@ func (c *JobLogsCommand) Run(args []string) int {
 	for stream.Receive() {
 		for _, ch := range stream.Msg().Chunks {
 			for _, l := range ch.Lines {
-				printLine(c.Meta.Stdout, c.Meta.Stderr, l.Stream, l.Text)
+				printLine(c.Meta.Stdout, c.Meta.Stderr, l.Stream, rpc.LineBytes(l))
 			}
 		}
 	}

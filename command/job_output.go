@@ -14,14 +14,15 @@ import (
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
-// printLine writes one log line: a job's stdout to ours, everything else to
-// our stderr, so `outpost job run … > out.txt` captures just the output.
-func printLine(stdout, stderr io.Writer, stream, text string) {
+// printLine writes one log line, its bytes as the step printed them: a
+// job's stdout to ours, everything else to our stderr, so `outpost job run
+// … > out.txt` captures just the output.
+func printLine(stdout, stderr io.Writer, stream string, line []byte) {
+	w := stderr
 	if stream == "stdout" {
-		fmt.Fprintln(stdout, text)
-		return
+		w = stdout
 	}
-	fmt.Fprintln(stderr, text)
+	_, _ = w.Write(append(line[:len(line):len(line)], '\n'))
 }
 
 // followLogs prints a job's logs until it is finished and returns the final
@@ -38,7 +39,7 @@ func followLogs(ctx context.Context, c *rpc.Client, id string, stdout, stderr io
 				msg := stream.Msg()
 				for _, ch := range msg.Chunks {
 					for _, l := range ch.Lines {
-						printLine(stdout, stderr, l.Stream, l.Text)
+						printLine(stdout, stderr, l.Stream, rpc.LineBytes(l))
 					}
 					after = ch.Seq
 				}

@@ -166,7 +166,7 @@ func (c *JobRunCommand) runLocal(file string, src []byte, name string, vars map[
 	defer stop()
 	fmt.Fprintf(c.Meta.Stderr, "==> running %s/%s locally (workspace %s)\n", job.Project, job.Job, job.Workspace)
 	res := executor.Run(ctx, spec, func(l executor.LogLine) {
-		printLine(c.Meta.Stdout, c.Meta.Stderr, string(l.Stream), l.Text)
+		printLine(c.Meta.Stdout, c.Meta.Stderr, string(l.Stream), []byte(l.Text))
 	})
 	if res.Outcome == executor.Succeeded {
 		fmt.Fprintln(c.Meta.Stderr, "==> job succeeded")

@@ -160,7 +160,7 @@ func texts(chunks []*pb.LogChunk) string {
 			if b.Len() > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString(l.Text)
+			b.Write(l.Data)
 		}
 	}
 	return b.String()

@@ -355,7 +355,7 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 		}
 		chunks := st.LogChunks(ws, j.Id, after)
 		if len(chunks) > 0 || !m.Follow {
-			resp := &pb.ReadLogsResponse{Chunks: chunks, Status: j.Status, Truncated: j.LogsTruncated}
+			resp := &pb.ReadLogsResponse{Chunks: readerLines(chunks), Status: j.Status, Truncated: j.LogsTruncated}
 			if err := stream.Send(resp); err != nil {
 				return err
 			}

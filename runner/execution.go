@@ -36,7 +36,7 @@ const (
 // lineSize is a line's cost against the byte limits: at least its
 // encoded size.
 func lineSize(l *pb.LogLine) int {
-	return len(l.Text) + len(l.Step) + len(l.Stream) + lineOverhead
+	return len(l.Data) + len(l.Step) + len(l.Stream) + lineOverhead
 }
 
 // execution is one attempt of one job on this runner.
@@ -207,7 +207,9 @@ func (r *Runner) spec(job *pb.Job) executor.Spec {
 
 // add buffers one line; it must be quick, it runs on the output readers.
 func (e *execution) add(l executor.LogLine) {
-	line := &pb.LogLine{Time: timestamppb.New(l.Time), Stream: string(l.Stream), Step: l.Step, Text: l.Text}
+	// Bytes, not a string: a step may print anything, and a proto string
+	// holding invalid UTF-8 cannot be encoded.
+	line := &pb.LogLine{Time: timestamppb.New(l.Time), Stream: string(l.Stream), Step: l.Step, Data: []byte(l.Text)}
 	e.mu.Lock()
 	e.lines = append(e.lines, line)
 	e.bytes += lineSize(line)
@@ -260,7 +262,7 @@ func (e *execution) take(limit int) []*pb.LogLine {
 	var out []*pb.LogLine
 	if e.dropped > 0 {
 		out = append(out, &pb.LogLine{Time: timestamppb.Now(), Stream: "system",
-			Text: fmt.Sprintf("outpost: %d lines dropped while no server was reachable", e.dropped)})
+			Data: fmt.Appendf(nil, "outpost: %d lines dropped while no server was reachable", e.dropped)})
 		e.dropped = 0
 	}
 	size, n := 0, 0

@@ -27,7 +27,7 @@ func TestPendingLinesStayUnderTheLimitEncoded(t *testing.T) {
 			t.Errorf("lines of %d bytes: result is %d bytes encoded, over the %d byte limit", len(text), n, maxPendingLogBytes)
 		}
 		if fin.Lines[0].Stream != "system" {
-			t.Errorf("lines of %d bytes: no marker for the dropped lines; first line %q", len(text), fin.Lines[0].Text)
+			t.Errorf("lines of %d bytes: no marker for the dropped lines; first line %q", len(text), fin.Lines[0].Data)
 		}
 	}
 }

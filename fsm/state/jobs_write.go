@@ -286,11 +286,12 @@ func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb
 	keep := lines[:0:0]
 	logBytes, truncated := j.LogBytes, false
 	for _, l := range lines {
-		n := uint64(len(l.Text))
+		l = asBytes(l)
+		n := uint64(len(l.Data))
 		if logBytes+n > s.maxLogBytes {
 			truncated = true
 			keep = append(keep, &pb.LogLine{Time: l.Time, Stream: "system", Step: l.Step,
-				Text: fmt.Sprintf("outpost: log truncated: this job reached the %d byte log limit; later lines are dropped", s.maxLogBytes)})
+				Data: fmt.Appendf(nil, "outpost: log truncated: this job reached the %d byte log limit; later lines are dropped", s.maxLogBytes)})
 			break
 		}
 		logBytes += n
@@ -306,6 +307,19 @@ func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb
 	j.LogChunks++
 	j.LogBytes, j.LogsTruncated = logBytes, truncated
 	return true, nil
+}
+
+// asBytes returns a line whose text is in Data, as lines are stored. A
+// runner from before lines were bytes sent Text; it is valid UTF-8, so
+// moving it changes nothing a reader sees.
+func asBytes(l *pb.LogLine) *pb.LogLine {
+	if l.Text == "" {
+		return l
+	}
+	c := proto.Clone(l).(*pb.LogLine)
+	c.Data = append([]byte(c.Text), c.Data...)
+	c.Text = ""
+	return c
 }
 
 func (e *jobEdits) finished(r *pb.JobFinished) error {

@@ -270,7 +270,7 @@ func TestLogsFollowAJobIntoHistoryAndBack(t *testing.T) {
 		var out []string
 		for _, c := range s.LogChunks(nil, "j-1", 0) {
 			for _, l := range c.Lines {
-				out = append(out, fmt.Sprintf("%d:%s", c.Seq, l.Text))
+				out = append(out, fmt.Sprintf("%d:%s", c.Seq, l.Data))
 			}
 		}
 		return out
@@ -476,7 +476,7 @@ func TestReportBatchAppliesEveryReportOfAJob(t *testing.T) {
 	var texts []string
 	for _, c := range s.LogChunks(nil, "j-1", 0) {
 		for _, l := range c.Lines {
-			texts = append(texts, l.Text)
+			texts = append(texts, string(l.Data))
 		}
 	}
 	if fmt.Sprint(texts) != "[one two]" {
