@@ -153,6 +153,7 @@ func (a *Agent) startRunner() error {
 		rc.ID = a.cfg.NodeID + "-runner"
 		rc.Servers = []string{"http://" + a.httpAddr}
 		rc.Token = a.server.LocalRunnerToken()
+		rc.FixedServers = true
 		if rc.DataDir != "" {
 			rc.DataDir += "/runner"
 		}

@@ -100,6 +100,42 @@ func (s *Server) RunnerLastSeen(id string) (time.Time, bool) { return s.liveness
 // RunnerFresh implements rpc.Backend.
 func (s *Server) RunnerFresh(id string) bool { return s.liveness.Fresh(id) }
 
+// ConfirmRunner implements rpc.Backend.
+func (s *Server) ConfirmRunner(id string, done func(error)) { s.leases.confirm(id, done) }
+
+// ServeRunners implements rpc.Backend.
+func (s *Server) ServeRunners() error {
+	return s.leases.serving(rpc.Timings(s.cfg.RunnerTimeout).Move)
+}
+
+// LeasePeriod implements rpc.Backend.
+func (s *Server) LeasePeriod() time.Duration { return s.cfg.RunnerTimeout }
+
+// ServerAddrs implements rpc.Backend.
+func (s *Server) ServerAddrs() []string { return s.serverAddrs.Load().([]string) }
+
+// refreshServerAddrs maps the Raft configuration to API addresses through
+// gossip, sorted, for runners to move to when their server fails.
+func (s *Server) refreshServerAddrs() {
+	fut := s.raft.GetConfiguration()
+	if fut.Error() != nil {
+		return
+	}
+	var addrs []string
+	for _, srv := range fut.Configuration().Servers {
+		if a := s.httpAddrOf(string(srv.ID)); a != "" {
+			addrs = append(addrs, "http://"+a)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	slices.Sort(addrs)
+	if !slices.Equal(addrs, s.ServerAddrs()) {
+		s.serverAddrs.Store(addrs)
+	}
+}
+
 // GossipAddrs implements rpc.Backend.
 func (s *Server) GossipAddrs() []string {
 	if s.gossip == nil {

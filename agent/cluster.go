@@ -64,6 +64,7 @@ func (s *Server) watchMembership() {
 		if s.leaderName() != "" {
 			s.gossip.SetBootstrapped()
 		}
+		s.refreshServerAddrs()
 		for _, m := range s.gossip.Members() {
 			if m.Meta.Role == RoleRunner {
 				s.liveness.Gossip(m.Name, m.Status == "alive")

@@ -66,9 +66,17 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	// RunnerTimeout is how long a runner may be silent, with no stream,
-	// before the leader hands its jobs back.
+	// before the leader hands its jobs back: the lease period. Every timer
+	// of the runner protocol derives from it (rpc.Timings).
 	RunnerTimeout time.Duration
+	// StartTimeout is how long an assigned job may wait for its runner to
+	// confirm the start before the leader takes the assignment back.
+	StartTimeout time.Duration
 }
+
+// MinRunnerTimeout keeps the runner protocol's timers (rpc.Timings) far
+// enough apart to work.
+const MinRunnerTimeout = 2 * time.Second
 
 // DefaultConfig returns the production defaults.
 func DefaultConfig() *Config {
@@ -86,6 +94,7 @@ func DefaultConfig() *Config {
 		SnapshotInterval:  30 * time.Second,
 		TrailingLogs:      10240,
 		RunnerTimeout:     15 * time.Second,
+		StartTimeout:      5 * time.Second,
 		RunnerCapacity:    4,
 	}
 }

@@ -49,6 +49,7 @@ type ServerBlock struct {
 	RaftMultiplier  *int     `hcl:"raft_multiplier,optional"`
 	Encrypt         *string  `hcl:"encrypt,optional"`
 	RunnerTimeout   *string  `hcl:"runner_timeout,optional"`
+	StartTimeout    *string  `hcl:"start_timeout,optional"`
 	// Raft snapshotting: after how many new entries, checked how often,
 	// and how many entries are kept behind a snapshot for followers that
 	// lag a little.
@@ -179,10 +180,17 @@ func (c *Config) Apply(o *Overrides) error {
 		}
 		if s.RunnerTimeout != nil {
 			d, err := time.ParseDuration(*s.RunnerTimeout)
-			if err != nil || d <= 0 {
-				return fmt.Errorf("config: runner_timeout %q is not a positive duration", *s.RunnerTimeout)
+			if err != nil || d < MinRunnerTimeout {
+				return fmt.Errorf("config: runner_timeout %q is not a duration of at least %s", *s.RunnerTimeout, MinRunnerTimeout)
 			}
 			c.RunnerTimeout = d
+		}
+		if s.StartTimeout != nil {
+			d, err := time.ParseDuration(*s.StartTimeout)
+			if err != nil || d < 100*time.Millisecond {
+				return fmt.Errorf("config: start_timeout %q is not a duration of at least 100ms", *s.StartTimeout)
+			}
+			c.StartTimeout = d
 		}
 	}
 	if r := o.Runner; r != nil {

@@ -314,37 +314,16 @@ func (s *Server) LeaderReadIndex(ctx context.Context) (uint64, error) {
 	return s.fsm.AppliedIndex(), nil
 }
 
-// RemoteRunners implements rpc.Backend.
-func (s *Server) RemoteRunners(server string, ids []string) { s.liveness.Remote(server, ids) }
-
-// reportRunners tells the leader which runners hold a stream to this server,
-// every second and whenever one connects or disconnects.
-func (s *Server) reportRunners() {
-	defer s.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.shutdownCh:
-			return
-		case <-t.C:
-		case <-s.liveness.localChanged:
-		}
-		if s.raft.State() == raft.Leader {
-			continue
-		}
-		_, id := s.raft.LeaderWithID()
-		addr := s.httpAddrOf(string(id))
-		if addr == "" {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := s.peers.cluster(addr).RunnerHeartbeats(ctx, connect.NewRequest(&pb.RunnerHeartbeatsRequest{
-			Server: s.cfg.NodeID, RunnerIds: s.liveness.Local(),
-		}))
-		cancel()
-		if err != nil {
-			s.logger.Debug("reporting runners to leader", "leader", id, "error", err)
-		}
+// RemoteRunners implements rpc.Backend: a follower's report of its runner
+// streams, answered only once this server has verified it leads, so the
+// follower may confirm those runners' leases.
+func (s *Server) RemoteRunners(ctx context.Context, server string, ids []string, silentMS []uint32) error {
+	if s.raft.State() != raft.Leader {
+		return fmt.Errorf("%w: this server is not the leader", rpc.ErrNoLeader)
 	}
+	s.liveness.Remote(server, ids, silentMS)
+	if err := s.liveness.awaitReaps(ctx, ids); err != nil {
+		return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+	}
+	return s.verifyLeader(ctx)
 }

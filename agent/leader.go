@@ -86,9 +86,13 @@ func (s *Server) revokeLeadership() {
 
 // reap watches runner liveness: a runner silent past the timeout is marked
 // down and its jobs handed back (requeued or lost, per their retry policy);
-// a runner heard from again is marked ready.
+// a runner heard from again is marked ready. It also takes back assignments
+// whose runner has not confirmed the start within the start timeout, so no
+// job waits in assigned without end. Deadlines count from the later of the
+// state's timestamps and this leadership's start, so a new leader gives
+// every runner the full grace again.
 func (s *Server) reap(ctx context.Context, since time.Time) {
-	t := time.NewTicker(max(s.cfg.RunnerTimeout/4, 100*time.Millisecond))
+	t := time.NewTicker(min(max(s.cfg.RunnerTimeout/4, 100*time.Millisecond), time.Second))
 	defer t.Stop()
 	for {
 		select {
@@ -98,6 +102,8 @@ func (s *Server) reap(ctx context.Context, since time.Time) {
 		}
 		now := time.Now()
 		st := s.State()
+		late := &pb.MarkLostEntry{AssignedOnly: true, Time: timestamppb.New(now),
+			Reason: "its runner did not confirm the start within " + s.cfg.StartTimeout.String()}
 		for _, r := range st.Runners(nil) {
 			gone := s.liveness.Gone(r.Id, since, now)
 			switch {
@@ -106,12 +112,20 @@ func (s *Server) reap(ctx context.Context, since time.Time) {
 			case gone && r.State != "down":
 				s.markRunner(ctx, r.Id, state.RunnerDown, "no word from the runner for "+s.cfg.RunnerTimeout.String())
 			}
-			if !gone {
-				continue
-			}
 			active := st.ActiveJobs(nil, r.Id)
 			if len(active) == 0 {
 				continue
+			}
+			if !gone {
+				for _, j := range active {
+					if j.Status == state.StatusAssigned && startOverdue(j, since, now, s.cfg.StartTimeout) {
+						late.Jobs = append(late.Jobs, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
+					}
+				}
+				continue
+			}
+			if !s.liveness.BeginReap(r.Id, since, now) {
+				continue // heard from just now
 			}
 			entry := &pb.MarkLostEntry{
 				Reason: "runner " + r.Id + " stopped responding for " + s.cfg.RunnerTimeout.String(),
@@ -120,13 +134,33 @@ func (s *Server) reap(ctx context.Context, since time.Time) {
 			for _, j := range active {
 				entry.Jobs = append(entry.Jobs, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
 			}
-			if _, err := s.Apply(ctx, fsm.MarkLostType, entry); err != nil {
+			_, err := s.Apply(ctx, fsm.MarkLostType, entry)
+			s.liveness.EndReap(r.Id)
+			if err != nil {
 				s.logger.Warn("could not hand back the jobs of a gone runner", "runner", r.Id, "error", err)
 				continue
 			}
 			s.logger.Warn("runner gone; its jobs were handed back", "runner", r.Id, "jobs", len(entry.Jobs))
 		}
+		if len(late.Jobs) == 0 {
+			continue
+		}
+		if _, err := s.Apply(ctx, fsm.MarkLostType, late); err != nil {
+			s.logger.Warn("could not take back assignments not started in time", "jobs", len(late.Jobs), "error", err)
+			continue
+		}
+		s.logger.Warn("took back assignments their runners did not start in time", "jobs", len(late.Jobs), "start_timeout", s.cfg.StartTimeout)
 	}
+}
+
+// startOverdue reports whether an assigned job's runner has had its time to
+// confirm the start.
+func startOverdue(j *pb.Job, since, now time.Time, timeout time.Duration) bool {
+	from := since
+	if at := j.AssignedAt.AsTime(); j.AssignedAt != nil && at.After(from) {
+		from = at
+	}
+	return now.Sub(from) > timeout
 }
 
 func (s *Server) markRunner(ctx context.Context, id, action, reason string) {

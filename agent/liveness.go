@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -27,6 +28,11 @@ type Liveness struct {
 	// localChanged fires when a local stream opens or closes, so a
 	// follower reports to the leader at once instead of at the next tick.
 	localChanged chan struct{}
+	// reaping holds the runners the leader has found gone and whose jobs
+	// it is handing back; each channel closes when that entry is in the
+	// log. No lease of such a runner is confirmed meanwhile (awaitReaps),
+	// or a start confirmed in between could commit before the hand-back.
+	reaping map[string]chan struct{}
 }
 
 type liveEntry struct {
@@ -55,6 +61,7 @@ func NewLiveness(timeout time.Duration) *Liveness {
 		runners:      map[string]*liveEntry{},
 		remote:       map[string]remoteSet{},
 		localChanged: make(chan struct{}, 1),
+		reaping:      map[string]chan struct{}{},
 	}
 }
 
@@ -148,6 +155,56 @@ func (l *Liveness) Usable(id string) bool {
 func (l *Liveness) Gone(id string, since, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.gone(id, since, now)
+}
+
+// BeginReap checks again that a runner is gone and, if so, marks it as
+// being reaped until EndReap: the decision and the hand-back it leads to
+// then come before any lease confirmation made after the decision.
+func (l *Liveness) BeginReap(id string, since, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, busy := l.reaping[id]; busy || !l.gone(id, since, now) {
+		return false
+	}
+	l.reaping[id] = make(chan struct{})
+	return true
+}
+
+// EndReap says the hand-back of a runner's jobs is in the log, or failed.
+func (l *Liveness) EndReap(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ch, ok := l.reaping[id]; ok {
+		close(ch)
+		delete(l.reaping, id)
+	}
+}
+
+// awaitReaps waits until none of the runners is being reaped.
+func (l *Liveness) awaitReaps(ctx context.Context, ids []string) error {
+	for {
+		var wait chan struct{}
+		l.mu.Lock()
+		for _, id := range ids {
+			if ch, ok := l.reaping[id]; ok {
+				wait = ch
+				break
+			}
+		}
+		l.mu.Unlock()
+		if wait == nil {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (l *Liveness) gone(id string, since, now time.Time) bool {
 	last, gossip := since, false
 	if e, ok := l.runners[id]; ok {
 		if e.lastSeen.After(last) {
@@ -169,29 +226,38 @@ func (l *Liveness) signalLocal() {
 	}
 }
 
-// Local lists the runners with a live stream to this server.
-func (l *Liveness) Local() []string {
+// Local lists the runners with a live stream to this server, and how many
+// milliseconds ago each last spoke.
+func (l *Liveness) Local() (ids []string, silentMS []uint32) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	var out []string
 	for id, e := range l.runners {
-		if e.streams > 0 && now.Sub(e.lastSeen) <= l.timeout {
-			out = append(out, id)
+		if silent := now.Sub(e.lastSeen); e.streams > 0 && silent <= l.timeout {
+			ids = append(ids, id)
+			silentMS = append(silentMS, uint32(silent/time.Millisecond))
 		}
 	}
-	return out
+	return ids, silentMS
 }
 
-// Remote records a follower's report of the runners streaming to it. A
-// change wakes the dispatcher, since runners may have come or gone.
-func (l *Liveness) Remote(server string, ids []string) {
+// Remote records a follower's report of the runners streaming to it. Each
+// counts as heard from when the follower last heard it (silentMS ago, if
+// given; a report without it counts as now). A change wakes the
+// dispatcher, since runners may have come or gone.
+func (l *Liveness) Remote(server string, ids []string, silentMS []uint32) {
 	now := time.Now()
 	set := remoteSet{ids: make(map[string]bool, len(ids)), at: now}
 	l.mu.Lock()
-	for _, id := range ids {
+	for i, id := range ids {
 		set.ids[id] = true
-		l.entry(id).lastSeen = now
+		heard := now
+		if i < len(silentMS) {
+			heard = now.Add(-time.Duration(silentMS[i]) * time.Millisecond)
+		}
+		if e := l.entry(id); heard.After(e.lastSeen) {
+			e.lastSeen = heard
+		}
 	}
 	old := l.remote[server]
 	changed := len(old.ids) != len(set.ids)

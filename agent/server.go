@@ -49,6 +49,11 @@ type Server struct {
 
 	// submits groups concurrent submits into shared log entries.
 	submits *submitBatcher
+	// leases confirms runners' heartbeats through the leader.
+	leases *leaseConfirmer
+	// serverAddrs are every server's API address, refreshed with the
+	// membership loop, for runners to move to ([]string).
+	serverAddrs atomic.Value
 
 	// leaderReady is set once a new leader has applied every entry of
 	// earlier terms (establishLeadership's barrier).
@@ -101,9 +106,14 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 		}
 	}
 	s.submits = newSubmitBatcher(s)
+	s.leases = newLeaseConfirmer(s)
+	s.serverAddrs.Store([]string{"http://" + httpAddr})
 	s.wg.Add(2)
 	go s.monitorLeadership()
-	go s.reportRunners()
+	go func() {
+		defer s.wg.Done()
+		s.leases.run(s.shutdownCh)
+	}()
 	return s, nil
 }
 

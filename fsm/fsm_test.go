@@ -87,6 +87,7 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	a.mustApply(JobStartedType, &pb.JobStartedEntry{Report: &pb.JobStarted{JobId: "j-1", Lease: lease, Time: ts(2)}})
 	a.mustApply(AppendLogsType, &pb.AppendLogsEntry{Report: &pb.JobLogs{JobId: "j-1", Lease: lease, Lines: []*pb.LogLine{lineAt(2, "one"), lineAt(2, "two")}}, Time: ts(2)})
 	a.mustApply(FinishJobType, &pb.FinishJobEntry{Report: &pb.JobFinished{JobId: "j-1", Lease: lease, Outcome: "succeeded", Time: ts(3), Lines: []*pb.LogLine{lineAt(3, "three")}}})
+	a.mustApply(JobStartedType, &pb.JobStartedEntry{Report: &pb.JobStarted{JobId: "j-2", Lease: lease, Time: ts(2)}})
 	a.mustApply(CancelJobType, &pb.CancelJobEntry{JobId: "j-2", Reason: "operator", Time: ts(4)})
 	a.mustApply(MarkLostType, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-3", Lease: lease}}, Reason: "runner r-1 gone", Time: ts(5)})
 	a.mustApply(CancelJobType, &pb.CancelJobEntry{JobId: "j-4", Time: ts(6)})

@@ -39,6 +39,19 @@ type Backend interface {
 	// RunnerFresh reports whether a runner's stream has spoken recently
 	// enough; a stream that went quiet is closed.
 	RunnerFresh(runnerID string) bool
+	// ConfirmRunner confirms, through the leader, that the leases of a
+	// runner just heard from still hold (see agent's leaseConfirmer). done
+	// is called once, from another goroutine, and must not block.
+	ConfirmRunner(runnerID string, done func(error))
+	// ServeRunners says whether this server can serve runner streams: nil,
+	// or why its runners should go to another server (it has had no
+	// leader for a while, say).
+	ServeRunners() error
+	// LeasePeriod is how long the servers wait for a silent runner before
+	// giving its jobs away (runner_timeout).
+	LeasePeriod() time.Duration
+	// ServerAddrs are every server's API address, for runners to move to.
+	ServerAddrs() []string
 	// LeaderAddr is the leader's API address, or "" when this server leads.
 	LeaderAddr(ctx context.Context) (string, error)
 	// GossipAddrs are the servers' gossip addresses, for runners to join.
@@ -51,8 +64,10 @@ type Backend interface {
 	ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyResponse, error)
 	// LeaderReadIndex is the index a consistent read on a follower waits for.
 	LeaderReadIndex(ctx context.Context) (uint64, error)
-	// RemoteRunners records which runners hold a stream to another server.
-	RemoteRunners(server string, runnerIDs []string)
+	// RemoteRunners records which runners hold a stream to another server
+	// and how long ago each spoke; on the leader it then verifies that it
+	// still leads, so the caller may confirm those runners' leases.
+	RemoteRunners(ctx context.Context, server string, runnerIDs []string, silentMS []uint32) error
 
 	// Members lists the gossip pool.
 	Members() []*pb.Member

@@ -38,11 +38,18 @@ func (s *ClusterService) ReadIndex(ctx context.Context, _ *connect.Request[pb.Re
 	return connect.NewResponse(&pb.ReadIndexResponse{Index: idx}), nil
 }
 
-// RunnerHeartbeats records a follower's connected runners.
-func (s *ClusterService) RunnerHeartbeats(_ context.Context, req *connect.Request[pb.RunnerHeartbeatsRequest]) (*connect.Response[pb.RunnerHeartbeatsResponse], error) {
-	if req.Msg.Server == "" {
+// RunnerHeartbeats records a follower's connected runners; a success tells
+// the follower it may confirm their leases.
+func (s *ClusterService) RunnerHeartbeats(ctx context.Context, req *connect.Request[pb.RunnerHeartbeatsRequest]) (*connect.Response[pb.RunnerHeartbeatsResponse], error) {
+	m := req.Msg
+	switch {
+	case m.Server == "":
 		return nil, invalid("server: the reporting server's name is required")
+	case len(m.SilentMs) != 0 && len(m.SilentMs) != len(m.RunnerIds):
+		return nil, invalid("silent_ms: %d values for %d runner_ids; give one per runner or none", len(m.SilentMs), len(m.RunnerIds))
 	}
-	s.b.RemoteRunners(req.Msg.Server, req.Msg.RunnerIds)
+	if err := s.b.RemoteRunners(ctx, m.Server, m.RunnerIds, m.SilentMs); err != nil {
+		return nil, toConnect(err)
+	}
 	return connect.NewResponse(&pb.RunnerHeartbeatsResponse{}), nil
 }

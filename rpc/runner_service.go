@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
@@ -26,9 +26,6 @@ const (
 	RunnerAdopted  = "adopted"
 	RunnerRejected = "rejected"
 )
-
-// HeartbeatInterval is how often a runner reports on its stream.
-const HeartbeatInterval = 2 * time.Second
 
 // RunnerService implements the runner stream: the server end of the one
 // connection a runner opens.
@@ -61,6 +58,21 @@ func validateRegister(r *pb.Register) error {
 	return nil
 }
 
+// validateReport checks what every job report needs. A report that fails
+// is answered with an invalid ack, not by closing the stream: the runner
+// then knows to replace it, where a broken stream would make it send the
+// same report again forever.
+func validateReport(m *pb.RunnerMessage) error {
+	jobID, lease := reportKey(m)
+	switch {
+	case jobID == "" || lease == 0:
+		return invalid("%s report: job_id and lease are required", reportKind(m))
+	case len(jobID) > 64:
+		return invalid("%s report: job_id is %d bytes; job ids are at most 64", reportKind(m), len(jobID))
+	}
+	return nil
+}
+
 // Connect serves one runner's stream until it ends.
 func (s *RunnerService) Connect(ctx context.Context, stream *connect.BidiStream[pb.RunnerMessage, pb.ServerMessage]) error {
 	first, err := stream.Receive()
@@ -78,12 +90,16 @@ func (s *RunnerService) Connect(ctx context.Context, stream *connect.BidiStream[
 	if runner.Status == RunnerRejected {
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("runner %s was rejected by an operator", runner.Id))
 	}
+	if err := s.b.ServeRunners(); err != nil {
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
 	c := &runnerConn{
 		svc:    s,
 		id:     runner.Id,
 		stream: stream,
 		logger: s.logger.With("runner", runner.Id),
 	}
+	defer c.end()
 	if err := c.sendRegistered(runner); err != nil {
 		return err
 	}
@@ -114,22 +130,68 @@ type runnerConn struct {
 	logger hclog.Logger
 
 	sendMu sync.Mutex
+	// servers is the server list the runner was last sent (guarded by
+	// sendMu): heartbeat answers carry it again only when it changes.
+	servers []string
+	// over is set (under sendMu) when the handler returns: answers that
+	// complete later, such as lease confirmations, must not write to a
+	// stream whose handler has finished.
+	over bool
+}
+
+// end marks the stream over for late senders.
+func (c *runnerConn) end() {
+	c.sendMu.Lock()
+	c.over = true
+	c.sendMu.Unlock()
 }
 
 func (c *runnerConn) sendRegistered(r *pb.Runner) error {
+	t := Timings(c.svc.b.LeasePeriod())
+	c.sendMu.Lock()
+	c.servers = c.svc.b.ServerAddrs()
+	servers := c.servers
+	c.sendMu.Unlock()
 	return c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Registered{Registered: &pb.Registered{
 		RunnerId:          r.Id,
 		Status:            r.Status,
 		StatusReason:      r.StatusReason,
-		HeartbeatInterval: durationpb.New(HeartbeatInterval),
+		HeartbeatInterval: durationpb.New(t.Heartbeat),
 		GossipAddrs:       c.svc.b.GossipAddrs(),
+		Servers:           servers,
+		LeasePeriod:       durationpb.New(t.Period),
 	}}})
 }
 
-// send serialises writes: assignments and acks come from two goroutines.
+// confirmHeartbeat answers heartbeat seq once the leader has confirmed the
+// runner's leases, or could not.
+func (c *runnerConn) confirmHeartbeat(seq uint64) {
+	c.svc.b.ConfirmRunner(c.id, func(err error) {
+		ack := &pb.HeartbeatAck{Seq: seq, Confirmed: err == nil}
+		if err != nil {
+			ack.Error = err.Error()
+		}
+		c.sendMu.Lock()
+		if servers := c.svc.b.ServerAddrs(); !slices.Equal(servers, c.servers) {
+			c.servers, ack.Servers = servers, servers
+		}
+		c.sendMu.Unlock()
+		// A failed send means the stream is gone; its reader ends it.
+		_ = c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_HeartbeatAck{HeartbeatAck: ack}})
+	})
+}
+
+// errStreamOver is what a send to a finished stream returns.
+var errStreamOver = errors.New("runner stream is over")
+
+// send serialises writes: assignments, acks and lease confirmations come
+// from several goroutines.
 func (c *runnerConn) send(m *pb.ServerMessage) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
+	if c.over {
+		return errStreamOver
+	}
 	return c.stream.Send(m)
 }
 
@@ -184,6 +246,10 @@ func (c *runnerConn) deliver(ctx context.Context, status string, reg *pb.Registe
 		case !c.svc.b.RunnerFresh(c.id):
 			return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("no heartbeat from runner %s in time; closing its stream", c.id))
 		}
+		if err := c.svc.b.ServeRunners(); err != nil {
+			c.logger.Info("closing runner stream so the runner moves to another server", "reason", err)
+			return connect.NewError(connect.CodeUnavailable, err)
+		}
 		if err == nil && r.Status != status {
 			if err := c.sendRegistered(r); err != nil {
 				return err
@@ -234,25 +300,16 @@ func (c *runnerConn) receive(ctx context.Context) error {
 			return err
 		}
 		c.svc.b.RunnerSeen(c.id)
-		var jobID string
-		var lease uint64
 		switch m := msg.Msg.(type) {
 		case *pb.RunnerMessage_Heartbeat:
 			if err := c.fenceRunning(m.Heartbeat.Running); err != nil {
 				return err
 			}
+			c.confirmHeartbeat(m.Heartbeat.Seq)
 			continue
-		case *pb.RunnerMessage_Started:
-			jobID, lease = m.Started.GetJobId(), m.Started.GetLease()
-		case *pb.RunnerMessage_Logs:
-			jobID, lease = m.Logs.GetJobId(), m.Logs.GetLease()
-		case *pb.RunnerMessage_Finished:
-			jobID, lease = m.Finished.GetJobId(), m.Finished.GetLease()
+		case *pb.RunnerMessage_Started, *pb.RunnerMessage_Logs, *pb.RunnerMessage_Finished:
 		default:
 			return invalid("unexpected runner message %T", msg.Msg)
-		}
-		if jobID == "" || lease == 0 {
-			return invalid("%s report: job_id and lease are required", reportKind(msg))
 		}
 		select {
 		case slots <- struct{}{}:
@@ -264,6 +321,10 @@ func (c *runnerConn) receive(ctx context.Context) error {
 		// results has room for every outstanding report, so done never
 		// blocks the batcher, even once this stream is gone.
 		done := func(err error) { results <- reportResult{msg: msg, err: err} }
+		if err := validateReport(msg); err != nil {
+			done(err)
+			continue
+		}
 		if err := c.svc.reports.add(ctx, reportItem{msg: msg, size: reportSize(msg), done: done}); err != nil {
 			return err
 		}
@@ -295,6 +356,7 @@ func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, 
 		if r.err != nil {
 			ack.Error = r.err.Error()
 			ack.Stale = errors.Is(r.err, state.ErrStaleLease) || errors.Is(r.err, state.ErrNotFound)
+			ack.Invalid = connect.CodeOf(r.err) == connect.CodeInvalidArgument
 			if !ack.Stale {
 				c.logger.Warn("could not record runner report", "kind", kind, "job", jobID, "error", r.err)
 			}
@@ -320,28 +382,28 @@ func reportKind(m *pb.RunnerMessage) string {
 func reportKey(m *pb.RunnerMessage) (string, uint64) {
 	switch r := m.Msg.(type) {
 	case *pb.RunnerMessage_Started:
-		return r.Started.JobId, r.Started.Lease
+		return r.Started.GetJobId(), r.Started.GetLease()
 	case *pb.RunnerMessage_Logs:
-		return r.Logs.JobId, r.Logs.Lease
+		return r.Logs.GetJobId(), r.Logs.GetLease()
 	case *pb.RunnerMessage_Finished:
-		return r.Finished.JobId, r.Finished.Lease
+		return r.Finished.GetJobId(), r.Finished.GetLease()
 	}
 	return "", 0
 }
 
 // fenceRunning tells the runner to stop attempts it runs that are no longer
-// its own: requeued after it was thought lost, canceled, or finished.
+// its own: requeued after it was thought lost, or finished. It reads this
+// server's replica, which may lag the leader: only a job this replica has
+// seen move past the runner's lease is fenced, never one it does not know
+// yet or knows only under an older lease.
 func (c *runnerConn) fenceRunning(running []*pb.RunningJob) error {
 	st := c.svc.b.State()
 	for _, r := range running {
 		j, err := st.JobByID(nil, r.JobId)
-		if err == nil && j.Lease == r.Lease && j.RunnerId == c.id && state.Active(j.Status) {
+		if err != nil || j.Lease < r.Lease || (j.Lease == r.Lease && state.Active(j.Status)) {
 			continue
 		}
-		reason := "this attempt is no longer current"
-		if err == nil {
-			reason = fmt.Sprintf("this attempt is no longer current: job is %s (attempt %d, lease %d)", j.Status, j.Attempt, j.Lease)
-		}
+		reason := fmt.Sprintf("this attempt is no longer current: job is %s (attempt %d, lease %d)", j.Status, j.Attempt, j.Lease)
 		if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_Cancel{Cancel: &pb.CancelAssigned{
 			JobId: r.JobId, Lease: r.Lease, Reason: reason,
 		}}}); err != nil {

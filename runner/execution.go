@@ -2,14 +2,18 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/hashicorp/go-hclog"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/runner/executor"
@@ -41,69 +45,199 @@ func lineSize(l *pb.LogLine) int {
 
 // execution is one attempt of one job on this runner.
 type execution struct {
+	key    jobKey
 	job    *pb.Job
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
+	// prev are older attempts of the same job on this runner, being
+	// stopped: this one runs no step before they are over.
+	prev []<-chan struct{}
+	// done is closed once the attempt is over and its processes gone.
+	done chan struct{}
+	// started gets the servers' answers to this attempt's start.
+	started chan *pb.Ack
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// running is set once the steps may run, in lease epoch epoch;
+	// fenced once the lease lapsed and the runner stopped the attempt.
+	running bool
+	epoch   uint64
+	fenced  bool
 	lines   []*pb.LogLine
 	bytes   int
 	dropped int
 	kick    chan struct{}
 }
 
-// start runs an assigned job unless it already runs here or already ran:
-// after a reconnect the server sends again what it believes is assigned,
-// and a result still in the outbox means this attempt is done.
+// stop cancels the attempt; cause, if not nil, says why.
+func (e *execution) stop(cause error) { e.cancel(cause) }
+
+// startAnswered hands the servers' answer to the start to the attempt.
+func (e *execution) startAnswered(a *pb.Ack) {
+	select {
+	case e.started <- a:
+	default: // an answer is already waiting; a newer send will follow
+	}
+}
+
+// leaseLapse is why attempts stop when the runner cannot confirm its
+// lease: the servers are about to give its jobs away. It shortens the
+// abort timeout so the steps are dead before they do.
+type leaseLapse struct {
+	grace time.Duration
+	after time.Duration
+}
+
+func (l *leaseLapse) Error() string {
+	return fmt.Sprintf("the runner could not confirm its lease with any server for %s and stopped the job itself before the servers give it to another runner", l.after.Round(100*time.Millisecond))
+}
+
+// AbortTimeout bounds the time between SIGTERM and SIGKILL.
+func (l *leaseLapse) AbortTimeout() time.Duration { return l.grace }
+
+// start takes an assignment. It is ignored if this attempt already runs
+// here or already ran (after a reconnect the server sends again what it
+// believes is assigned, and a result still in the outbox means this
+// attempt is done). An older attempt of the same job still held here is
+// stopped: the job came back to this runner under a new lease.
 func (r *Runner) start(job *pb.Job) {
+	key := jobKey{job.Id, job.Lease}
 	if r.outbox.Has(job.Id, job.Lease) {
 		return
 	}
 	r.mu.Lock()
-	if e, ok := r.jobs[job.Id]; ok {
+	if _, ok := r.jobs[key]; ok {
 		r.mu.Unlock()
-		if e.job.Lease != job.Lease {
-			r.logger.Warn("assignment for a job already running under another lease", "job", job.Id, "lease", job.Lease, "running_lease", e.job.Lease)
-		}
 		return
+	}
+	var prev []<-chan struct{}
+	for k, old := range r.jobs {
+		if k.id != job.Id {
+			continue
+		}
+		if k.lease > job.Lease {
+			r.mu.Unlock()
+			r.logger.Warn("ignoring an assignment older than one held", "job", job.Id, "lease", job.Lease, "held_lease", k.lease)
+			return
+		}
+		r.logger.Info("job given to this runner again under a new lease; stopping the old attempt", "job", job.Id, "old_lease", k.lease, "lease", job.Lease)
+		old.stop(fmt.Errorf("the job was given to this runner again, under lease %d", job.Lease))
+		prev = append(prev, old.done)
 	}
 	if len(r.jobs) >= r.cfg.Capacity {
 		// The server is the authority on slots. This happens when it has
-		// handed back an attempt this runner still winds down (it will be
-		// fenced at the next heartbeat); ignoring the new job would leave
-		// it assigned forever.
-		r.logger.Warn("running an assignment over capacity; an older attempt here is being fenced", "job", job.Id, "capacity", r.cfg.Capacity, "running", len(r.jobs))
+		// handed back an attempt this runner still winds down; ignoring
+		// the new job would leave it assigned until its start deadline.
+		r.logger.Warn("taking an assignment over capacity; an older attempt here is being stopped", "job", job.Id, "capacity", r.cfg.Capacity, "held", len(r.jobs))
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	e := &execution{job: job, ctx: ctx, kick: make(chan struct{}, 1)}
-	e.cancel = func() { cancel(nil) }
-	r.jobs[job.Id] = e
+	e := &execution{key: key, job: job, ctx: ctx, cancel: cancel, prev: prev, done: make(chan struct{}),
+		started: make(chan *pb.Ack, 1), kick: make(chan struct{}, 1)}
+	r.jobs[key] = e
 	r.jobsChanged()
 	r.wg.Add(1)
 	r.mu.Unlock()
 	go r.execute(e)
 }
 
-// cancelJob stops a running attempt if its lease matches.
+// cancelJob stops an attempt this runner holds.
 func (r *Runner) cancelJob(jobID string, lease uint64, reason string) {
 	r.mu.Lock()
-	e, ok := r.jobs[jobID]
+	e, ok := r.jobs[jobKey{jobID, lease}]
 	r.mu.Unlock()
-	if !ok || e.job.Lease != lease {
+	if !ok {
 		return
 	}
-	r.logger.Info("stopping job", "job", jobID, "reason", reason)
-	e.cancel()
+	r.logger.Info("stopping job", "job", jobID, "lease", lease, "reason", reason)
+	e.stop(errors.New(reason))
+}
+
+// leaseLapsed stops every attempt that started before the lease lapsed.
+func (r *Runner) leaseLapsed(epoch uint64) {
+	t := r.lease.timings()
+	cause := &leaseLapse{grace: t.Deadline - t.Stop, after: r.lease.sinceConfirmed()}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.jobs {
+		e.mu.Lock()
+		if e.running && e.epoch < epoch {
+			e.fenced = true
+			e.cancel(cause)
+			n++
+		}
+		e.mu.Unlock()
+	}
+	if n > 0 {
+		r.logger.Error("lease not confirmed in time: stopping running jobs before the servers give them away", "jobs", n, "unconfirmed_for", cause.after.Round(100*time.Millisecond))
+	}
+}
+
+// startAnswerWait bounds the wait for the answer to a start; past it the
+// start is sent again (its answer may have died with a stream).
+const startAnswerWait = 5 * time.Second
+
+// confirmStart gets the servers to commit this attempt's start before any
+// step runs: the attempt runs only if it is still the job's current one
+// when the start is in the log. The start is sent only while the lease
+// holds, and counts only if the lease has not lapsed before its answer:
+// a start committed then could not be told from one the servers took back
+// meanwhile. It reports false when the attempt is not (or no longer) this
+// runner's, or was stopped; nothing has run then.
+func (r *Runner) confirmStart(e *execution, logger hclog.Logger) bool {
+	retry := newBackoff(200*time.Millisecond, 2*time.Second)
+	for {
+		epoch, err := r.lease.wait(e.ctx)
+		if err != nil {
+			return false
+		}
+		err = r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{
+			JobId: e.job.Id, Lease: e.job.Lease, Time: timestamppb.Now(),
+		}}})
+		if err == nil {
+			select {
+			case a := <-e.started:
+				switch {
+				case a.Error == "" && r.lease.stillValid(epoch):
+					e.mu.Lock()
+					e.running, e.epoch = true, epoch
+					e.mu.Unlock()
+					return true
+				case a.Error == "":
+					logger.Info("lease lapsed while the start was confirmed; confirming again")
+				case a.Stale:
+					logger.Info("assignment no longer current; not running it", "reason", a.Error)
+					return false
+				default:
+					logger.Debug("start not recorded yet; trying again", "reason", a.Error)
+				}
+			case <-time.After(startAnswerWait):
+			case <-e.ctx.Done():
+				return false
+			}
+		}
+		select {
+		case <-e.ctx.Done():
+			return false
+		case <-time.After(retry.next()):
+		}
+	}
 }
 
 func (r *Runner) execute(e *execution) {
 	defer r.wg.Done()
+	defer close(e.done)
 	job := e.job
 	logger := r.logger.With("job", job.Id, "lease", job.Lease)
+	logger.Debug("job assigned; confirming its start")
+	if !r.confirmStart(e, logger) {
+		r.forget(e)
+		return
+	}
+	for _, p := range e.prev {
+		<-p // stopped already: their steps end within their abort timeout
+	}
 	logger.Debug("job starting", "name", job.Name)
-	_ = r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{
-		JobId: job.Id, Lease: job.Lease, Time: timestamppb.Now(),
-	}}})
 
 	var res executor.Result
 	spec, cleanup, err := r.prepare(job)
@@ -113,7 +247,10 @@ func (r *Runner) execute(e *execution) {
 		flushed := make(chan struct{})
 		go func() { defer close(flushed); r.flushLogs(e) }()
 		res = executor.Run(e.ctx, spec, e.add)
-		e.cancel() // ends the flusher
+		e.mu.Lock()
+		e.running = false // over: a lapse from now on changes nothing
+		e.mu.Unlock()
+		e.cancel(nil) // ends the flusher
 		<-flushed
 		cleanup()
 	}
@@ -126,23 +263,36 @@ func (r *Runner) execute(e *execution) {
 		Lease:    job.Lease,
 		Outcome:  string(res.Outcome),
 		ExitCode: int32(res.ExitCode),
-		Reason:   res.Reason,
+		Reason:   strings.ToValidUTF8(res.Reason, "\uFFFD"),
 		Time:     timestamppb.Now(),
 		Lines:    rest,
 	}
+	e.mu.Lock()
+	if e.fenced {
+		// Stopped by this runner for want of a lease: the servers count it
+		// as lost, not as the job's failure.
+		fin.Outcome, fin.Reason = "lost", context.Cause(e.ctx).Error()
+	}
+	e.mu.Unlock()
 	// The outbox write comes first: from here on the result survives a
 	// crash of this process and any server outage.
 	if err := r.outbox.Put(fin); err != nil {
 		logger.Error("could not store result in outbox; sending it directly", "error", err)
 	}
-	r.mu.Lock()
-	delete(r.jobs, job.Id)
-	r.jobsChanged()
-	r.mu.Unlock()
-	logger.Debug("job finished", "outcome", res.Outcome, "exit_code", res.ExitCode)
+	r.forget(e)
+	logger.Debug("job finished", "outcome", fin.Outcome, "exit_code", res.ExitCode)
 	if err := r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: fin}}); err != nil {
 		logger.Info("result kept in outbox until a server is reachable", "error", err)
 	}
+}
+
+// forget drops an attempt that is over from the runner's slots.
+func (r *Runner) forget(e *execution) {
+	e.cancel(nil)
+	r.mu.Lock()
+	delete(r.jobs, e.key)
+	r.jobsChanged()
+	r.mu.Unlock()
 }
 
 // prepare builds the executor spec for a job and the working directory it
@@ -181,6 +331,7 @@ func (r *Runner) spec(job *pb.Job) executor.Spec {
 	env["OUTPOST_PROJECT"] = job.Project
 	env["OUTPOST_WORKSPACE"] = job.Workspace
 	env["OUTPOST_ATTEMPT"] = strconv.FormatUint(uint64(job.Attempt), 10)
+	env["OUTPOST_LEASE"] = strconv.FormatUint(job.Lease, 10)
 	env["OUTPOST_RUNNER_ID"] = r.cfg.ID
 	s := executor.Spec{
 		JobID:        job.Id,

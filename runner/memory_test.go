@@ -24,9 +24,9 @@ func (r *Runner) fakeJob(id string, running bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if running {
-		r.jobs[id] = &execution{}
+		r.jobs[jobKey{id: id}] = &execution{}
 	} else {
-		delete(r.jobs, id)
+		delete(r.jobs, jobKey{id: id})
 	}
 	r.jobsChanged()
 }

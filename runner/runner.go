@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
@@ -49,6 +50,10 @@ type Config struct {
 	// OnRegistered, if set, is told the servers' gossip addresses each time
 	// the runner registers, so its agent can join the pool.
 	OnRegistered func(gossipAddrs []string)
+	// FixedServers keeps the runner on Servers: it does not learn the
+	// cluster's other servers (a runner inside a server agent, trusted by
+	// that server alone).
+	FixedServers bool
 }
 
 // Runner is a running runner agent.
@@ -59,12 +64,17 @@ type Runner struct {
 	outbox  *outbox.Outbox
 	workDir string
 	hc      *http.Client
+	servers *serverList
+	lease   *leaseKeeper
 
 	// jobUIDs numbers the user ids of on_demand jobs.
 	jobUIDs atomic.Uint32
 
-	mu      sync.Mutex
-	jobs    map[string]*execution
+	mu sync.Mutex
+	// jobs holds every attempt this runner holds, by job and lease: a job
+	// handed back to this runner under a new lease may briefly be held
+	// twice while the old attempt ends.
+	jobs    map[jobKey]*execution
 	session *session // nil while disconnected
 	status  string
 	wg      sync.WaitGroup
@@ -75,6 +85,12 @@ type Runner struct {
 	trimGen   uint64
 	trimFn    func() // nil: debug.FreeOSMemory
 	closed    bool
+}
+
+// jobKey names one attempt: a job under one lease.
+type jobKey struct {
+	id    string
+	lease uint64
 }
 
 // New prepares a runner; Run connects it.
@@ -101,7 +117,9 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	cfg.ID = id.ID
-	r := &Runner{cfg: cfg, id: id, logger: cfg.Logger.Named("runner").With("runner", id.ID), hc: cfg.HTTPClient, jobs: map[string]*execution{}}
+	r := &Runner{cfg: cfg, id: id, logger: cfg.Logger.Named("runner").With("runner", id.ID), hc: cfg.HTTPClient, jobs: map[jobKey]*execution{}}
+	r.servers = newServerList(cfg.Servers, cfg.DataDir, !cfg.FixedServers, r.logger)
+	r.lease = newLeaseKeeper(rpc.DefaultLeasePeriod, r.leaseLapsed, nil)
 	// Runners on one machine start their job user ids at different places.
 	h := fnv.New32a()
 	h.Write([]byte(id.ID))
@@ -131,12 +149,13 @@ func (r *Runner) ID() string { return r.cfg.ID }
 
 // Run keeps the runner connected until ctx ends, then cancels running jobs,
 // waits for them to report (into the outbox if no server takes it) and
-// returns.
+// returns. A server that fails, or cannot serve it, is left for the next
+// one the runner knows of.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.close()
 	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
-	for i := 0; ctx.Err() == nil; i++ {
-		server := r.cfg.Servers[i%len(r.cfg.Servers)]
+	for ctx.Err() == nil {
+		server := r.servers.current()
 		start := time.Now()
 		err := r.connect(ctx, server)
 		if ctx.Err() != nil {
@@ -153,7 +172,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			wait = 30 * time.Second
 			r.cancelAll()
 		}
-		r.logger.Warn("stream to server ended; reconnecting", "server", server, "error", err, "retry_in", wait.Round(time.Millisecond))
+		next := r.servers.next()
+		r.logger.Warn("stream to server ended; trying the next server", "server", server, "error", err, "next", next, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
@@ -168,7 +188,7 @@ func (r *Runner) cancelAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.jobs {
-		e.cancel()
+		e.stop(nil)
 	}
 }
 
@@ -176,6 +196,7 @@ func (r *Runner) close() {
 	r.mu.Lock()
 	r.stopTrim()
 	r.mu.Unlock()
+	r.lease.close()
 	if err := r.outbox.Close(); err != nil {
 		r.logger.Warn("closing outbox", "error", err)
 	}
@@ -186,13 +207,14 @@ func (r *Runner) close() {
 	_ = os.Remove(filepath.Join(os.TempDir(), "outpost-on-demand-"+r.cfg.ID))
 }
 
-// running lists the jobs in flight, for Register and heartbeats.
+// running lists the attempts this runner holds, for Register and
+// heartbeats: those running and those waiting to start.
 func (r *Runner) running() []*pb.RunningJob {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]*pb.RunningJob, 0, len(r.jobs))
-	for _, e := range r.jobs {
-		out = append(out, &pb.RunningJob{JobId: e.job.Id, Lease: e.job.Lease})
+	for k := range r.jobs {
+		out = append(out, &pb.RunningJob{JobId: k.id, Lease: k.lease})
 	}
 	return out
 }
@@ -210,10 +232,23 @@ func (r *Runner) send(m *pb.RunnerMessage) error {
 
 var errNotConnected = errors.New("not connected to a server")
 
+// registerTimeout bounds the wait for a server's answer to Register: a
+// frozen or cut-off server must not hold the runner.
+const registerTimeout = 10 * time.Second
+
 // session is one open stream.
 type session struct {
+	server string
 	stream *connect.BidiStreamForClient[pb.RunnerMessage, pb.ServerMessage]
-	mu     sync.Mutex
+	mu     sync.Mutex // serializes sends
+
+	beatMu sync.Mutex
+	seq    uint64
+	sent   map[uint64]time.Time // heartbeats awaiting an answer
+	// confirmed is when a heartbeat was last confirmed on this stream (or
+	// the stream opened); refusal is the last reason given for not.
+	confirmed time.Time
+	refusal   string
 }
 
 func (s *session) send(m *pb.RunnerMessage) error {
@@ -222,15 +257,59 @@ func (s *session) send(m *pb.RunnerMessage) error {
 	return s.stream.Send(m)
 }
 
+// beat sends one heartbeat, remembering when.
+func (s *session) beat(running []*pb.RunningJob) error {
+	s.beatMu.Lock()
+	s.seq++
+	seq := s.seq
+	s.sent[seq] = time.Now()
+	// Answers that never came must not pile up.
+	for old := range s.sent {
+		if old+64 < seq {
+			delete(s.sent, old)
+		}
+	}
+	s.beatMu.Unlock()
+	return s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{Running: running, Seq: seq}}})
+}
+
+// answered takes the answer to heartbeat seq: when it was sent, if known.
+func (s *session) answered(a *pb.HeartbeatAck) (time.Time, bool) {
+	s.beatMu.Lock()
+	defer s.beatMu.Unlock()
+	sent, ok := s.sent[a.Seq]
+	delete(s.sent, a.Seq)
+	if a.Confirmed {
+		s.confirmed = time.Now()
+	} else {
+		s.refusal = a.Error
+	}
+	return sent, ok
+}
+
+// silence is how long this stream has gone without a confirmation, and
+// the server's last reason for refusing one.
+func (s *session) silence() (time.Duration, string) {
+	s.beatMu.Lock()
+	defer s.beatMu.Unlock()
+	return time.Since(s.confirmed), s.refusal
+}
+
+// errMove is why the runner left a server that still answered.
+type errMove struct{ msg string }
+
+func (e *errMove) Error() string { return e.msg }
+
 // connect runs one session: register, resend the outbox, then serve
-// assignments until the stream breaks.
+// assignments until the stream breaks, or the server stops confirming the
+// runner's leases for the move time.
 func (r *Runner) connect(ctx context.Context, server string) error {
 	client, err := rpc.NewClient(server, r.hc)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	stream := client.Runners.Connect(ctx)
 	// A canceled context does not always wake a blocked Receive on an
 	// HTTP/2 stream; closing the response does, so shutdown is prompt.
@@ -258,18 +337,27 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 	for _, f := range unacked {
 		reg.Unacked = append(reg.Unacked, &pb.RunningJob{JobId: f.JobId, Lease: f.Lease})
 	}
-	s := &session{stream: stream}
-	if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Register{Register: reg}}); err != nil {
-		return fmt.Errorf("register: %w", err)
-	}
-	first, err := stream.Receive()
+	s := &session{server: server, stream: stream, sent: map[uint64]time.Time{}}
+	regTimer := time.AfterFunc(registerTimeout, func() {
+		cancel(&errMove{fmt.Sprintf("server %s did not answer register within %s", server, registerTimeout)})
+	})
+	first, err := func() (*pb.ServerMessage, error) {
+		if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Register{Register: reg}}); err != nil {
+			return nil, err
+		}
+		return stream.Receive()
+	}()
+	regTimer.Stop()
 	if err != nil {
-		return fmt.Errorf("register: %w", err)
+		return fmt.Errorf("register: %w", causeOr(ctx, err))
 	}
 	registered := first.GetRegistered()
 	if registered == nil {
 		return fmt.Errorf("register: server answered %T", first.Msg)
 	}
+	r.lease.setPeriod(registered.LeasePeriod.AsDuration())
+	r.servers.learn(registered.Servers)
+	s.confirmed = time.Now()
 	r.mu.Lock()
 	r.session = s
 	changed := r.status != registered.Status
@@ -284,19 +372,19 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 	r.registered(server, registered, changed)
 	for _, f := range unacked {
 		if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: f}}); err != nil {
-			return err
+			return causeOr(ctx, err)
 		}
 	}
 	interval := registered.HeartbeatInterval.AsDuration()
 	if interval <= 0 {
-		interval = rpc.HeartbeatInterval
+		interval = r.lease.timings().Heartbeat
 	}
-	go r.heartbeat(ctx, s, interval)
+	go r.heartbeat(ctx, s, interval, cancel)
 	go r.resendOutbox(ctx, s)
 	for {
 		msg, err := stream.Receive()
 		if err != nil {
-			return err
+			return causeOr(ctx, err)
 		}
 		switch m := msg.Msg.(type) {
 		case *pb.ServerMessage_Assign:
@@ -305,14 +393,32 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 			r.cancelJob(m.Cancel.JobId, m.Cancel.Lease, m.Cancel.Reason)
 		case *pb.ServerMessage_Ack:
 			r.handleAck(m.Ack)
+		case *pb.ServerMessage_HeartbeatAck:
+			sent, ok := s.answered(m.HeartbeatAck)
+			r.servers.learn(m.HeartbeatAck.Servers)
+			if ok && m.HeartbeatAck.Confirmed {
+				r.lease.confirm(sent)
+			}
 		case *pb.ServerMessage_Registered:
 			r.mu.Lock()
 			changed := r.status != m.Registered.Status
 			r.status = m.Registered.Status
 			r.mu.Unlock()
+			r.lease.setPeriod(m.Registered.LeasePeriod.AsDuration())
+			r.servers.learn(m.Registered.Servers)
 			r.registered(server, m.Registered, changed)
 		}
 	}
+}
+
+// causeOr returns why ctx was canceled, if it was, else err: a stream the
+// runner closed on purpose says why.
+func causeOr(ctx context.Context, err error) error {
+	var move *errMove
+	if errors.As(context.Cause(ctx), &move) {
+		return move
+	}
+	return err
 }
 
 // registered reports a registration answer and passes on gossip addresses.
@@ -338,17 +444,29 @@ func (r *Runner) Status() string {
 	return r.status
 }
 
-func (r *Runner) heartbeat(ctx context.Context, s *session, every time.Duration) {
+// heartbeat reports on the stream, the first time at once so the lease is
+// confirmed before any job starts, and leaves the server (cancel) when it
+// has confirmed nothing for the move time: a black-holed connection, or a
+// server that has lost its leader, cannot keep the runner.
+func (r *Runner) heartbeat(ctx context.Context, s *session, every time.Duration, leave context.CancelCauseFunc) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		if err := s.beat(r.running()); err != nil {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{Running: r.running()}}}); err != nil {
-				return
+		}
+		move := r.lease.timings().Move
+		if silent, why := s.silence(); silent > move {
+			if why == "" {
+				why = "no answer"
 			}
+			leave(&errMove{fmt.Sprintf("server %s confirmed no heartbeat for %s (%s)", s.server, silent.Round(100*time.Millisecond), why)})
+			return
 		}
 	}
 }
@@ -390,15 +508,38 @@ func (r *Runner) resendOutbox(ctx context.Context, s *session) {
 }
 
 func (r *Runner) handleAck(a *pb.Ack) {
-	if a.Stale {
-		// The attempt is no longer ours: stop it if it still runs, and a
-		// stored result for it has nowhere to go.
-		r.cancelJob(a.JobId, a.Lease, "lease is stale: "+a.Error)
-	}
-	if a.Kind != "finished" {
+	switch a.Kind {
+	case "started":
+		r.mu.Lock()
+		e := r.jobs[jobKey{a.JobId, a.Lease}]
+		r.mu.Unlock()
+		if e != nil {
+			e.startAnswered(a)
+		}
+		return
+	case "finished":
+	default:
+		if a.Stale {
+			r.cancelJob(a.JobId, a.Lease, "lease is stale: "+a.Error)
+		}
 		return
 	}
-	if a.Error != "" && !a.Stale {
+	switch {
+	case a.Stale:
+		// The attempt is no longer ours: a stored result for it has
+		// nowhere to go.
+	case a.Invalid:
+		// The result can never be recorded as it is: replace it with one
+		// that can, so the job ends and its slot is freed.
+		r.logger.Error("server refused a result as malformed; sending a plain failure instead", "job", a.JobId, "error", a.Error)
+		fin := &pb.JobFinished{JobId: a.JobId, Lease: a.Lease, Outcome: "failed", ExitCode: -1, Time: timestamppb.Now(),
+			Reason: "the runner's result could not be recorded: " + a.Error}
+		if err := r.outbox.Put(fin); err != nil {
+			r.logger.Error("storing the replacement result", "job", a.JobId, "error", err)
+		}
+		_ = r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: fin}})
+		return
+	case a.Error != "":
 		r.logger.Warn("server could not record result yet; it stays in the outbox", "job", a.JobId, "error", a.Error)
 		return
 	}

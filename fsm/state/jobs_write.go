@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -324,6 +325,11 @@ func asBytes(l *pb.LogLine) *pb.LogLine {
 
 func (e *jobEdits) finished(r *pb.JobFinished) error {
 	j, err := e.current(r.JobId, r.Lease)
+	if errors.Is(err, ErrStaleLease) || (err == nil && j.Status == StatusLost) {
+		if late, ok := e.lateResult(r); ok {
+			j, err = late, nil
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -333,6 +339,13 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 	if j.Status == StatusPending {
 		return fmt.Errorf("job %s is pending: %w", j.Id, ErrStaleLease)
 	}
+	if r.Outcome == "lost" {
+		// The runner stopped the attempt itself, unable to confirm its
+		// lease in time: the same as the leader finding it gone.
+		loseAttempt(j, "runner "+j.RunnerId+": "+reasonOr(r.Reason, "stopped the job: could not confirm its lease"), r.Time)
+		e.changed(j)
+		return nil
+	}
 	if _, err := e.s.appendLines(e.txn, e.index, j, r.Lines); err != nil {
 		return err
 	}
@@ -340,6 +353,7 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 	j.Error = r.Reason
 	j.FinishedAt = r.Time
 	j.UpdatedAt = r.Time
+	j.PeakMemoryBytes, j.CpuTime = r.PeakMemoryBytes, r.CpuTime
 	switch r.Outcome {
 	case "succeeded":
 		j.Status = StatusSucceeded
@@ -360,6 +374,28 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 	}
 	e.changed(j)
 	return nil
+}
+
+// lateResult takes the result of an attempt the servers gave up on (its
+// runner went silent, and the attempt was requeued or ended lost) while no
+// newer attempt has started: the work is done, and running it again would
+// only repeat it. A newer assignment not yet started is withdrawn by the
+// same change. It reports false for anything else.
+func (e *jobEdits) lateResult(r *pb.JobFinished) (*pb.Job, bool) {
+	j := e.jobs[r.JobId] // current read it
+	if j == nil || j.LostLease == 0 || j.LostLease != r.Lease || r.Outcome == "lost" {
+		return nil, false
+	}
+	switch j.Status {
+	case StatusPending, StatusAssigned, StatusLost:
+	default:
+		return nil, false
+	}
+	j.Status = StatusRunning
+	j.Lease, j.RunnerId, j.Attempt = j.LostLease, j.LostRunnerId, j.LostAttempt
+	j.LostLease, j.LostRunnerId, j.LostAttempt = 0, "", 0
+	j.NotBefore = nil
+	return j, true
 }
 
 func reasonOr(r, def string) string {
@@ -417,7 +453,9 @@ func (s *Store) CancelJob(index uint64, e *pb.CancelJobEntry) error {
 		switch {
 		case Terminal(j.Status):
 			return fmt.Errorf("job %s already %s: %w", j.Id, j.Status, ErrConflict)
-		case j.Status == StatusPending:
+		case j.Status == StatusPending, j.Status == StatusAssigned:
+			// An assigned job has not started: a runner runs steps only
+			// once its start is committed, and it no longer can be.
 			j.Status = StatusCanceled
 			j.StatusReason = reason
 			j.FinishedAt = e.Time
@@ -439,38 +477,72 @@ func (s *Store) CancelJob(index uint64, e *pb.CancelJobEntry) error {
 // its own retry policy allows fewer: losing a runner is not the job's fault.
 const LostRetries = 1
 
-// MarkLost handles jobs whose runner went away: each is requeued while it has
-// attempts left, else ends lost. Entries whose lease moved on are ignored.
+// MarkLost handles jobs whose runner went away, or did not start them in
+// time. An assignment that never started goes back to the queue as the same
+// attempt: nothing ran. A started attempt is requeued while it has attempts
+// left, else ends lost; its lease is kept, so a result that still arrives
+// from it is taken while no newer attempt has started. Entries whose lease
+// moved on are ignored.
 func (s *Store) MarkLost(index uint64, e *pb.MarkLostEntry) error {
 	return s.write(index, func(txn *memdb.Txn) error {
 		ed := s.newJobEdits(txn, index)
 		for _, l := range e.Jobs {
 			j, err := ed.current(l.JobId, l.Lease)
-			if err != nil || !Active(j.Status) {
+			if err != nil || !Active(j.Status) || (e.AssignedOnly && j.Status != StatusAssigned) {
 				continue
 			}
-			why := fmt.Sprintf("attempt %d lost: %s", j.Attempt, e.Reason)
-			allowed := uint32(LostRetries)
-			if j.Retry != nil && j.Retry.Attempts > allowed {
-				allowed = j.Retry.Attempts
-			}
-			switch {
-			case j.CancelRequested:
-				j.Status = StatusCanceled
-				j.StatusReason = "canceled; its runner was lost before confirming: " + e.Reason
-				j.FinishedAt = e.Time
-			case j.Attempt <= allowed:
-				requeue(j, nil, why)
-			default:
-				j.Status = StatusLost
-				j.StatusReason = why + "; no attempts left"
-				j.FinishedAt = e.Time
+			if j.Status == StatusAssigned {
+				withdraw(j, e.Reason, e.Time)
+			} else {
+				loseAttempt(j, e.Reason, e.Time)
 			}
 			j.UpdatedAt = e.Time
 			ed.changed(j)
 		}
 		return ed.flush(nil)
 	}, TableJobs)
+}
+
+// withdraw takes back an assignment that never started: the job waits in
+// the queue again as the same attempt, under no lease.
+func withdraw(j *pb.Job, why string, now *timestamppb.Timestamp) {
+	if j.CancelRequested {
+		j.Status = StatusCanceled
+		j.StatusReason = reasonOr(j.CancelReason, "canceled") + " (before it started)"
+		j.FinishedAt = now
+		return
+	}
+	j.Status = StatusPending
+	j.StatusReason = fmt.Sprintf("assignment of attempt %d taken back: %s; waiting for a runner", j.Attempt, why)
+	j.RunnerId = ""
+	j.Lease = 0
+	j.AssignedAt, j.StartedAt = nil, nil
+}
+
+// loseAttempt ends a started attempt whose runner is gone: requeued while
+// the job has attempts left, else lost. The attempt's lease and runner are
+// kept so that its result, should it still arrive, can be taken.
+func loseAttempt(j *pb.Job, why string, now *timestamppb.Timestamp) {
+	lost := fmt.Sprintf("attempt %d lost: %s", j.Attempt, why)
+	allowed := uint32(LostRetries)
+	if j.Retry != nil && j.Retry.Attempts > allowed {
+		allowed = j.Retry.Attempts
+	}
+	lease, runner, attempt := j.Lease, j.RunnerId, j.Attempt
+	switch {
+	case j.CancelRequested:
+		j.Status = StatusCanceled
+		j.StatusReason = "canceled; its runner was lost before confirming: " + why
+		j.FinishedAt = now
+		return
+	case j.Attempt <= allowed:
+		requeue(j, nil, lost)
+	default:
+		j.Status = StatusLost
+		j.StatusReason = lost + "; no attempts left"
+		j.FinishedAt = now
+	}
+	j.LostLease, j.LostRunnerId, j.LostAttempt = lease, runner, attempt
 }
 
 // DeleteJobs removes finished jobs and their logs (garbage collection).

@@ -39,6 +39,27 @@ func TestJobTransitions(t *testing.T) {
 			return s.FinishJob(3, &pb.JobFinished{JobId: "j-1", Lease: lease, Outcome: outcome, ExitCode: 2, Reason: "step exited with code 2", Time: now})
 		}
 	}
+	start := func(index, lease uint64) func(*Store) error {
+		return func(s *Store) error {
+			return s.JobStarted(index, &pb.JobStarted{JobId: "j-1", Lease: lease, Time: now})
+		}
+	}
+	lost := func(index, lease uint64) func(*Store) error {
+		return func(s *Store) error {
+			return s.MarkLost(index, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: lease}}, Reason: "gone", Time: now})
+		}
+	}
+	assign := func(index uint64) func(*Store) error {
+		return func(s *Store) error {
+			_, err := s.AssignJobs(index, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-1", RunnerId: "r-2"}}})
+			return err
+		}
+	}
+	lateFinish := func(index, lease uint64, outcome string) func(*Store) error {
+		return func(s *Store) error {
+			return s.FinishJob(index, &pb.JobFinished{JobId: "j-1", Lease: lease, Outcome: outcome, Time: now})
+		}
+	}
 	cases := []struct {
 		name       string
 		retry      *pb.RetryPolicy
@@ -59,27 +80,52 @@ func TestJobTransitions(t *testing.T) {
 		{name: "failure without retry ends failed", steps: []func(*Store) error{finish(2, "failed")}, wantStatus: StatusFailed, wantTry: 1},
 		{name: "failure with retry requeues", retry: retryOnce, steps: []func(*Store) error{finish(2, "failed")}, wantStatus: StatusPending, wantTry: 2},
 		{name: "old attempt cannot finish the retry", retry: retryOnce, steps: []func(*Store) error{finish(2, "failed"), finish(2, "succeeded")}, wantErr: ErrStaleLease, wantStatus: StatusPending, wantTry: 2},
-		{name: "cancel moves a held job to canceling", steps: []func(*Store) error{
-			func(s *Store) error { return s.CancelJob(3, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
+		{name: "cancel moves a running job to canceling", steps: []func(*Store) error{start(3, 2),
+			func(s *Store) error { return s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
 		}, wantStatus: StatusCanceling, wantTry: 1},
+		{name: "cancel ends an assigned job that has not started", steps: []func(*Store) error{
+			func(s *Store) error { return s.CancelJob(3, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
+		}, wantStatus: StatusCanceled, wantTry: 1},
+		{name: "a start after the cancel of an assigned job is fenced", steps: []func(*Store) error{
+			func(s *Store) error { return s.CancelJob(3, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
+			start(4, 2),
+		}, wantErr: ErrStaleLease, wantStatus: StatusCanceled, wantTry: 1},
 		{name: "cancel of a finished job conflicts", steps: []func(*Store) error{finish(2, "succeeded"),
 			func(s *Store) error { return s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
 		}, wantErr: ErrConflict, wantStatus: StatusSucceeded, wantTry: 1},
-		{name: "lost job is requeued once by default", steps: []func(*Store) error{
+		{name: "lost job is requeued once by default", steps: []func(*Store) error{start(3, 2), lost(4, 2)},
+			wantStatus: StatusPending, wantTry: 2},
+		{name: "lost twice ends lost", steps: []func(*Store) error{start(3, 2), lost(4, 2), assign(5), start(6, 5), lost(7, 5)},
+			wantStatus: StatusLost, wantTry: 2},
+		{name: "an assignment that never started is taken back as the same attempt", steps: []func(*Store) error{lost(3, 2)},
+			wantStatus: StatusPending, wantTry: 1},
+		{name: "assigned_only leaves a started attempt alone", steps: []func(*Store) error{start(3, 2),
 			func(s *Store) error {
-				return s.MarkLost(3, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}, Reason: "gone", Time: now})
+				return s.MarkLost(4, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}, AssignedOnly: true, Reason: "late", Time: now})
 			},
-		}, wantStatus: StatusPending, wantTry: 2},
+		}, wantStatus: StatusRunning, wantTry: 1},
+		{name: "a lost attempt's late result is taken while the job waits", steps: []func(*Store) error{start(3, 2), lost(4, 2), lateFinish(5, 2, "succeeded")},
+			wantStatus: StatusSucceeded, wantTry: 1},
+		{name: "a lost attempt's late result withdraws an assignment not started", steps: []func(*Store) error{start(3, 2), lost(4, 2), assign(5), lateFinish(6, 2, "succeeded")},
+			wantStatus: StatusSucceeded, wantTry: 1},
+		{name: "a lost attempt's late failure is retried as usual", retry: retryOnce, steps: []func(*Store) error{start(3, 2), lost(4, 2), lateFinish(5, 2, "failed")},
+			wantStatus: StatusPending, wantTry: 2},
+		{name: "a lost attempt's late result is refused once a newer one started", steps: []func(*Store) error{start(3, 2), lost(4, 2), assign(5), start(6, 5), lateFinish(7, 2, "succeeded")},
+			wantErr: ErrStaleLease, wantStatus: StatusRunning, wantTry: 2},
+		{name: "a late result replaces lost", steps: []func(*Store) error{start(3, 2), lost(4, 2), assign(5), start(6, 5), lost(7, 5), lateFinish(8, 5, "succeeded")},
+			wantStatus: StatusSucceeded, wantTry: 2},
+		{name: "a runner that stopped the attempt itself loses it", steps: []func(*Store) error{start(3, 2), lateFinish(4, 2, "lost")},
+			wantStatus: StatusPending, wantTry: 2},
+		{name: "a self-stopped report of a lost attempt changes nothing", steps: []func(*Store) error{start(3, 2), lost(4, 2), lateFinish(5, 2, "lost")},
+			wantErr: ErrStaleLease, wantStatus: StatusPending, wantTry: 2},
 		{name: "lost with stale lease is ignored", steps: []func(*Store) error{
 			func(s *Store) error {
 				return s.MarkLost(3, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 1}}, Reason: "gone", Time: now})
 			},
 		}, wantStatus: StatusAssigned, wantTry: 1},
-		{name: "canceling job whose runner is lost ends canceled", steps: []func(*Store) error{
-			func(s *Store) error { return s.CancelJob(3, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
-			func(s *Store) error {
-				return s.MarkLost(4, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}, Reason: "gone", Time: now})
-			},
+		{name: "canceling job whose runner is lost ends canceled", steps: []func(*Store) error{start(3, 2),
+			func(s *Store) error { return s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
+			lost(5, 2),
 		}, wantStatus: StatusCanceled, wantTry: 1},
 	}
 	for _, tc := range cases {
@@ -214,6 +260,8 @@ func TestJobFilters(t *testing.T) {
 		}
 	}
 	must(s.JobStarted(3, &pb.JobStarted{JobId: "j-2", Lease: 2, Time: now}))
+	must(s.JobStarted(3, &pb.JobStarted{JobId: "j-3", Lease: 2, Time: now}))
+	must(s.JobStarted(3, &pb.JobStarted{JobId: "j-6", Lease: 2, Time: now}))
 	must(s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-3", Time: now}))
 	must(s.FinishJob(5, &pb.JobFinished{JobId: "j-4", Lease: 2, Outcome: "succeeded", Time: now}))
 	must(s.FinishJob(6, &pb.JobFinished{JobId: "j-5", Lease: 2, Outcome: "failed", Time: now}))
@@ -222,6 +270,7 @@ func TestJobFilters(t *testing.T) {
 	if _, err := s.AssignJobs(8, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-6", RunnerId: "r-1"}}}); err != nil {
 		t.Fatal(err)
 	}
+	must(s.JobStarted(9, &pb.JobStarted{JobId: "j-6", Lease: 8, Time: now}))
 	must(s.MarkLost(9, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-6", Lease: 8}}, Reason: "gone", Time: now}))
 
 	everything := s.Jobs(nil, JobFilter{})

@@ -2907,7 +2907,10 @@ type HeartbeatAck struct {
 	Seq       uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	Confirmed bool                   `protobuf:"varint,2,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
 	// Why it could not be confirmed (no leader, say).
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// Every server's API address, when it changed since the stream's last
+	// answer that carried it.
+	Servers       []string `protobuf:"bytes,4,rep,name=servers,proto3" json:"servers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2961,6 +2964,13 @@ func (x *HeartbeatAck) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *HeartbeatAck) GetServers() []string {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
 }
 
 type ServerMessage struct {
@@ -5460,11 +5470,12 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
 	"\x05stale\x18\x05 \x01(\bR\x05stale\x12\x18\n" +
-	"\ainvalid\x18\x06 \x01(\bR\ainvalid\"T\n" +
+	"\ainvalid\x18\x06 \x01(\bR\ainvalid\"n\n" +
 	"\fHeartbeatAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tconfirmed\x18\x02 \x01(\bR\tconfirmed\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\x9a\x02\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
+	"\aservers\x18\x04 \x03(\tR\aservers\"\x9a\x02\n" +
 	"\rServerMessage\x128\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2\x16.outpost.v1.RegisteredH\x00R\n" +
