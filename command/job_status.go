@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outpost-run/outpost/fsm/state"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -85,6 +86,15 @@ func (c *JobStatusCommand) Run(args []string) int {
 	if j.StartedAt != nil && j.FinishedAt != nil {
 		row("Duration", j.FinishedAt.AsTime().Sub(j.StartedAt.AsTime()).Round(time.Millisecond).String())
 	}
+	if j.CpuTime != nil {
+		row("CPU time", j.CpuTime.AsDuration().Round(time.Millisecond).String())
+	}
+	if j.PeakMemoryBytes > 0 {
+		row("Peak memory", humanBytes(j.PeakMemoryBytes))
+	}
+	if j.LostLease > 0 && !state.Terminal(j.Status) {
+		row("Lost attempt", fmt.Sprintf("%d on %s (lease %d): its result is still taken if it arrives before a newer attempt starts", j.LostAttempt, j.LostRunnerId, j.LostLease))
+	}
 	if len(j.Variables) > 0 {
 		keys := make([]string, 0, len(j.Variables))
 		for k := range j.Variables {
@@ -103,6 +113,20 @@ func (c *JobStatusCommand) Run(args []string) int {
 	}
 	w.Flush()
 	return exitOK
+}
+
+// humanBytes prints a size in binary units, as the kernel counts memory.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func orDash(s string) string {

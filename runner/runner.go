@@ -233,8 +233,12 @@ func (r *Runner) send(m *pb.RunnerMessage) error {
 var errNotConnected = errors.New("not connected to a server")
 
 // registerTimeout bounds the wait for a server's answer to Register: a
-// frozen or cut-off server must not hold the runner.
-const registerTimeout = 10 * time.Second
+// frozen or cut-off server must not hold the runner longer than it would
+// stay with a server that confirms nothing, within bounds: registering
+// may wait out an election.
+func registerTimeout(t rpc.LeaseTimings) time.Duration {
+	return min(max(t.Move, 3*time.Second), 10*time.Second)
+}
 
 // session is one open stream.
 type session struct {
@@ -338,8 +342,9 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		reg.Unacked = append(reg.Unacked, &pb.RunningJob{JobId: f.JobId, Lease: f.Lease})
 	}
 	s := &session{server: server, stream: stream, sent: map[uint64]time.Time{}}
-	regTimer := time.AfterFunc(registerTimeout, func() {
-		cancel(&errMove{fmt.Sprintf("server %s did not answer register within %s", server, registerTimeout)})
+	regWait := registerTimeout(r.lease.timings())
+	regTimer := time.AfterFunc(regWait, func() {
+		cancel(&errMove{fmt.Sprintf("server %s did not answer register within %s", server, regWait)})
 	})
 	first, err := func() (*pb.ServerMessage, error) {
 		if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Register{Register: reg}}); err != nil {
