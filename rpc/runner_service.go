@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
@@ -306,6 +307,7 @@ func (c *runnerConn) receive(ctx context.Context) error {
 				return err
 			}
 			c.confirmHeartbeat(m.Heartbeat.Seq)
+			c.handBackVanished(ctx, m.Heartbeat)
 			continue
 		case *pb.RunnerMessage_Started, *pb.RunnerMessage_Logs, *pb.RunnerMessage_Finished:
 		default:
@@ -365,6 +367,38 @@ func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, 
 			return err
 		}
 	}
+}
+
+// handBackVanished hands back attempts the servers believe started on this
+// runner that it no longer holds and has no result for (its result was
+// lost, say, to a full disk): else they would stay running for good. The
+// hand-back names each lease, and the state machine ignores it for an
+// attempt that has moved on, so a replica that lags does no harm.
+func (c *runnerConn) handBackVanished(ctx context.Context, hb *pb.Heartbeat) {
+	held := map[string]uint64{}
+	for _, r := range append(append([]*pb.RunningJob(nil), hb.Running...), hb.Unacked...) {
+		held[r.JobId] = max(held[r.JobId], r.Lease)
+	}
+	var gone []*pb.LostJob
+	for _, j := range c.svc.b.State().ActiveJobs(nil, c.id) {
+		if j.Status == state.StatusAssigned || held[j.Id] >= j.Lease {
+			continue
+		}
+		gone = append(gone, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
+	}
+	if len(gone) == 0 {
+		return
+	}
+	c.logger.Warn("runner no longer holds attempts it started and has no result for them; handing them back", "jobs", len(gone))
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := c.svc.b.Apply(ctx, fsm.MarkLostType, &pb.MarkLostEntry{
+			Jobs: gone, Reason: "runner " + c.id + " no longer holds it and has no result for it", Time: timestamppb.Now(),
+		}); err != nil {
+			c.logger.Warn("handing back vanished attempts", "error", err)
+		}
+	}()
 }
 
 func reportKind(m *pb.RunnerMessage) string {

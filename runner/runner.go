@@ -262,7 +262,7 @@ func (s *session) send(m *pb.RunnerMessage) error {
 }
 
 // beat sends one heartbeat, remembering when.
-func (s *session) beat(running []*pb.RunningJob) error {
+func (s *session) beat(running, unacked []*pb.RunningJob) error {
 	s.beatMu.Lock()
 	s.seq++
 	seq := s.seq
@@ -274,7 +274,7 @@ func (s *session) beat(running []*pb.RunningJob) error {
 		}
 	}
 	s.beatMu.Unlock()
-	return s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{Running: running, Seq: seq}}})
+	return s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{Running: running, Unacked: unacked, Seq: seq}}})
 }
 
 // answered takes the answer to heartbeat seq: when it was sent, if known.
@@ -457,7 +457,15 @@ func (r *Runner) heartbeat(ctx context.Context, s *session, every time.Duration,
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if err := s.beat(r.running()); err != nil {
+		// Held attempts first, then the outbox: an attempt that ends in
+		// between is in the outbox by the time it is read, so every one
+		// shows in one list or the other.
+		running := r.running()
+		unacked, err := r.outbox.Keys()
+		if err != nil {
+			r.logger.Warn("reading outbox", "error", err)
+		}
+		if err := s.beat(running, unacked); err != nil {
 			return
 		}
 		select {

@@ -2190,10 +2190,15 @@ func (x *Register) GetGossipAddr() string {
 }
 
 type Heartbeat struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Running []*RunningJob          `protobuf:"bytes,1,rep,name=running,proto3" json:"running,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every attempt the runner holds, running or waiting to start.
+	Running []*RunningJob `protobuf:"bytes,1,rep,name=running,proto3" json:"running,omitempty"`
 	// Numbers the heartbeats of one stream; the answer names it.
-	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Finished attempts whose result waits in the outbox. An attempt the
+	// servers believe started here that is in neither list is gone (its
+	// result was lost), and the servers hand it back.
+	Unacked       []*RunningJob `protobuf:"bytes,3,rep,name=unacked,proto3" json:"unacked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2240,6 +2245,13 @@ func (x *Heartbeat) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *Heartbeat) GetUnacked() []*RunningJob {
+	if x != nil {
+		return x.Unacked
+	}
+	return nil
 }
 
 type JobStarted struct {
@@ -5419,10 +5431,11 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"gossipAddr\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
 	"\tHeartbeat\x120\n" +
 	"\arunning\x18\x01 \x03(\v2\x16.outpost.v1.RunningJobR\arunning\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"i\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x120\n" +
+	"\aunacked\x18\x03 \x03(\v2\x16.outpost.v1.RunningJobR\aunacked\"i\n" +
 	"\n" +
 	"JobStarted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
@@ -5792,99 +5805,100 @@ var file_outpost_v1_outpost_proto_depIdxs = []int32{
 	22,  // 37: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
 	22,  // 38: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
 	22,  // 39: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	88,  // 40: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
-	3,   // 41: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	88,  // 42: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
-	3,   // 43: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	87,  // 44: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
-	23,  // 45: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
-	24,  // 46: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
-	25,  // 47: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
-	26,  // 48: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
-	27,  // 49: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	87,  // 50: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	87,  // 51: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
-	2,   // 52: outpost.v1.Assign.job:type_name -> outpost.v1.Job
-	29,  // 53: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
-	30,  // 54: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
-	31,  // 55: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
-	32,  // 56: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	33,  // 57: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
-	8,   // 58: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
-	8,   // 59: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
-	2,   // 60: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
-	8,   // 61: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	87,  // 62: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	9,   // 63: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	85,  // 64: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
-	86,  // 65: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	46,  // 66: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	49,  // 67: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	55,  // 68: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
-	6,   // 69: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
-	6,   // 70: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,   // 71: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,   // 72: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
-	7,   // 73: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
-	7,   // 74: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
-	7,   // 75: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
-	10,  // 76: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	20,  // 77: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	12,  // 78: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	14,  // 79: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	16,  // 80: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	18,  // 81: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	28,  // 82: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	35,  // 83: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	37,  // 84: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	39,  // 85: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	41,  // 86: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	43,  // 87: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	45,  // 88: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	48,  // 89: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	51,  // 90: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	53,  // 91: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	56,  // 92: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	58,  // 93: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	60,  // 94: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	62,  // 95: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	64,  // 96: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	66,  // 97: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	68,  // 98: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	70,  // 99: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	72,  // 100: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	74,  // 101: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	11,  // 102: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	21,  // 103: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	13,  // 104: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	15,  // 105: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	17,  // 106: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	19,  // 107: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	34,  // 108: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	36,  // 109: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	38,  // 110: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	40,  // 111: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	42,  // 112: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	44,  // 113: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	47,  // 114: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	50,  // 115: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	52,  // 116: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	54,  // 117: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	57,  // 118: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	59,  // 119: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	61,  // 120: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	63,  // 121: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	65,  // 122: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	67,  // 123: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	69,  // 124: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	71,  // 125: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	73,  // 126: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	75,  // 127: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	102, // [102:128] is the sub-list for method output_type
-	76,  // [76:102] is the sub-list for method input_type
-	76,  // [76:76] is the sub-list for extension type_name
-	76,  // [76:76] is the sub-list for extension extendee
-	0,   // [0:76] is the sub-list for field type_name
+	22,  // 40: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
+	88,  // 41: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	3,   // 42: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
+	88,  // 43: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	3,   // 44: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
+	87,  // 45: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
+	23,  // 46: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
+	24,  // 47: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
+	25,  // 48: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
+	26,  // 49: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
+	27,  // 50: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
+	87,  // 51: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	87,  // 52: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
+	2,   // 53: outpost.v1.Assign.job:type_name -> outpost.v1.Job
+	29,  // 54: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
+	30,  // 55: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
+	31,  // 56: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
+	32,  // 57: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
+	33,  // 58: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
+	8,   // 59: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
+	8,   // 60: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
+	2,   // 61: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
+	8,   // 62: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
+	87,  // 63: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	9,   // 64: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
+	85,  // 65: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
+	86,  // 66: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	46,  // 67: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	49,  // 68: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	55,  // 69: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
+	6,   // 70: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	6,   // 71: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,   // 72: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,   // 73: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	7,   // 74: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	7,   // 75: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	7,   // 76: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	10,  // 77: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	20,  // 78: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	12,  // 79: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	14,  // 80: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	16,  // 81: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	18,  // 82: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	28,  // 83: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	35,  // 84: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	37,  // 85: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	39,  // 86: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	41,  // 87: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	43,  // 88: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	45,  // 89: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	48,  // 90: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	51,  // 91: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	53,  // 92: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	56,  // 93: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	58,  // 94: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	60,  // 95: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	62,  // 96: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	64,  // 97: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	66,  // 98: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	68,  // 99: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	70,  // 100: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	72,  // 101: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	74,  // 102: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	11,  // 103: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	21,  // 104: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	13,  // 105: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	15,  // 106: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	17,  // 107: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	19,  // 108: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	34,  // 109: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	36,  // 110: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	38,  // 111: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	40,  // 112: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	42,  // 113: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	44,  // 114: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	47,  // 115: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	50,  // 116: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	52,  // 117: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	54,  // 118: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	57,  // 119: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	59,  // 120: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	61,  // 121: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	63,  // 122: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	65,  // 123: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	67,  // 124: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	69,  // 125: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	71,  // 126: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	73,  // 127: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	75,  // 128: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	103, // [103:129] is the sub-list for method output_type
+	77,  // [77:103] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }

@@ -273,43 +273,65 @@ func (o *Outbox) Has(jobID string, lease uint64) bool {
 
 // List returns every report not yet acknowledged.
 func (o *Outbox) List() ([]*pb.JobFinished, error) {
-	var raws [][]byte
-	o.mu.Lock()
-	if o.db == nil {
-		for _, b := range o.mem {
-			raws = append(raws, b)
-		}
-		o.mu.Unlock()
-	} else {
-		// As in Has: the set is copied before the file is read.
-		var gone map[string]struct{}
-		if len(o.deleting) > 0 {
-			gone = make(map[string]struct{}, len(o.deleting))
-			for k := range o.deleting {
-				gone[k] = struct{}{}
-			}
-		}
-		o.mu.Unlock()
-		if err := o.db.View(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-				if _, ok := gone[string(k)]; !ok {
-					raws = append(raws, append([]byte(nil), v...))
-				}
-				return nil
-			})
-		}); err != nil {
-			return nil, fmt.Errorf("outbox: list: %w", err)
-		}
-	}
-	out := make([]*pb.JobFinished, 0, len(raws))
-	for _, b := range raws {
+	var out []*pb.JobFinished
+	err := o.each(func(_, v []byte) error {
 		r := &pb.JobFinished{}
-		if err := proto.Unmarshal(b, r); err != nil {
-			return nil, fmt.Errorf("outbox: decode: %w", err)
+		if err := proto.Unmarshal(v, r); err != nil {
+			return fmt.Errorf("outbox: decode: %w", err)
 		}
 		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// Keys lists the job and lease of every stored result without decoding
+// the results: what a heartbeat reports, every few seconds.
+func (o *Outbox) Keys() ([]*pb.RunningJob, error) {
+	var out []*pb.RunningJob
+	err := o.each(func(k, _ []byte) error {
+		if len(k) < 9 || k[len(k)-9] != '/' {
+			return fmt.Errorf("outbox: malformed key %q", k)
+		}
+		out = append(out, &pb.RunningJob{JobId: string(k[:len(k)-9]), Lease: binary.BigEndian.Uint64(k[len(k)-8:])})
+		return nil
+	})
+	return out, err
+}
+
+// each calls fn with every stored result's key and encoded value, which
+// fn must not keep: the results not being deleted, as in Has.
+func (o *Outbox) each(fn func(k, v []byte) error) error {
+	o.mu.Lock()
+	if o.db == nil {
+		defer o.mu.Unlock()
+		for k, v := range o.mem {
+			if err := fn([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return out, nil
+	// As in Has: the set is copied before the file is read.
+	var gone map[string]struct{}
+	if len(o.deleting) > 0 {
+		gone = make(map[string]struct{}, len(o.deleting))
+		for k := range o.deleting {
+			gone[k] = struct{}{}
+		}
+	}
+	o.mu.Unlock()
+	if err := o.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			if _, ok := gone[string(k)]; ok {
+				return nil
+			}
+			return fn(k, v)
+		})
+	}); err != nil {
+		return fmt.Errorf("outbox: list: %w", err)
+	}
+	return nil
 }
 
 // Close commits every queued write and closes the file. Writes after Close

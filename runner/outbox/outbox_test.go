@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,14 @@ func TestOutboxSurvivesReopen(t *testing.T) {
 	}
 	if !o.Has("j-1", 7) || o.Has("j-1", 8) {
 		t.Fatal("Has does not tell attempts apart by lease")
+	}
+	keys, err := o.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(keys, func(a, b *pb.RunningJob) int { return strings.Compare(a.JobId, b.JobId) })
+	if len(keys) != 2 || keys[0].JobId != "j-1" || keys[0].Lease != 7 || keys[1].JobId != "j-2" || keys[1].Lease != 9 {
+		t.Fatalf("Keys = %v, want j-1/7 and j-2/9", keys)
 	}
 	if err := o.Delete("j-1", 7); err != nil {
 		t.Fatal(err)
