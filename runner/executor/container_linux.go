@@ -43,8 +43,9 @@ type jobContainer struct {
 }
 
 // contain makes the container for one job, with its limits applied,
-// before any of its processes exist.
-func (h *Host) contain(key, jobID string, lim Limits) (*jobContainer, error) {
+// before any of its processes exist. iso, if set, is how the job's
+// processes run (their user matters to the launcher).
+func (h *Host) contain(key, jobID string, lim Limits, iso *Isolation) (*jobContainer, error) {
 	o := &h.os
 	c := &jobContainer{h: h, key: key, jobID: jobID, v2fd: -1, memLimit: lim.MemoryBytes}
 	if lim.CPUs > 0 && o.cpuController == "" {
@@ -96,6 +97,14 @@ func (h *Host) contain(key, jobID string, lim Limits) (*jobContainer, error) {
 		}
 		if v.has("memory") && lim.MemoryBytes > 0 {
 			c.launch = append(c.launch, dir)
+			if iso != nil && iso.SetUser {
+				// The launcher runs as the job's user by then, and
+				// moves itself: it needs this one file, nothing else of
+				// the cgroup (its limits stay root's).
+				if err := os.Chown(filepath.Join(dir, "cgroup.procs"), int(iso.UID), int(iso.GID)); err != nil {
+					return nil, err
+				}
+			}
 		} else {
 			c.enter, c.home = append(c.enter, dir), append(c.home, v.own)
 		}

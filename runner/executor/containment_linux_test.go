@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -265,6 +266,73 @@ func TestMemoryLimit(t *testing.T) {
 	}
 }
 
+// TestMemoryLimitOtherUser runs an on_demand job as another user, whose
+// launcher must still be able to enter the job's memory cgroup.
+func TestMemoryLimitOtherUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody here")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	launcher := publicCopy(t, os.Args[0])
+	for _, c := range []Containment{ContainmentCgroup2, ContainmentCgroup1} {
+		t.Run(string(c), func(t *testing.T) {
+			t.Parallel()
+			h := testHost(t, c)
+			dir, err := os.MkdirTemp("", "outpost-iso-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			spec := isolatedSpec(h, Limits{MemoryBytes: 64 << 20},
+				Step{Name: "under", Script: "id -u; x=$(head -c 8000000 /dev/zero | tr '\\0' a); echo ${#x}"},
+				// A shell variable of 200 MB: dash holds it all in memory.
+				Step{Name: "over", Script: "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"},
+			)
+			spec.Dir = dir
+			spec.Isolation.SetUser, spec.Isolation.UID, spec.Isolation.GID = true, uint32(uid), uint32(gid)
+			spec.Isolation.Launcher = []string{launcher}
+			res, rec := run(t, t.Context(), spec)
+			if got := rec.texts(Stdout, "under"); !slices.Equal(got, []string{u.Uid, "8000000"}) {
+				t.Errorf("first step printed %q, want uid %s and the size", got, u.Uid)
+			}
+			if res.Outcome != Failed || res.FailedStep != "over" || !strings.Contains(res.Reason, "memory limit of 64 MiB reached") {
+				t.Fatalf("%s at %q (%s), want the step past the limit to fail on it", res.Outcome, res.FailedStep, res.Reason)
+			}
+		})
+	}
+}
+
+// publicCopy copies a program to a directory any user may enter.
+func publicCopy(t *testing.T, path string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "outpost-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, filepath.Base(path))
+	if err := os.WriteFile(out, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // TestCPUQuota reads the quota back from the cgroup files, from inside the
 // step, whose cgroup it is.
 func TestCPUQuota(t *testing.T) {
@@ -362,7 +430,7 @@ func TestStaleCgroupsSwept(t *testing.T) {
 			t.Parallel()
 			name := hostName()
 			h := testHostNamed(t, c, name, nil)
-			ctr, err := h.contain("stale-job", "j-stale", Limits{})
+			ctr, err := h.contain("stale-job", "j-stale", Limits{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -254,7 +254,7 @@ func (j *job) contain() error {
 		id = h.name + "." + key
 	}
 	j.jobEnv = map[string]string{"OUTPOST_JOB_ID": id}
-	if j.ctr, err = h.contain(key, id, lim); err != nil {
+	if j.ctr, err = h.contain(key, id, lim, j.iso); err != nil {
 		return err
 	}
 	if j.ctr.memoryAsRlimit() {

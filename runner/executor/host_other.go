@@ -22,7 +22,7 @@ func (h *Host) closeOS() error { return nil }
 
 type jobContainer struct{}
 
-func (h *Host) contain(string, string, Limits) (*jobContainer, error) {
+func (h *Host) contain(string, string, Limits, *Isolation) (*jobContainer, error) {
 	return nil, errors.New("job containment needs Linux")
 }
 
