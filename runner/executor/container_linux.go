@@ -18,10 +18,9 @@ import (
 // jobContainer holds one job's processes: cgroups of its own, or for
 // ContainmentProcesses the bookkeeping of a sweep.
 type jobContainer struct {
-	h        *Host
-	key      string
-	jobID    string
-	memLimit uint64
+	h     *Host
+	key   string
+	jobID string
 
 	v2   string // the job's v2 cgroup, or ""
 	v2fd int    // open on v2 for CLONE_INTO_CGROUP, or -1
@@ -39,7 +38,7 @@ type jobContainer struct {
 	killed        int
 	clean         bool // kill found nothing left since the last step started
 	watched       bool
-	processLimits bool // memLimit went to RLIMIT_AS instead
+	processLimits bool // the memory limit goes to RLIMIT_AS instead
 }
 
 // contain makes the container for one job, with its limits applied,
@@ -47,7 +46,7 @@ type jobContainer struct {
 // processes run (their user matters to the launcher).
 func (h *Host) contain(key, jobID string, lim Limits, iso *Isolation) (*jobContainer, error) {
 	o := &h.os
-	c := &jobContainer{h: h, key: key, jobID: jobID, v2fd: -1, memLimit: lim.MemoryBytes}
+	c := &jobContainer{h: h, key: key, jobID: jobID, v2fd: -1}
 	if lim.CPUs > 0 && o.cpuController == "" {
 		return nil, fmt.Errorf("the job asks for cpus = %g, but this runner cannot set a CPU quota: it has no cpu cgroup (containment %q); run the job on a runner with one, or drop the cpus limit", lim.CPUs, h.containment)
 	}

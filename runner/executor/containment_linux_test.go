@@ -417,8 +417,83 @@ func TestStepsStartInsideTheJobCgroups(t *testing.T) {
 					t.Errorf("limits %+v: step is in %d of the job's %d cgroups: %q", lim, got, want, rec.texts(Stdout, "s"))
 				}
 			}
+			// And no thread of ours was left in a job's cgroups after
+			// starting the steps.
+			tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
+			for _, f := range tasks {
+				b, _ := os.ReadFile(f)
+				if strings.Contains(string(b), "/outpost-"+h.name+"/") {
+					t.Errorf("thread %s is still in a job cgroup:\n%s", f, b)
+				}
+			}
 		})
 	}
+}
+
+// startIn starts a detached sleep in a job container, as a step would,
+// and returns its pid.
+func startIn(t *testing.T, ctr *jobContainer) int {
+	t.Helper()
+	rec := &recorder{}
+	runProcess(t.Context(), procSpec{
+		path: shellPath, args: []string{shellPath, "-c", "setsid sleep 1000 >/dev/null 2>&1 & echo pid=$!"},
+		env: testEnv, emit: func(s Stream, l string) { rec.log(LogLine{Stream: s, Text: l}) },
+		abortTimeout: func() time.Duration { return time.Second }, onSignal: func(syscall.Signal, time.Duration) {},
+		attr: (*Isolation)(nil).sysProcAttr(), start: ctr.start,
+	})
+	pids := printedPids(rec)
+	if len(pids) != 1 {
+		t.Fatalf("pids %v", pids)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pids[0], syscall.SIGKILL) })
+	return pids[0]
+}
+
+// TestKillFallbacks runs the kills this kernel does not need but older or
+// smaller ones do: cgroup v2 without cgroup.kill (before Linux 5.14), and
+// cgroup v1 without a freezer.
+func TestKillFallbacks(t *testing.T) {
+	t.Parallel()
+	t.Run("v2 freeze", func(t *testing.T) {
+		t.Parallel()
+		h := testHost(t, ContainmentCgroup2)
+		ctr, err := h.contain("freeze-"+hostName(), "j-freeze", Limits{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := startIn(t, ctr)
+		if err := freezeKillV2(ctr.v2); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, pid)
+		if b, _ := os.ReadFile(filepath.Join(ctr.v2, "cgroup.freeze")); strings.TrimSpace(string(b)) != "0" {
+			t.Errorf("cgroup left frozen: %q", b)
+		}
+		ctr.kill()
+		ctr.remove()
+	})
+	t.Run("v1 without freezer", func(t *testing.T) {
+		t.Parallel()
+		h := testHost(t, ContainmentCgroup1)
+		ctr, err := h.contain("nofreeze-"+hostName(), "j-nofreeze", Limits{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := startIn(t, ctr)
+		var dirs []string
+		for i, v := range ctr.v1 {
+			if !v.has("freezer") {
+				dirs = append(dirs, ctr.v1Dirs[i])
+			}
+		}
+		n, err := killV1(dirs, os.Getpid())
+		if err != nil || n != 1 {
+			t.Fatalf("killed %d: %v", n, err)
+		}
+		waitGone(t, pid)
+		ctr.kill()
+		ctr.remove()
+	})
 }
 
 // TestStaleCgroupsSwept plays a runner that died with a job running: its
@@ -436,37 +511,19 @@ func TestStaleCgroupsSwept(t *testing.T) {
 			}
 			// A process left in the job's cgroups, as a dead runner
 			// leaves it: nobody will end this container.
-			rec := &recorder{}
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				runProcess(ctx, procSpec{
-					path: shellPath, args: []string{shellPath, "-c", "setsid sleep 1000 >/dev/null 2>&1 & echo pid=$!"},
-					env: testEnv, emit: func(s Stream, l string) { rec.log(LogLine{Stream: s, Text: l}) },
-					abortTimeout: func() time.Duration { return time.Second }, onSignal: func(syscall.Signal, time.Duration) {},
-					attr: (*Isolation)(nil).sysProcAttr(), start: ctr.start,
-				})
-			}()
-			<-done
-			cancel()
-			pids := printedPids(rec)
-			if len(pids) != 1 {
-				t.Fatalf("pids %v", pids)
-			}
-			t.Cleanup(func() { _ = syscall.Kill(pids[0], syscall.SIGKILL) })
+			pid := startIn(t, ctr)
 			if ctr.v2fd >= 0 {
 				syscall.Close(ctr.v2fd)
 			}
 
-			h2 := testHostNamed(t, c, name, nil)
-			waitGone(t, pids[0])
+			// The next life of the same runner.
+			testHostNamed(t, c, name, nil)
+			waitGone(t, pid)
 			for _, d := range ctr.describe().Cgroups {
 				if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("stale cgroup %s still there after the sweep (%v)", d, err)
 				}
 			}
-			_ = h2
 		})
 	}
 }

@@ -66,9 +66,11 @@ type Spec struct {
 	// when the job ends. nil runs the job without one, as before: a
 	// background process a step leaves running survives the job.
 	Host *Host
-	// Key names this execution's container (its cgroup directory); unique
-	// per execution, such as "j-0123456789abcdef-42" (job id and
-	// attempt). "" lets the Host number executions itself.
+	// Key names this execution's container (its cgroup directory). It
+	// must be unique among the Host's executions, such as
+	// "j-0123456789abcdef-42" (job id and attempt): a container left
+	// with the same key is taken for a dead execution's, and emptied.
+	// "" lets the Host number executions itself.
 	Key string
 }
 

@@ -88,6 +88,9 @@ func Main(stdin io.Reader, stderr *os.File) int {
 			if err != nil {
 				why = "reading from the runner: " + err.Error()
 			}
+			// The runner's pid may belong to anyone by now, even a
+			// process of a job: nothing is spared.
+			w.runner = 0
 			w.killAll(why).Wait()
 			return 0
 		case <-timer.fired:
@@ -106,7 +109,7 @@ func Main(stdin io.Reader, stderr *os.File) int {
 // watcher holds the registered containers (owned by Main's loop).
 type watcher struct {
 	log        *logWriter
-	runner     int
+	runner     int // the runner's pid; 0 once it is gone
 	containers map[string]executor.Container
 }
 
@@ -118,9 +121,15 @@ func (w *watcher) killAll(why string) *sync.WaitGroup {
 		return &wg
 	}
 	w.log.printf("warn", "%s: killing %d job containers", why, len(w.containers))
+	var exclude []int
+	if w.runner > 1 {
+		// Alive but frozen: a thread of it may sit in a job's v1
+		// cgroup, starting a step, and the runner itself must survive.
+		exclude = []int{w.runner}
+	}
 	for _, c := range w.containers {
 		wg.Go(func() {
-			n, err := executor.KillContainer(c, w.runner)
+			n, err := executor.KillContainer(c, exclude...)
 			if err != nil {
 				w.log.printf("error", "job container %s: killed %d processes: %v", c.Key, n, err)
 				return
