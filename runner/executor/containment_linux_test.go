@@ -36,8 +36,11 @@ func testHost(t *testing.T, c Containment) *Host {
 	return testHostNamed(t, c, hostName(), nil)
 }
 
+var sweepOnce sync.Once
+
 func testHostNamed(t *testing.T, c Containment, name string, wd Watchdog) *Host {
 	t.Helper()
+	sweepOnce.Do(func() { SweepDeadTestHosts("test-") })
 	h, err := NewHost(HostOptions{Name: name, Containment: c, Watchdog: wd, Logger: testLogger(t)})
 	if err != nil {
 		t.Skipf("containment %q not available here: %v", c, err)

@@ -71,8 +71,11 @@ func startWatchdog(t *testing.T, logger hclog.Logger) *Watchdog {
 	return w
 }
 
+var sweepOnce sync.Once
+
 func newHost(t *testing.T, c executor.Containment, name string, w executor.Watchdog) *executor.Host {
 	t.Helper()
+	sweepOnce.Do(func() { executor.SweepDeadTestHosts("wd-") })
 	h, err := executor.NewHost(executor.HostOptions{Name: name, Containment: c, Watchdog: w, Logger: testLogger(t)})
 	if err != nil {
 		t.Skipf("containment %q not available here: %v", c, err)
@@ -262,9 +265,9 @@ func TestCloseDoesNotKill(t *testing.T) {
 // fakeRunner is a runner process for the tests below: it starts a
 // watchdog and one job, prints the job's pids, the watchdog's pid and
 // "ready", sets a deadline if asked, and then waits to be frozen or killed.
-// args: host name, containment, deadline (a duration, or 0).
+// args: host name, containment, deadline (a duration, or 0), a directory.
 func fakeRunner(args []string) int {
-	name, c := args[0], executor.Containment(args[1])
+	name, c, dir := args[0], executor.Containment(args[1]), args[3]
 	deadline, _ := time.ParseDuration(args[2])
 	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Debug})
 	w, err := Start([]string{os.Args[0], Command}, logger)
@@ -277,7 +280,6 @@ func fakeRunner(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	dir, _ := os.MkdirTemp("", "outpost-wd-")
 	r := runJob(context.Background(), jobSpec(h, dir))
 	<-r.ready
 	for _, pid := range r.pidList() {
@@ -303,7 +305,7 @@ type fake struct {
 // its report.
 func startFake(t *testing.T, name string, c executor.Containment, deadline time.Duration) *fake {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], fakeRunnerArg, name, string(c), deadline.String())
+	cmd := exec.Command(os.Args[0], fakeRunnerArg, name, string(c), deadline.String(), t.TempDir())
 	cmd.Stderr = testWriter{t}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
