@@ -7,6 +7,7 @@ import (
 	"github.com/mitchellh/cli"
 
 	"github.com/outpost-run/outpost/agent"
+	"github.com/outpost-run/outpost/runner/watchdog"
 )
 
 // Exit codes shared by every command.
@@ -30,6 +31,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		HelpWriter:   stdout,
 		ErrorWriter:  stderr,
 	}
+	// Started by the runner itself, never by hand.
+	c.HiddenCommands = []string{watchdog.Command}
 	code, err := c.Run()
 	if err != nil {
 		ui.Error("Error: " + err.Error())
@@ -106,6 +109,7 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 		"operator snapshot save":    func() (cli.Command, error) { return &OperatorSnapshotSaveCommand{Meta: m}, nil },
 		"operator snapshot restore": func() (cli.Command, error) { return &OperatorSnapshotRestoreCommand{Meta: m}, nil },
 		"operator snapshot inspect": func() (cli.Command, error) { return &OperatorSnapshotInspectCommand{Meta: m}, nil },
+		watchdog.Command:            func() (cli.Command, error) { return &RunnerWatchdogCommand{Meta: m}, nil },
 	}
 }
 

@@ -27,7 +27,9 @@ const (
 // directory with an unguessable name under a parent other users can pass
 // through but not list, a clean environment (only what the profile and
 // the job set, plus PATH, HOME and TMPDIR), its own session, resource
-// limits, and, when the runner runs as root, an unprivileged user.
+// limits (memory and cpus for the whole job through its cgroup when the
+// spec has an executor.Host, the others as rlimits), and, when the runner
+// runs as root, an unprivileged user.
 func (r *Runner) onDemand(job *pb.Job, spec *executor.Spec) (cleanup func(), err error) {
 	// Under the system temp dir, not the data dir: every directory above a
 	// job's must be passable by the job's user, and a data dir often sits
@@ -47,8 +49,10 @@ func (r *Runner) onDemand(job *pb.Job, spec *executor.Spec) (cleanup func(), err
 
 	iso := &executor.Isolation{Launcher: r.cfg.Launcher}
 	if l := job.Limits; l != nil {
-		iso.Limits = executor.Limits{AddressSpace: l.MemoryBytes, Processes: l.Processes, OpenFiles: l.OpenFiles,
-			CPUSeconds: l.CpuSeconds, FileSize: l.FileSizeBytes}
+		// memory and cpus are the whole job's, in its cgroup (see
+		// executor.Host); the rest are rlimits of each process.
+		iso.Limits = executor.Limits{MemoryBytes: l.MemoryBytes, CPUs: l.Cpus, Processes: l.Processes,
+			OpenFiles: l.OpenFiles, CPUSeconds: l.CpuSeconds, FileSize: l.FileSizeBytes}
 	}
 	name := job.User
 	if os.Geteuid() == 0 {

@@ -56,6 +56,7 @@ type limitsBlock struct {
 	Processes *int      `hcl:"processes,optional"`
 	OpenFiles *int      `hcl:"open_files,optional"`
 	CPU       *string   `hcl:"cpu,optional"`
+	CPUs      *float64  `hcl:"cpus,optional"`
 	FileSize  *string   `hcl:"file_size,optional"`
 	Range     hcl.Range `hcl:",def_range"`
 }
@@ -166,8 +167,19 @@ func parseLimits(l *limitsBlock) (*pb.Limits, error) {
 		}
 		out.CpuSeconds = uint64(d / time.Second)
 	}
+	if l.CPUs != nil {
+		// A CFS quota has a 1ms floor per 100ms period: 0.01 of a core.
+		if c := *l.CPUs; !(c >= 0.01 && c <= maxCPUs) {
+			return nil, fmt.Errorf("cpus: %v is not a number of cores from 0.01 to %d (e.g. 0.5, 2)", c, maxCPUs)
+		}
+		out.Cpus = *l.CPUs
+	}
 	return out, nil
 }
+
+// maxCPUs bounds the cpus limit well above any machine, so that a typo
+// (cpus = 5e9) is an error rather than no limit.
+const maxCPUs = 4096
 
 var sizeUnits = map[string]uint64{
 	"": 1, "b": 1,

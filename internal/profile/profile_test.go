@@ -23,6 +23,7 @@ runner_profile "prod-linux" {
     processes  = 64
     open_files = 256
     cpu        = "10m"
+    cpus       = 1.5
     file_size  = "1GB"
   }
 }
@@ -38,7 +39,7 @@ runner_profile "edge-7" {
 	want := []*pb.RunnerProfile{
 		{Name: "prod-linux", TargetLabels: map[string]string{"env": "prod", "os": "linux"}, Mode: "on_demand", Driver: "exec",
 			Env: map[string]string{"LOG_LEVEL": "info"}, Default: true, User: "nobody",
-			Limits: &pb.Limits{MemoryBytes: 512 << 20, Processes: 64, OpenFiles: 256, CpuSeconds: 600, FileSizeBytes: 1e9}},
+			Limits: &pb.Limits{MemoryBytes: 512 << 20, Processes: 64, OpenFiles: 256, CpuSeconds: 600, Cpus: 1.5, FileSizeBytes: 1e9}},
 		{Name: "edge-7", TargetRunnerId: "r-7", Mode: "static"},
 	}
 	if len(got) != len(want) {
@@ -62,6 +63,12 @@ func TestParseBad(t *testing.T) {
 			`p.hcl:1:1: Invalid mode: mode "vm": use "static" or "on_demand".`},
 		{"bad size", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    memory = \"lots\"\n  }\n}\n",
 			`p.hcl:3:3: Invalid limits: memory: "lots" is not a size (e.g. 512MiB, 2GB)`},
+		{"cpus zero", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    cpus = 0\n  }\n}\n",
+			`p.hcl:3:3: Invalid limits: cpus: 0 is not a number of cores from 0.01 to 4096 (e.g. 0.5, 2)`},
+		{"cpus huge", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    cpus = 5e9\n  }\n}\n",
+			`p.hcl:3:3: Invalid limits: cpus: 5e+09 is not a number of cores from 0.01 to 4096 (e.g. 0.5, 2)`},
+		{"cpus not a number", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    cpus = \"two\"\n  }\n}\n",
+			`p.hcl:4:13: Unsuitable value type: Unsuitable value: a number is required`},
 		{"limits on static", "runner_profile \"a\" {\n  limits {\n    processes = 5\n  }\n}\n",
 			`p.hcl:1:1: Limits need on_demand: limits and user apply to on_demand executors; set mode = "on_demand".`},
 		{"name too long", "runner_profile \"" + strings.Repeat("n", 64) + "\" {}\n",
@@ -111,7 +118,24 @@ func TestMatches(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("runner_profile \"a\" {\n  target_labels = { env = \"prod\" }\n  mode = \"on_demand\"\n  limits { memory = \"1GiB\" }\n}\n"))
 	f.Add([]byte("runner_profile \"b\" { target_runner_id = \"r-1\" }"))
+	f.Add([]byte("runner_profile \"c\" {\n  mode = \"on_demand\"\n  limits {\n    memory = \"64MiB\"\n    cpus = 0.25\n  }\n}\n"))
+	f.Add([]byte("runner_profile \"d\" {\n  mode = \"on_demand\"\n  limits { cpus = -1 }\n}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		_, _ = Parse("fuzz.hcl", src)
 	})
+}
+
+// TestRenderRoundTrip: Render's output parses back to the same profile,
+// which is how `profile inspect` output can be fed to `profile set`.
+func TestRenderRoundTrip(t *testing.T) {
+	in := &pb.RunnerProfile{Name: "p", TargetLabels: map[string]string{"os": "linux"}, Mode: "on_demand", Driver: "exec",
+		Limits: &pb.Limits{MemoryBytes: 64 << 20, Processes: 8, OpenFiles: 64, CpuSeconds: 30, Cpus: 0.25, FileSizeBytes: 1 << 20}}
+	out, err := Parse("r.hcl", []byte(Render(in)))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, Render(in))
+	}
+	out[0].Source, out[0].Filename = nil, ""
+	if !proto.Equal(out[0], in) {
+		t.Fatalf("round trip:\n got %v\nwant %v", out[0], in)
+	}
 }

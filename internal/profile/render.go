@@ -3,6 +3,7 @@ package profile
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
@@ -48,6 +49,9 @@ func Render(p *pb.RunnerProfile) string {
 		}
 		if l.CpuSeconds > 0 {
 			fmt.Fprintf(&b, "    cpu = \"%ds\"\n", l.CpuSeconds)
+		}
+		if l.Cpus > 0 {
+			fmt.Fprintf(&b, "    cpus = %s\n", strconv.FormatFloat(l.Cpus, 'g', -1, 64))
 		}
 		if l.FileSizeBytes > 0 {
 			fmt.Fprintf(&b, "    file_size = \"%d\"\n", l.FileSizeBytes)

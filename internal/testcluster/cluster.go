@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,17 +27,31 @@ type Cluster struct {
 // -gossip-port and a -retry-join for every other server's gossip address.
 func StartCluster(t testing.TB, n int, opts ServerOptions) *Cluster {
 	t.Helper()
+	return StartClusterEach(t, n, opts, nil)
+}
+
+// StartClusterEach is StartCluster with a hook that adjusts each server's
+// options (index i from 0) after the template is applied and before any
+// server starts: to put each server on an address of its own (Host) in a
+// network namespace of its own (Prefix), say. The -retry-join addresses
+// are made from each server's Host and gossip port after the hook ran;
+// the hook must not change the name, ports or data directory.
+func StartClusterEach(t testing.TB, n int, opts ServerOptions, each func(i int, o *ServerOptions)) *Cluster {
+	t.Helper()
 	if n < 1 {
 		t.Fatalf("testcluster: a cluster needs at least one server, not %d", n)
 	}
 	if n == 1 {
+		if each != nil {
+			each(0, &opts)
+		}
 		return &Cluster{t: t, Servers: []*Server{StartServer(t, opts)}}
 	}
 	if opts.Dev {
 		t.Fatalf("testcluster: a -dev agent cannot join a cluster")
 	}
 	for attempt := 1; ; attempt++ {
-		c := launchCluster(t, n, opts)
+		c := launchCluster(t, n, opts, each)
 		timeout := c.Servers[0].opts.ReadyTimeout
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err := poll(ctx, func() (bool, string, error) { return c.agreed(ctx) })
@@ -58,27 +73,30 @@ func StartCluster(t testing.TB, n int, opts ServerOptions) *Cluster {
 }
 
 // launchCluster starts n servers that join each other, without waiting.
-func launchCluster(t testing.TB, n int, opts ServerOptions) *Cluster {
+func launchCluster(t testing.TB, n int, opts ServerOptions, each func(int, *ServerOptions)) *Cluster {
 	t.Helper()
 	base := opts.Name
 	if base == "" {
 		base = "server"
 	}
-	gossip := make([]int, n)
-	for i := range gossip {
-		gossip[i] = FreePort(t)
-	}
-	c := &Cluster{t: t}
-	for i := range n {
+	all := make([]ServerOptions, n)
+	for i := range all {
 		o := opts
 		o.Name = base + "-" + strconv.Itoa(i+1)
 		o.HTTPPort, o.RaftPort, o.DataDir = 0, 0, ""
 		o.BootstrapExpect = n
-		o.GossipPort = gossip[i]
+		o.GossipPort = FreePort(t)
+		if each != nil {
+			each(i, &o)
+		}
+		all[i] = o
+	}
+	c := &Cluster{t: t}
+	for i, o := range all {
 		o.RetryJoin = nil
-		for j, p := range gossip {
+		for j, p := range all {
 			if j != i {
-				o.RetryJoin = append(o.RetryJoin, "127.0.0.1:"+strconv.Itoa(p))
+				o.RetryJoin = append(o.RetryJoin, net.JoinHostPort(p.host(), strconv.Itoa(p.GossipPort)))
 			}
 		}
 		c.Servers = append(c.Servers, launchServer(t, o))

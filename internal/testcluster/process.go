@@ -48,6 +48,13 @@ type ProcessOptions struct {
 	// StopTimeout is how long Stop waits for an exit after SIGTERM;
 	// DefaultStopTimeout when zero.
 	StopTimeout time.Duration
+	// Prefix, when set, is put before Path and Args on the command line:
+	// the process is started as Prefix[0] Prefix[1:]... Path Args..., to
+	// run it in another context, such as `ip netns exec NS` for a network
+	// namespace. The prefix must exec Path in place, as `ip netns exec`
+	// does, so that the pid, the process group and the signals the harness
+	// sends (Kill, Freeze, Thaw) are still the process's own.
+	Prefix []string
 }
 
 // Process is one operating-system process started by a test: an agent, or
@@ -61,6 +68,7 @@ type Process struct {
 	env         []string
 	dir         string
 	dataDir     string
+	prefix      []string
 	logPath     string
 	tag         string
 	stopTimeout time.Duration
@@ -110,6 +118,7 @@ func NewProcess(t testing.TB, opts ProcessOptions) *Process {
 		args:        append([]string(nil), opts.Args...),
 		dir:         opts.Dir,
 		dataDir:     opts.DataDir,
+		prefix:      append([]string(nil), opts.Prefix...),
 		logPath:     filepath.Join(logDir, safeName(opts.Name)+".log"),
 		tag:         fmt.Sprintf("%d-%d", os.Getpid(), seq),
 		stopTimeout: opts.StopTimeout,
@@ -154,9 +163,10 @@ func (p *Process) start() error {
 		return fmt.Errorf("%s: log file: %w", p.name, err)
 	}
 	// A header per start: after a restart the log shows which run said what.
-	fmt.Fprintf(f, "==== testcluster: start #%d of %s at %s: %s %s\n",
-		p.starts+1, p.name, time.Now().Format(time.RFC3339Nano), p.path, strings.Join(p.args, " "))
-	cmd := exec.Command(p.path, p.args...)
+	argv := append(append(append([]string(nil), p.prefix...), p.path), p.args...)
+	fmt.Fprintf(f, "==== testcluster: start #%d of %s at %s: %s\n",
+		p.starts+1, p.name, time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = p.env
 	cmd.Dir = p.dir
 	cmd.Stdout, cmd.Stderr = f, f
@@ -346,6 +356,31 @@ func (p *Process) Stop() error {
 	p.logf("stopped %s with SIGTERM in %v", p.name, took)
 	return nil
 }
+
+// TryFreeze is Freeze for callers off the test's goroutine (a fault
+// injector): it returns the error (the process is not running) instead of
+// failing the test.
+func (p *Process) TryFreeze() error {
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("freeze: %w", err)
+	}
+	p.logf("froze %s (SIGSTOP)", p.name)
+	return nil
+}
+
+// TryThaw is Thaw that returns its error instead of failing the test.
+func (p *Process) TryThaw() error {
+	if err := p.signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("thaw: %w", err)
+	}
+	p.logf("thawed %s (SIGCONT)", p.name)
+	return nil
+}
+
+// TryRestart starts the process again, as Restart does, and returns the
+// error instead of failing the test; it does not wait for the process to
+// be ready (Server and Runner have their own waits).
+func (p *Process) TryRestart() error { return p.start() }
 
 // Freeze stops the process with SIGSTOP: it holds its sockets but answers
 // nothing, like a hung or partitioned node. The jobs it runs, in their own

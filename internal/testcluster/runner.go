@@ -59,6 +59,14 @@ type RunnerOptions struct {
 	StartTimeout time.Duration
 	// StopTimeout bounds Stop's wait after SIGTERM; DefaultStopTimeout if 0.
 	StopTimeout time.Duration
+	// Bind is the runner's -bind, the address it gossips from; empty means
+	// 127.0.0.1. A runner in a network namespace of its own (see Prefix)
+	// needs that namespace's address.
+	Bind string
+	// Prefix is put before the agent's command line (see
+	// ProcessOptions.Prefix), e.g. `ip netns exec NS` to run the runner in
+	// a network namespace.
+	Prefix []string
 }
 
 // Runner is a runner agent started by a test. It embeds its Process, so
@@ -128,18 +136,23 @@ func launchRunner(t testing.TB, opts RunnerOptions, gossipPort int) *Runner {
 		Env:         opts.Env,
 		DataDir:     opts.DataDir,
 		StopTimeout: opts.StopTimeout,
+		Prefix:      opts.Prefix,
 	})
 	return r
 }
 
 // runnerArgs turns options into `runner agent` flags.
 func runnerArgs(o RunnerOptions, gossipPort int) []string {
+	bind := o.Bind
+	if bind == "" {
+		bind = "127.0.0.1"
+	}
 	args := []string{
 		"runner", "agent",
 		"-server=" + strings.Join(o.Servers, ","),
 		"-name=" + o.Name,
 		"-data-dir=" + o.DataDir,
-		"-bind=127.0.0.1",
+		"-bind=" + bind,
 		"-gossip-port=" + strconv.Itoa(gossipPort),
 		"-log-level=" + o.LogLevel,
 	}
@@ -167,7 +180,11 @@ func (r *Runner) waitBanner(n int) error {
 			if r.id != "" && r.id != id {
 				return fmt.Errorf("%s came back as runner %s, not %s, on the same data dir %s", r.Name(), id, r.id, r.opts.DataDir)
 			}
-			r.id = id
+			// Written once, at the first start: a restart from another
+			// goroutine (TryRestart) must not race readers of ID.
+			if r.id == "" {
+				r.id = id
+			}
 			return nil
 		}
 		if r.Exited() {
@@ -199,6 +216,16 @@ func (r *Runner) Restart() {
 	if err := r.waitBanner(n + 1); err != nil {
 		r.t.Fatalf("testcluster: restarting runner: %v", err)
 	}
+}
+
+// TryRestart is Restart for callers off the test's goroutine (a fault
+// injector): it returns what went wrong instead of failing the test.
+func (r *Runner) TryRestart() error {
+	n := len(bannerRE.FindAllString(r.Logs(), -1))
+	if err := r.Process.TryRestart(); err != nil {
+		return err
+	}
+	return r.waitBanner(n + 1)
 }
 
 // ListRunners reads the runners table the way a script would: `outpost

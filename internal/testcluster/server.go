@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,16 @@ type ServerOptions struct {
 	ReadyTimeout time.Duration
 	// StopTimeout bounds Stop's wait after SIGTERM; DefaultStopTimeout if 0.
 	StopTimeout time.Duration
+	// Host is the address a real server listens on and is reached at: it
+	// is passed as -bind and, when set, as -advertise, and Addr uses it.
+	// Empty means 127.0.0.1, the loopback every test uses by default; a
+	// host in a network namespace of its own (see Prefix) needs that
+	// namespace's address.
+	Host string
+	// Prefix is put before the agent's command line (see
+	// ProcessOptions.Prefix), e.g. `ip netns exec NS` to run the server in
+	// a network namespace.
+	Prefix []string
 }
 
 // Server is an outpost server agent started by a test. It embeds its
@@ -147,6 +158,7 @@ func launchServer(t testing.TB, opts ServerOptions) *Server {
 		Env:         opts.Env,
 		DataDir:     opts.DataDir,
 		StopTimeout: opts.StopTimeout,
+		Prefix:      opts.Prefix,
 	})
 	return s
 }
@@ -161,8 +173,13 @@ func serverArgs(o ServerOptions) []string {
 			"-server",
 			"-bootstrap-expect="+strconv.Itoa(o.BootstrapExpect),
 			"-data-dir="+o.DataDir,
-			"-bind=127.0.0.1",
+			"-bind="+o.host(),
 		)
+		// Only when asked for, so a default command line stays as it was;
+		// the agent advertises its bind address anyway.
+		if o.Host != "" {
+			args = append(args, "-advertise="+o.Host)
+		}
 		if o.Runner {
 			args = append(args, "-runner")
 		}
@@ -192,8 +209,27 @@ func serverArgs(o ServerOptions) []string {
 	return append(args, o.ExtraArgs...)
 }
 
-// Addr returns the server's API address, "http://127.0.0.1:PORT".
-func (s *Server) Addr() string { return "http://127.0.0.1:" + strconv.Itoa(s.opts.HTTPPort) }
+// host is the address the server binds and is reached at.
+func (o ServerOptions) host() string {
+	if o.Host == "" {
+		return "127.0.0.1"
+	}
+	return o.Host
+}
+
+// Addr returns the server's API address, "http://HOST:PORT" (HOST is
+// 127.0.0.1 unless ServerOptions.Host says otherwise).
+func (s *Server) Addr() string {
+	return "http://" + net.JoinHostPort(s.opts.host(), strconv.Itoa(s.opts.HTTPPort))
+}
+
+// Host returns the address the server listens on.
+func (s *Server) Host() string { return s.opts.host() }
+
+// GossipAddr returns the server's gossip address, HOST:PORT.
+func (s *Server) GossipAddr() string {
+	return net.JoinHostPort(s.opts.host(), strconv.Itoa(s.opts.GossipPort))
+}
 
 // HTTPPort returns the API port.
 func (s *Server) HTTPPort() int { return s.opts.HTTPPort }

@@ -68,6 +68,50 @@ func TestServerArgs(t *testing.T) {
 	}
 }
 
+// A server on an address of its own binds and advertises it, and is
+// reached there; runners bind their gossip to theirs.
+func TestHostArgs(t *testing.T) {
+	o := ServerOptions{Name: "s1", DataDir: "/d", HTTPPort: 1, RaftPort: 2, GossipPort: 3, BootstrapExpect: 3, LogLevel: "info", Host: "10.9.8.7"}
+	got := strings.Join(serverArgs(o), " ")
+	if !strings.Contains(got, " -bind=10.9.8.7 -advertise=10.9.8.7 ") {
+		t.Errorf("serverArgs with Host: %s", got)
+	}
+	s := &Server{opts: o}
+	if s.Addr() != "http://10.9.8.7:1" || s.GossipAddr() != "10.9.8.7:3" {
+		t.Errorf("Addr %s, GossipAddr %s", s.Addr(), s.GossipAddr())
+	}
+	r := strings.Join(runnerArgs(RunnerOptions{Name: "r", Servers: []string{"http://10.9.8.7:1"}, DataDir: "/r", LogLevel: "info", Bind: "10.9.8.8"}, -1), " ")
+	if !strings.Contains(r, " -bind=10.9.8.8 ") {
+		t.Errorf("runnerArgs with Bind: %s", r)
+	}
+}
+
+// A prefix that execs in place (env(1) here, `ip netns exec` in the chaos
+// test) leaves the pid, and so Freeze, Thaw and Kill, to the process.
+func TestProcessPrefix(t *testing.T) {
+	skipProcesses(t)
+	p := StartProcess(t, ProcessOptions{Name: "prefixed", Path: "/bin/sh", Prefix: []string{"/usr/bin/env", "PREFIXED=yes"},
+		Args: []string{"-c", `echo "pid $$ $PREFIXED"; while :; do sleep 0.05; done`}})
+	waitLine(t, p, `pid \d+ yes`)
+	if !strings.Contains(p.Logs(), "pid "+strconv.Itoa(p.Pid())+" yes") {
+		t.Fatalf("the prefixed shell runs under another pid than %d:\n%s", p.Pid(), p.Tail(5))
+	}
+	if err := p.TryFreeze(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.TryThaw(); err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	if err := p.TryFreeze(); err == nil {
+		t.Errorf("TryFreeze of a dead process: no error")
+	}
+	if err := p.TryRestart(); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(t, p, `pid \d+ yes`)
+}
+
 func skipProcesses(t *testing.T) {
 	t.Helper()
 	if testing.Short() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -60,6 +61,17 @@ type Spec struct {
 	// Isolation confines an on_demand job; nil runs steps in a process
 	// group of their own, as the runner's user.
 	Isolation *Isolation
+	// Host contains the job: its processes live in a container of their
+	// own (a cgroup where the host allows it), and all of them are killed
+	// when the job ends. nil runs the job without one, as before: a
+	// background process a step leaves running survives the job.
+	Host *Host
+	// Key names this execution's container (its cgroup directory). It
+	// must be unique among the Host's executions, such as
+	// "j-0123456789abcdef-42" (job id and attempt): a container left
+	// with the same key is taken for a dead execution's, and emptied.
+	// "" lets the Host number executions itself.
+	Key string
 }
 
 // Stream says where a log line came from.
@@ -105,13 +117,26 @@ type Result struct {
 	// FailedStep names the step that failed, timed out or was stopped; "" on
 	// success or when the job ended between steps.
 	FailedStep string
+	// PeakMemoryBytes and CPUTime are the job's peak memory use and the
+	// CPU time of all its processes, from its container (without cgroups
+	// they come from wait4: the peak of its largest process, and the CPU
+	// time of the processes its steps waited for). Zero when unknown, and
+	// always without a Host.
+	PeakMemoryBytes uint64
+	CPUTime         time.Duration
+	// KilledLeftovers is how many processes the job left running that
+	// were killed when it ended (with a Host).
+	KilledLeftovers int
 }
 
 // Run runs spec's steps in order, stopping at the first that does not
 // succeed, and reports how the job ended. Cancelling ctx cancels the job: the
 // running step is stopped (SIGTERM, then SIGKILL after the abort timeout) and
-// the outcome is Canceled. Run returns only after the running step's process
-// has exited and its output has been read.
+// the outcome is Canceled. A cancellation cause (context.WithCancelCause)
+// with an AbortTimeout method, such as Fenced, can shorten the abort
+// timeout. Run returns only after the running step's process has exited and
+// its output has been read, and with a Host, after every process of the job
+// is gone.
 //
 // log receives every output line and the executor's own system lines. It is
 // called synchronously from the goroutines reading the step's stdout and
@@ -124,7 +149,11 @@ func Run(ctx context.Context, spec Spec, log func(LogLine)) Result {
 		log = func(LogLine) {}
 	}
 	if ctx.Err() != nil {
-		return Result{Outcome: Canceled, ExitCode: -1, Reason: "canceled before the job started"}
+		reason := "canceled before the job started"
+		if r := causeReason(ctx); r != "" {
+			reason = r + " before the job started"
+		}
+		return Result{Outcome: Canceled, ExitCode: -1, Reason: reason}
 	}
 
 	steps, err := planJob(spec)
@@ -139,10 +168,22 @@ func Run(ctx context.Context, spec Spec, log func(LogLine)) Result {
 		return Result{Outcome: Failed, ExitCode: -1, Reason: reason, FailedStep: failed}
 	}
 
-	j := &job{spec: spec, log: log, abortTimeout: spec.AbortTimeout}
+	j := &job{spec: spec, log: log, abortTimeout: spec.AbortTimeout, iso: spec.Isolation}
 	if j.abortTimeout <= 0 {
 		j.abortTimeout = DefaultAbortTimeout
 	}
+	if err := j.contain(); err != nil {
+		reason := "containing the job: " + err.Error()
+		j.system("", "%s", reason)
+		return Result{Outcome: Failed, ExitCode: -1, Reason: reason}
+	}
+	return j.end(j.run(ctx, steps))
+}
+
+// run runs the steps; Run wraps it so that every way out ends the
+// job's container.
+func (j *job) run(ctx context.Context, steps []plannedStep) Result {
+	spec := j.spec
 
 	// The job deadline is fixed here, at Run start, so time spent in earlier
 	// steps counts against it.
@@ -154,11 +195,11 @@ func Run(ctx context.Context, spec Spec, log func(LogLine)) Result {
 	}
 
 	last := Result{Outcome: Succeeded}
-	for _, s := range steps {
+	for i, s := range steps {
 		if jobCtx.Err() != nil {
 			return j.endedBetweenSteps(jobCtx, s.name)
 		}
-		last = j.runStep(jobCtx, s)
+		last = j.runStep(jobCtx, s, i == len(steps)-1)
 		if last.Outcome != Succeeded {
 			return last
 		}
@@ -171,6 +212,136 @@ type job struct {
 	spec         Spec
 	log          func(LogLine)
 	abortTimeout time.Duration
+	// iso is spec.Isolation, or a copy with the memory limit moved to
+	// RLIMIT_AS when no cgroup can take it.
+	iso *Isolation
+	ctr *jobContainer // with a Host
+	// jobEnv is set for every step last, over the step's own env.
+	jobEnv map[string]string
+}
+
+// contain makes the job's container when it has a Host, and checks that
+// its limits can be applied.
+func (j *job) contain() error {
+	var lim Limits
+	if j.iso != nil {
+		lim = j.iso.Limits
+	}
+	h := j.spec.Host
+	if j.spec.Driver == DriverNoop {
+		return nil // nothing runs, nothing to contain or limit
+	}
+	if h == nil {
+		if lim.CPUs > 0 {
+			return fmt.Errorf("the job asks for cpus = %g, a CPU quota, which needs job containment (an executor Host) that this executor has not got; drop the cpus limit", lim.CPUs)
+		}
+		if lim.MemoryBytes > 0 {
+			j.memoryAsRlimit()
+		}
+		return nil
+	}
+	key, err := h.checkKey(j.spec.Key)
+	if err != nil {
+		return err
+	}
+	// The process sweep finds the job's processes by this variable, so a
+	// step's env must not change it.
+	id := j.spec.Env["OUTPOST_JOB_ID"]
+	if id == "" {
+		id = j.spec.JobID
+	}
+	if id == "" {
+		// Unique to this Host too: the sweep must never take another
+		// Host's job (in the same process) for this one.
+		id = h.name + "." + key
+	}
+	j.jobEnv = map[string]string{"OUTPOST_JOB_ID": id}
+	if j.ctr, err = h.contain(key, id, lim, j.iso); err != nil {
+		return err
+	}
+	if j.ctr.memoryAsRlimit() {
+		j.memoryAsRlimit()
+	}
+	return nil
+}
+
+// memoryAsRlimit applies the job's memory limit as RLIMIT_AS, the
+// nearest an rlimit comes.
+func (j *job) memoryAsRlimit() {
+	iso := *j.iso
+	if m := iso.Limits.MemoryBytes; iso.Limits.AddressSpace == 0 || m < iso.Limits.AddressSpace {
+		iso.Limits.AddressSpace = m
+	}
+	j.iso = &iso
+}
+
+// end kills what is left of the job, removes its container and adds
+// what the container measured to res.
+func (j *job) end(res Result) Result {
+	c := j.ctr
+	if c == nil {
+		return res
+	}
+	n := c.kill()
+	res.CPUTime, res.PeakMemoryBytes = c.usage()
+	ooms := c.oomKills()
+	c.remove()
+	res.KilledLeftovers = n
+	if n > 0 {
+		j.system("", "killed %d %s left running by the job", n, plural(n, "process", "processes"))
+	}
+	if ooms > 0 && j.iso != nil {
+		limit := formatBytes(j.iso.Limits.MemoryBytes)
+		j.system("", "the job reached its memory limit of %s: the kernel killed %d %s", limit, ooms, plural(int(ooms), "process", "processes"))
+		if res.Outcome == Failed {
+			res.Reason += " (memory limit of " + limit + " reached)"
+		}
+	}
+	return res
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// formatBytes shows a size the way a profile would write it.
+func formatBytes(n uint64) string {
+	for _, u := range []struct {
+		size uint64
+		name string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatUint(n/u.size, 10) + " " + u.name
+		}
+	}
+	return strconv.FormatUint(n, 10) + " bytes"
+}
+
+// causeReason is what a cancellation's cause says beyond "canceled": ""
+// for a plain cancel or a deadline.
+func causeReason(ctx context.Context) string {
+	cause := context.Cause(ctx)
+	var tc *timeoutCause
+	if cause == nil || errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) || errors.As(cause, &tc) {
+		return ""
+	}
+	return cause.Error()
+}
+
+// graceFor is the abort timeout for a step stopped by ctx: the job's,
+// unless the cause of the cancellation asks for less.
+func (j *job) graceFor(ctx context.Context) time.Duration {
+	g := j.abortTimeout
+	var short interface{ AbortTimeout() time.Duration }
+	if errors.As(context.Cause(ctx), &short) {
+		if d := short.AbortTimeout(); d >= 0 && d < g {
+			g = d
+		}
+	}
+	return g
 }
 
 func (j *job) system(step, format string, args ...any) {
@@ -200,12 +371,17 @@ func (j *job) endedBetweenSteps(ctx context.Context, next string) Result {
 		j.system("", "%s before step %s started", reason, next)
 		return Result{Outcome: TimedOut, ExitCode: -1, Reason: reason}
 	}
-	reason := fmt.Sprintf("canceled before step %q started", next)
-	j.system("", "canceled before step %s started", next)
+	what := "canceled"
+	if r := causeReason(ctx); r != "" {
+		what = r
+	}
+	reason := fmt.Sprintf("%s before step %q started", what, next)
+	j.system("", "%s before step %s started", what, next)
 	return Result{Outcome: Canceled, ExitCode: -1, Reason: reason}
 }
 
-func (j *job) runStep(jobCtx context.Context, s plannedStep) Result {
+// runStep runs one step; last says no step follows it.
+func (j *job) runStep(jobCtx context.Context, s plannedStep, last bool) Result {
 	if s.noop {
 		j.system(s.name, "step %s: %s (noop driver, not run)", s.name, s.display)
 		return Result{Outcome: Succeeded}
@@ -219,27 +395,45 @@ func (j *job) runStep(jobCtx context.Context, s plannedStep) Result {
 	}
 
 	j.system(s.name, "step %s: %s", s.name, s.display)
-	env, pathEnv := mergeEnv(j.spec.BaseEnv, j.spec.Env, s.Env)
+	env, pathEnv := mergeEnv(j.spec.BaseEnv, j.spec.Env, s.Env, j.jobEnv)
 	path, argv, err := s.driver.command(s.Step, pathEnv, j.spec.Dir)
 	if err == nil {
-		path, argv, err = j.spec.Isolation.wrap(path, argv)
+		var cgroups []string
+		if j.ctr != nil {
+			cgroups = j.ctr.launchDirs()
+		}
+		path, argv, err = j.iso.wrap(path, argv, cgroups)
 	}
 	if err != nil {
 		return j.fail(s.name, Failed, -1, "step %s: %v", err)
 	}
 
-	pr := runProcess(ctx, procSpec{
+	p := procSpec{
 		path:         path,
 		args:         argv,
 		env:          env,
 		dir:          j.spec.Dir,
-		abortTimeout: j.abortTimeout,
+		abortTimeout: func() time.Duration { return j.graceFor(ctx) },
 		emit: func(stream Stream, text string) {
 			j.log(LogLine{Time: time.Now(), Stream: stream, Step: s.name, Text: text})
 		},
-		onSignal: func(sig syscall.Signal) { j.noteSignal(ctx, s.name, sig) },
-		attr:     j.spec.Isolation.sysProcAttr(),
-	})
+		onSignal: func(sig syscall.Signal, grace time.Duration) { j.noteSignal(ctx, s.name, sig, grace) },
+		attr:     j.iso.sysProcAttr(),
+	}
+	if c := j.ctr; c != nil {
+		p.start, p.contained = c.start, true
+		p.exited = func(pid int, state *os.ProcessState, stopped bool) {
+			// A step that ends the job takes everything with it now,
+			// before its output is drained, so that a background process
+			// holding the pipes open cannot hold up the job's end.
+			ending := last || stopped || state == nil || !state.Success() || ctx.Err() != nil
+			c.stepEnded(pid, state, ending)
+			if ending {
+				c.kill()
+			}
+		}
+	}
+	pr := runProcess(ctx, p)
 	if pr.abandoned {
 		j.system(s.name, "step %s exited but a background process still holds its output open; no longer reading it", s.name)
 	}
@@ -248,15 +442,19 @@ func (j *job) runStep(jobCtx context.Context, s plannedStep) Result {
 
 // noteSignal tells the log reader why a step is being signalled, so a job that
 // sits in its abort timeout does not look hung.
-func (j *job) noteSignal(ctx context.Context, step string, sig syscall.Signal) {
+func (j *job) noteSignal(ctx context.Context, step string, sig syscall.Signal, grace time.Duration) {
 	if sig == syscall.SIGKILL {
-		j.system(step, "step %s still running %v after SIGTERM; sending SIGKILL", step, j.abortTimeout)
+		j.system(step, "step %s still running %v after SIGTERM; sending SIGKILL", step, grace)
 		return
 	}
 	var tc *timeoutCause
 	switch {
 	case !errors.As(context.Cause(ctx), &tc):
-		j.system(step, "canceled; sending %s to step %s", signalName(sig), step)
+		what := "canceled"
+		if r := causeReason(ctx); r != "" {
+			what = r
+		}
+		j.system(step, "%s; sending %s to step %s", what, signalName(sig), step)
 	case tc.job:
 		j.system(step, "%v; sending %s to step %s", tc, signalName(sig), step)
 	default:
@@ -268,6 +466,10 @@ func (j *job) noteSignal(ctx context.Context, step string, sig syscall.Signal) {
 func (j *job) classify(ctx context.Context, name string, pr procResult) Result {
 	if pr.startErr != nil {
 		return j.fail(name, Failed, -1, "step %s: %v", pr.startErr)
+	}
+	if pr.state == nil {
+		// Something else in this process reaped it.
+		return j.fail(name, Failed, -1, "step %s ended, but its exit status was lost")
 	}
 
 	code := -1
@@ -281,7 +483,7 @@ func (j *job) classify(ctx context.Context, name string, pr procResult) Result {
 	if pr.stop != stopNone {
 		how := "stopped by SIGTERM"
 		if pr.stop == stopKill {
-			how = fmt.Sprintf("killed by SIGKILL after abort timeout %v", j.abortTimeout)
+			how = fmt.Sprintf("killed by SIGKILL after abort timeout %v", pr.grace)
 		}
 		var tc *timeoutCause
 		if errors.As(context.Cause(ctx), &tc) {
@@ -295,6 +497,9 @@ func (j *job) classify(ctx context.Context, name string, pr procResult) Result {
 				return Result{Outcome: TimedOut, ExitCode: code, Reason: reason, FailedStep: name}
 			}
 			return j.fail(name, TimedOut, code, "step %s timed out after %v%s", tc.after, detail)
+		}
+		if r := causeReason(ctx); r != "" {
+			return j.fail(name, Canceled, code, "%[2]s: step %[1]s %[3]s", r, how)
 		}
 		return j.fail(name, Canceled, code, "canceled: step %s %s", how)
 	}

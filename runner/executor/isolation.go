@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -29,8 +31,21 @@ type Isolation struct {
 	Launcher []string
 }
 
-// Limits are rlimits; zero means unlimited (inherited).
+// Limits are a job's resource limits; zero means unlimited (inherited).
+// MemoryBytes and CPUs are for the whole job and go into its cgroup (see
+// Host); the others are rlimits of each process.
 type Limits struct {
+	// MemoryBytes limits the real memory (RAM, no swap) of all the job's
+	// processes together, through the job's memory cgroup; a step that
+	// allocates past it is killed by the kernel. Without a Host, or on a
+	// host with no memory cgroup, it becomes each process's RLIMIT_AS
+	// instead (unless AddressSpace is lower), which the Host logs once.
+	MemoryBytes uint64
+	// CPUs is the CPU share of all the job's processes together, in
+	// cores (1.5 = one and a half), as a cgroup CPU quota. A job that sets
+	// it is refused where there is no cpu cgroup: no rlimit can stand in.
+	CPUs float64
+
 	AddressSpace uint64 // RLIMIT_AS, bytes
 	Processes    uint64 // RLIMIT_NPROC (counted per user)
 	OpenFiles    uint64 // RLIMIT_NOFILE
@@ -59,15 +74,19 @@ var limitFlags = []struct {
 }
 
 // wrap returns the program and argv that start path/argv under the
-// isolation's limits.
-func (iso *Isolation) wrap(path string, argv []string) (string, []string, error) {
-	if iso == nil || !iso.Limits.any() {
+// isolation's limits and in cgroups (cgroup directories the launcher moves
+// itself into before it execs the step).
+func (iso *Isolation) wrap(path string, argv []string, cgroups []string) (string, []string, error) {
+	if (iso == nil || !iso.Limits.any()) && len(cgroups) == 0 {
 		return path, argv, nil
 	}
-	if len(iso.Launcher) == 0 {
+	if iso == nil || len(iso.Launcher) == 0 {
 		return "", nil, errors.New("resource limits need a launcher, and none is configured")
 	}
 	args := append([]string(nil), iso.Launcher...)
+	for _, d := range cgroups {
+		args = append(args, "-cgroup="+d)
+	}
 	for _, f := range limitFlags {
 		if v := f.get(iso.Limits); v > 0 {
 			args = append(args, "-"+f.flag+"="+strconv.FormatUint(v, 10))
@@ -96,8 +115,10 @@ func (iso *Isolation) sysProcAttr() *syscall.SysProcAttr {
 }
 
 // LaunchMain is the launcher: args are limit flags, "--", the program's
-// path, then its argv (argv[0] first). It sets the limits on this process
-// and execs the program; it returns only on error.
+// path, then its argv (argv[0] first). It moves this process into the
+// cgroups given with -cgroup=DIR, sets the limits on itself and execs the
+// program; it returns only on error. Moving itself before the exec is
+// what makes the placement race-free: nothing of the step exists yet.
 func LaunchMain(args []string, env []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("executor-launch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -105,6 +126,11 @@ func LaunchMain(args []string, env []string, stderr io.Writer) int {
 	for i, f := range limitFlags {
 		fs.Uint64Var(&vals[i], f.flag, 0, "")
 	}
+	var cgroups []string
+	fs.Func("cgroup", "a cgroup directory to move into", func(s string) error {
+		cgroups = append(cgroups, s)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return 125
 	}
@@ -112,6 +138,13 @@ func LaunchMain(args []string, env []string, stderr io.Writer) int {
 	if len(rest) < 2 {
 		fmt.Fprintln(stderr, "executor-launch: want limit flags, --, the program's path and its argv")
 		return 125
+	}
+	for _, d := range cgroups {
+		// "0" is the writing process, all of its threads.
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte("0"), 0); err != nil {
+			fmt.Fprintf(stderr, "executor-launch: joining cgroup: %v\n", err)
+			return 125
+		}
 	}
 	for i, f := range limitFlags {
 		if vals[i] == 0 {

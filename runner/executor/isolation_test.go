@@ -14,6 +14,9 @@ import (
 const launcherEnv = "OUTPOST_EXECUTOR_TEST_LAUNCHER"
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == helperFlag {
+		os.Exit(helperMain(os.Args[2:]))
+	}
 	if os.Getenv(launcherEnv) == "1" {
 		os.Exit(LaunchMain(os.Args[1:], os.Environ(), os.Stderr))
 	}

@@ -48,6 +48,9 @@ func planJob(spec Spec) ([]plannedStep, error) {
 	if err := checkEnv(spec.Env); err != nil {
 		return nil, &planError{msg: "job env: " + err.Error()}
 	}
+	if iso := spec.Isolation; iso != nil && !(iso.Limits.CPUs >= 0 && iso.Limits.CPUs <= 1<<20) {
+		return nil, &planError{msg: fmt.Sprintf("cpus limit %g: want a number of cores above 0", iso.Limits.CPUs)}
+	}
 	if spec.Driver != DriverNoop && spec.Dir != "" {
 		fi, err := os.Stat(spec.Dir)
 		if err != nil {

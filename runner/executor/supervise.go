@@ -19,18 +19,33 @@ const drainTimeout = 2 * time.Second
 
 // procSpec is one process for runProcess to start and supervise.
 type procSpec struct {
-	path         string
-	args         []string
-	env          []string
-	dir          string
-	abortTimeout time.Duration
+	path string
+	args []string
+	env  []string
+	dir  string
+	// abortTimeout is asked for the SIGTERM → SIGKILL grace when the
+	// process is stopped: the reason it is stopped can shorten it.
+	abortTimeout func() time.Duration
 	// emit receives output lines, from one goroutine per stream.
 	emit func(Stream, string)
-	// onSignal is called just before the process group is sent sig.
-	onSignal func(sig syscall.Signal)
+	// onSignal is called just before the process group is sent sig;
+	// grace is the abort timeout in force.
+	onSignal func(sig syscall.Signal, grace time.Duration)
 	// attr is how the process starts: its own process group, or for an
 	// isolated job its own session and maybe another user.
 	attr *syscall.SysProcAttr
+	// start starts cmd; nil means cmd.Start. A job container starts the
+	// process inside itself.
+	start func(cmd *exec.Cmd) error
+	// exited, if set, is called once the process has exited and been
+	// reaped, before the rest of its output is read; stopped says whether
+	// it was signalled. A job container kills what the step left running
+	// here when the step ends the job, so that no background process
+	// holds the output open.
+	exited func(pid int, state *os.ProcessState, stopped bool)
+	// contained says something else (a job container) kills what is left
+	// of the process group once a stopped leader has exited.
+	contained bool
 }
 
 // stopKind records whether, and how hard, runProcess had to stop the process.
@@ -46,7 +61,8 @@ type procResult struct {
 	startErr  error            // set when the process never ran
 	state     *os.ProcessState // set otherwise
 	stop      stopKind
-	abandoned bool // its output pipes were still open drainTimeout after it exited
+	grace     time.Duration // the abort timeout in force when it was stopped
+	abandoned bool          // its output pipes were still open drainTimeout after it exited
 }
 
 // runProcess starts p in a new process group, streams its output, and stops
@@ -79,11 +95,20 @@ func runProcess(ctx context.Context, p procSpec) procResult {
 		// aimed at us away from it.
 		SysProcAttr: p.attr,
 	}
-	err = cmd.Start()
+	if p.start != nil {
+		err = p.start(cmd)
+	} else {
+		err = cmd.Start()
+	}
 	// The child has its own copies now; ours must go or EOF never comes.
 	outW.Close()
 	errW.Close()
 	if err != nil {
+		if cmd.Process != nil {
+			// Started, but not where it belongs (see startInV1).
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
 		outR.Close()
 		errR.Close()
 		return procResult{startErr: err}
@@ -103,37 +128,43 @@ func runProcess(ctx context.Context, p procSpec) procResult {
 	select {
 	case <-proc.exited:
 	case <-ctx.Done():
-		res.stop = stopGroup(proc, p)
+		res.stop, res.grace = stopGroup(proc, p)
 	}
 	res.state, _ = proc.reap() // the exit status is all we need from Wait
+	if p.exited != nil {
+		p.exited(cmd.Process.Pid, res.state, res.stop != stopNone)
+	}
 	res.abandoned = drain(readersDone, drainTimeout, outR, errR)
 	return res
 }
 
 // stopGroup ends the process group: SIGTERM first, SIGKILL when the leader has
 // not exited within the abort timeout. Once the leader is gone, whatever is
-// left of its group is killed at once: the step is over and nothing may
-// outlive a cancellation.
-func stopGroup(proc *process, p procSpec) stopKind {
+// left of its group is killed at once (by the job's container when there is
+// one): the step is over and nothing may outlive a cancellation.
+func stopGroup(proc *process, p procSpec) (stopKind, time.Duration) {
 	select {
 	case <-proc.exited:
-		return stopNone // it finished on its own just as ctx ended
+		return stopNone, 0 // it finished on its own just as ctx ended
 	default:
 	}
-	p.onSignal(syscall.SIGTERM)
+	grace := p.abortTimeout()
+	p.onSignal(syscall.SIGTERM, grace)
 	proc.signalGroup(syscall.SIGTERM)
 
-	t := time.NewTimer(p.abortTimeout)
+	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-proc.exited:
-		proc.signalGroup(syscall.SIGKILL)
-		return stopTerm
+		if !p.contained {
+			proc.signalGroup(syscall.SIGKILL)
+		}
+		return stopTerm, grace
 	case <-t.C:
-		p.onSignal(syscall.SIGKILL)
+		p.onSignal(syscall.SIGKILL, grace)
 		proc.signalGroup(syscall.SIGKILL)
 		<-proc.exited
-		return stopKill
+		return stopKill, grace
 	}
 }
 
