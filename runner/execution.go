@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hashicorp/go-hclog"
@@ -80,21 +81,6 @@ func (e *execution) startAnswered(a *pb.Ack) {
 	}
 }
 
-// leaseLapse is why attempts stop when the runner cannot confirm its
-// lease: the servers are about to give its jobs away. It shortens the
-// abort timeout so the steps are dead before they do.
-type leaseLapse struct {
-	grace time.Duration
-	after time.Duration
-}
-
-func (l *leaseLapse) Error() string {
-	return fmt.Sprintf("the runner could not confirm its lease with any server for %s and stopped the job itself before the servers give it to another runner", l.after.Round(100*time.Millisecond))
-}
-
-// AbortTimeout bounds the time between SIGTERM and SIGKILL.
-func (l *leaseLapse) AbortTimeout() time.Duration { return l.grace }
-
 // start takes an assignment. It is ignored if this attempt already runs
 // here or already ran (after a reconnect the server sends again what it
 // believes is assigned, and a result still in the outbox means this
@@ -152,10 +138,15 @@ func (r *Runner) cancelJob(jobID string, lease uint64, reason string) {
 	e.stop(errors.New(reason))
 }
 
-// leaseLapsed stops every attempt that started before the lease lapsed.
+// leaseLapsed stops every attempt that started before the lease lapsed:
+// the servers are about to give them away, so the steps get SIGTERM now
+// and SIGKILL by the lease deadline.
 func (r *Runner) leaseLapsed(epoch uint64) {
 	t := r.lease.timings()
-	cause := &leaseLapse{grace: t.Deadline - t.Stop, after: r.lease.sinceConfirmed()}
+	after := r.lease.sinceConfirmed()
+	cause := executor.Fenced{Grace: t.Deadline - t.Stop, Reason: fmt.Sprintf(
+		"the runner could not confirm its lease with any server for %s and stopped the job itself before the servers give it to another runner",
+		after.Round(100*time.Millisecond))}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
@@ -169,7 +160,7 @@ func (r *Runner) leaseLapsed(epoch uint64) {
 		e.mu.Unlock()
 	}
 	if n > 0 {
-		r.logger.Error("lease not confirmed in time: stopping running jobs before the servers give them away", "jobs", n, "unconfirmed_for", cause.after.Round(100*time.Millisecond))
+		r.logger.Error("lease not confirmed in time: stopping running jobs before the servers give them away", "jobs", n, "unconfirmed_for", after.Round(100*time.Millisecond))
 	}
 }
 
@@ -249,6 +240,13 @@ func (r *Runner) execute(e *execution) {
 		res = executor.Run(e.ctx, spec, e.add)
 		e.mu.Lock()
 		e.running = false // over: a lapse from now on changes nothing
+		// A lapse this runner did not see in time (it was frozen, and its
+		// watchdog killed the steps) is a lapse all the same. A success
+		// stands: the work is done.
+		if !e.fenced && res.Outcome != executor.Succeeded && !r.lease.stillValid(e.epoch) {
+			e.fenced = true
+			e.cancel(executor.Fenced{Reason: "the runner's lease lapsed while the job ran, and the job was stopped before the servers give it to another runner"})
+		}
 		e.mu.Unlock()
 		e.cancel(nil) // ends the flusher
 		<-flushed
@@ -259,13 +257,17 @@ func (r *Runner) execute(e *execution) {
 	// outbox keeps it with the result.
 	rest := e.take(maxPendingLogBytes)
 	fin := &pb.JobFinished{
-		JobId:    job.Id,
-		Lease:    job.Lease,
-		Outcome:  string(res.Outcome),
-		ExitCode: int32(res.ExitCode),
-		Reason:   strings.ToValidUTF8(res.Reason, "\uFFFD"),
-		Time:     timestamppb.Now(),
-		Lines:    rest,
+		JobId:           job.Id,
+		Lease:           job.Lease,
+		Outcome:         string(res.Outcome),
+		ExitCode:        int32(res.ExitCode),
+		Reason:          strings.ToValidUTF8(res.Reason, "\uFFFD"),
+		Time:            timestamppb.Now(),
+		Lines:           rest,
+		PeakMemoryBytes: res.PeakMemoryBytes,
+	}
+	if res.CPUTime > 0 {
+		fin.CpuTime = durationpb.New(res.CPUTime)
 	}
 	e.mu.Lock()
 	if e.fenced {
@@ -334,7 +336,11 @@ func (r *Runner) spec(job *pb.Job) executor.Spec {
 	env["OUTPOST_LEASE"] = strconv.FormatUint(job.Lease, 10)
 	env["OUTPOST_RUNNER_ID"] = r.cfg.ID
 	s := executor.Spec{
-		JobID:        job.Id,
+		JobID: job.Id,
+		Host:  r.host,
+		// The lease, not the attempt: a job handed back to this runner may
+		// briefly be held twice under one attempt number.
+		Key:          fmt.Sprintf("%s-%d", job.Id, job.Lease),
 		Env:          env,
 		BaseEnv:      r.cfg.BaseEnv,
 		Timeout:      job.Timeout.AsDuration(),

@@ -21,6 +21,7 @@ import (
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/runner/executor"
 	"github.com/outpost-run/outpost/runner/outbox"
+	"github.com/outpost-run/outpost/runner/watchdog"
 )
 
 // Config describes one runner.
@@ -54,6 +55,12 @@ type Config struct {
 	// cluster's other servers (a runner inside a server agent, trusted by
 	// that server alone).
 	FixedServers bool
+	// WatchdogCommand starts the runner's watchdog (see runner/watchdog);
+	// nil means os.Executable() with the runner-watchdog subcommand.
+	WatchdogCommand []string
+	// Containment forces how jobs' processes are contained (tests);
+	// executor.ContainmentAuto picks the best the host allows.
+	Containment executor.Containment
 }
 
 // Runner is a running runner agent.
@@ -66,6 +73,10 @@ type Runner struct {
 	hc      *http.Client
 	servers *serverList
 	lease   *leaseKeeper
+	// host contains jobs' processes and watchdog kills them if this
+	// process cannot (frozen, dead); both are set up by Run.
+	host     *executor.Host
+	watchdog atomic.Pointer[watchdog.Watchdog]
 
 	// jobUIDs numbers the user ids of on_demand jobs.
 	jobUIDs atomic.Uint32
@@ -107,9 +118,12 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = rpc.NewHTTPClient()
 	}
-	if cfg.Launcher == nil {
-		if exe, err := os.Executable(); err == nil {
+	if exe, err := os.Executable(); err == nil {
+		if cfg.Launcher == nil {
 			cfg.Launcher = []string{exe, executor.LauncherCommand}
+		}
+		if cfg.WatchdogCommand == nil {
+			cfg.WatchdogCommand = []string{exe, watchdog.Command}
 		}
 	}
 	id, err := LoadIdentity(cfg.DataDir, cfg.ID)
@@ -119,7 +133,13 @@ func New(cfg Config) (*Runner, error) {
 	cfg.ID = id.ID
 	r := &Runner{cfg: cfg, id: id, logger: cfg.Logger.Named("runner").With("runner", id.ID), hc: cfg.HTTPClient, jobs: map[jobKey]*execution{}}
 	r.servers = newServerList(cfg.Servers, cfg.DataDir, !cfg.FixedServers, r.logger)
-	r.lease = newLeaseKeeper(rpc.DefaultLeasePeriod, r.leaseLapsed, nil)
+	r.lease = newLeaseKeeper(rpc.DefaultLeasePeriod, r.leaseLapsed, func(deadline time.Time) {
+		if w := r.watchdog.Load(); w != nil {
+			if err := w.SetDeadline(deadline); err != nil {
+				r.logger.Error("telling the watchdog the lease deadline", "error", err)
+			}
+		}
+	})
 	// Runners on one machine start their job user ids at different places.
 	h := fnv.New32a()
 	h.Write([]byte(id.ID))
@@ -152,6 +172,7 @@ func (r *Runner) ID() string { return r.cfg.ID }
 // returns. A server that fails, or cannot serve it, is left for the next
 // one the runner knows of.
 func (r *Runner) Run(ctx context.Context) error {
+	r.contain()
 	defer r.close()
 	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
@@ -184,6 +205,41 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
+// contain sets up what keeps jobs' processes in check: a cgroup per job
+// where the host allows it, and the watchdog that kills them when this
+// process can no longer (frozen past its lease, or dead). Without either
+// the runner still works, with weaker promises, and says so.
+func (r *Runner) contain() {
+	opts := executor.HostOptions{Name: r.cfg.ID, Logger: r.logger, Containment: r.cfg.Containment}
+	if len(r.cfg.WatchdogCommand) > 0 {
+		w, err := watchdog.Start(r.cfg.WatchdogCommand, r.logger.Named("watchdog"))
+		if err != nil {
+			r.logger.Error("no watchdog: if this runner freezes, its jobs run on after the servers give them away", "error", err)
+		} else {
+			r.watchdog.Store(w)
+			opts.Watchdog = w
+			go func() {
+				<-w.Done()
+				if !r.isClosed() {
+					r.logger.Error("the watchdog exited; if this runner freezes, its jobs run on after the servers give them away")
+				}
+			}()
+		}
+	}
+	host, err := executor.NewHost(opts)
+	if err != nil {
+		r.logger.Error("jobs run without containment", "error", err)
+		return
+	}
+	r.host = host
+}
+
+func (r *Runner) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
 func (r *Runner) cancelAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -197,6 +253,16 @@ func (r *Runner) close() {
 	r.stopTrim()
 	r.mu.Unlock()
 	r.lease.close()
+	if r.host != nil {
+		if err := r.host.Close(); err != nil {
+			r.logger.Warn("removing job cgroups", "error", err)
+		}
+	}
+	if w := r.watchdog.Load(); w != nil {
+		if err := w.Close(); err != nil {
+			r.logger.Warn("stopping the watchdog", "error", err)
+		}
+	}
 	if err := r.outbox.Close(); err != nil {
 		r.logger.Warn("closing outbox", "error", err)
 	}

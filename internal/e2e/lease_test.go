@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -318,4 +320,117 @@ func firstDiff(a, b string) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// Every process a job starts ends with it: background processes, ones in
+// a session of their own, and double-forked daemons are gone once the job
+// has ended, been canceled, timed out, or lost its runner to SIGKILL.
+func TestJobProcessesEndWithJob(t *testing.T) {
+	e2e(t)
+	s := startServerTimeout(t, "leftovers", "3s")
+	dir := recordDir(t)
+	r := startAdopted(t, s, testcluster.RunnerOptions{Name: "leftovers-runner", Labels: map[string]string{"pool": "leftovers"}, Capacity: 4})
+	cliOK(t, s, "runner", "profile", "set", "-name", "pool-leftovers", "-target-label", "pool=leftovers")
+	// Each job writes the pids of what it leaves behind to a file of its own.
+	spawn := `pids="` + dir + `/pids-$OUTPOST_JOB_ID"
+      nohup sleep 1000 >/dev/null 2>&1 & echo $! >> "$pids"
+      setsid sleep 1000 >/dev/null 2>&1 & echo $! >> "$pids"
+      sh -c 'setsid sh -c "sleep 1000 & echo \$! >> $0; wait" "$0" &' "$pids"
+      while [ "$(wc -l < "$pids")" -lt 3 ]; do sleep 0.05; done`
+	project := writeFile(t, "outpost.hcl", `project = "leftovers"
+
+runner {
+  profile = "pool-leftovers"
+}
+
+job "ends" {
+  step "spawn" {
+    script = <<-EOT
+      `+spawn+`
+    EOT
+  }
+}
+
+job "hangs" {
+  timeout = "60s"
+  step "spawn" {
+    script = <<-EOT
+      `+spawn+`
+      sleep 1000
+    EOT
+  }
+}
+
+job "times-out" {
+  timeout = "2s"
+  step "spawn" {
+    script = <<-EOT
+      `+spawn+`
+      sleep 1000
+    EOT
+  }
+}
+`)
+	pidsOf := func(t *testing.T, id string) []int {
+		t.Helper()
+		var pids []int
+		testcluster.WaitFor(t, jobTimeout, func() (bool, string) {
+			b, err := os.ReadFile(filepath.Join(dir, "pids-"+id))
+			if err != nil {
+				return false, err.Error()
+			}
+			pids = pids[:0]
+			for _, f := range strings.Fields(string(b)) {
+				if n, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, n)
+				}
+			}
+			return len(pids) >= 3, "waiting for three pids, have " + string(b)
+		})
+		return pids
+	}
+	gone := func(t *testing.T, how string, pids []int) {
+		t.Helper()
+		testcluster.WaitFor(t, 30*time.Second, func() (bool, string) {
+			for _, p := range pids {
+				if testcluster.PidAlive(p) {
+					return false, fmt.Sprintf("after the job %s, pid %d (%s) still runs", how, p, procCmdline(p))
+				}
+			}
+			return true, ""
+		})
+	}
+	cases := []struct {
+		name, job string
+		end       func(t *testing.T, id string)
+		want      string
+	}{
+		{"ended", "ends", func(*testing.T, string) {}, state.StatusSucceeded},
+		{"canceled", "hangs", func(t *testing.T, id string) { cliOK(t, s, "job", "cancel", id) }, state.StatusCanceled},
+		{"timed out", "times-out", func(*testing.T, string) {}, state.StatusFailed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := runDetached(t, s, "-file", project, c.job)
+			pids := pidsOf(t, id)
+			c.end(t, id)
+			if j := waitFinished(t, s, id); j.Status != c.want {
+				t.Fatalf("job ended %s (%s), want %s", j.Status, j.StatusReason, c.want)
+			}
+			gone(t, c.name, pids)
+		})
+	}
+	t.Run("runner killed", func(t *testing.T) {
+		id := runDetached(t, s, "-file", project, "hangs")
+		pids := pidsOf(t, id)
+		// The runner alone dies; its jobs' processes and its watchdog,
+		// in groups of their own, are left to fend for themselves.
+		r.Crash()
+		gone(t, "lost its runner", pids)
+	})
+}
+
+func procCmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
 }

@@ -528,7 +528,8 @@ job "offline" {
 }
 
 // Fencing: a runner frozen past runner_timeout loses its job to another
-// runner; when it thaws, its late report of the old attempt is refused and
+// runner, and its watchdog kills the old attempt before the new one
+// starts; when it thaws, its late report of the old attempt is refused and
 // the server's record stays the second attempt's.
 func TestFencingFrozenRunner(t *testing.T) {
 	e2e(t)
@@ -551,6 +552,7 @@ runner {
 job "fenced" {
   step "work" {
     script = <<-EOT
+      `+lockedRecord(rec)+`
       `+recordCmd(rec, "start")+`
       echo "attempt $OUTPOST_ATTEMPT on $OUTPOST_RUNNER_ID"
       sleep 6
@@ -583,10 +585,9 @@ job "probe" {
 		t.Fatalf("attempt 2 has the lease of attempt 1 (%d)", first.Lease)
 	}
 	frozen.WaitListed(s, "adopted", "down", runnerWait)
-	// The frozen runner's step lives in a process group of its own and so
-	// runs on: let it end, so that the runner has a result to report for
-	// the old attempt the moment it thaws.
-	waitRecord(t, rec, "end", id, 1, frozen.ID())
+	// The frozen runner's step is killed by its watchdog when the lease
+	// runs out, before attempt 2 starts (the lock tells), so the runner
+	// has the old attempt's end to report the moment it thaws.
 	frozen.Thaw()
 
 	// A job only the thawed runner may take. Its result comes after the
@@ -626,6 +627,12 @@ job "probe" {
 	recs := readRecords(t, rec)
 	if len(findRecords(recs, "end", id, 2, other.ID())) != 1 {
 		t.Errorf("attempt 2 did not run to its end on %s: %v", other.ID(), recs)
+	}
+	if got := findRecords(recs, "end", id, 1, frozen.ID()); len(got) != 0 {
+		t.Errorf("attempt 1 ran to its end on the frozen runner: its watchdog did not stop it: %v", got)
+	}
+	if got := findRecords(recs, "overlap", id, 0, ""); len(got) != 0 {
+		t.Errorf("attempts 1 and 2 were alive at the same time: %v", got)
 	}
 	// The server's log of the job must have attempt 2's end.
 	text := logText(logChunks(t, s, id))
