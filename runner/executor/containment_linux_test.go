@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -507,25 +508,71 @@ func TestStaleCgroupsSwept(t *testing.T) {
 		t.Run(string(c), func(t *testing.T) {
 			t.Parallel()
 			name := hostName()
-			h := testHostNamed(t, c, name, nil)
-			ctr, err := h.contain("stale-job", "j-stale", Limits{}, nil)
+			// A runner process that dies with a job running, leaving a
+			// process in the job's cgroups: nobody will end them.
+			out, err := exec.Command(os.Args[0], helperFlag, "leave="+name+":"+string(c)).Output()
 			if err != nil {
-				t.Fatal(err)
+				t.Skipf("helper runner: %v (%s)", err, out)
 			}
-			// A process left in the job's cgroups, as a dead runner
-			// leaves it: nobody will end this container.
-			pid := startIn(t, ctr)
-			if ctr.v2fd >= 0 {
-				syscall.Close(ctr.v2fd)
+			var pid int
+			var dirs []string
+			for _, l := range strings.Fields(string(out)) {
+				if v, ok := strings.CutPrefix(l, "pid="); ok {
+					pid, _ = strconv.Atoi(v)
+				} else if v, ok := strings.CutPrefix(l, "cgroup="); ok {
+					dirs = append(dirs, v)
+				}
 			}
+			if pid == 0 || len(dirs) == 0 {
+				t.Fatalf("helper runner printed %q", out)
+			}
+			t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 
-			// The next life of the same runner.
+			// The next life of the same runner, in another process.
 			testHostNamed(t, c, name, nil)
 			waitGone(t, pid)
-			for _, d := range ctr.describe().Cgroups {
+			for _, d := range dirs {
 				if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("stale cgroup %s still there after the sweep (%v)", d, err)
 				}
+				if parent := filepath.Dir(d); !errors.Is(func() error { _, err := os.Stat(parent); return err }(), os.ErrNotExist) {
+					t.Errorf("the dead runner's parent cgroup %s is still there", parent)
+				}
+			}
+		})
+	}
+}
+
+// Two runners of one name on one host (two dev agents) do not sweep each
+// other's jobs: only the cgroups of a runner process that is dead are.
+func TestLiveNamesakeNotSwept(t *testing.T) {
+	t.Parallel()
+	for _, c := range []Containment{ContainmentCgroup2, ContainmentCgroup1} {
+		t.Run(string(c), func(t *testing.T) {
+			t.Parallel()
+			name := hostName()
+			h := testHostNamed(t, c, name, nil)
+			ctr, err := h.contain("live-job", "j-live", Limits{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ctr.remove()
+			defer ctr.kill()
+			pid := startIn(t, ctr)
+			// Another process starts a runner of the same name.
+			out, err := exec.Command(os.Args[0], helperFlag, "leave="+name+":"+string(c)).Output()
+			if err != nil {
+				t.Skipf("helper runner: %v (%s)", err, out)
+			}
+			for _, l := range strings.Fields(string(out)) {
+				if v, ok := strings.CutPrefix(l, "pid="); ok {
+					if p, err := strconv.Atoi(v); err == nil {
+						t.Cleanup(func() { _ = syscall.Kill(p, syscall.SIGKILL) })
+					}
+				}
+			}
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(b), ") Z ") {
+				t.Fatalf("a runner of the same name in another process killed this one's job (pid %d)", pid)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -23,6 +24,11 @@ func helperCommand(args ...string) []string {
 //
 //	alloc=N   allocate N bytes and touch every page
 //	burn=D    use D of CPU time
+//	leave=NAME:CONTAINMENT
+//	          be a runner that dies with a job running: make a host NAME,
+//	          start a job process into a container of its, print the
+//	          process's pid and the container's cgroups, and exit without
+//	          cleaning up
 func helperMain(args []string) int {
 	var keep [][]byte
 	for _, a := range args {
@@ -39,6 +45,9 @@ func helperMain(args []string) int {
 				b[i] = 1
 			}
 			keep = append(keep, b)
+		case "leave":
+			name, c, _ := strings.Cut(v, ":")
+			return leaveJob(name, Containment(c))
 		case "burn":
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -66,4 +75,29 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func leaveJob(name string, c Containment) int {
+	h, err := NewHost(HostOptions{Name: name, Containment: c})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctr, err := h.contain("stale-job", "j-stale", Limits{}, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var pid int
+	runProcess(context.Background(), procSpec{
+		path: shellPath, args: []string{shellPath, "-c", "setsid sleep 1000 >/dev/null 2>&1 & echo $!"},
+		env: testEnv, emit: func(_ Stream, l string) { pid, _ = strconv.Atoi(l) },
+		abortTimeout: func() time.Duration { return time.Second }, onSignal: func(syscall.Signal, time.Duration) {},
+		attr: (*Isolation)(nil).sysProcAttr(), start: ctr.start,
+	})
+	fmt.Printf("pid=%d\n", pid)
+	for _, d := range ctr.describe().Cgroups {
+		fmt.Printf("cgroup=%s\n", d)
+	}
+	return 0
 }

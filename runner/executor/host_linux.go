@@ -22,6 +22,7 @@ type hostOS struct {
 	// ("" when it is not used), v2Kill whether cgroup.kill exists there,
 	// and v2Memory and v2CPU whether job cgroups get those controllers.
 	v2Parent         string
+	v2Own            string // the runner's own cgroup, above v2Parent
 	v2Kill           bool
 	v2Memory, v2CPU  bool
 	v1               []v1Hierarchy
@@ -156,11 +157,12 @@ func (h *Host) probeV2(mounts []cgroupMount, own map[string]string) error {
 		}
 	}
 
-	parent := filepath.Join(ownDir, "outpost-"+h.name)
+	parent := filepath.Join(ownDir, h.parentName())
 	if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
 	o.v2Parent = parent
+	o.v2Own = ownDir
 	if len(enable) > 0 {
 		ctl := "+" + strings.Join(enable, " +")
 		if err := writeCgroupFile(filepath.Join(parent, "cgroup.subtree_control"), ctl); err != nil {
@@ -251,7 +253,7 @@ func (h *Host) probeV1(mounts []cgroupMount, own map[string]string, want []strin
 				why = append(why, fmt.Sprintf("cgroup v1 %s: this process's cgroup is not visible at %s", c, m.point))
 				break
 			}
-			parent := filepath.Join(ownDir, "outpost-"+h.name)
+			parent := filepath.Join(ownDir, h.parentName())
 			if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 				why = append(why, fmt.Sprintf("cgroup v1 %s: %v", c, err))
 				break
@@ -269,29 +271,72 @@ func (h *Host) probeV1(mounts []cgroupMount, own map[string]string, want []strin
 	return why
 }
 
-// sweepStale kills and removes the job cgroups a previous life of this
+// parentName names this runner process's parent cgroup: by the runner's
+// name and its pid, as two runners of one name may run on one host at once
+// (two dev agents, both "dev-runner"), and neither may sweep the other's
+// jobs.
+func (h *Host) parentName() string {
+	return "outpost-" + h.name + "-" + strconv.Itoa(h.os.self)
+}
+
+// staleParents lists the parent cgroups in dir of runner processes that
+// are dead: an earlier life of this runner, or another runner that shared
+// its cgroup. Their jobs outlived them; nothing else will end them.
+func (h *Host) staleParents(dir string) []string {
+	var out []string
+	for _, d := range childDirs(dir) {
+		base := filepath.Base(d)
+		i := strings.LastIndexByte(base, '-')
+		if !strings.HasPrefix(base, "outpost-") || i < 0 {
+			continue
+		}
+		pid, err := strconv.Atoi(base[i+1:])
+		if err != nil || pid <= 0 || pid == h.os.self {
+			continue
+		}
+		if err := unix.Kill(pid, 0); err == nil || errors.Is(err, unix.EPERM) {
+			continue // its runner still lives
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// sweepStale kills and removes the job cgroups an earlier process of this
 // runner left (it crashed, or was killed, with jobs running), and reports
 // how many there were.
 func (h *Host) sweepStale() int {
 	o := &h.os
 	names := map[string]bool{}
 	if o.v2Parent != "" {
-		for _, d := range childDirs(o.v2Parent) {
-			names[filepath.Base(d)] = true
-			if _, err := killV2(d); err != nil {
-				h.logger.Warn("stale job cgroup", "cgroup", d, "error", err)
+		for _, parent := range h.staleParents(o.v2Own) {
+			for _, d := range childDirs(parent) {
+				names[filepath.Base(d)] = true
+				if _, err := killV2(d); err != nil {
+					h.logger.Warn("stale job cgroup", "cgroup", d, "error", err)
+				}
+				if err := removeCgroup(d); err != nil {
+					h.logger.Warn("stale job cgroup", "error", err)
+				}
 			}
-			if err := removeCgroup(d); err != nil {
-				h.logger.Warn("stale job cgroup", "error", err)
-			}
+			_ = removeCgroup(parent)
 		}
 	}
 	byName := map[string][]string{}
+	var parents []string
 	for _, v := range o.v1 {
-		for _, d := range childDirs(v.parent) {
-			byName[filepath.Base(d)] = append(byName[filepath.Base(d)], d)
+		for _, parent := range h.staleParents(v.own) {
+			parents = append(parents, parent)
+			for _, d := range childDirs(parent) {
+				byName[filepath.Base(d)] = append(byName[filepath.Base(d)], d)
+			}
 		}
 	}
+	defer func() {
+		for _, p := range parents {
+			_ = removeCgroup(p)
+		}
+	}()
 	for name, dirs := range byName {
 		names[name] = true
 		if _, err := killV1(dirs, o.self); err != nil {

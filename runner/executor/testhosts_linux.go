@@ -38,6 +38,10 @@ func SweepDeadTestHosts(prefix string) {
 			if !ok {
 				continue
 			}
+			// The directory is the host's name and its process's pid.
+			if i := strings.LastIndexByte(name, '-'); i > 0 {
+				name = name[:i]
+			}
 			pid, _, ok := strings.Cut(name, "-")
 			if n, err := strconv.Atoi(pid); ok && err == nil && n != os.Getpid() {
 				if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {
