@@ -381,7 +381,11 @@ func (c *runnerConn) handBackVanished(ctx context.Context, hb *pb.Heartbeat) {
 	}
 	var gone []*pb.LostJob
 	for _, j := range c.svc.b.State().ActiveJobs(nil, c.id) {
-		if j.Status == state.StatusAssigned || held[j.Id] >= j.Lease {
+		// An assignment newer than what the runner had seen when it made
+		// the heartbeat may just have reached it (a heartbeat can sit in
+		// a slow server's queue while the runner starts the job through
+		// another).
+		if j.Status == state.StatusAssigned || j.Lease > hb.SeenLease || held[j.Id] >= j.Lease {
 			continue
 		}
 		gone = append(gone, &pb.LostJob{JobId: j.Id, Lease: j.Lease})

@@ -88,6 +88,9 @@ func (e *execution) startAnswered(a *pb.Ack) {
 // stopped: the job came back to this runner under a new lease.
 func (r *Runner) start(job *pb.Job) {
 	key := jobKey{job.Id, job.Lease}
+	// Once the attempt is held (or known to be in the outbox), never
+	// before: a heartbeat that counts this lease as seen must list it.
+	defer r.noteLease(job.Lease)
 	if r.outbox.Has(job.Id, job.Lease) {
 		return
 	}
@@ -124,6 +127,16 @@ func (r *Runner) start(job *pb.Job) {
 	r.wg.Add(1)
 	r.mu.Unlock()
 	go r.execute(e)
+}
+
+// noteLease raises the highest lease seen to lease.
+func (r *Runner) noteLease(lease uint64) {
+	for {
+		seen := r.seenLease.Load()
+		if lease <= seen || r.seenLease.CompareAndSwap(seen, lease) {
+			return
+		}
+	}
 }
 
 // cancelJob stops an attempt this runner holds.

@@ -80,6 +80,9 @@ type Runner struct {
 
 	// jobUIDs numbers the user ids of on_demand jobs.
 	jobUIDs atomic.Uint32
+	// seenLease is the highest lease of any assignment received, for
+	// heartbeats.
+	seenLease atomic.Uint64
 
 	mu sync.Mutex
 	// jobs holds every attempt this runner holds, by job and lease: a job
@@ -328,7 +331,7 @@ func (s *session) send(m *pb.RunnerMessage) error {
 }
 
 // beat sends one heartbeat, remembering when.
-func (s *session) beat(running, unacked []*pb.RunningJob) error {
+func (s *session) beat(seen uint64, running, unacked []*pb.RunningJob) error {
 	s.beatMu.Lock()
 	s.seq++
 	seq := s.seq
@@ -340,7 +343,7 @@ func (s *session) beat(running, unacked []*pb.RunningJob) error {
 		}
 	}
 	s.beatMu.Unlock()
-	return s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{Running: running, Unacked: unacked, Seq: seq}}})
+	return s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{Running: running, Unacked: unacked, Seq: seq, SeenLease: seen}}})
 }
 
 // answered takes the answer to heartbeat seq: when it was sent, if known.
@@ -523,15 +526,17 @@ func (r *Runner) heartbeat(ctx context.Context, s *session, every time.Duration,
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		// Held attempts first, then the outbox: an attempt that ends in
-		// between is in the outbox by the time it is read, so every one
-		// shows in one list or the other.
+		// The lease seen first, then held attempts, then the outbox: an
+		// assignment that arrives in between is above the lease seen, and
+		// an attempt that ends in between is in the outbox by the time it
+		// is read, so every one the servers may ask about is listed.
+		seen := r.seenLease.Load()
 		running := r.running()
 		unacked, err := r.outbox.Keys()
 		if err != nil {
 			r.logger.Warn("reading outbox", "error", err)
 		}
-		if err := s.beat(running, unacked); err != nil {
+		if err := s.beat(seen, running, unacked); err != nil {
 			return
 		}
 		select {

@@ -2196,9 +2196,13 @@ type Heartbeat struct {
 	// Numbers the heartbeats of one stream; the answer names it.
 	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Finished attempts whose result waits in the outbox. An attempt the
-	// servers believe started here that is in neither list is gone (its
-	// result was lost), and the servers hand it back.
-	Unacked       []*RunningJob `protobuf:"bytes,3,rep,name=unacked,proto3" json:"unacked,omitempty"`
+	// servers believe started here, under a lease no higher than seen_lease,
+	// that is in neither list is gone (its result was lost), and the servers
+	// hand it back.
+	Unacked []*RunningJob `protobuf:"bytes,3,rep,name=unacked,proto3" json:"unacked,omitempty"`
+	// The highest lease of any assignment the runner had received when it
+	// made this heartbeat: assignments above it it could not list yet.
+	SeenLease     uint64 `protobuf:"varint,4,opt,name=seen_lease,json=seenLease,proto3" json:"seen_lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2252,6 +2256,13 @@ func (x *Heartbeat) GetUnacked() []*RunningJob {
 		return x.Unacked
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetSeenLease() uint64 {
+	if x != nil {
+		return x.SeenLease
+	}
+	return 0
 }
 
 type JobStarted struct {
@@ -5431,11 +5442,13 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"gossipAddr\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x01\n" +
 	"\tHeartbeat\x120\n" +
 	"\arunning\x18\x01 \x03(\v2\x16.outpost.v1.RunningJobR\arunning\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x120\n" +
-	"\aunacked\x18\x03 \x03(\v2\x16.outpost.v1.RunningJobR\aunacked\"i\n" +
+	"\aunacked\x18\x03 \x03(\v2\x16.outpost.v1.RunningJobR\aunacked\x12\x1d\n" +
+	"\n" +
+	"seen_lease\x18\x04 \x01(\x04R\tseenLease\"i\n" +
 	"\n" +
 	"JobStarted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
