@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(MarkerEnv) != "" {
 		os.Exit(MarkerMain())
 	}
+	if spec := os.Getenv(netHelperEnv); spec != "" {
+		os.Exit(netHelper(spec))
+	}
 	testcluster.Main(m)
 }
 

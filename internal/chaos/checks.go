@@ -90,11 +90,15 @@ func (in *Inputs) execString(e *Execution) string {
 	return fmt.Sprintf("attempt %d%s on %s from %s, %s", e.Attempt, lease, in.runnerName(e.Runner), in.secs(e.Start), end)
 }
 
-func jobString(j *pb.Job) string {
+func (in *Inputs) jobString(j *pb.Job) string {
 	if j == nil {
 		return "absent"
 	}
-	return fmt.Sprintf("%s attempt %d lease %d exit %d on %q (%s)", j.Status, j.Attempt, j.Lease, j.ExitCode, j.RunnerId, j.StatusReason)
+	on := "no runner"
+	if j.RunnerId != "" {
+		on = in.runnerName(j.RunnerId)
+	}
+	return fmt.Sprintf("%s attempt %d lease %d exit %d on %s (%s)", j.Status, j.Attempt, j.Lease, j.ExitCode, on, j.StatusReason)
 }
 
 // RunChecks evaluates every check, in the order of the issue.
@@ -135,12 +139,12 @@ func RunChecks(in *Inputs) []*Check {
 			j := in.Jobs[s][id]
 			if j == nil {
 				if !in.isAcked(id) { // acknowledged ones are check 1's
-					c2.add("%s: on %s (%s), absent on %s", id, baseOn, jobString(base), s)
+					c2.add("%s: on %s (%s), absent on %s", id, baseOn, in.jobString(base), s)
 				}
 				continue
 			}
 			if j.Status != base.Status || j.Attempt != base.Attempt || j.Lease != base.Lease || j.ExitCode != base.ExitCode || j.RunnerId != base.RunnerId {
-				c2.add("%s: %s has %s; %s has %s", id, baseOn, jobString(base), s, jobString(j))
+				c2.add("%s: %s has %s; %s has %s", id, baseOn, in.jobString(base), s, in.jobString(j))
 			}
 		}
 	}
@@ -179,7 +183,7 @@ func RunChecks(in *Inputs) []*Check {
 		case j == nil:
 			c5.add("%s: ran %d times, but %s has no such job: %s", id, len(execs), in.Reference, in.execsString(execs))
 		case len(execs) > int(j.Attempt):
-			c5.add("%s: ran %d times, final attempt is %d (%s): %s", id, len(execs), j.Attempt, jobString(j), in.execsString(execs))
+			c5.add("%s: ran %d times, final attempt is %d (%s): %s", id, len(execs), j.Attempt, in.jobString(j), in.execsString(execs))
 		}
 		for _, e := range execs {
 			want := ""
@@ -204,13 +208,13 @@ func RunChecks(in *Inputs) []*Check {
 		if j != nil && j.Status == state.StatusSucceeded && int(j.Attempt) == e.Attempt && j.RunnerId == e.Runner && (e.Lease == 0 || e.Lease == j.Lease) {
 			continue
 		}
-		c6.add("%s: %s, runner unfaulted; the job is %s", e.Job, in.execString(e), jobString(j))
+		c6.add("%s: %s, runner unfaulted; the job is %s", e.Job, in.execString(e), in.jobString(j))
 	}
 
 	c8 := &Check{N: 8, Name: "all-terminal", What: "no acknowledged job is left non-terminal"}
 	for _, id := range acked {
 		if j := ref[id]; j != nil && !state.Terminal(j.Status) {
-			c8.add("%s: %s", id, jobString(j))
+			c8.add("%s: %s", id, in.jobString(j))
 		}
 	}
 

@@ -32,8 +32,12 @@ type Load struct {
 	source  []byte
 	opts    LoadOptions
 
-	rngMu sync.Mutex
-	rng   *rand.Rand
+	// rng draws the job mix, in the one goroutine that starts submits, so
+	// a seed replays it; pick draws servers for the calls, from many
+	// goroutines in an order no seed can fix.
+	rng    *rand.Rand
+	pickMu sync.Mutex
+	pick   *rand.Rand
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -91,6 +95,7 @@ func StartLoad(servers []*testcluster.Server, source []byte, seed uint64, opts L
 	l := &Load{
 		servers: servers, source: source, opts: opts,
 		rng:  rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		pick: rand.New(rand.NewPCG(seed^0x5851f42d4c957f2d, seed)),
 		stop: make(chan struct{}), ctx: ctx, cancel: cancel,
 		acked: map[string]*SubmitAttempt{}, jobOf: map[string]string{},
 	}
@@ -100,19 +105,17 @@ func StartLoad(servers []*testcluster.Server, source []byte, seed uint64, opts L
 }
 
 func (l *Load) intn(n int) int {
-	l.rngMu.Lock()
-	defer l.rngMu.Unlock()
-	return l.rng.IntN(n)
+	l.pickMu.Lock()
+	defer l.pickMu.Unlock()
+	return l.pick.IntN(n)
 }
 
 func (l *Load) run() {
 	defer l.wg.Done()
 	for {
-		l.rngMu.Lock()
 		gap := time.Duration(l.rng.ExpFloat64() / l.opts.Rate * float64(time.Second))
 		job := l.opts.Jobs[l.rng.IntN(len(l.opts.Jobs))]
 		work := l.opts.MinWork + time.Duration(l.rng.Int64N(int64(l.opts.MaxWork-l.opts.MinWork)+1))
-		l.rngMu.Unlock()
 		select {
 		case <-l.stop:
 			return

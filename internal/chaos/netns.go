@@ -27,13 +27,16 @@ import (
 // process itself, outside the fault domain, reaches every host through
 // it, and no fault ever names its address.
 //
-// A partition is a black hole: DROP rules for the peer's address in the
-// INPUT and OUTPUT chains of the host's own namespace (iptables, loaded
-// with iptables-restore so a host's whole rule set changes in one step).
-// Packets vanish without an answer, as on a cut cable, so TCP connections
-// hang until their own timeouts rather than being refused; established
-// connections are cut too, since the rules match every packet, not only
-// new connections. Heal replaces the rule set with an empty one.
+// A partition is a black hole: a DROP rule for the peer's address in the
+// INPUT chain of each side's own namespace (iptables, loaded with
+// iptables-restore so a host's whole rule set changes in one step), so
+// each side silently drops what comes from the other. Packets vanish
+// without an answer, as on a cut cable: TCP connections hang until their
+// own timeouts rather than being refused, and established connections are
+// cut too, since the rules match every packet, not only new connections.
+// Not OUTPUT: a packet dropped there fails the sender's own sendto or
+// connect at once with EPERM, a warning no real partition gives. Heal
+// replaces the rule set with an empty one.
 //
 // Names carry the pid of the test process (opc-<pid>-s1, bridge opcb<pid>,
 // veth opc<pid>s1: interface names have at most 15 bytes), so a run can
@@ -179,7 +182,7 @@ func NewNetwork(names []string) (*Network, error) {
 
 // Describe says what the network is made of, for the report.
 func (n *Network) Describe() string {
-	return fmt.Sprintf("ip netns + veth pairs into bridge %s (%s.0/24, client %s), partitions as iptables DROP rules in each namespace (%s)",
+	return fmt.Sprintf("ip netns + veth pairs into bridge %s (%s.0/24, client %s), partitions as iptables INPUT DROP rules inside the namespaces (%s)",
 		n.bridge, n.prefix, n.client, n.iptVers)
 }
 
@@ -225,9 +228,8 @@ func (n *Network) HealAll() error {
 }
 
 // apply changes the block counts for every pair across a and b, on both
-// hosts of the pair (either side alone would do; both keep each host's
-// rules a full account of what it cannot reach), then rewrites the rule
-// sets of the hosts that changed. Called with mu held.
+// hosts of the pair (each drops what the other sends), then rewrites the
+// rule sets of the hosts that changed. Called with mu held.
 func (n *Network) apply(a, b []string, delta int) error {
 	touched := map[string]bool{}
 	add := func(from, to string) {
@@ -263,7 +265,7 @@ func (n *Network) render(h *Host) error {
 	var b bytes.Buffer
 	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
 	for _, ip := range slices.Sorted(maps.Keys(n.blocked[h.Name])) {
-		fmt.Fprintf(&b, "-A INPUT -s %s/32 -j DROP\n-A OUTPUT -d %s/32 -j DROP\n", ip, ip)
+		fmt.Fprintf(&b, "-A INPUT -s %s/32 -j DROP\n", ip)
 	}
 	b.WriteString("COMMIT\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
