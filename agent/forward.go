@@ -327,3 +327,54 @@ func (s *Server) RemoteRunners(ctx context.Context, server string, ids []string,
 	}
 	return s.verifyLeader(ctx)
 }
+
+// recentBarrierAge is how old the last barrier may be for RecentBarrier.
+const recentBarrierAge = time.Second
+
+// recentBarrier shares read barriers among the calls of a moment.
+type recentBarrier struct {
+	mu       sync.Mutex
+	at       time.Time     // when the last successful barrier started
+	inflight chan struct{} // closed when the barrier in flight ends
+	err      error         // its outcome
+}
+
+// RecentBarrier implements rpc.Backend.
+func (s *Server) RecentBarrier(ctx context.Context) error {
+	b := &s.barrier
+	for {
+		b.mu.Lock()
+		if !b.at.IsZero() && time.Since(b.at) < recentBarrierAge {
+			b.mu.Unlock()
+			return nil
+		}
+		if ch := b.inflight; ch != nil {
+			b.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return fmt.Errorf("%w: %v", rpc.ErrNoLeader, ctx.Err())
+			}
+			b.mu.Lock()
+			err := b.err
+			b.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		ch := make(chan struct{})
+		b.inflight = ch
+		b.mu.Unlock()
+		start := time.Now()
+		err := s.ReadBarrier(ctx, false)
+		b.mu.Lock()
+		b.inflight, b.err = nil, err
+		if err == nil {
+			b.at = start
+		}
+		b.mu.Unlock()
+		close(ch)
+		return err
+	}
+}

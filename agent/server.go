@@ -51,6 +51,8 @@ type Server struct {
 	submits *submitBatcher
 	// leases confirms runners' heartbeats through the leader.
 	leases *leaseConfirmer
+	// barrier shares read barriers among submits (RecentBarrier).
+	barrier recentBarrier
 	// serverAddrs are every server's API address, refreshed with the
 	// membership loop, for runners to move to ([]string).
 	serverAddrs atomic.Value

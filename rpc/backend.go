@@ -26,6 +26,12 @@ type Backend interface {
 	// ReadBarrier makes the local state at least as new as the leader's at
 	// the time of the call, unless stale reads are allowed.
 	ReadBarrier(ctx context.Context, stale bool) error
+	// RecentBarrier makes the local state at least as new as the leader's
+	// was a moment (about a second) ago, sharing one barrier among the
+	// calls of that moment: for the hot paths that read settings, not
+	// jobs, so a server that has just restarted cannot act on settings it
+	// has not caught up with.
+	RecentBarrier(ctx context.Context) error
 	// RegisterRunner records a runner that opened a stream and decides its
 	// adoption status.
 	RegisterRunner(ctx context.Context, reg *pb.Register, addr string) (*pb.Runner, error)

@@ -141,6 +141,13 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	job := BuildJob(resolved, time.Now())
+	if len(m.ProjectSource) > 0 {
+		// The profile decides where the job may run: read it from a state
+		// that has caught up (a server just restarted has not).
+		if err := s.b.RecentBarrier(ctx); err != nil {
+			return nil, toConnect(err)
+		}
+	}
 	if err := applyProfile(s.b.State(), job, resolved); err != nil {
 		return nil, err
 	}
