@@ -254,9 +254,8 @@ func (r *Runner) execute(e *execution) {
 		e.mu.Lock()
 		e.running = false // over: a lapse from now on changes nothing
 		// A lapse this runner did not see in time (it was frozen, and its
-		// watchdog killed the steps) is a lapse all the same. A success
-		// stands: the work is done.
-		if !e.fenced && res.Outcome != executor.Succeeded && !r.lease.stillValid(e.epoch) {
+		// watchdog killed the steps) is a lapse all the same.
+		if !e.fenced && !r.lease.stillValid(e.epoch) {
 			e.fenced = true
 			e.cancel(executor.Fenced{Reason: "the runner's lease lapsed while the job ran, and the job was stopped before the servers give it to another runner"})
 		}
@@ -283,9 +282,11 @@ func (r *Runner) execute(e *execution) {
 		fin.CpuTime = durationpb.New(res.CPUTime)
 	}
 	e.mu.Lock()
-	if e.fenced {
+	if e.fenced && res.Outcome != executor.Succeeded {
 		// Stopped by this runner for want of a lease: the servers count it
-		// as lost, not as the job's failure.
+		// as lost, not as the job's failure. A success stands, lapse or
+		// not: the work is done, and the servers take the result unless a
+		// newer attempt has started.
 		fin.Outcome, fin.Reason = "lost", context.Cause(e.ctx).Error()
 	}
 	e.mu.Unlock()
