@@ -112,7 +112,10 @@ func (s *Server) ServeRunners() error {
 func (s *Server) LeasePeriod() time.Duration { return s.cfg.RunnerTimeout }
 
 // ServerAddrs implements rpc.Backend.
-func (s *Server) ServerAddrs() []string { return s.serverAddrs.Load().([]string) }
+func (s *Server) ServerAddrs() []string {
+	addrs, _ := s.serverAddrs.Load().([]string)
+	return addrs
+}
 
 // refreshServerAddrs maps the Raft configuration to API addresses through
 // gossip, sorted, for runners to move to when their server fails.

@@ -96,6 +96,8 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 		// Buffered so Raft never blocks on us; leadership flaps are rare.
 		raftNotifyCh: make(chan bool, 16),
 	}
+	// Before gossip starts: its loop refreshes the list.
+	s.serverAddrs.Store([]string{"http://" + httpAddr})
 	if err := s.setupRaft(); err != nil {
 		s.closeStores()
 		return nil, err
@@ -109,7 +111,6 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 	}
 	s.submits = newSubmitBatcher(s)
 	s.leases = newLeaseConfirmer(s)
-	s.serverAddrs.Store([]string{"http://" + httpAddr})
 	s.wg.Add(2)
 	go s.monitorLeadership()
 	go func() {
