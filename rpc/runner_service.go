@@ -200,19 +200,7 @@ func (c *runnerConn) send(m *pb.ServerMessage) error {
 // but that the runner no longer knows about (it restarted and lost them), so
 // they are requeued at once instead of waiting for a timeout.
 func (c *runnerConn) reconcile(ctx context.Context, reg *pb.Register) error {
-	known := map[string]bool{}
-	for _, r := range append(reg.Running, reg.Unacked...) {
-		known[fmt.Sprintf("%s/%d", r.JobId, r.Lease)] = true
-	}
-	var lost []*pb.LostJob
-	for _, j := range c.svc.b.State().ActiveJobs(nil, c.id) {
-		// An assigned job may simply not have reached the runner yet: it is
-		// sent again below. A started one the runner does not know is gone.
-		if j.Status == state.StatusAssigned || known[fmt.Sprintf("%s/%d", j.Id, j.Lease)] {
-			continue
-		}
-		lost = append(lost, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
-	}
+	lost := vanished(c.svc.b.State().ActiveJobs(nil, c.id), reg.Life, reg.SeenLease, reg.Running, reg.Unacked)
 	if len(lost) == 0 {
 		return nil
 	}
@@ -375,21 +363,7 @@ func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, 
 // hand-back names each lease, and the state machine ignores it for an
 // attempt that has moved on, so a replica that lags does no harm.
 func (c *runnerConn) handBackVanished(ctx context.Context, hb *pb.Heartbeat) {
-	held := map[string]uint64{}
-	for _, r := range append(append([]*pb.RunningJob(nil), hb.Running...), hb.Unacked...) {
-		held[r.JobId] = max(held[r.JobId], r.Lease)
-	}
-	var gone []*pb.LostJob
-	for _, j := range c.svc.b.State().ActiveJobs(nil, c.id) {
-		// An assignment newer than what the runner had seen when it made
-		// the heartbeat may just have reached it (a heartbeat can sit in
-		// a slow server's queue while the runner starts the job through
-		// another).
-		if j.Status == state.StatusAssigned || j.Lease > hb.SeenLease || held[j.Id] >= j.Lease {
-			continue
-		}
-		gone = append(gone, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
-	}
+	gone := vanished(c.svc.b.State().ActiveJobs(nil, c.id), hb.Life, hb.SeenLease, hb.Running, hb.Unacked)
 	if len(gone) == 0 {
 		return
 	}
@@ -403,6 +377,34 @@ func (c *runnerConn) handBackVanished(ctx context.Context, hb *pb.Heartbeat) {
 			c.logger.Warn("handing back vanished attempts", "error", err)
 		}
 	}()
+}
+
+// vanished lists the started attempts of active that a runner no longer
+// has, going by what it said in one registration or heartbeat: its life,
+// the highest lease it had seen, the attempts it holds and the results in
+// its outbox. That word may arrive late (a slow server, a stream that sat
+// in a queue), so only what it could have listed counts: an attempt of an
+// earlier life (the runner restarted since: it is gone), or one of this
+// life at or below the lease it had seen that it does not list. An
+// attempt started after the word was made, by this life or a later one,
+// is never taken.
+func vanished(active []*pb.Job, life, seen uint64, running, unacked []*pb.RunningJob) []*pb.LostJob {
+	held := map[string]uint64{}
+	for _, r := range append(append([]*pb.RunningJob(nil), running...), unacked...) {
+		held[r.JobId] = max(held[r.JobId], r.Lease)
+	}
+	var out []*pb.LostJob
+	for _, j := range active {
+		if j.Status == state.StatusAssigned {
+			continue // not started: sent again, or taken back at its deadline
+		}
+		earlier := j.RunnerLife < life
+		unlisted := j.RunnerLife == life && j.Lease <= seen && held[j.Id] < j.Lease
+		if earlier || unlisted {
+			out = append(out, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
+		}
+	}
+	return out
 }
 
 func reportKind(m *pb.RunnerMessage) string {

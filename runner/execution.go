@@ -196,7 +196,7 @@ func (r *Runner) confirmStart(e *execution, logger hclog.Logger) bool {
 			return false
 		}
 		err = r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{
-			JobId: e.job.Id, Lease: e.job.Lease, Time: timestamppb.Now(),
+			JobId: e.job.Id, Lease: e.job.Lease, Time: timestamppb.Now(), Life: r.id.Life,
 		}}})
 		if err == nil {
 			select {

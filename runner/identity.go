@@ -19,12 +19,18 @@ import (
 type Identity struct {
 	ID     string `json:"id"`
 	Secret string `json:"secret"`
+	// Life counts the starts of the runner on this data dir. The servers
+	// tell the attempts of a life that is over (the runner restarted, so
+	// they are gone) from those of the current one by it, whatever order
+	// a slow network delivers registrations in.
+	Life uint64 `json:"life"`
 }
 
 const identityFile = "identity.json"
 
-// LoadIdentity reads the identity in dir, creating one if there is none.
-// An empty dir gives a new identity that lives only in memory.
+// LoadIdentity reads the identity in dir, creating one if there is none,
+// and counts this start as a new life. An empty dir gives a new identity
+// that lives only in memory.
 func LoadIdentity(dir, wantID string) (*Identity, error) {
 	if dir == "" {
 		return newIdentity(wantID), nil
@@ -40,23 +46,52 @@ func LoadIdentity(dir, wantID string) (*Identity, error) {
 		if wantID != "" && wantID != id.ID {
 			return nil, fmt.Errorf("runner: %s belongs to runner %s, not %s", path, id.ID, wantID)
 		}
+		id.Life++
+		if err := saveIdentity(dir, &id); err != nil {
+			return nil, err
+		}
 		return &id, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("runner: read identity: %w", err)
 	}
 	id := newIdentity(wantID)
-	b, _ = json.Marshal(id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("runner: data dir: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return nil, fmt.Errorf("runner: write identity: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("runner: write identity: %w", err)
+	if err := saveIdentity(dir, id); err != nil {
+		return nil, err
 	}
 	return id, nil
+}
+
+// saveIdentity writes the identity durably: a life counted must never be
+// counted again after a crash of the host.
+func saveIdentity(dir string, id *Identity) error {
+	path := filepath.Join(dir, identityFile)
+	b, _ := json.Marshal(id)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("runner: write identity: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("runner: write identity: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 func newIdentity(id string) *Identity {
@@ -65,5 +100,5 @@ func newIdentity(id string) *Identity {
 		_, _ = rand.Read(b[:])
 		id = "r-" + hex.EncodeToString(b[:])
 	}
-	return &Identity{ID: id, Secret: rpc.NewSecret("rs_")}
+	return &Identity{ID: id, Secret: rpc.NewSecret("rs_"), Life: 1}
 }

@@ -331,7 +331,7 @@ func (s *session) send(m *pb.RunnerMessage) error {
 }
 
 // beat sends one heartbeat, remembering when.
-func (s *session) beat(seen uint64, running, unacked []*pb.RunningJob) error {
+func (s *session) beat(life, seen uint64, running, unacked []*pb.RunningJob) error {
 	s.beatMu.Lock()
 	s.seq++
 	seq := s.seq
@@ -343,7 +343,7 @@ func (s *session) beat(seen uint64, running, unacked []*pb.RunningJob) error {
 		}
 	}
 	s.beatMu.Unlock()
-	return s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{Running: running, Unacked: unacked, Seq: seq, SeenLease: seen}}})
+	return s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{Running: running, Unacked: unacked, Seq: seq, SeenLease: seen, Life: life}}})
 }
 
 // answered takes the answer to heartbeat seq: when it was sent, if known.
@@ -393,19 +393,25 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 	if r.cfg.Token != "" {
 		stream.RequestHeader().Set("Authorization", "Bearer "+r.cfg.Token)
 	}
+	// As for heartbeats: the lease seen, then the attempts held, then the
+	// outbox, so each attempt the servers may ask about is listed.
+	seen := r.seenLease.Load()
+	running := r.running()
 	unacked, err := r.outbox.List()
 	if err != nil {
 		return err
 	}
 	reg := &pb.Register{
-		RunnerId: r.cfg.ID,
-		Name:     r.cfg.Name,
-		Labels:   r.cfg.Labels,
-		Capacity: uint32(r.cfg.Capacity),
-		Version:  r.cfg.Version,
-		Token:    r.cfg.Token,
-		Secret:   r.id.Secret,
-		Running:  r.running(),
+		Life:      r.id.Life,
+		SeenLease: seen,
+		RunnerId:  r.cfg.ID,
+		Name:      r.cfg.Name,
+		Labels:    r.cfg.Labels,
+		Capacity:  uint32(r.cfg.Capacity),
+		Version:   r.cfg.Version,
+		Token:     r.cfg.Token,
+		Secret:    r.id.Secret,
+		Running:   running,
 	}
 	for _, f := range unacked {
 		reg.Unacked = append(reg.Unacked, &pb.RunningJob{JobId: f.JobId, Lease: f.Lease})
@@ -536,7 +542,7 @@ func (r *Runner) heartbeat(ctx context.Context, s *session, every time.Duration,
 		if err != nil {
 			r.logger.Warn("reading outbox", "error", err)
 		}
-		if err := s.beat(seen, running, unacked); err != nil {
+		if err := s.beat(r.id.Life, seen, running, unacked); err != nil {
 			return
 		}
 		select {

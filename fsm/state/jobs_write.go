@@ -255,6 +255,7 @@ func (e *jobEdits) started(r *pb.JobStarted) error {
 	}
 	j.Status = StatusRunning
 	j.StatusReason = "running on runner " + j.RunnerId
+	j.RunnerLife = r.Life
 	j.StartedAt = r.Time
 	j.UpdatedAt = r.Time
 	e.changed(j)

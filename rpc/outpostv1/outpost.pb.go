@@ -220,14 +220,17 @@ type Job struct {
 	// The last attempt that started and was then given up on (its runner
 	// went silent): its result may still arrive, and is taken while no newer
 	// attempt has started.
-	LostLease    uint64                 `protobuf:"varint,34,opt,name=lost_lease,json=lostLease,proto3" json:"lost_lease,omitempty"`
-	LostRunnerId string                 `protobuf:"bytes,35,opt,name=lost_runner_id,json=lostRunnerId,proto3" json:"lost_runner_id,omitempty"`
-	LostAttempt  uint32                 `protobuf:"varint,36,opt,name=lost_attempt,json=lostAttempt,proto3" json:"lost_attempt,omitempty"`
-	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	AssignedAt   *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
-	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt   *timestamppb.Timestamp `protobuf:"bytes,43,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	UpdatedAt    *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	LostLease    uint64 `protobuf:"varint,34,opt,name=lost_lease,json=lostLease,proto3" json:"lost_lease,omitempty"`
+	LostRunnerId string `protobuf:"bytes,35,opt,name=lost_runner_id,json=lostRunnerId,proto3" json:"lost_runner_id,omitempty"`
+	LostAttempt  uint32 `protobuf:"varint,36,opt,name=lost_attempt,json=lostAttempt,proto3" json:"lost_attempt,omitempty"`
+	// The life of the runner process that started the current attempt
+	// (see Register.life).
+	RunnerLife uint64                 `protobuf:"varint,37,opt,name=runner_life,json=runnerLife,proto3" json:"runner_life,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	AssignedAt *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,43,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Not before this time may the job be dispatched (retry delay).
 	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,45,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
 	CreateIndex   uint64                 `protobuf:"varint,50,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
@@ -507,6 +510,13 @@ func (x *Job) GetLostRunnerId() string {
 func (x *Job) GetLostAttempt() uint32 {
 	if x != nil {
 		return x.LostAttempt
+	}
+	return 0
+}
+
+func (x *Job) GetRunnerLife() uint64 {
+	if x != nil {
+		return x.RunnerLife
 	}
 	return 0
 }
@@ -2084,7 +2094,15 @@ type Register struct {
 	// dir. (token above is an adoption token from `runner token create`.)
 	Secret string `protobuf:"bytes,9,opt,name=secret,proto3" json:"secret,omitempty"`
 	// Gossip address the runner listens on, if it joined the pool.
-	GossipAddr    string `protobuf:"bytes,10,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	GossipAddr string `protobuf:"bytes,10,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	// The runner's life: how many times it has started on its data dir.
+	// Attempts started in an earlier life are gone.
+	Life uint64 `protobuf:"varint,11,opt,name=life,proto3" json:"life,omitempty"`
+	// The highest lease of any assignment this life had received when it
+	// made this registration: the servers take back only attempts at or
+	// below it that the runner does not list, as a registration delivered
+	// late cannot list what came after it.
+	SeenLease     uint64 `protobuf:"varint,12,opt,name=seen_lease,json=seenLease,proto3" json:"seen_lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2189,6 +2207,20 @@ func (x *Register) GetGossipAddr() string {
 	return ""
 }
 
+func (x *Register) GetLife() uint64 {
+	if x != nil {
+		return x.Life
+	}
+	return 0
+}
+
+func (x *Register) GetSeenLease() uint64 {
+	if x != nil {
+		return x.SeenLease
+	}
+	return 0
+}
+
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every attempt the runner holds, running or waiting to start.
@@ -2202,7 +2234,9 @@ type Heartbeat struct {
 	Unacked []*RunningJob `protobuf:"bytes,3,rep,name=unacked,proto3" json:"unacked,omitempty"`
 	// The highest lease of any assignment the runner had received when it
 	// made this heartbeat: assignments above it it could not list yet.
-	SeenLease     uint64 `protobuf:"varint,4,opt,name=seen_lease,json=seenLease,proto3" json:"seen_lease,omitempty"`
+	SeenLease uint64 `protobuf:"varint,4,opt,name=seen_lease,json=seenLease,proto3" json:"seen_lease,omitempty"`
+	// The runner's life (see Register.life).
+	Life          uint64 `protobuf:"varint,5,opt,name=life,proto3" json:"life,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2265,11 +2299,20 @@ func (x *Heartbeat) GetSeenLease() uint64 {
 	return 0
 }
 
+func (x *Heartbeat) GetLife() uint64 {
+	if x != nil {
+		return x.Life
+	}
+	return 0
+}
+
 type JobStarted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Lease         uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Lease uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// The life of the runner that started it (see Register.life).
+	Life          uint64 `protobuf:"varint,4,opt,name=life,proto3" json:"life,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2323,6 +2366,13 @@ func (x *JobStarted) GetTime() *timestamppb.Timestamp {
 		return x.Time
 	}
 	return nil
+}
+
+func (x *JobStarted) GetLife() uint64 {
+	if x != nil {
+		return x.Life
+	}
+	return 0
 }
 
 type JobLogs struct {
@@ -5227,7 +5277,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\vRetryPolicy\x12\x1a\n" +
 	"\battempts\x18\x01 \x01(\rR\battempts\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x18\n" +
-	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xc8\x0e\n" +
+	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xe9\x0e\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x12\n" +
@@ -5266,7 +5316,9 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\n" +
 	"lost_lease\x18\" \x01(\x04R\tlostLease\x12$\n" +
 	"\x0elost_runner_id\x18# \x01(\tR\flostRunnerId\x12!\n" +
-	"\flost_attempt\x18$ \x01(\rR\vlostAttempt\x129\n" +
+	"\flost_attempt\x18$ \x01(\rR\vlostAttempt\x12\x1f\n" +
+	"\vrunner_life\x18% \x01(\x04R\n" +
+	"runnerLife\x129\n" +
 	"\n" +
 	"created_at\x18( \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
 	"\vassigned_at\x18) \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -5426,7 +5478,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\n" +
 	"RunningJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
-	"\x05lease\x18\x02 \x01(\x04R\x05lease\"\x99\x03\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\"\xcc\x03\n" +
 	"\bRegister\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x128\n" +
@@ -5439,21 +5491,26 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06secret\x18\t \x01(\tR\x06secret\x12\x1f\n" +
 	"\vgossip_addr\x18\n" +
 	" \x01(\tR\n" +
-	"gossipAddr\x1a9\n" +
+	"gossipAddr\x12\x12\n" +
+	"\x04life\x18\v \x01(\x04R\x04life\x12\x1d\n" +
+	"\n" +
+	"seen_lease\x18\f \x01(\x04R\tseenLease\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb4\x01\n" +
 	"\tHeartbeat\x120\n" +
 	"\arunning\x18\x01 \x03(\v2\x16.outpost.v1.RunningJobR\arunning\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x120\n" +
 	"\aunacked\x18\x03 \x03(\v2\x16.outpost.v1.RunningJobR\aunacked\x12\x1d\n" +
 	"\n" +
-	"seen_lease\x18\x04 \x01(\x04R\tseenLease\"i\n" +
+	"seen_lease\x18\x04 \x01(\x04R\tseenLease\x12\x12\n" +
+	"\x04life\x18\x05 \x01(\x04R\x04life\"}\n" +
 	"\n" +
 	"JobStarted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"a\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04life\x18\x04 \x01(\x04R\x04life\"a\n" +
 	"\aJobLogs\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12)\n" +
