@@ -51,8 +51,11 @@ type waitingConfirm struct {
 // runner of a follower as usable while such reports keep coming.
 const relayEvery = time.Second
 
-// roundTimeout bounds one confirmation round.
-const roundTimeout = 5 * time.Second
+// roundTimeout bounds one confirmation round. Rounds run one at a time,
+// so a round stuck on a leader that froze would hold up every runner of
+// this server, even after this server has become the leader itself: it
+// must be short next to the move time.
+const roundTimeout = time.Second
 
 func newLeaseConfirmer(s *Server) *leaseConfirmer {
 	return &leaseConfirmer{s: s, kick: make(chan struct{}, 1)}
@@ -90,7 +93,11 @@ func (c *leaseConfirmer) run(shutdown <-chan struct{}) {
 		for i, w := range batch {
 			runners[i] = w.runner
 		}
+		start := time.Now()
 		err := c.round(runners)
+		if took := time.Since(start); took > roundTimeout/2 {
+			c.s.logger.Debug("slow lease confirmation round", "took", took.Round(time.Millisecond), "runners", len(runners), "error", err)
+		}
 		c.mu.Lock()
 		switch {
 		case err == nil:

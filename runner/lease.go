@@ -136,6 +136,14 @@ func (k *leaseKeeper) valid() (bool, uint64) {
 	return ok, k.epoch
 }
 
+// startable is valid with room to spare: heartbeats are confirmed every
+// Heartbeat while all is well, so a lease with less than two of them left
+// has gone unconfirmed for a while, and a job started on it would likely
+// be stopped again at once. Better to wait for the next confirmation.
+func (k *leaseKeeper) startableLocked() bool {
+	return !k.lapsed && time.Now().Before(k.confirmed.Add(k.t.Stop-2*k.t.Heartbeat))
+}
+
 // stillValid reports whether the lease has held without a lapse since
 // epoch.
 func (k *leaseKeeper) stillValid(epoch uint64) bool {
@@ -143,11 +151,12 @@ func (k *leaseKeeper) stillValid(epoch uint64) bool {
 	return ok && now == epoch
 }
 
-// wait blocks until the lease holds or ctx ends.
+// wait blocks until a job may start on the lease (startable), or ctx
+// ends, and returns the epoch.
 func (k *leaseKeeper) wait(ctx context.Context) (uint64, error) {
 	for {
 		k.mu.Lock()
-		ok := !k.lapsed && time.Now().Before(k.confirmed.Add(k.t.Stop))
+		ok := k.startableLocked()
 		epoch, ch := k.epoch, k.changed
 		k.mu.Unlock()
 		if ok {

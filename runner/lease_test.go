@@ -19,6 +19,9 @@ func TestTimingsKeepTheirOrder(t *testing.T) {
 		if !(tm.Heartbeat < tm.Move && tm.Move < tm.Stop && tm.Stop < tm.Deadline && tm.Deadline < tm.Period) {
 			t.Errorf("period %s: want heartbeat < move < stop < deadline < period, got %+v", period, tm)
 		}
+		if tm.Stop <= 2*tm.Heartbeat {
+			t.Errorf("period %s: no room to start a job: stop %s, heartbeat %s", period, tm.Stop, tm.Heartbeat)
+		}
 		if tm.Move < 2*tm.Heartbeat && tm.Move < tm.Stop-tm.Heartbeat {
 			t.Errorf("period %s: the move time %s allows fewer than two heartbeats (%s)", period, tm.Move, tm.Heartbeat)
 		}
