@@ -25,7 +25,7 @@ const (
 	KillFollower   = "kill-follower"   // SIGKILL a follower, restart it later
 	FreezeLeader   = "freeze-leader"   // SIGSTOP the leader, SIGCONT later
 	FreezeFollower = "freeze-follower" // SIGSTOP a follower
-	KillRunner     = "kill-runner"     // SIGKILL a runner (its steps die with it), restart it
+	KillRunner     = "kill-runner"     // SIGKILL a runner alone (its watchdog must end its steps), restart it
 	FreezeRunner   = "freeze-runner"   // SIGSTOP a runner; its steps, in groups of their own, run on
 	CutRunner      = "cut-runner"      // one runner from every server
 	CutRunnerOwn   = "cut-runner-own"  // one runner from the server its stream is open to
@@ -388,7 +388,12 @@ func (n *Nemesis) apply(p Planned) *Fault {
 			return fail("%s is not running", r.Name())
 		}
 		if p.Kind == KillRunner {
-			r.Kill()
+			// The runner's process group alone, as a crash or the OOM
+			// killer would: its steps and its watchdog are left, and the
+			// watchdog must end the steps.
+			if err := r.TryCrash(); err != nil {
+				return fail("%v", err)
+			}
 			f.heal = r.TryRestart
 			return f
 		}

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"fmt"
 	"syscall"
 	"time"
 )
@@ -11,12 +12,20 @@ import (
 // watchdog), so a test can see what becomes of them.
 func (p *Process) Crash() {
 	p.t.Helper()
+	if err := p.TryCrash(); err != nil {
+		p.t.Errorf("testcluster: %v", err)
+	}
+}
+
+// TryCrash is Crash that returns its error instead of failing the test,
+// for use off the test's goroutine.
+func (p *Process) TryCrash() error {
 	if err := p.signal(syscall.SIGKILL); err != nil {
-		p.t.Errorf("testcluster: crash: %v", err)
-		return
+		return fmt.Errorf("crash: %w", err)
 	}
 	if err := p.Wait(30 * time.Second); err != nil {
-		p.t.Errorf("testcluster: crash: %v", err)
+		return fmt.Errorf("crash: %w", err)
 	}
 	p.logf("crashed %s with SIGKILL of its process group alone", p.name)
+	return nil
 }
