@@ -667,3 +667,28 @@ func waitGone(t *testing.T, pid int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// hasExited asks the kernel, so a stop that comes just after the step
+// exited finds it gone even before the watching goroutine has run.
+func TestHasExited(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{{[]string{"true"}, true}, {[]string{"sleep", "30"}, false}} {
+		cmd := exec.Command(c.args[0], c.args[1:]...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := watch(cmd)
+		if c.want {
+			<-p.exited
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := p.kernelSaysExited(); got != c.want {
+			t.Errorf("%v: the kernel says exited = %v, want %v", c.args, got, c.want)
+		}
+		_ = cmd.Process.Kill()
+		_, _ = p.reap()
+	}
+}

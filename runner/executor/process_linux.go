@@ -38,6 +38,26 @@ func watch(cmd *exec.Cmd) *process {
 	return p
 }
 
+// hasExited reports whether the leader has exited, asking the kernel rather
+// than waiting for the watching goroutine: on a loaded machine that one
+// may learn of the exit well after it happened.
+func (p *process) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+	}
+	return p.kernelSaysExited()
+}
+
+func (p *process) kernelSaysExited() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, p.pgid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	// With WNOHANG and nothing to report, Linux zeroes the siginfo; a
+	// child that has exited reports SIGCHLD.
+	return err == nil && info.Signo == int32(unix.SIGCHLD)
+}
+
 // signalGroup signals every process in the leader's group. It must not be
 // called after reap.
 func (p *process) signalGroup(sig syscall.Signal) {

@@ -143,10 +143,8 @@ func runProcess(ctx context.Context, p procSpec) procResult {
 // left of its group is killed at once (by the job's container when there is
 // one): the step is over and nothing may outlive a cancellation.
 func stopGroup(proc *process, p procSpec) (stopKind, time.Duration) {
-	select {
-	case <-proc.exited:
+	if proc.hasExited() {
 		return stopNone, 0 // it finished on its own just as ctx ended
-	default:
 	}
 	grace := p.abortTimeout()
 	p.onSignal(syscall.SIGTERM, grace)
