@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/outpost-run/outpost/internal/project"
 	"github.com/outpost-run/outpost/rpc"
@@ -151,8 +152,17 @@ func (c *JobRunCommand) runLocal(file string, src []byte, name string, vars map[
 	if err != nil {
 		return c.Meta.errorf("%v", err)
 	}
+	// The job's processes end with it here too: in a cgroup of its own
+	// where the host allows it.
+	host, err := executor.NewHost(executor.HostOptions{Name: "local", Logger: hclog.NewNullLogger()})
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	defer host.Close()
 	spec := executor.Spec{
 		JobID:        "local",
+		Host:         host,
+		Key:          fmt.Sprintf("local-%d", os.Getpid()),
 		Env:          job.Env,
 		BaseEnv:      os.Environ(),
 		Dir:          dir,
