@@ -342,7 +342,7 @@ func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, 
 			continue
 		}
 		jobID, lease := reportKey(r.msg)
-		ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind}
+		ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind, Nonce: r.msg.GetStarted().GetNonce()}
 		if r.err != nil {
 			ack.Error = r.err.Error()
 			ack.Stale = errors.Is(r.err, state.ErrStaleLease) || errors.Is(r.err, state.ErrNotFound)

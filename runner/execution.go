@@ -75,9 +75,17 @@ func (e *execution) stop(cause error) { e.cancel(cause) }
 
 // startAnswered hands the servers' answer to the start to the attempt.
 func (e *execution) startAnswered(a *pb.Ack) {
-	select {
-	case e.started <- a:
-	default: // an answer is already waiting; a newer send will follow
+	for {
+		select {
+		case e.started <- a:
+			return
+		default:
+		}
+		// An older answer waits unread: this newer one replaces it.
+		select {
+		case <-e.started:
+		default:
+		}
 	}
 }
 
@@ -190,40 +198,61 @@ const startAnswerWait = 5 * time.Second
 // runner's, or was stopped; nothing has run then.
 func (r *Runner) confirmStart(e *execution, logger hclog.Logger) bool {
 	retry := newBackoff(200*time.Millisecond, 2*time.Second)
-	for {
+	for nonce := uint64(1); ; nonce++ {
 		epoch, err := r.lease.wait(e.ctx)
 		if err != nil {
 			return false
 		}
 		err = r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{
-			JobId: e.job.Id, Lease: e.job.Lease, Time: timestamppb.Now(), Life: r.id.Life,
+			JobId: e.job.Id, Lease: e.job.Lease, Time: timestamppb.Now(), Life: r.id.Life, Nonce: nonce,
 		}}})
 		if err == nil {
-			select {
-			case a := <-e.started:
-				switch {
-				case a.Error == "" && r.lease.stillValid(epoch):
-					e.mu.Lock()
-					e.running, e.epoch = true, epoch
-					e.mu.Unlock()
-					return true
-				case a.Error == "":
-					logger.Info("lease lapsed while the start was confirmed; confirming again")
-				case a.Stale:
-					logger.Info("assignment no longer current; not running it", "reason", a.Error)
-					return false
-				default:
-					logger.Debug("start not recorded yet; trying again", "reason", a.Error)
-				}
-			case <-time.After(startAnswerWait):
-			case <-e.ctx.Done():
+			a, err := e.answer(nonce)
+			switch {
+			case err != nil:
+				return false // stopped
+			case a == nil:
+				// No answer in time: it may have died with a stream.
+			case a.Error == "" && r.lease.stillValid(epoch):
+				e.mu.Lock()
+				e.running, e.epoch = true, epoch
+				e.mu.Unlock()
+				return true
+			case a.Error == "":
+				logger.Info("lease lapsed while the start was confirmed; confirming again")
+			case a.Stale:
+				logger.Info("assignment no longer current; not running it", "reason", a.Error)
 				return false
+			default:
+				logger.Debug("start not recorded yet; trying again", "reason", a.Error)
 			}
 		}
 		select {
 		case <-e.ctx.Done():
 			return false
 		case <-time.After(retry.next()):
+		}
+	}
+}
+
+// answer waits up to startAnswerWait for the answer to the start sent
+// with nonce: nil if none came, an error if the attempt was stopped. An
+// answer to an earlier send does not count: it may come from before a
+// lapse, when the start could not be told from one the servers took back.
+func (e *execution) answer(nonce uint64) (*pb.Ack, error) {
+	timeout := time.NewTimer(startAnswerWait)
+	defer timeout.Stop()
+	for {
+		select {
+		case a := <-e.started:
+			// A server from before nonces answers 0; it cannot tell.
+			if a.Nonce == nonce || a.Nonce == 0 {
+				return a, nil
+			}
+		case <-timeout.C:
+			return nil, nil
+		case <-e.ctx.Done():
+			return nil, e.ctx.Err()
 		}
 	}
 }

@@ -2312,7 +2312,10 @@ type JobStarted struct {
 	Lease uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
 	Time  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
 	// The life of the runner that started it (see Register.life).
-	Life          uint64 `protobuf:"varint,4,opt,name=life,proto3" json:"life,omitempty"`
+	Life uint64 `protobuf:"varint,4,opt,name=life,proto3" json:"life,omitempty"`
+	// Numbers the runner's sends of this start; the answer repeats it, so
+	// an answer to an earlier send is not taken for this one.
+	Nonce         uint64 `protobuf:"varint,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2371,6 +2374,13 @@ func (x *JobStarted) GetTime() *timestamppb.Timestamp {
 func (x *JobStarted) GetLife() uint64 {
 	if x != nil {
 		return x.Life
+	}
+	return 0
+}
+
+func (x *JobStarted) GetNonce() uint64 {
+	if x != nil {
+		return x.Nonce
 	}
 	return 0
 }
@@ -2894,7 +2904,9 @@ type Ack struct {
 	Stale bool   `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
 	// The report can never be recorded as it is (a malformed report): the
 	// runner must not send it again as it is.
-	Invalid       bool `protobuf:"varint,6,opt,name=invalid,proto3" json:"invalid,omitempty"`
+	Invalid bool `protobuf:"varint,6,opt,name=invalid,proto3" json:"invalid,omitempty"`
+	// For a start: the nonce of the send it answers.
+	Nonce         uint64 `protobuf:"varint,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2969,6 +2981,13 @@ func (x *Ack) GetInvalid() bool {
 		return x.Invalid
 	}
 	return false
+}
+
+func (x *Ack) GetNonce() uint64 {
+	if x != nil {
+		return x.Nonce
+	}
+	return 0
 }
 
 // The answer to a heartbeat. confirmed means the leader has heard from the
@@ -5504,13 +5523,14 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\aunacked\x18\x03 \x03(\v2\x16.outpost.v1.RunningJobR\aunacked\x12\x1d\n" +
 	"\n" +
 	"seen_lease\x18\x04 \x01(\x04R\tseenLease\x12\x12\n" +
-	"\x04life\x18\x05 \x01(\x04R\x04life\"}\n" +
+	"\x04life\x18\x05 \x01(\x04R\x04life\"\x93\x01\n" +
 	"\n" +
 	"JobStarted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12.\n" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
-	"\x04life\x18\x04 \x01(\x04R\x04life\"a\n" +
+	"\x04life\x18\x04 \x01(\x04R\x04life\x12\x14\n" +
+	"\x05nonce\x18\x05 \x01(\x04R\x05nonce\"a\n" +
 	"\aJobLogs\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12)\n" +
@@ -5546,14 +5566,15 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x0eCancelAssigned\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x8c\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa2\x01\n" +
 	"\x03Ack\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
 	"\x05stale\x18\x05 \x01(\bR\x05stale\x12\x18\n" +
-	"\ainvalid\x18\x06 \x01(\bR\ainvalid\"n\n" +
+	"\ainvalid\x18\x06 \x01(\bR\ainvalid\x12\x14\n" +
+	"\x05nonce\x18\a \x01(\x04R\x05nonce\"n\n" +
 	"\fHeartbeatAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tconfirmed\x18\x02 \x01(\bR\tconfirmed\x12\x14\n" +
