@@ -6,7 +6,8 @@ package profile
 
 import (
 	"fmt"
-	"regexp"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 
 	"github.com/outpost-run/outpost/internal/hcldiag"
+	"github.com/outpost-run/outpost/internal/validate"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -24,15 +26,6 @@ const (
 	ModeStatic   = "static"
 	ModeOnDemand = "on_demand"
 )
-
-// nameRE leaves the 63-character limit to validName: a bounded repeat
-// compiles to one program state per repetition, 850 allocations at every
-// start of every role, runners included.
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
-const maxNameLen = 63
-
-func validName(s string) bool { return len(s) <= maxNameLen && nameRE.MatchString(s) }
 
 type file struct {
 	Profiles []*block `hcl:"runner_profile,block"`
@@ -84,15 +77,28 @@ func Parse(filename string, src []byte) ([]*pb.RunnerProfile, error) {
 	}
 	for _, b := range fb.Profiles {
 		p := &pb.RunnerProfile{Name: b.Name, TargetLabels: b.TargetLabels, Env: b.Env, Mode: ModeStatic, Filename: filename, Source: src}
-		if !validName(b.Name) {
-			bad(b.DeclRange, "Invalid profile name", fmt.Sprintf("%q must start with a letter or digit and hold only letters, digits, '_', '.' and '-' (at most 63).", b.Name))
+		if err := validate.ProfileName(b.Name); err != nil {
+			bad(b.DeclRange, "Invalid profile name", err.Error()+".")
+		}
+		// The labels a profile targets follow the rules of runner labels: a
+		// key no runner could have would leave its jobs pending for ever.
+		if err := validate.Labels(b.TargetLabels); err != nil {
+			bad(b.DeclRange, "Invalid target label", err.Error()+".")
 		}
 		if seen[b.Name] {
 			bad(b.DeclRange, "Duplicate profile", fmt.Sprintf("runner_profile %q is defined more than once.", b.Name))
 		}
 		seen[b.Name] = true
+		for _, k := range slices.Sorted(maps.Keys(b.Env)) {
+			if err := validate.EnvName(k); err != nil {
+				bad(b.DeclRange, "Invalid environment variable name", err.Error()+".")
+			}
+		}
 		if b.TargetRunnerID != nil {
 			p.TargetRunnerId = *b.TargetRunnerID
+			if err := validate.RunnerID(p.TargetRunnerId); err != nil {
+				bad(b.DeclRange, "Invalid target runner", err.Error()+".")
+			}
 		}
 		if p.TargetRunnerId != "" && len(p.TargetLabels) > 0 {
 			bad(b.DeclRange, "Conflicting targets", "Set target_runner_id or target_labels, not both.")

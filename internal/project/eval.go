@@ -8,6 +8,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/outpost-run/outpost/internal/validate"
 )
 
 // evalContext returns the scope every expression is evaluated in. Values
@@ -312,9 +314,8 @@ func (ev *evaluator) envKey(k cty.Value, r hcl.Range) (string, bool) {
 		return "", false
 	}
 	key := kv.AsString()
-	if !envNameRE.MatchString(key) {
-		ev.ds.addf(r, "Invalid environment variable name",
-			"%s is not a valid environment variable name; use letters, digits and \"_\", not starting with a digit.", quote(key))
+	if err := validate.EnvName(key); err != nil {
+		ev.ds.addf(r, "Invalid environment variable name", "%v.", err)
 		return "", false
 	}
 	return key, true

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/outpost-run/outpost/internal/validate"
 )
 
 // FuzzParse feeds arbitrary bytes to Parse and resolves every job of what
@@ -106,7 +108,7 @@ func checkResolved(t *testing.T, r *ResolvedJob) {
 			t.Fatalf("step %q: bad timeout or nil env: %+v", s.Name, s)
 		}
 		for k := range s.Env {
-			if !envNameRE.MatchString(k) {
+			if validate.EnvName(k) != nil {
 				t.Fatalf("step %q: invalid env name %q", s.Name, k)
 			}
 		}

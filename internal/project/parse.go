@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/outpost-run/outpost/internal/validate"
 )
 
 // Schemas of every block. Decoding with body.Content makes hcl report any
@@ -148,19 +150,15 @@ func (ps *parser) projectName(attr *hcl.Attribute) {
 		return
 	}
 	name, set := ps.constString(attr)
-	switch {
-	case !set:
-		// constString has reported why.
-	case !validName(name):
-		ps.ds.addf(attr.Expr.Range(), "Invalid project name", "%s is not a valid project name; %s.",
-			quote(name), nameRule)
-	default:
-		ps.p.Name = name
+	if !set {
+		return // constString has reported why
 	}
+	if err := validate.ProjectName(name); err != nil {
+		ps.ds.addf(attr.Expr.Range(), "Invalid project name", "%v.", err)
+		return
+	}
+	ps.p.Name = name
 }
-
-const nameRule = "a name must start with a lowercase letter or digit, " +
-	"contain only lowercase letters, digits, \"_\" and \"-\", and be at most 63 characters long"
 
 func (ps *parser) duplicateBlock(b *hcl.Block, first hcl.Range) {
 	ps.ds.addf(b.DefRange, "Duplicate "+b.Type+" block",
@@ -252,8 +250,8 @@ func (ps *parser) job(b *hcl.Block) {
 		return
 	}
 	name, labelRange := b.Labels[0], b.LabelRanges[0]
-	if !validName(name) {
-		ps.ds.addf(labelRange, "Invalid job name", "%s is not a valid job name; %s.", quote(name), nameRule)
+	if err := validate.JobName(name); err != nil {
+		ps.ds.addf(labelRange, "Invalid job name", "%v.", err)
 	}
 	if first, dup := ps.jobPos[name]; dup {
 		ps.ds.addf(labelRange, "Duplicate job", "A job named %s was already declared at %s.",
@@ -355,8 +353,8 @@ func (ps *parser) step(b *hcl.Block, seen map[string]hcl.Range) *stepSpec {
 		return nil
 	}
 	name, labelRange := b.Labels[0], b.LabelRanges[0]
-	if !validName(name) {
-		ps.ds.addf(labelRange, "Invalid step name", "%s is not a valid step name; %s.", quote(name), nameRule)
+	if err := validate.StepName(name); err != nil {
+		ps.ds.addf(labelRange, "Invalid step name", "%v.", err)
 	}
 	if first, dup := seen[name]; dup {
 		ps.ds.addf(labelRange, "Duplicate step", "A step named %s was already declared in this job at %s.",

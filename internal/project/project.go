@@ -1,10 +1,11 @@
 package project
 
 import (
-	"regexp"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/outpost-run/outpost/internal/validate"
 )
 
 // Defaults applied to a job that does not set the corresponding argument.
@@ -21,34 +22,13 @@ const (
 	MinPriority      = 0
 	MaxPriority      = 100
 	MaxRetryAttempts = 10
-	// MaxNameLength bounds project, job, step and workspace names: they end
-	// up in state keys, log prefixes and file names on runners.
-	MaxNameLength = 63
+	// MaxNameLength bounds project, job, step and workspace names (the
+	// rules are internal/validate's).
+	MaxNameLength = validate.MaxNameLength
 	// MaxSourceSize bounds a project file. Project files are small; the bound
 	// keeps a hostile submission from making the server parse megabytes.
 	MaxSourceSize = 1 << 20
 )
-
-var (
-	// nameRE is the rule for project, job and step names.
-	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-	// workspaceRE is looser than nameRE because workspaces often mirror
-	// branch names or environments such as "EU-prod.2".
-	workspaceRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-	// envNameRE is the portable environment variable name rule; anything
-	// else is silently dropped or mangled by some shells.
-	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
-
-func validName(s string) bool {
-	return len(s) <= MaxNameLength && nameRE.MatchString(s)
-}
-
-// ValidWorkspace reports whether s is an acceptable workspace name. The
-// empty string is not; Resolve maps "" to DefaultWorkspace before checking.
-func ValidWorkspace(s string) bool {
-	return len(s) <= MaxNameLength && workspaceRE.MatchString(s)
-}
 
 // Project is a parsed, validated project file. It is immutable after Parse.
 type Project struct {

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/outpost-run/outpost/internal/validate"
 )
 
 // Resolve evaluates the job named job for one submission. vars holds the
@@ -28,10 +30,8 @@ func (p *Project) Resolve(job string, vars map[string]string, workspace string) 
 	if workspace == "" {
 		workspace = DefaultWorkspace
 	}
-	if !ValidWorkspace(workspace) {
-		ds.noPosf("Invalid workspace",
-			"%s is not a valid workspace name; it must match [a-zA-Z0-9][a-zA-Z0-9_.-]* and be at most %d characters long.",
-			quote(workspace), MaxNameLength)
+	if err := validate.Workspace(workspace); err != nil {
+		ds.noPosf("Invalid workspace", "%v.", err)
 	}
 
 	// Sorted so that several unknown -var flags are reported in a stable
