@@ -8,6 +8,8 @@ import (
 	"time"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
+
+	"github.com/outpost-run/outpost/internal/validate"
 )
 
 // Version is the outpost version, set at build time with -ldflags.
@@ -159,8 +161,25 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: %s port %d is out of range", name, p)
 		}
 	}
-	if c.RunnerCapacity < 1 {
-		return fmt.Errorf("config: runner capacity must be at least 1")
+	// What a runner registers with is checked here, at start, by the
+	// rules the servers apply (internal/validate): a value they would
+	// refuse must stop the agent with the reason, not have its runner
+	// refused at every reconnect.
+	if c.Server {
+		if err := validate.ServerName(c.NodeID); err != nil {
+			return fmt.Errorf("config: -name: %w", err)
+		}
+	}
+	if c.Runner {
+		if err := validate.RunnerName(c.NodeID); err != nil {
+			return fmt.Errorf("config: -name: %w", err)
+		}
+		if err := validate.Labels(c.RunnerLabels); err != nil {
+			return fmt.Errorf("config: runner labels: %w", err)
+		}
+		if err := validate.Capacity(int64(c.RunnerCapacity)); err != nil {
+			return fmt.Errorf("config: runner %w", err)
+		}
 	}
 	return nil
 }

@@ -243,6 +243,8 @@ func errorKind(err error) string {
 		return "conflict"
 	case errors.Is(err, state.ErrAmbiguous):
 		return "ambiguous"
+	case errors.Is(err, fsm.ErrInvalidEntry):
+		return "invalid"
 	}
 	return "internal"
 }
@@ -258,6 +260,8 @@ func rebuildError(kind, msg string) error {
 		sentinel = state.ErrConflict
 	case "ambiguous":
 		sentinel = state.ErrAmbiguous
+	case "invalid":
+		sentinel = fsm.ErrInvalidEntry
 	default:
 		return errors.New(msg)
 	}

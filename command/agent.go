@@ -78,7 +78,7 @@ func (c *AgentCommand) parseFlags(args []string) (*agentFlags, bool) {
 		srv, withRunner                          bool
 		expect, httpP, raftP, gossipP, mult, cap int
 		join                                     stringSlice
-		labels                                   = kvFlag{}
+		labels                                   = labelFlag{}
 	)
 	fs.BoolVar(&f.dev, "dev", false, "")
 	fs.Var(&f.configs, "config", "")

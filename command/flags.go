@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/outpost-run/outpost/internal/validate"
 )
 
 // stringSlice is a repeatable string flag.
@@ -28,6 +30,25 @@ func (f kvFlag) Set(v string) error {
 	k, val, ok := strings.Cut(v, "=")
 	if !ok || k == "" {
 		return fmt.Errorf("%q is not of the form key=value", v)
+	}
+	f[k] = val
+	return nil
+}
+
+// labelFlag is a repeatable k=v label flag (-label, -target-label). Each
+// label is checked as it is parsed, by the rules the servers apply, so a
+// bad one is a usage error (exit 2) that names it.
+type labelFlag map[string]string
+
+func (f labelFlag) String() string { return kvFlag(f).String() }
+
+func (f labelFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not of the form key=value", v)
+	}
+	if err := validate.Label(k, val); err != nil {
+		return err
 	}
 	f[k] = val
 	return nil

@@ -55,7 +55,7 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 		servers, configs                stringSlice
 		name, dataDir, token, bind, lvl string
 		capacity, gossipPort            int
-		labels                          = kvFlag{}
+		labels                          = labelFlag{}
 	)
 	fs := c.Meta.flagSet("runner agent", false)
 	fs.Var(&servers, "server", "")

@@ -44,7 +44,7 @@ func (c *RunnerProfileSetCommand) Run(args []string) int {
 	var (
 		file, name, runnerID, mode, driver string
 		isDefault                          bool
-		labels, env                        = kvFlag{}, kvFlag{}
+		labels, env                        = labelFlag{}, kvFlag{}
 	)
 	fs := c.Meta.flagSet("runner profile set", true)
 	fs.StringVar(&file, "file", "", "")

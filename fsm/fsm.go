@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/validate"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -118,9 +120,71 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return res
 }
 
-// validate rejects entries that decode but lack what their apply needs, so a
-// corrupt or hand-made entry yields an error instead of a panic.
-func validate(t MessageType, body any) error {
+// ErrInvalidEntry is what an entry that breaks a rule of internal/validate
+// gets back: a name, label or size no handler should have let in.
+var ErrInvalidEntry = errors.New("invalid entry")
+
+// checkValues applies internal/validate's rules to the values an entry
+// carries into the state (names, labels, capacities), so no client, no
+// other version and no forwarded raw apply can store what the CLI and the
+// handlers refuse. Every server applies the same rules to the same entry,
+// so all refuse it alike. Fields tests and old entries leave empty are
+// checked only when set.
+func checkValues(body any) error {
+	switch b := body.(type) {
+	case *pb.SubmitJobsEntry:
+		for _, j := range b.Jobs {
+			if err := checkJob(j); err != nil {
+				return fmt.Errorf("job %s: %w", j.GetId(), err)
+			}
+		}
+	case *pb.UpsertRunnerEntry:
+		r := b.Runner
+		if err := validate.RunnerID(r.Id); err != nil {
+			return err
+		}
+		if r.Name != "" {
+			if err := validate.RunnerName(r.Name); err != nil {
+				return err
+			}
+		}
+		if err := validate.Capacity(int64(r.Capacity)); err != nil {
+			return err
+		}
+		return validate.Labels(r.Labels)
+	case *pb.UpsertProfilesEntry:
+		for _, p := range b.Profiles {
+			if err := validate.ProfileName(p.Name); err != nil {
+				return err
+			}
+			if err := validate.Labels(p.TargetLabels); err != nil {
+				return fmt.Errorf("profile %s: %w", p.Name, err)
+			}
+		}
+	case *pb.UpsertProjectEntry:
+		return validate.ProjectName(b.Project.GetName())
+	}
+	return nil
+}
+
+func checkJob(j *pb.Job) error {
+	for _, c := range []struct {
+		value string
+		check func(string) error
+	}{{j.Project, validate.ProjectName}, {j.Name, validate.JobName}, {j.Workspace, validate.Workspace}, {j.Profile, validate.ProfileName}} {
+		if c.value != "" {
+			if err := c.check(c.value); err != nil {
+				return err
+			}
+		}
+	}
+	return validate.Labels(j.TargetLabels)
+}
+
+// checkEntry rejects entries that decode but lack what their apply needs, so a
+// corrupt or hand-made entry yields an error instead of a panic, and entries
+// whose values break the rules of internal/validate.
+func checkEntry(t MessageType, body any) error {
 	missing := ""
 	switch b := body.(type) {
 	case *pb.SubmitJobsEntry:
@@ -180,11 +244,14 @@ func validate(t MessageType, body any) error {
 	if missing != "" {
 		return fmt.Errorf("fsm: %s entry has no %s", t, missing)
 	}
+	if err := checkValues(body); err != nil {
+		return fmt.Errorf("%s entry: %w: %w", t, err, ErrInvalidEntry)
+	}
 	return nil
 }
 
 func (f *FSM) apply(index uint64, t MessageType, body any) any {
-	if err := validate(t, body); err != nil {
+	if err := checkEntry(t, body); err != nil {
 		return err
 	}
 	st := f.State()

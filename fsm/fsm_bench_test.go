@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/validate"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -131,7 +132,7 @@ func BenchmarkJobLifecycle(b *testing.B) {
 		a.index++
 		return a.f.Apply(&raft.Log{Index: a.index, Type: raft.LogCommand, Data: data})
 	}
-	apply(encode(UpsertRunnerType, &pb.UpsertRunnerEntry{Runner: &pb.Runner{Id: "r-1", Name: "edge-1", Capacity: 1 << 20, Status: "adopted", State: "ready", FirstSeen: ts(0)}}))
+	apply(encode(UpsertRunnerType, &pb.UpsertRunnerEntry{Runner: &pb.Runner{Id: "r-1", Name: "edge-1", Capacity: validate.MaxCapacity, Status: "adopted", State: "ready", FirstSeen: ts(0)}}))
 	n := 0
 	for b.Loop() {
 		b.StopTimer()

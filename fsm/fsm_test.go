@@ -324,3 +324,43 @@ func FuzzDecode(f *testing.F) {
 		a.f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: data})
 	})
 }
+
+// Entries carrying a name, label or capacity that internal/validate
+// refuses are refused by the FSM too, whoever proposed them, and leave
+// the state as it was.
+func TestApplyRefusesInvalidValues(t *testing.T) {
+	a := newApplier(t)
+	runner := func(mod func(*pb.Runner)) *pb.UpsertRunnerEntry {
+		r := &pb.Runner{Id: "r-1", Name: "edge-1", Labels: map[string]string{"env": "prod"}, Capacity: 2, Status: "adopted", State: "ready"}
+		mod(r)
+		return &pb.UpsertRunnerEntry{Runner: r}
+	}
+	bad := []struct {
+		name string
+		t    MessageType
+		body proto.Message
+	}{
+		{"runner name with a newline", UpsertRunnerType, runner(func(r *pb.Runner) { r.Name = "edge\n1" })},
+		{"label key with a space", UpsertRunnerType, runner(func(r *pb.Runner) { r.Labels = map[string]string{"my env": "prod"} })},
+		{"label value with a comma", UpsertRunnerType, runner(func(r *pb.Runner) { r.Labels = map[string]string{"env": "a,b"} })},
+		{"capacity too large", UpsertRunnerType, runner(func(r *pb.Runner) { r.Capacity = 100000000 })},
+		{"capacity zero", UpsertRunnerType, runner(func(r *pb.Runner) { r.Capacity = 0 })},
+		{"profile name", UpsertProfilesType, &pb.UpsertProfilesEntry{Profiles: []*pb.RunnerProfile{{Name: "a b"}}}},
+		{"profile target label", UpsertProfilesType, &pb.UpsertProfilesEntry{Profiles: []*pb.RunnerProfile{{Name: "p", TargetLabels: map[string]string{"a=b": "c"}}}}},
+		{"job workspace", SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{func() *pb.Job { j := job("j-1"); j.Workspace = "a b"; return j }()}}},
+		{"job target label", SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{func() *pb.Job { j := job("j-1"); j.TargetLabels = map[string]string{"k": "x y"}; return j }()}}},
+		{"project name", UpsertProjectType, &pb.UpsertProjectEntry{Project: &pb.Project{Name: "Web"}}},
+	}
+	for _, tc := range bad {
+		res := a.apply(tc.t, tc.body)
+		err, _ := res.(error)
+		if !errors.Is(err, ErrInvalidEntry) {
+			t.Errorf("%s: apply returned %v, want ErrInvalidEntry", tc.name, res)
+		}
+	}
+	st := a.f.State()
+	if n := len(st.Runners(nil)) + len(st.Profiles(nil)) + len(st.Projects(nil)) + st.CountJobs(state.JobFilter{}); n != 0 {
+		t.Errorf("refused entries left %d rows in the state", n)
+	}
+	a.mustApply(UpsertRunnerType, runner(func(*pb.Runner) {}))
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/project"
+	"github.com/outpost-run/outpost/internal/validate"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
@@ -77,18 +78,6 @@ func BuildJob(r *project.ResolvedJob, now time.Time) *pb.Job {
 		})
 	}
 	return j
-}
-
-func validJobID(id string) bool {
-	if len(id) != 18 || id[:2] != "j-" {
-		return false
-	}
-	for _, c := range id[2:] {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 func durationOrNil(d time.Duration) *durationpb.Duration {
@@ -155,8 +144,8 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 		job.Driver = m.Driver
 	}
 	if m.Id != "" {
-		if !validJobID(m.Id) {
-			return nil, invalid("id: %q is not a job id (\"j-\" and 16 lower-case hex digits)", m.Id)
+		if err := validate.JobID(m.Id); err != nil {
+			return nil, invalid("id: %v", err)
 		}
 		// A retried submit whose first try committed finds its job here
 		// and returns it instead of queuing a second one.

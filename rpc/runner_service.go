@@ -17,6 +17,7 @@ import (
 
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/validate"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
@@ -44,16 +45,27 @@ type RunnerService struct {
 var _ outpostv1connect.RunnerServiceHandler = (*RunnerService)(nil)
 
 func validateRegister(r *pb.Register) error {
-	switch {
-	case r == nil:
+	if r == nil {
 		return invalid("the first message on a runner stream must be register")
-	case r.RunnerId == "" || len(r.RunnerId) > 128:
-		return invalid("register.runner_id: must be 1 to 128 characters")
-	case r.Capacity == 0 || r.Capacity > 4096:
-		return invalid("register.capacity: must be between 1 and 4096, got %d", r.Capacity)
-	case len(r.Labels) > 64:
-		return invalid("register.labels: at most 64 labels, got %d", len(r.Labels))
-	case len(r.Secret) < 16 || len(r.Secret) > 256:
+	}
+	// The rules `runner agent` checks at start (internal/validate): a
+	// runner of this version never gets here with a bad value, so this
+	// catches other clients and other versions.
+	if err := validate.RunnerID(r.RunnerId); err != nil {
+		return invalid("register.runner_id: %v", err)
+	}
+	if r.Name != "" {
+		if err := validate.RunnerName(r.Name); err != nil {
+			return invalid("register.name: %v", err)
+		}
+	}
+	if err := validate.Capacity(int64(r.Capacity)); err != nil {
+		return invalid("register.capacity: %v", err)
+	}
+	if err := validate.Labels(r.Labels); err != nil {
+		return invalid("register.labels: %v", err)
+	}
+	if len(r.Secret) < 16 || len(r.Secret) > 256 {
 		return invalid("register.secret: the runner's own secret (16 to 256 characters) is required")
 	}
 	return nil

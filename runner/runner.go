@@ -189,12 +189,19 @@ func (r *Runner) Run(ctx context.Context) error {
 			backoff.reset()
 		}
 		wait := backoff.next()
-		if connect.CodeOf(err) == connect.CodePermissionDenied {
+		switch connect.CodeOf(err) {
+		case connect.CodePermissionDenied:
 			// Refused (rejected, or wrong secret): what runs here can no
 			// longer be reported, so stop it. An operator must act; keep
 			// asking, slowly, so the runner recovers once they have.
 			wait = 30 * time.Second
 			r.cancelAll()
+		case connect.CodeInvalidArgument:
+			// The registration itself is refused. `runner agent` checks
+			// its settings by the servers' rules at start, so this is a
+			// server of another version: retrying fast changes nothing.
+			wait = 30 * time.Second
+			r.logger.Error("the server refuses this runner's registration; fix the runner's settings (-name, -label, -capacity) and restart it", "server", server, "error", err)
 		}
 		next := r.servers.next()
 		r.logger.Warn("stream to server ended; trying the next server", "server", server, "error", err, "next", next, "retry_in", wait.Round(time.Millisecond))
