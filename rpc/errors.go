@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
 )
 
@@ -30,7 +31,7 @@ func toConnect(err error) error {
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		code = connect.CodeNotFound
-	case errors.Is(err, state.ErrAmbiguous):
+	case errors.Is(err, state.ErrAmbiguous), errors.Is(err, fsm.ErrInvalidEntry):
 		code = connect.CodeInvalidArgument
 	case errors.Is(err, state.ErrConflict), errors.Is(err, state.ErrStaleLease):
 		code = connect.CodeFailedPrecondition
@@ -44,10 +45,13 @@ func toConnect(err error) error {
 	return connect.NewError(code, errors.New(trimSentinel(err.Error())))
 }
 
-// trimSentinel drops the state store's sentinel word from the end of a
-// message ("job j-1 already canceled: conflict"): the RPC code says it.
+// trimSentinel drops a sentinel word from the end of a message where the
+// words before it already say why ("job j-1 already canceled: conflict",
+// "prefix "j-" matches 12 jobs: …: ambiguous id prefix"); the RPC code
+// says the rest. "not found" and "stale lease" stay: they are the reason
+// ("job "j-nope": not found"), and a message without them says nothing.
 func trimSentinel(msg string) string {
-	for _, s := range []error{state.ErrNotFound, state.ErrConflict, state.ErrStaleLease, state.ErrAmbiguous} {
+	for _, s := range []error{state.ErrConflict, state.ErrAmbiguous, fsm.ErrInvalidEntry} {
 		if t, ok := strings.CutSuffix(msg, ": "+s.Error()); ok {
 			return t
 		}

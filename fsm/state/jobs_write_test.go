@@ -213,6 +213,39 @@ func TestJobIDPrefix(t *testing.T) {
 	}
 }
 
+// The errors of a lookup say why, in the words the CLI and the API show.
+func TestJobLookupMessages(t *testing.T) {
+	s, _ := New()
+	var jobs []*pb.Job
+	for i := range 7 {
+		jobs = append(jobs, &pb.Job{Id: fmt.Sprintf("j-%x0000", i)})
+	}
+	_ = s.SubmitJobs(1, jobs)
+	now := timestamppb.Now()
+	// Two of them finished: the history counts too.
+	if _, err := s.AssignJobs(2, &pb.AssignJobsEntry{Time: now, Assignments: []*pb.Assignment{{JobId: "j-00000", RunnerId: "r-1"}, {JobId: "j-60000", RunnerId: "r-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"j-00000", "j-60000"} {
+		if err := s.FinishJob(3, &pb.JobFinished{JobId: id, Lease: 2, Outcome: "succeeded", Time: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ id, want string }{
+		{"j-nope", `job "j-nope": not found`},
+		{"j-", `prefix "j-" matches 7 jobs: j-00000, j-10000, j-20000, j-30000, j-40000, …: ambiguous id prefix`},
+		{"j-", `prefix "j-" matches 7 jobs: j-00000, j-10000, j-20000, j-30000, j-40000, …: ambiguous id prefix`},
+	} {
+		if _, err := s.JobByID(nil, tc.id); err == nil || err.Error() != tc.want {
+			t.Errorf("JobByID(%q) = %v\nwant %s", tc.id, err, tc.want)
+		}
+	}
+	_ = s.SubmitJobs(4, []*pb.Job{{Id: "j-a1"}, {Id: "j-a2"}})
+	if _, err := s.JobByID(nil, "j-a"); err == nil || err.Error() != `prefix "j-a" matches 2 jobs: j-a1, j-a2: ambiguous id prefix` {
+		t.Errorf("JobByID(j-a) = %v", err)
+	}
+}
+
 // A finish that carries log lines updates the job twice in one transaction;
 // the slot index must still drop the job (a regression: it once kept it).
 func TestFinishWithLinesFreesRunnerSlot(t *testing.T) {

@@ -200,7 +200,48 @@ func (s *Store) JobByID(ws memdb.WatchSet, id string) (*pb.Job, error) {
 	case 1:
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("job %q: %w", id, ErrAmbiguous)
+	return nil, ambiguous(id, "jobs", jobIDsWithPrefix(txn, id))
+}
+
+// maxListedMatches is how many of the ids an ambiguous prefix matches its
+// error lists: enough to pick from, few enough for one line.
+const maxListedMatches = 5
+
+// ambiguous says which ids a prefix matches, the first few of them in
+// order: prefix "j-" matches 12 jobs: j-0a…, j-1b…, …
+func ambiguous(prefix, what string, ids []string) error {
+	sort.Strings(ids)
+	list := ids
+	if len(list) > maxListedMatches {
+		list = list[:maxListedMatches]
+	}
+	more := ""
+	if len(ids) > len(list) {
+		more = ", …"
+	}
+	return fmt.Errorf("prefix %q matches %d %s: %s%s: %w",
+		prefix, len(ids), what, strings.Join(list, ", "), more, ErrAmbiguous)
+}
+
+// jobIDsWithPrefix lists the ids of every job, in play or finished, that
+// starts with prefix. Only an ambiguous lookup needs it, so it may walk
+// many jobs; it decodes none.
+func jobIDsWithPrefix(txn *memdb.Txn, prefix string) []string {
+	var ids []string
+	if it, err := txn.Get(TableJobs, "id_prefix", prefix); err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			ids = append(ids, raw.(*pb.Job).Id)
+		}
+	}
+	hist, _ := historyOf(txn)
+	hist.AscendGreaterOrEqual(&finishedJob{Id: prefix}, func(f *finishedJob) bool {
+		if !strings.HasPrefix(f.Id, prefix) {
+			return false
+		}
+		ids = append(ids, f.Id)
+		return true
+	})
+	return ids
 }
 
 // asJob returns the job a row of either table holds.
@@ -424,19 +465,23 @@ func (s *Store) RunnerByID(ws memdb.WatchSet, id string) (*pb.Runner, error) {
 	if raw != nil {
 		return raw.(*pb.Runner), nil
 	}
-	var found *pb.Runner
+	var found []*pb.Runner
 	for _, r := range runnersFrom(txn, nil) {
 		if id != "" && strings.HasPrefix(r.Id, id) {
-			if found != nil {
-				return nil, fmt.Errorf("runner %q: %w", id, ErrAmbiguous)
-			}
-			found = r
+			found = append(found, r)
 		}
 	}
-	if found == nil {
+	switch len(found) {
+	case 0:
 		return nil, fmt.Errorf("runner %q: %w", id, ErrNotFound)
+	case 1:
+		return found[0], nil
 	}
-	return found, nil
+	ids := make([]string, len(found))
+	for i, r := range found {
+		ids[i] = r.Id
+	}
+	return nil, ambiguous(id, "runners", ids)
 }
 
 // all returns every row of a table in the order of one of its indexes,
