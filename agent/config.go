@@ -167,12 +167,12 @@ func (c *Config) Validate() error {
 	// refused at every reconnect.
 	if c.Server {
 		if err := validate.ServerName(c.NodeID); err != nil {
-			return fmt.Errorf("config: -name: %w", err)
+			return fmt.Errorf("config: name: %w; set another with -name", err)
 		}
 	}
 	if c.Runner {
 		if err := validate.RunnerName(c.NodeID); err != nil {
-			return fmt.Errorf("config: -name: %w", err)
+			return fmt.Errorf("config: name: %w; set another with -name", err)
 		}
 		if err := validate.Labels(c.RunnerLabels); err != nil {
 			return fmt.Errorf("config: runner labels: %w", err)

@@ -131,6 +131,12 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 		c.Meta.UI.Error(fmt.Sprintf("Error: log level %q: use trace, debug, info, warn or error", cfg.LogLevel))
 		return exitUsage
 	}
+	// Before anything is logged: a setting the servers would refuse ends
+	// the command here, with the reason, as a usage error.
+	if err := cfg.Validate(); err != nil {
+		c.Meta.UI.Error("Error: " + err.Error())
+		return exitUsage
+	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "outpost", Level: level, Output: c.Meta.Stderr})
 	if cfg.DataDir == "" {
 		logger.Warn("no -data-dir: this runner gets a new identity at every start and keeps undelivered results only in memory")
