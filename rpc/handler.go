@@ -24,12 +24,17 @@ const (
 func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	// Compressing small messages costs more CPU than it saves on the
 	// loopback and LAN links outpost runs on; big ones (job lists, logs)
-	// still are.
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}
-	mux.Handle(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects)}, opts...))
-	mux.Handle(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient(), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...))
-	mux.Handle(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
-	mux.Handle(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
-	mux.Handle(outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, connect.WithReadMaxBytes(maxClusterMessageBytes), connect.WithCompressMinBytes(32<<10)))
-	mux.Handle(outpostv1connect.NewProjectServiceHandler(&ProjectService{b: b}, opts...))
+	// still are. JSON is parsed strictly (strictJSON): it is what people
+	// send.
+	opts := append([]connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}, strictJSONCodecs()...)
+	public := func(path string, h http.Handler) { mux.Handle(path, limitUnaryBody(h, maxMessageBytes)) }
+	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects)}, opts...))
+	public(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient(), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...))
+	public(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
+	public(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
+	public(outpostv1connect.NewProjectServiceHandler(&ProjectService{b: b}, opts...))
+	// Only servers call the cluster service, in binary; its JSON stays
+	// connect's lenient one.
+	path, h := outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, connect.WithReadMaxBytes(maxClusterMessageBytes), connect.WithCompressMinBytes(32<<10))
+	mux.Handle(path, limitUnaryBody(h, maxClusterMessageBytes))
 }

@@ -1,16 +1,22 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/outpost-run/outpost/internal/testcluster"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
 // Mistakes in a project file are reported with the place to fix them, by
@@ -113,4 +119,145 @@ func postJSON(t *testing.T, url, body string) (int, []byte) {
 		t.Fatalf("POST %s: reading the body: %v", url, err)
 	}
 	return resp.StatusCode, b
+}
+
+// Errors keep their reason, in the CLI and in the API's JSON alike (issue
+// 13): an unknown id says "not found", an ambiguous prefix how many jobs
+// it matches and which.
+func TestErrorMessagesKeepReason(t *testing.T) {
+	e2e(t)
+	s := startDev(t, testcluster.ServerOptions{})
+
+	for _, args := range [][]string{
+		{"job", "status", "j-nope"},
+		{"job", "logs", "j-nope"},
+		{"job", "logs", "-f", "j-nope"},
+		{"job", "cancel", "j-nope"},
+		{"job", "retry", "j-nope"},
+	} {
+		r := cli(t, s, args...)
+		if r.code != 1 || strings.TrimSpace(r.stderr) != `Error: job "j-nope": not found` {
+			t.Errorf("want exit 1 and exactly `Error: job \"j-nope\": not found`; got %v", r)
+		}
+	}
+	if r := cli(t, s, "runner", "inspect", "nope"); r.code != 1 || strings.TrimSpace(r.stderr) != `Error: runner "nope": not found` {
+		t.Errorf("want `Error: runner \"nope\": not found`; got %v", r)
+	}
+
+	var ids []string
+	for range 7 {
+		ids = append(ids, runDetached(t, s, "-file", helloFile(t), "hello"))
+	}
+	slices.Sort(ids)
+	want := `prefix "j-" matches 7 jobs: ` + strings.Join(ids[:5], ", ") + ", …"
+	r := cli(t, s, "job", "status", "j-")
+	if r.code != 1 || strings.TrimSpace(r.stderr) != "Error: "+want {
+		t.Errorf("want exit 1 and `Error: %s`; got %v", want, r)
+	}
+	for _, tc := range []struct {
+		body, code, message string
+		status              int
+	}{
+		{`{"id":"j-nope"}`, "not_found", `job "j-nope": not found`, http.StatusNotFound},
+		{`{"id":"j-"}`, "invalid_argument", want, http.StatusBadRequest},
+	} {
+		status, body := postJSON(t, s.Addr()+"/outpost.v1.JobService/GetJob", tc.body)
+		e := jsonError(t, body)
+		if status != tc.status || e.Code != tc.code || e.Message != tc.message {
+			t.Errorf("GetJob %s: HTTP %d %s; want HTTP %d, code %q, message %q", tc.body, status, body, tc.status, tc.code, tc.message)
+		}
+	}
+}
+
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func jsonError(t *testing.T, body []byte) apiError {
+	t.Helper()
+	var e apiError
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Errorf("error body is not JSON (%v): %.200s", err, body)
+	}
+	return e
+}
+
+// A request body over the server's limit is answered 413 Content Too
+// Large, with Content-Length known or not, and the server goes on.
+func TestOversizedBodyIs413(t *testing.T) {
+	e2e(t)
+	s := startDev(t, testcluster.ServerOptions{})
+	url := s.Addr() + "/outpost.v1.JobService/GetJob"
+	big := `{"id":"` + strings.Repeat("a", 5<<20) + `"}`
+
+	status, body := postJSON(t, url, big)
+	if e := jsonError(t, body); status != http.StatusRequestEntityTooLarge || e.Code != "resource_exhausted" || !strings.Contains(e.Message, "limit is 4194304 bytes") {
+		t.Errorf("5 MiB body: HTTP %d %.300s; want 413, resource_exhausted and the limit", status, body)
+	}
+
+	// Chunked, so the server learns the size only by reading.
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, io.MultiReader(strings.NewReader(big)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = -1
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if e := jsonError(t, b); resp.StatusCode != http.StatusRequestEntityTooLarge || e.Code != "resource_exhausted" {
+		t.Errorf("5 MiB chunked body: HTTP %d %.300s; want 413 resource_exhausted", resp.StatusCode, b)
+	}
+
+	if status, body := postJSON(t, url, `{"id":"j-0000000000000000"}`); status != http.StatusNotFound {
+		t.Errorf("after the big bodies, GetJob: HTTP %d %s; want 404", status, body)
+	}
+}
+
+// JSON from people is parsed strictly: a misspelt field is refused and
+// named, not dropped. Binary protobuf, what runners and CLIs of other
+// versions send, still takes fields it does not know.
+func TestUnknownJSONFieldRefused(t *testing.T) {
+	e2e(t)
+	s := startDev(t, testcluster.ServerOptions{})
+
+	for _, tc := range []struct{ path, body, want string }{
+		{"/outpost.v1.JobService/GetJob", `{"idd":"j-0000000000000000"}`, `unknown field "idd" in GetJobRequest`},
+		{"/outpost.v1.JobService/SubmitJob", `{"project":"hello","job":"hello","worksapce":"prod"}`, `unknown field "worksapce" in SubmitJobRequest`},
+		{"/outpost.v1.ProjectService/SetProfile", `{"profile":{"name":"p","targetLabel":{"a":"b"}}}`, `unknown field "profile.targetLabel" in SetProfileRequest; RunnerProfile has the fields name, targetRunnerId, targetLabels`},
+	} {
+		status, body := postJSON(t, s.Addr()+tc.path, tc.body)
+		if e := jsonError(t, body); status != http.StatusBadRequest || e.Code != "invalid_argument" || !strings.Contains(e.Message, tc.want) {
+			t.Errorf("%s %s: HTTP %d %s; want 400 invalid_argument saying %q", tc.path, tc.body, status, body, tc.want)
+		}
+	}
+	// The proto's own field names are JSON too.
+	if status, body := postJSON(t, s.Addr()+"/outpost.v1.JobService/ListJobs", `{"count_only":true}`); status != http.StatusOK {
+		t.Errorf("ListJobs with a snake_case field: HTTP %d %s; want 200", status, body)
+	}
+
+	// GetJobRequest{id} plus field 99, which no version has.
+	msg, err := proto.Marshal(&pb.GetJobRequest{Id: "j-0000000000000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg = protowire.AppendVarint(protowire.AppendTag(msg, 99, protowire.VarintType), 1)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.Addr()+"/outpost.v1.JobService/GetJob", bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/proto")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("binary GetJob with an unknown field: HTTP %d %s; want 404 (decoded, the job is unknown)", resp.StatusCode, b)
+	}
 }
