@@ -9,7 +9,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -29,6 +28,9 @@ Usage: outpost job logs [options] ID
 Options:
 
   -f   Follow: keep printing until the job is finished.
+
+  The log holds every attempt of a retried job; a line "==> attempt N"
+  marks where each attempt after the first begins.
 ` + clientHelp)
 }
 
@@ -60,11 +62,10 @@ func (c *JobLogsCommand) Run(args []string) int {
 		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
 	}
 	defer stream.Close()
+	p := &logPrinter{stdout: c.Meta.Stdout, stderr: c.Meta.Stderr}
 	for stream.Receive() {
 		for _, ch := range stream.Msg().Chunks {
-			for _, l := range ch.Lines {
-				printLine(c.Meta.Stdout, c.Meta.Stderr, l.Stream, rpc.LineBytes(l))
-			}
+			p.print(ch)
 		}
 	}
 	if err := stream.Err(); err != nil {

@@ -25,11 +25,33 @@ func printLine(stdout, stderr io.Writer, stream string, line []byte) {
 	_, _ = w.Write(append(line[:len(line):len(line)], '\n'))
 }
 
+// logPrinter prints a job's log chunks and marks where one attempt's lines
+// end and the next one's begin: a retried job's log holds every attempt,
+// and without the mark the second run reads as the first one going on.
+type logPrinter struct {
+	stdout, stderr io.Writer
+	attempt        uint32 // of the last chunk printed; 0 before the first
+}
+
+func (p *logPrinter) print(ch *pb.LogChunk) {
+	// 0 is a chunk that does not say (none is written so today).
+	if ch.Attempt != 0 && ch.Attempt != p.attempt {
+		if p.attempt != 0 || ch.Attempt > 1 {
+			fmt.Fprintf(p.stderr, "==> attempt %d\n", ch.Attempt)
+		}
+		p.attempt = ch.Attempt
+	}
+	for _, l := range ch.Lines {
+		printLine(p.stdout, p.stderr, l.Stream, rpc.LineBytes(l))
+	}
+}
+
 // followLogs prints a job's logs until it is finished and returns the final
 // job. A broken stream (a server restarting) is resumed where it stopped.
 func followLogs(ctx context.Context, c *rpc.Client, id string, stdout, stderr io.Writer) (*pb.Job, error) {
 	var after uint64
 	failures := 0
+	p := &logPrinter{stdout: stdout, stderr: stderr}
 	for {
 		stream, err := c.Jobs.ReadLogs(ctx, connect.NewRequest(&pb.ReadLogsRequest{Id: id, AfterSeq: after, Follow: true}))
 		if err == nil {
@@ -38,9 +60,7 @@ func followLogs(ctx context.Context, c *rpc.Client, id string, stdout, stderr io
 				failures = 0
 				msg := stream.Msg()
 				for _, ch := range msg.Chunks {
-					for _, l := range ch.Lines {
-						printLine(stdout, stderr, l.Stream, rpc.LineBytes(l))
-					}
+					p.print(ch)
 					after = ch.Seq
 				}
 				status = msg.Status

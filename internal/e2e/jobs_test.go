@@ -209,3 +209,58 @@ job "chatty" {
 func lineIndex(out, line string) int {
 	return strings.Index("\n"+out, "\n"+line+"\n")
 }
+
+// A retried job's log holds every attempt; `job logs -f`, `job logs` and
+// `job run` mark where each attempt after the first begins, so the second
+// run does not read as the first one going on.
+func TestLogsMarkAttempts(t *testing.T) {
+	e2e(t)
+	s := startDev(t, testcluster.ServerOptions{})
+	project := writeFile(t, "outpost.hcl", `project = "again"
+
+job "flaky" {
+  retry {
+    attempts = 1
+  }
+  step "try" {
+    script = "if [ \"$OUTPOST_ATTEMPT\" = 1 ]; then echo first-try; exit 1; fi; echo second-try"
+  }
+}
+`)
+	id := runDetached(t, s, "-file", project, "flaky")
+	follow := testcluster.StartProcess(t, testcluster.ProcessOptions{
+		Name: "logs-follow",
+		Args: []string{"job", "logs", "-f", id},
+		Env:  s.Env(),
+	})
+	if err := follow.Wait(jobTimeout); err != nil {
+		t.Fatalf("job logs -f did not return: %v\n%s", err, follow.Logs())
+	}
+	if j := waitFinished(t, s, id); j.Status != state.StatusSucceeded || j.Attempt != 2 {
+		t.Fatalf("job is %s (%s) at attempt %d; want succeeded at attempt 2", j.Status, j.StatusReason, j.Attempt)
+	}
+	checkOrder := func(what, out string) {
+		t.Helper()
+		first, mark, second := lineIndex(out, "first-try"), lineIndex(out, "==> attempt 2"), lineIndex(out, "second-try")
+		if first < 0 || mark < first || second < mark || strings.Contains(out, "==> attempt 1") {
+			t.Errorf("%s: want first-try, then a line \"==> attempt 2\", then second-try (and no marker before the first attempt):\n%s", what, out)
+		}
+	}
+	checkOrder("job logs -f", follow.Logs())
+
+	// `job logs` prints the marker on stderr, with outpost's own lines.
+	r := cliOK(t, s, "job", "logs", id)
+	if lineIndex(r.stderr, "==> attempt 2") < 0 || lineIndex(r.stdout, "first-try") < 0 || lineIndex(r.stdout, "second-try") < 0 {
+		t.Errorf("job logs: want both attempts' output and the marker on stderr: %v", r)
+	}
+
+	run := testcluster.StartProcess(t, testcluster.ProcessOptions{
+		Name: "job-run",
+		Args: []string{"job", "run", "-file", project, "flaky"},
+		Env:  s.Env(),
+	})
+	if err := run.Wait(jobTimeout); err != nil {
+		t.Fatalf("job run did not return: %v\n%s", err, run.Logs())
+	}
+	checkOrder("job run", run.Logs())
+}
