@@ -417,6 +417,10 @@ func (j *job) runStep(jobCtx context.Context, s plannedStep, last bool) Result {
 		emit: func(stream Stream, text string) {
 			j.log(LogLine{Time: time.Now(), Stream: stream, Step: s.name, Text: text})
 		},
+		split: func(stream Stream, pieces, bytes int) {
+			j.system(s.name, "step %s: the last %d %s lines are one line of %d bytes, split at the %d KiB limit of a log line",
+				s.name, pieces, stream, bytes, MaxLineBytes>>10)
+		},
 		onSignal: func(sig syscall.Signal, grace time.Duration) { j.noteSignal(ctx, s.name, sig, grace) },
 		attr:     j.iso.sysProcAttr(),
 	}

@@ -601,6 +601,18 @@ func TestOutputFraming(t *testing.T) {
 	if want := []string{"65536", "65536", "18928", "no newline"}; !slices.Equal(sizes, want) {
 		t.Errorf("long step lines = %q, want %q", sizes, want)
 	}
+	// The split is marked, once, after the pieces of the split line.
+	want := "==> step long: the last 3 stdout lines are one line of 150000 bytes, split at the 64 KiB limit of a log line"
+	sys := rec.texts(System, "long")
+	marks := 0
+	for _, l := range sys {
+		if strings.Contains(l, "split at") {
+			marks++
+		}
+	}
+	if !slices.Contains(sys, want) || marks != 1 {
+		t.Errorf("system lines %q: want %q once", sys, want)
+	}
 	if got, want := rec.texts(Stdout, "crlf"), []string{"dos", "line"}; !slices.Equal(got, want) {
 		t.Errorf("crlf step lines = %q, want %q", got, want)
 	}

@@ -12,6 +12,8 @@ import (
 func TestScanLines(t *testing.T) {
 	t.Parallel()
 	long := func(n int) string { return strings.Repeat("x", n) }
+	// A split line is followed by "<split pieces bytes>" in want.
+	split := func(pieces, bytes int) string { return fmt.Sprintf("<split %d %d>", pieces, bytes) }
 	tests := []struct {
 		name string
 		in   string
@@ -23,11 +25,13 @@ func TestScanLines(t *testing.T) {
 		{"crlf stripped", "a\r\nb\r\n", []string{"a", "b"}},
 		{"lone cr kept", "a\rb\n", []string{"a\rb"}},
 		{"partial last line", "a\nno newline", []string{"a", "no newline"}},
-		{"split long line", long(2*MaxLineBytes+10) + "\nz\n", []string{long(MaxLineBytes), long(MaxLineBytes), long(10), "z"}},
+		{"split long line", long(2*MaxLineBytes+10) + "\nz\n", []string{long(MaxLineBytes), long(MaxLineBytes), long(10), split(3, 2*MaxLineBytes+10), "z"}},
+		{"split long crlf line", long(MaxLineBytes+3) + "\r\nz\n", []string{long(MaxLineBytes), long(3), split(2, MaxLineBytes+3), "z"}},
 		{"exactly max then newline", long(MaxLineBytes) + "\nz\n", []string{long(MaxLineBytes), "z"}},
 		{"exactly max then crlf", long(MaxLineBytes) + "\r\nz\n", []string{long(MaxLineBytes), "z"}},
 		{"crlf straddles the cut", long(MaxLineBytes-1) + "\r\nz\n", []string{long(MaxLineBytes - 1), "z"}},
-		{"long partial last line", long(MaxLineBytes + 1), []string{long(MaxLineBytes), "x"}},
+		{"long partial last line", long(MaxLineBytes + 1), []string{long(MaxLineBytes), "x", split(2, MaxLineBytes+1)}},
+		{"two long lines", long(MaxLineBytes+1) + "\n" + long(MaxLineBytes+2) + "\n", []string{long(MaxLineBytes), "x", split(2, MaxLineBytes+1), long(MaxLineBytes), "xx", split(2, MaxLineBytes+2)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,7 +44,7 @@ func TestScanLines(t *testing.T) {
 			}
 			for name, r := range readers {
 				var got []string
-				if err := scanLines(r, func(s string) { got = append(got, s) }); err != nil {
+				if err := scanLines(r, func(s string) { got = append(got, s) }, func(pieces, bytes int) { got = append(got, split(pieces, bytes)) }); err != nil {
 					t.Fatalf("%s: scanLines: %v", name, err)
 				}
 				if !slices.Equal(got, tt.want) {
@@ -56,7 +60,7 @@ func TestScanLinesReadError(t *testing.T) {
 	// TimeoutReader succeeds once and then fails: the partial line read so
 	// far must still be delivered, and the error returned.
 	var got []string
-	err := scanLines(iotest.TimeoutReader(strings.NewReader("partial")), func(s string) { got = append(got, s) })
+	err := scanLines(iotest.TimeoutReader(strings.NewReader("partial")), func(s string) { got = append(got, s) }, nil)
 	if err == nil {
 		t.Fatal("scanLines returned nil, want the read error")
 	}

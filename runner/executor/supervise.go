@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -28,6 +29,9 @@ type procSpec struct {
 	abortTimeout func() time.Duration
 	// emit receives output lines, from one goroutine per stream.
 	emit func(Stream, string)
+	// split, if set, is told after the pieces of a line longer than
+	// MaxLineBytes have been emitted (see scanLines).
+	split func(stream Stream, pieces, bytes int)
 	// onSignal is called just before the process group is sent sig;
 	// grace is the abort timeout in force.
 	onSignal func(sig syscall.Signal, grace time.Duration)
@@ -115,8 +119,15 @@ func runProcess(ctx context.Context, p procSpec) procResult {
 	}
 
 	var readers sync.WaitGroup
-	readers.Go(func() { _ = scanLines(outR, func(s string) { p.emit(Stdout, s) }) })
-	readers.Go(func() { _ = scanLines(errR, func(s string) { p.emit(Stderr, s) }) })
+	scan := func(r io.Reader, stream Stream) {
+		var split func(int, int)
+		if p.split != nil {
+			split = func(pieces, bytes int) { p.split(stream, pieces, bytes) }
+		}
+		_ = scanLines(r, func(s string) { p.emit(stream, s) }, split)
+	}
+	readers.Go(func() { scan(outR, Stdout) })
+	readers.Go(func() { scan(errR, Stderr) })
 	readersDone := make(chan struct{})
 	go func() {
 		readers.Wait()
