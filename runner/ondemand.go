@@ -23,6 +23,11 @@ const (
 	jobUIDRange = 1 << 20
 )
 
+// onDemandRoot is the parent of this runner's on_demand job directories.
+func (r *Runner) onDemandRoot() string {
+	return filepath.Join(os.TempDir(), "outpost-on-demand-"+r.cfg.ID)
+}
+
 // onDemand prepares a fresh executor for one job: a private working
 // directory with an unguessable name under a parent other users can pass
 // through but not list, a clean environment (only what the profile and
@@ -34,7 +39,7 @@ func (r *Runner) onDemand(job *pb.Job, spec *executor.Spec) (cleanup func(), err
 	// Under the system temp dir, not the data dir: every directory above a
 	// job's must be passable by the job's user, and a data dir often sits
 	// under a private parent.
-	root := filepath.Join(os.TempDir(), "outpost-on-demand-"+r.cfg.ID)
+	root := r.onDemandRoot()
 	if err := os.MkdirAll(root, 0o711); err != nil {
 		return nil, fmt.Errorf("on_demand: %w", err)
 	}

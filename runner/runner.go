@@ -129,6 +129,7 @@ func New(cfg Config) (*Runner, error) {
 			cfg.WatchdogCommand = []string{exe, watchdog.Command}
 		}
 	}
+	fixedID := cfg.ID != ""
 	id, err := LoadIdentity(cfg.DataDir, cfg.ID)
 	if err != nil {
 		return nil, err
@@ -162,6 +163,18 @@ func New(cfg Config) (*Runner, error) {
 		r.workDir = filepath.Join(cfg.DataDir, "work")
 		if err := os.MkdirAll(r.workDir, 0o700); err != nil {
 			return nil, fmt.Errorf("runner: work dir: %w", err)
+		}
+		// With the outbox open (its lock held), what an earlier life of
+		// this runner left behind is this runner's to remove (sweep_dirs.go).
+		n := sweepJobDirs(r.workDir, r.logger)
+		if !fixedID {
+			// Only an id made in this data dir is surely no other runner's:
+			// an id given in the config (NAME-runner in a server agent)
+			// may be shared by agents on one machine.
+			n += sweepOnDemandDirs(r.onDemandRoot(), r.logger)
+		}
+		if n > 0 {
+			r.logger.Info("removed the job directories an earlier run of this runner left behind", "count", n, "dir", r.workDir)
 		}
 	}
 	return r, nil
@@ -280,7 +293,7 @@ func (r *Runner) close() {
 		os.RemoveAll(r.workDir)
 	}
 	// Empty once every on_demand job has cleaned up after itself.
-	_ = os.Remove(filepath.Join(os.TempDir(), "outpost-on-demand-"+r.cfg.ID))
+	_ = os.Remove(r.onDemandRoot())
 }
 
 // running lists the attempts this runner holds, for Register and

@@ -936,3 +936,46 @@ job "slot" {
 	}
 	t.Logf("observation: at most %d of %d jobs ran at once on a runner with capacity %d", most, jobs, capacity)
 }
+
+// A runner killed mid-job leaves its job's working directory behind; the
+// next start on the same data dir removes it before taking work, and
+// leaves alone what it did not make.
+func TestRunnerSweepsJobDirsAtStart(t *testing.T) {
+	e2e(t)
+	s := startServerTimeout(t, "sweep", "3s")
+	r := startAdopted(t, s, testcluster.RunnerOptions{Name: "sweeper", Capacity: 1})
+	work := filepath.Join(r.DataDir(), "work")
+	decoy := filepath.Join(work, "notes.txt")
+	if err := os.WriteFile(decoy, []byte("not a job's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	project := writeFile(t, "outpost.hcl", `project = "sweep"
+
+job "nap" {
+  step "s" {
+    script = "mkdir -p deep/er && echo x > deep/er/f && chmod 500 deep/er && echo started && sleep 60"
+  }
+}
+`)
+	id := runDetached(t, s, "-file", project, "nap")
+	dir := filepath.Join(work, id+"-1")
+	testcluster.WaitFor(t, jobTimeout, func() (bool, string) {
+		_, err := os.Stat(filepath.Join(dir, "deep", "er", "f"))
+		return err == nil, fmt.Sprintf("job %s has not made its files in %s yet: %v", id, dir, err)
+	})
+	r.Kill()
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the killed runner's job directory should still be there: %v", err)
+	}
+
+	r.Restart()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("job directory %s is still there after the runner started again (%v)\n%s", dir, err, r.Tail(20))
+	}
+	if _, err := os.Stat(decoy); err != nil {
+		t.Errorf("the sweep removed %s, which no job made: %v", decoy, err)
+	}
+	if !strings.Contains(r.Logs(), "removed the job directories an earlier run of this runner left behind") {
+		t.Errorf("the runner does not say it removed the directories:\n%s", r.Tail(20))
+	}
+}
