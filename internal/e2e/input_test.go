@@ -261,3 +261,35 @@ func TestUnknownJSONFieldRefused(t *testing.T) {
 		t.Errorf("binary GetJob with an unknown field: HTTP %d %s; want 404 (decoded, the job is unknown)", resp.StatusCode, b)
 	}
 }
+
+// A runner's settings are checked at start by the rules the servers
+// apply: a bad one ends `runner agent` at once with exit 2 and the reason,
+// where it used to start and then be refused at every reconnect.
+func TestRunnerSettingsCheckedAtStart(t *testing.T) {
+	e2e(t)
+	s := startDev(t, testcluster.ServerOptions{})
+	for _, tc := range []struct {
+		flag, want string
+	}{
+		{"-capacity=100000000", "runner capacity 100000000 is out of range; a runner runs 1 to 4096 jobs at once"},
+		{"-capacity=0", "runner capacity 0 is out of range"},
+		{"-label=my env=prod", `invalid value "my env=prod" for flag -label: "my env" is not a valid label key`},
+		{"-label=env=a,b", `"a,b" is not a valid value for label "env"`},
+		{"-name=edge\n1", `"edge\n1" is not a valid runner name`},
+	} {
+		r := cli(t, s, "runner", "agent", "-server="+s.Addr(), "-gossip-port=-1", "-data-dir="+t.TempDir(), tc.flag)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stdout, "started") {
+			t.Errorf("runner agent %q: want exit 2 with %q and no start; got %v", tc.flag, tc.want, r)
+		}
+	}
+	// A config file goes through the same checks.
+	cfg := writeFile(t, "runner.hcl", "runner {\n  labels = { \"has space\" = \"x\" }\n}\n")
+	r := cli(t, s, "runner", "agent", "-server="+s.Addr(), "-gossip-port=-1", "-config="+cfg)
+	if r.code != 2 || !strings.Contains(r.stderr, `"has space" is not a valid label key`) {
+		t.Errorf("runner agent with a bad label in its config: want exit 2 and the reason; got %v", r)
+	}
+	// So does a profile's target label, before anything is sent.
+	if r := cli(t, s, "runner", "profile", "set", "-name=p", "-target-label=os=lin ux"); r.code != 2 || !strings.Contains(r.stderr, `"lin ux" is not a valid value for label "os"`) {
+		t.Errorf("profile set with a bad target label: want exit 2 and the reason; got %v", r)
+	}
+}
