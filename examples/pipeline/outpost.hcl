@@ -32,10 +32,13 @@ job "build" {
     command = ["sh", "-c", "echo building $VERSION in $(basename $PWD)"]
   }
 
+  # A variable reaches every step as $OUTPOST_VAR_<NAME> too: quoted by
+  # the script, its value never becomes shell code (a -var of $(id) is
+  # printed, not run). ${var.version} pasted into the script would be.
   step "package" {
     script = <<-EOT
       out=$(mktemp -d)
-      echo "${project}-${var.version}" > "$out/NAME"
+      echo "${project}-$OUTPOST_VAR_VERSION" > "$out/NAME"
       echo "packaged $(cat "$out/NAME")"
       rm -rf "$out"
     EOT
@@ -57,8 +60,9 @@ job "deploy" {
     env = {
       REGION = var.region
     }
+    # shellquote() makes a value one shell word, whatever it holds.
     # $${...} is a literal ${...} for the shell, not an HCL interpolation.
-    script = "echo shipping ${var.version} to $REGION for ${workspace}, attempt $${OUTPOST_ATTEMPT:-local}"
+    script = "echo shipping ${shellquote(var.version)} to \"$REGION\" for ${workspace}, attempt $${OUTPOST_ATTEMPT:-local}"
   }
 }
 

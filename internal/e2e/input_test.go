@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -291,5 +293,47 @@ func TestRunnerSettingsCheckedAtStart(t *testing.T) {
 	// So does a profile's target label, before anything is sent.
 	if r := cli(t, s, "runner", "profile", "set", "-name=p", "-target-label=os=lin ux"); r.code != 2 || !strings.Contains(r.stderr, `"lin ux" is not a valid value for label "os"`) {
 		t.Errorf("profile set with a bad target label: want exit 2 and the reason; got %v", r)
+	}
+}
+
+// A -var is data, not shell code, when the script takes it the two safe
+// ways: as $OUTPOST_VAR_<NAME>, or pasted through shellquote(). A hostile
+// value is printed as given and runs nothing, on a runner and with -local.
+func TestVariablesReachScriptsSafely(t *testing.T) {
+	e2e(t)
+	s := startDev(t, testcluster.ServerOptions{})
+	dir := recordDir(t)
+	marker := filepath.Join(dir, "pwned")
+	hostile := `$(touch ` + marker + `); it's ` + "`touch " + marker + "`" + ` "q" \ $HOME ${HOME} *`
+	project := writeFile(t, "outpost.hcl", `project = "vars"
+
+variable "msg" {}
+
+variable "image-tag" {
+  default = "v1"
+}
+
+job "say" {
+  step "env" {
+    script = "printf '[%s]\\n' \"$OUTPOST_VAR_MSG\" \"$OUTPOST_VAR_IMAGE_TAG\""
+  }
+  step "quoted" {
+    script = "printf '[%s]\\n' ${shellquote(var.msg)}"
+  }
+}
+`)
+	want := "[" + hostile + "]\n[v1]\n[" + hostile + "]\n"
+	for _, local := range []bool{false, true} {
+		args := []string{"job", "run", "-file", project, "-var", "msg=" + hostile, "say"}
+		if local {
+			args = append(args[:2], append([]string{"-local"}, args[2:]...)...)
+		}
+		r := cliOK(t, s, args...)
+		if r.stdout != want {
+			t.Errorf("%v: stdout\n%q\nwant\n%q", args, r.stdout, want)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("%v: the value was run as shell code: %s exists", args, marker)
+		}
 	}
 }

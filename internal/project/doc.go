@@ -16,10 +16,14 @@
 //
 // Expressions may reference var.<name>, workspace, project and job, and only
 // in the runner profile, step command elements, step script and env values.
-// Every other argument must be a constant. No functions are available;
-// operators, conditionals, for expressions and template directives are. A constant optional argument set
-// to null is treated as unset; an expression argument that evaluates to null
-// is an error, because it is almost always a mistake in a conditional.
+// Every other argument must be a constant. One function is available,
+// shellquote (functions.go); operators, conditionals, for expressions and
+// template directives are too. A constant optional argument set to null is
+// treated as unset; an expression argument that evaluates to null is an
+// error, because it is almost always a mistake in a conditional.
+//
+// Resolve also exports every variable to every step as OUTPOST_VAR_<NAME>
+// (ExportedName), the safe way for a script to use a value.
 //
 // Because the server parses files submitted over the network, Parse also
 // bounds what hcl would otherwise accept from trusted input: file size

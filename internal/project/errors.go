@@ -127,7 +127,12 @@ func (ds *diagnostics) appendHCL(hd hcl.Diagnostics) bool {
 		case d.Context != nil:
 			p = posOf(*d.Context)
 		}
-		*ds = append(*ds, Diagnostic{Pos: p, Summary: d.Summary, Detail: d.Detail})
+		detail := d.Detail
+		if d.Summary == "Call to unknown function" {
+			// hcl may suggest a name; it cannot say how few there are.
+			detail += " The only function is shellquote(s)."
+		}
+		*ds = append(*ds, Diagnostic{Pos: p, Summary: d.Summary, Detail: detail})
 	}
 	return had
 }

@@ -25,7 +25,7 @@ func (p *Project) evalContext(vars map[string]cty.Value, workspace, job cty.Valu
 		"workspace": workspace,
 		"project":   cty.StringVal(p.Name),
 		"job":       job,
-	}}
+	}, Functions: functions}
 }
 
 // trialEvaluate evaluates every expression with unknown variable values and
@@ -48,7 +48,7 @@ func (ps *parser) trialEvaluate() {
 	}
 	for _, j := range p.Jobs {
 		ev := &evaluator{ctx: p.evalContext(vars, ws, cty.StringVal(j.Name)), ds: ps.ds}
-		ev.job(j, nil)
+		ev.job(j, nil, nil)
 	}
 }
 
@@ -61,8 +61,10 @@ type evaluator struct {
 }
 
 // job evaluates everything of j that may contain expressions. fallback is
-// the project-level runner, used when the job has none.
-func (ev *evaluator) job(j *Job, fallback *runnerSpec) (profile string, env map[string]string, steps []Step) {
+// the project-level runner, used when the job has none. exported (the
+// variables as OUTPOST_VAR_<NAME>) is set over the job's env and under
+// each step's.
+func (ev *evaluator) job(j *Job, fallback *runnerSpec, exported map[string]string) (profile string, env map[string]string, steps []Step) {
 	switch {
 	case j.runner != nil:
 		profile = ev.profile(j.runner)
@@ -72,6 +74,9 @@ func (ev *evaluator) job(j *Job, fallback *runnerSpec) (profile string, env map[
 	env = map[string]string{}
 	if j.env != nil {
 		env = ev.env(j.env)
+	}
+	for k, v := range exported {
+		env[k] = v
 	}
 	steps = make([]Step, 0, len(j.steps))
 	for _, s := range j.steps {

@@ -102,6 +102,8 @@ type parser struct {
 	ds        *diagnostics
 	fileStart hcl.Range
 	jobPos    map[string]hcl.Range
+	// exported maps OUTPOST_VAR_ names to the variables exported as them.
+	exported map[string]string
 }
 
 func (ps *parser) file(body hcl.Body) {
@@ -183,6 +185,9 @@ func (ps *parser) variable(b *hcl.Block) {
 			quote(name), ps.p.Variables[i].Pos)
 		return
 	}
+	if hclsyntax.ValidIdentifier(name) {
+		ps.exportable(name, labelRange)
+	}
 	v := Variable{Name: name, Pos: posOf(b.DefRange)}
 	if content != nil {
 		if attr, ok := content.Attributes["default"]; ok {
@@ -196,6 +201,27 @@ func (ps *parser) variable(b *hcl.Block) {
 	// produce "undeclared variable" errors.
 	ps.p.varIndex[name] = len(ps.p.Variables)
 	ps.p.Variables = append(ps.p.Variables, v)
+}
+
+// exportable checks that variable name has an environment variable of its
+// own (see ExportedName).
+func (ps *parser) exportable(name string, r hcl.Range) {
+	env := ExportedName(name)
+	if validate.EnvName(env) != nil {
+		ps.ds.addf(r, "Invalid variable name",
+			"Variable %s would be exported to steps as %s, which is not a valid environment variable name; use ASCII letters, digits, \"_\" and \"-\" in variable names.",
+			quote(name), quote(env))
+		return
+	}
+	if ps.exported == nil {
+		ps.exported = map[string]string{}
+	}
+	if other, taken := ps.exported[env]; taken {
+		ps.ds.addf(r, "Conflicting variable names",
+			"Variables %s and %s would both be exported to steps as %s; rename one.", quote(other), quote(name), env)
+		return
+	}
+	ps.exported[env] = name
 }
 
 // variableDefault converts a default to the string a -var flag would have

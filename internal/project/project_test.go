@@ -265,7 +265,17 @@ job "low" {
 			}
 			// The profile's position is checked in TestProfilePos.
 			got.ProfilePos = Pos{}
-			if want := tt.want(); !reflect.DeepEqual(got, want) {
+			want := tt.want()
+			// Every variable is exported too (TestExportedVariables pins
+			// how); the cases here leave them out of their want.
+			for name, val := range want.Variables {
+				env := "OUTPOST_VAR_" + strings.ToUpper(name)
+				want.Env[env] = val
+				for _, st := range want.Steps {
+					st.Env[env] = val
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Resolve mismatch\n got: %#v\nwant: %#v", got, want)
 			}
 		})
@@ -469,7 +479,7 @@ func TestErrors(t *testing.T) {
 		{
 			name: "function call",
 			src:  job("  step \"s\" { command = [upper(\"x\")] }\n"),
-			want: `outpost.hcl:3:25: Function calls not allowed: Functions may not be called here.`,
+			want: `outpost.hcl:3:25: Call to unknown function: There is no function named "upper". The only function is shellquote(s).`,
 		},
 		{
 			name: "variable in a constant",
@@ -794,5 +804,55 @@ func TestProfilePos(t *testing.T) {
 		if got := r.ProfilePos.String(); got != want {
 			t.Errorf("job %s: profile position %s, want %s", job, got, want)
 		}
+	}
+}
+
+// Every variable reaches every step as OUTPOST_VAR_<NAME> too: upper case,
+// "-" as "_", set over the job's env and under the step's.
+func TestExportedVariables(t *testing.T) {
+	p, err := Parse("outpost.hcl", []byte(`project = "web"
+variable "env" { default = "dev" }
+variable "image-tag" {}
+job "deploy" {
+  env = { OUTPOST_VAR_ENV = "from job env", A = "a" }
+  step "one" { script = "echo \"$OUTPOST_VAR_IMAGE_TAG\"" }
+  step "two" {
+    command = ["true"]
+    env     = { OUTPOST_VAR_ENV = "from step env" }
+  }
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Resolve("deploy", map[string]string{"image-tag": "$(id) 'x'"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"A": "a", "OUTPOST_VAR_ENV": "dev", "OUTPOST_VAR_IMAGE_TAG": "$(id) 'x'"}
+	if !reflect.DeepEqual(r.Env, want) || !reflect.DeepEqual(r.Steps[0].Env, want) {
+		t.Errorf("job env %v, step one env %v; want %v", r.Env, r.Steps[0].Env, want)
+	}
+	if got := r.Steps[1].Env["OUTPOST_VAR_ENV"]; got != "from step env" {
+		t.Errorf("step two's own env lost to the variable: %q", got)
+	}
+	if ExportedName("image-tag") != "OUTPOST_VAR_IMAGE_TAG" || ExportedName("Env_2") != "OUTPOST_VAR_ENV_2" {
+		t.Errorf("ExportedName: %s, %s", ExportedName("image-tag"), ExportedName("Env_2"))
+	}
+
+	for _, tc := range []struct{ src, want string }{
+		{`variable "a-b" {}
+variable "a_b" {}`, `outpost.hcl:2:10: Conflicting variable names: Variables "a-b" and "a_b" would both be exported to steps as OUTPOST_VAR_A_B; rename one.`},
+		{`variable "env" {}
+variable "ENV" {}`, `outpost.hcl:2:10: Conflicting variable names: Variables "env" and "ENV" would both be exported to steps as OUTPOST_VAR_ENV; rename one.`},
+		{`variable "café" {}`, `outpost.hcl:1:10: Invalid variable name: Variable "café" would be exported to steps as "OUTPOST_VAR_CAFÉ", which is not a valid environment variable name; use ASCII letters, digits, "_" and "-" in variable names.`},
+	} {
+		_, err := Parse("outpost.hcl", []byte(tc.src+"\nproject = \"web\"\njob \"j\" {\n  step \"s\" { command = [\"true\"] }\n}\n"))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("got  %v\nwant %s", err, tc.want)
+		}
+	}
+
+	if _, err := p.Resolve("deploy", map[string]string{"image-tag": "a\x00b"}, ""); err == nil || !strings.Contains(err.Error(), "must not contain a NUL character") {
+		t.Errorf("a NUL in a -var: %v", err)
 	}
 }

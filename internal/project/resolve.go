@@ -63,19 +63,27 @@ func (p *Project) Resolve(job string, vars map[string]string, workspace string) 
 			})
 		}
 	}
+	for _, v := range p.Variables {
+		// The value goes into the environment, where a NUL cannot.
+		if strings.ContainsRune(values[v.Name], 0) {
+			ds.noPosf("Invalid variable value", "-var %s must not contain a NUL character.", quote(v.Name))
+		}
+	}
 	if err := ds.err(); err != nil {
 		return nil, err
 	}
 
 	ctyVars := make(map[string]cty.Value, len(values))
+	exported := make(map[string]string, len(values))
 	for name, val := range values {
 		ctyVars[name] = cty.StringVal(val)
+		exported[ExportedName(name)] = val
 	}
 	ev := &evaluator{
 		ctx: p.evalContext(ctyVars, cty.StringVal(workspace), cty.StringVal(j.Name)),
 		ds:  &ds,
 	}
-	profile, env, steps := ev.job(j, p.runner)
+	profile, env, steps := ev.job(j, p.runner, exported)
 	if err := ds.err(); err != nil {
 		return nil, err
 	}
@@ -102,6 +110,19 @@ func (p *Project) Resolve(job string, vars map[string]string, workspace string) 
 		Env:          env,
 		Steps:        steps,
 	}, nil
+}
+
+// ExportPrefix starts the name of the environment variable every step gets
+// for each variable of its project.
+const ExportPrefix = "OUTPOST_VAR_"
+
+// ExportedName is the environment variable a project variable is exported
+// as: OUTPOST_VAR_ and the name in upper case with "-" as "_", so that
+// variable "image-tag" is $OUTPOST_VAR_IMAGE_TAG. Parse refuses two
+// variables that would share a name, and names that make no valid
+// environment variable name (letters outside ASCII).
+func ExportedName(variable string) string {
+	return ExportPrefix + strings.ToUpper(strings.ReplaceAll(variable, "-", "_"))
 }
 
 func (p *Project) declaredVariables() string {
