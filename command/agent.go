@@ -50,7 +50,7 @@ Options:
   -raft-multiplier=N   Scale Raft timeouts, 1 (fastest failover) to 10. Default 5.
   -encrypt=KEY         Base64 key (16/24/32 bytes) encrypting gossip.
   -label=k=v           A label of the in-agent runner; repeatable.
-  -runner-capacity=N   Jobs the in-agent runner runs at once. Default 4.
+  -runner-capacity=N   Jobs the in-agent runner runs at once, 1 to 4096. Default 4.
   -log-level=LEVEL     trace, debug, info, warn or error. Default info.
 
   SIGHUP re-reads the config files and applies what can change while

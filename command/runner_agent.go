@@ -36,9 +36,12 @@ Usage: outpost runner agent [options]
 Options:
 
   -server=ADDR[,ADDR…]  Server API addresses; repeatable. Also OUTPOST_ADDR.
-  -name=NAME            Display name. Default: the hostname.
-  -label=k=v            A label profiles can target; repeatable.
-  -capacity=N           Jobs run at once. Default 4.
+  -name=NAME            Display name: letters, digits, "_", "." and "-".
+                        Default: the hostname.
+  -label=k=v            A label profiles can target; repeatable. Keys hold
+                        letters, digits, "_", ".", "/" and "-"; values also
+                        ":", "@" and "+", or are empty.
+  -capacity=N           Jobs run at once, 1 to 4096. Default 4.
   -data-dir=DIR         Identity, outbox and job directories. Without it the
                         runner is new (and pending) at every start.
   -token=TOKEN          Adoption token. Also OUTPOST_RUNNER_TOKEN.
