@@ -32,6 +32,7 @@ const (
 	SetPendingReasonsType MessageType = 16
 	RetryJobType          MessageType = 17
 	RunnerReportsType     MessageType = 18
+	PinJobType            MessageType = 19
 )
 
 var typeNames = map[MessageType]string{
@@ -53,6 +54,7 @@ var typeNames = map[MessageType]string{
 	SetPendingReasonsType: "SetPendingReasons",
 	RetryJobType:          "RetryJob",
 	RunnerReportsType:     "RunnerReports",
+	PinJobType:            "PinJob",
 }
 
 func (t MessageType) String() string {
@@ -101,6 +103,8 @@ func newBody(t MessageType) (proto.Message, error) {
 		return &pb.RetryJobEntry{}, nil
 	case RunnerReportsType:
 		return &pb.RunnerReportsEntry{}, nil
+	case PinJobType:
+		return &pb.PinJobEntry{}, nil
 	}
 	return nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
 }

@@ -234,6 +234,10 @@ func checkEntry(t MessageType, body any) error {
 				}
 			}
 		}
+	case *pb.PinJobEntry:
+		if b.JobId == "" {
+			missing = "job id"
+		}
 	case *pb.UpsertProfilesEntry:
 		for _, p := range b.Profiles {
 			if p.GetName() == "" {
@@ -279,7 +283,7 @@ func (f *FSM) apply(index uint64, t MessageType, body any) any {
 	case *pb.UpsertProjectEntry:
 		return st.UpsertProject(index, b.Project)
 	case *pb.DeleteJobsEntry:
-		return st.DeleteJobs(index, b.JobIds)
+		return st.DeleteJobs(index, b)
 	case *pb.RunnerUpdateEntry:
 		return st.UpdateRunner(index, b)
 	case *pb.UpsertRunnerTokenEntry:
@@ -295,7 +299,9 @@ func (f *FSM) apply(index uint64, t MessageType, body any) any {
 	case *pb.RetryJobEntry:
 		return st.RetryJob(index, b)
 	case *pb.RunnerReportsEntry:
-		return &ReportsResult{Errors: st.ApplyReports(index, b.Reports)}
+		return &ReportsResult{Errors: st.ApplyReports(index, b.Time, b.Reports)}
+	case *pb.PinJobEntry:
+		return st.PinJob(index, b)
 	}
 	return fmt.Errorf("fsm: no apply for %s", t)
 }

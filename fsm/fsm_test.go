@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -91,7 +92,8 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	a.mustApply(CancelJobType, &pb.CancelJobEntry{JobId: "j-2", Reason: "operator", Time: ts(4)})
 	a.mustApply(MarkLostType, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-3", Lease: lease}}, Reason: "runner r-1 gone", Time: ts(5)})
 	a.mustApply(CancelJobType, &pb.CancelJobEntry{JobId: "j-4", Time: ts(6)})
-	a.mustApply(DeleteJobsType, &pb.DeleteJobsEntry{JobIds: []string{"j-4"}})
+	a.mustApply(DeleteJobsType, &pb.DeleteJobsEntry{JobIds: []string{"j-4"}, Time: ts(6)})
+	a.mustApply(PinJobType, &pb.PinJobEntry{JobId: "j-2", Pinned: true, Time: ts(6)})
 	a.mustApply(UpsertRunnerType, &pb.UpsertRunnerEntry{Runner: &pb.Runner{Id: "r-2", Capacity: 1, Status: "pending"}})
 	a.mustApply(UpdateRunnerType, &pb.RunnerUpdateEntry{RunnerId: "r-2", Action: "adopt", Time: ts(7)})
 	a.mustApply(UpdateRunnerType, &pb.RunnerUpdateEntry{RunnerId: "r-2", Action: "drain", Time: ts(7)})
@@ -117,6 +119,7 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	if rep.Errors[0] != nil || rep.Errors[1] != nil || !errors.Is(rep.Errors[2], state.ErrStaleLease) || rep.Errors[3] != nil {
 		t.Fatalf("report results = %v, want only the stale finish refused", rep.Errors)
 	}
+	a.mustApply(PinJobType, &pb.PinJobEntry{JobId: "j-5", Pinned: true, Time: ts(13)})
 
 	st := a.f.State()
 	for id, want := range map[string]string{"j-1": "pending", "j-2": "canceling", "j-3": "pending", "j-5": "succeeded"} {
@@ -128,8 +131,11 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 			t.Errorf("%s status = %s (%s), want %s", id, j.Status, j.StatusReason, want)
 		}
 	}
-	if _, err := st.JobByID(nil, "j-4"); !errors.Is(err, state.ErrNotFound) {
-		t.Errorf("deleted job j-4: err = %v, want not found", err)
+	if _, err := st.JobByID(nil, "j-4"); !errors.Is(err, state.ErrNotFound) || !st.Collected("j-4") {
+		t.Errorf("deleted job j-4: err = %v, tombstone %v; want not found, and a tombstone", err, st.Collected("j-4"))
+	}
+	if j, _ := st.JobByID(nil, "j-2"); !j.Pinned {
+		t.Error("j-2 is not pinned")
 	}
 	if got := texts(st.LogChunks(nil, "j-5", 0)); got != "five" {
 		t.Errorf("j-5 logs = %q", got)
@@ -228,6 +234,21 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 	eqList(t, "runners", ws.Runners(), gs.Runners())
 	eqList(t, "runner tokens", ws.RunnerTokens(), gs.RunnerTokens())
 	eqList(t, "runner profiles", ws.Profiles(), gs.Profiles())
+	eqList(t, "tombstones", tombstones(t, ws), tombstones(t, gs))
+	wc, wp, _ := want.FinishedStats()
+	gc, gp, _ := got.FinishedStats()
+	if wc != gc || wp != gp {
+		t.Errorf("restored %d collectable and %d pinned finished jobs, want %d and %d", gc, gp, wc, wp)
+	}
+}
+
+func tombstones(t *testing.T, sn *state.Snapshot) []*pb.Tombstone {
+	t.Helper()
+	var out []*pb.Tombstone
+	if err := sn.Tombstones(func(ts *pb.Tombstone) error { out = append(out, ts); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func eqList[T proto.Message](t *testing.T, what string, want, got []T) {
@@ -363,4 +384,42 @@ func TestApplyRefusesInvalidValues(t *testing.T) {
 		t.Errorf("refused entries left %d rows in the state", n)
 	}
 	a.mustApply(UpsertRunnerType, runner(func(*pb.Runner) {}))
+}
+
+// TestRestoreSnapshotFromBeforeGC restores a snapshot written by the
+// version before garbage collection (testdata/before-gc.snap: two finished
+// jobs with logs, one running, one pending; no done_at, no tombstones):
+// its finished jobs count as done when they finished, and can be
+// collected.
+func TestRestoreSnapshotFromBeforeGC(t *testing.T) {
+	data, err := os.ReadFile("testdata/before-gc.snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newApplier(t).f
+	if err := f.Restore(nopCloser{bytes.NewBuffer(data)}); err != nil {
+		t.Fatal(err)
+	}
+	st := f.State()
+	if n := len(st.Jobs(nil, state.JobFilter{})); n != 4 {
+		t.Fatalf("%d jobs restored, want 4", n)
+	}
+	if got := texts(st.LogChunks(nil, "j-2", 0)); got != "two" {
+		t.Fatalf("j-2 logs = %q", got)
+	}
+	if c, p, tombs := st.FinishedStats(); c != 2 || p != 0 || tombs != 0 {
+		t.Fatalf("FinishedStats = %d, %d, %d; want 2 collectable, none pinned, no tombstones", c, p, tombs)
+	}
+	// j-1 finished at 3s, j-2 at 5s (the runners' clocks: nothing better
+	// was recorded then).
+	if got := st.Collectable(t0.Add(4*time.Second), 0, 10); len(got) != 1 || got[0] != "j-1" {
+		t.Fatalf("Collectable before 4s = %v, want j-1", got)
+	}
+	a := &applier{t: t, f: f, index: st.LatestIndex()}
+	a.mustApply(DeleteJobsType, &pb.DeleteJobsEntry{JobIds: []string{"j-1"}, Gc: true, Time: ts(100)})
+	restored := roundTrip(t, f)
+	assertSameState(t, f.State(), restored.State())
+	if !restored.State().Collected("j-1") {
+		t.Fatal("the tombstone of j-1 did not survive a snapshot")
+	}
 }

@@ -29,6 +29,9 @@ const (
 	recordRunner  recordKind = 5
 	recordToken   recordKind = 6
 	recordProfile recordKind = 7
+	// Tombstones of deleted jobs (see state.MaxTombstones), oldest first.
+	// Snapshots written before garbage collection have none.
+	recordTombstone recordKind = 8
 )
 
 type snapshot struct {
@@ -116,6 +119,9 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 		if err == nil {
 			err = putMsg(recordChunk, c)
 		}
+	}
+	if err == nil {
+		err = view.Tombstones(func(t *pb.Tombstone) error { return putMsg(recordTombstone, t) })
 	}
 	if err == nil {
 		err = bw.Flush()
@@ -207,6 +213,11 @@ func restoreRecord(rs *state.Restore, kind recordKind, b []byte) error {
 		m := &pb.RunnerProfile{}
 		if err = proto.Unmarshal(b, m); err == nil {
 			err = rs.Profile(m)
+		}
+	case recordTombstone:
+		m := &pb.Tombstone{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.Tombstone(m)
 		}
 	default:
 		return fmt.Errorf("fsm: unknown snapshot record kind %d", kind)

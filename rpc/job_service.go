@@ -378,3 +378,18 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 		}
 	}
 }
+
+// DeleteJob removes one finished job and its logs.
+func (s *JobService) DeleteJob(ctx context.Context, req *connect.Request[pb.DeleteJobRequest]) (*connect.Response[pb.DeleteJobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("job delete: not implemented yet"))
+}
+
+// PinJob pins or unpins a job.
+func (s *JobService) PinJob(ctx context.Context, req *connect.Request[pb.PinJobRequest]) (*connect.Response[pb.PinJobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("job pin: not implemented yet"))
+}
+
+// GarbageCollect runs a garbage-collection pass on the leader now.
+func (s *JobService) GarbageCollect(ctx context.Context, req *connect.Request[pb.GarbageCollectRequest]) (*connect.Response[pb.GarbageCollectResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("job gc: not implemented yet"))
+}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/google/btree"
 	memdb "github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -22,7 +24,14 @@ type finishedJob struct {
 	Project     string
 	Status      string
 	CreateIndex uint64
-	Raw         []byte
+	// Created is the job's created_at and Done its done_at (when the
+	// servers recorded it finished), in Unix nanoseconds: the time filter
+	// of listings and the age of garbage collection read them.
+	Created int64
+	Done    int64
+	// Pinned jobs are never collected: they stay out of history.byDone.
+	Pinned bool
+	Raw    []byte
 	// Logs are the job's log chunks, each encoded and prefixed with its
 	// length, in order: they move here from the log table when the job
 	// finishes, since a tree entry per chunk cost more than the lines.
@@ -34,7 +43,32 @@ func newFinishedJob(j *pb.Job) (*finishedJob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: encode finished job %s: %w", j.Id, err)
 	}
-	return &finishedJob{Id: j.Id, Project: j.Project, Status: j.Status, CreateIndex: j.CreateIndex, Raw: raw}, nil
+	return rowOf(j, raw), nil
+}
+
+// rowOf is the history row of j, whose encoding is raw.
+func rowOf(j *pb.Job, raw []byte) *finishedJob {
+	return &finishedJob{Id: j.Id, Project: j.Project, Status: j.Status, CreateIndex: j.CreateIndex,
+		Created: unixNanos(j.CreatedAt), Done: unixNanos(doneAt(j, nil)), Pinned: j.Pinned, Raw: raw}
+}
+
+// doneAt is when j counts as finished for retention: its done_at, else
+// (a job finished before done_at existed, or by an entry without a time)
+// the entry's time at, else its own finish, update or creation time.
+func doneAt(j *pb.Job, at *timestamppb.Timestamp) *timestamppb.Timestamp {
+	for _, t := range []*timestamppb.Timestamp{j.DoneAt, at, j.FinishedAt, j.UpdatedAt, j.CreatedAt} {
+		if t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+func unixNanos(t *timestamppb.Timestamp) int64 {
+	if t == nil {
+		return 0
+	}
+	return t.AsTime().UnixNano()
 }
 
 // job decodes the row. Every call returns a fresh message, which callers
@@ -86,69 +120,190 @@ func (f *finishedJob) setLogs(prev []byte, chunks [][]byte) {
 	f.Logs = bytes.Clone(b) // trims the varint slack
 }
 
-// historyRow is the history table's one row: every finished job, in an
-// ordered tree that is copied on write. A memdb index cost about 400 bytes
-// per job (a tree node, a leaf and a watch channel for each); a B-tree
-// item costs a pointer. A write transaction clones the tree once (cheap:
-// nodes are copied only as they change) and stores the clone in a new row,
-// so readers see the tree of their snapshot, like any other row.
+// historyRow is the history table's one row: every finished job, in
+// ordered trees that are copied on write, and the tombstones of deleted
+// jobs. A memdb index cost about 400 bytes per job (a tree node, a leaf and
+// a watch channel for each); a B-tree item costs a pointer. A write
+// transaction clones the trees once (cheap: nodes are copied only as they
+// change) and stores the clones in a new row, so readers see the trees of
+// their snapshot, like any other row.
 type historyRow struct {
-	Key  string
-	tree *btree.BTreeG[*finishedJob]
+	Key string
+	h   *history
 	// seq is the write transaction that made this row; until it commits
-	// the row is its own and its tree may change in place.
+	// the row is its own and its trees may change in place.
 	seq uint64
+}
+
+// history is what a historyRow holds. Every finished job is in byID and
+// byCreate; byDone holds those garbage collection may take.
+type history struct {
+	// byID finds a job by id or id prefix.
+	byID *btree.BTreeG[*finishedJob]
+	// byCreate is the order of listings: by create index, then id.
+	byCreate *btree.BTreeG[*finishedJob]
+	// byDone is the order of garbage collection, oldest first: by done
+	// time, then id. Pinned jobs are left out, so a pass never walks
+	// over them and its length is the count the count bound limits.
+	byDone *btree.BTreeG[*finishedJob]
+	// tombs are the ids of deleted jobs, by id; tombOrder the same in the
+	// order they were deleted (log order), which is the order they are
+	// forgotten in (see MaxTombstones).
+	tombs     *btree.BTreeG[tombstone]
+	tombOrder *btree.BTreeG[tombstone]
+}
+
+// tombstone is the id of a deleted job, the index of the entry that
+// deleted it and that entry's time (Unix nanoseconds).
+type tombstone struct {
+	ID    string
+	Index uint64
+	At    int64
 }
 
 const historyKey = "history"
 
-// historyDegree sets the tree's fan-out: wide nodes keep the tree shallow
-// and the per-job overhead a pointer, at the price of copying 60-odd
-// pointers per node a write touches.
+// historyDegree sets the trees' fan-out: wide nodes keep them shallow and
+// the per-job overhead a pointer, at the price of copying 60-odd pointers
+// per node a write touches.
 const historyDegree = 32
 
-func newHistoryTree() *btree.BTreeG[*finishedJob] {
-	return btree.NewG(historyDegree, func(a, b *finishedJob) bool { return a.Id < b.Id })
+func newHistory() *history {
+	return &history{
+		byID: btree.NewG(historyDegree, func(a, b *finishedJob) bool { return a.Id < b.Id }),
+		byCreate: btree.NewG(historyDegree, func(a, b *finishedJob) bool {
+			if a.CreateIndex != b.CreateIndex {
+				return a.CreateIndex < b.CreateIndex
+			}
+			return a.Id < b.Id
+		}),
+		byDone: btree.NewG(historyDegree, func(a, b *finishedJob) bool {
+			if a.Done != b.Done {
+				return a.Done < b.Done
+			}
+			return a.Id < b.Id
+		}),
+		tombs: btree.NewG(historyDegree, func(a, b tombstone) bool { return a.ID < b.ID }),
+		tombOrder: btree.NewG(historyDegree, func(a, b tombstone) bool {
+			if a.Index != b.Index {
+				return a.Index < b.Index
+			}
+			return a.ID < b.ID
+		}),
+	}
+}
+
+func (h *history) clone() *history {
+	return &history{byID: h.byID.Clone(), byCreate: h.byCreate.Clone(), byDone: h.byDone.Clone(),
+		tombs: h.tombs.Clone(), tombOrder: h.tombOrder.Clone()}
+}
+
+// get returns the finished job with this id, or nil.
+func (h *history) get(id string) *finishedJob {
+	f, _ := h.byID.Get(&finishedJob{Id: id})
+	return f
+}
+
+// put stores row, replacing the row of the same id.
+func (h *history) put(row *finishedJob) {
+	h.remove(row.Id)
+	h.byID.ReplaceOrInsert(row)
+	h.byCreate.ReplaceOrInsert(row)
+	if !row.Pinned {
+		h.byDone.ReplaceOrInsert(row)
+	}
+}
+
+// remove drops the job with this id from every tree; it reports whether
+// there was one.
+func (h *history) remove(id string) bool {
+	old, ok := h.byID.Delete(&finishedJob{Id: id})
+	if !ok {
+		return false
+	}
+	h.byCreate.Delete(old)
+	h.byDone.Delete(old)
+	return true
+}
+
+// collected reports whether id is the id of a deleted job still
+// remembered.
+func (h *history) collected(id string) bool {
+	_, ok := h.tombs.Get(tombstone{ID: id})
+	return ok
+}
+
+func (h *history) addTombstone(t tombstone) {
+	if old, ok := h.tombs.ReplaceOrInsert(t); ok {
+		h.tombOrder.Delete(old)
+	}
+	h.tombOrder.ReplaceOrInsert(t)
+}
+
+// Tombstones are bounded by count and age, so a cluster that deletes jobs
+// at any rate for ever keeps a fixed amount of them: the newest
+// MaxTombstones, none deleted more than TombstoneTTL before the latest
+// delete. They exist for one purpose: a client that retries a submit with
+// the id it chose (`job run` does, for 15 seconds) after the job ran and was
+// collected is told so instead of running it again. Both bounds cover that
+// window many times over: 100,000 ids are 100 seconds of collection at
+// 1,000 jobs a second, and about 5 MB. They are constants, not settings,
+// because every server must forget the same ids at the same entry.
+const (
+	MaxTombstones = 100_000
+	TombstoneTTL  = 24 * time.Hour
+)
+
+// forgetTombstones drops the oldest tombstones beyond the bounds, as of a
+// delete at time now (Unix nanoseconds).
+func (h *history) forgetTombstones(now int64) {
+	for {
+		oldest, ok := h.tombOrder.Min()
+		if !ok || (h.tombOrder.Len() <= MaxTombstones && oldest.At >= now-int64(TombstoneTTL)) {
+			return
+		}
+		h.tombOrder.DeleteMin()
+		h.tombs.Delete(oldest)
+	}
 }
 
 // historyOf returns the finished jobs as of txn, and the channel that
-// fires when any of them changes. The tree must not be modified.
-func historyOf(txn *memdb.Txn) (*btree.BTreeG[*finishedJob], <-chan struct{}) {
+// fires when any of them changes. The history must not be modified.
+func historyOf(txn *memdb.Txn) (*history, <-chan struct{}) {
 	watch, raw, err := txn.FirstWatch(tableHistory, "id", historyKey)
 	if err != nil || raw == nil {
-		return newHistoryTree(), watch
+		return newHistory(), watch
 	}
-	return raw.(*historyRow).tree, watch
+	return raw.(*historyRow).h, watch
 }
 
 // finishedByID returns one finished job's row, or nil.
 func finishedByID(txn *memdb.Txn, id string) (*finishedJob, <-chan struct{}) {
-	t, watch := historyOf(txn)
-	f, _ := t.Get(&finishedJob{Id: id})
-	return f, watch
+	h, watch := historyOf(txn)
+	return h.get(id), watch
 }
 
-// writableHistory returns a tree of finished jobs that the write
-// transaction txn (the store's current one) may change.
-func (s *Store) writableHistory(txn *memdb.Txn) (*btree.BTreeG[*finishedJob], error) {
+// writableHistory returns the finished jobs that the write transaction txn
+// (the store's current one) may change.
+func (s *Store) writableHistory(txn *memdb.Txn) (*history, error) {
 	raw, err := txn.First(tableHistory, "id", historyKey)
 	if err != nil {
 		return nil, fmt.Errorf("state: read history: %w", err)
 	}
-	var t *btree.BTreeG[*finishedJob]
+	var h *history
 	if raw != nil {
 		row := raw.(*historyRow)
 		if row.seq == s.writeSeq {
-			return row.tree, nil
+			return row.h, nil
 		}
-		t = row.tree.Clone()
+		h = row.h.clone()
 	} else {
-		t = newHistoryTree()
+		h = newHistory()
 	}
-	if err := txn.Insert(tableHistory, &historyRow{Key: historyKey, tree: t, seq: s.writeSeq}); err != nil {
+	if err := txn.Insert(tableHistory, &historyRow{Key: historyKey, h: h, seq: s.writeSeq}); err != nil {
 		return nil, fmt.Errorf("state: write history: %w", err)
 	}
-	return t, nil
+	return h, nil
 }
 
 // storeJob writes j to the table its status belongs in, removing it from
@@ -157,6 +312,11 @@ func (s *Store) writableHistory(txn *memdb.Txn) (*btree.BTreeG[*finishedJob], er
 func (s *Store) storeJob(txn *memdb.Txn, j *pb.Job) error {
 	old, _ := finishedByID(txn, j.Id)
 	if Terminal(j.Status) {
+		// Written into the encoding, so every server (and a snapshot)
+		// keeps the same time for it.
+		if t := doneAt(j, nil); t != nil && j.DoneAt == nil {
+			j.DoneAt = &timestamppb.Timestamp{Seconds: t.Seconds, Nanos: t.Nanos}
+		}
 		if _, err := txn.DeleteAll(TableJobs, "id", j.Id); err != nil {
 			return fmt.Errorf("state: move job %s to history: %w", j.Id, err)
 		}
@@ -184,13 +344,14 @@ func (s *Store) storeJob(txn *memdb.Txn, j *pb.Job) error {
 			prev = old.Logs
 		}
 		row.setLogs(prev, raws)
-		t, err := s.writableHistory(txn)
+		h, err := s.writableHistory(txn)
 		if err != nil {
 			return err
 		}
-		t.ReplaceOrInsert(row)
+		h.put(row)
 		return nil
 	}
+	j.DoneAt = nil // finished again later, it is done again then
 	if old != nil {
 		// Retried: its logs so far go back to the log table, where the
 		// next attempt's follow them.
@@ -199,30 +360,16 @@ func (s *Store) storeJob(txn *memdb.Txn, j *pb.Job) error {
 				return fmt.Errorf("state: move logs of %s out of history: %w", j.Id, err)
 			}
 		}
-		t, err := s.writableHistory(txn)
+		h, err := s.writableHistory(txn)
 		if err != nil {
 			return err
 		}
-		t.Delete(old)
+		h.remove(old.Id)
 	}
 	if err := txn.Insert(TableJobs, j); err != nil {
 		return fmt.Errorf("state: insert job %s: %w", j.Id, err)
 	}
 	return nil
-}
-
-// deleteFinished removes a finished job and its logs; it reports whether
-// there was one.
-func (s *Store) deleteFinished(txn *memdb.Txn, id string) (bool, error) {
-	if old, _ := finishedByID(txn, id); old == nil {
-		return false, nil
-	}
-	t, err := s.writableHistory(txn)
-	if err != nil {
-		return false, err
-	}
-	t.Delete(&finishedJob{Id: id})
-	return true, nil
 }
 
 // tableChunks returns the chunks of a job in the log table with seq above

@@ -38,11 +38,13 @@ func (s *Store) putJob(txn *memdb.Txn, index uint64, j *pb.Job) error {
 }
 
 // SubmitJobs inserts new pending jobs. A job whose id exists already is left
-// alone, so a retried submit that did commit the first time changes nothing.
+// alone, so a retried submit that did commit the first time changes nothing;
+// so is one whose id is a deleted job's (see Collected): it ran already.
 func (s *Store) SubmitJobs(index uint64, jobs []*pb.Job) error {
 	return s.write(index, func(txn *memdb.Txn) error {
+		hist, _ := historyOf(txn)
 		for _, j := range jobs {
-			if _, old, _ := jobIn(txn, j.Id); old != nil {
+			if _, old, _ := jobIn(txn, j.Id); old != nil || hist.collected(j.Id) {
 				continue
 			}
 			j = proto.Clone(j).(*pb.Job)
@@ -141,11 +143,14 @@ func (s *Store) editJobs(index uint64, fn func(*jobEdits) error) error {
 
 // ApplyReports applies a runner's batch of reports in one transaction,
 // each accepted or refused on its own (a refused report changes nothing).
-func (s *Store) ApplyReports(index uint64, reports []*pb.RunnerMessage) []error {
+// at is the entry's time, by the clock of the server that wrote it: a job
+// the reports finish is done as of then (see pb.Job.done_at).
+func (s *Store) ApplyReports(index uint64, at *timestamppb.Timestamp, reports []*pb.RunnerMessage) []error {
 	errs := make([]error, len(reports))
 	txn := s.txn()
 	defer txn.Abort()
 	e := s.newJobEdits(txn, index)
+	e.at = at
 	for i, r := range reports {
 		e.report = i
 		switch m := r.GetMsg().(type) {
@@ -191,6 +196,9 @@ type jobEdits struct {
 	// per changed job, the reports that changed it.
 	report int
 	by     map[string][]int
+	// at is the time of the entry, when it has one: jobs it finishes are
+	// done as of then.
+	at *timestamppb.Timestamp
 }
 
 func (s *Store) newJobEdits(txn *memdb.Txn, index uint64) *jobEdits {
@@ -228,6 +236,9 @@ func (e *jobEdits) changed(j *pb.Job) {
 // first failure is returned.
 func (e *jobEdits) flush(errs []error) error {
 	for _, j := range e.dirty {
+		if Terminal(j.Status) && j.DoneAt == nil && e.at != nil {
+			j.DoneAt = e.at
+		}
 		if err := e.s.putJob(e.txn, e.index, j); err != nil {
 			if errs == nil {
 				return err
@@ -487,6 +498,7 @@ const LostRetries = 1
 func (s *Store) MarkLost(index uint64, e *pb.MarkLostEntry) error {
 	return s.write(index, func(txn *memdb.Txn) error {
 		ed := s.newJobEdits(txn, index)
+		ed.at = e.Time
 		for _, l := range e.Jobs {
 			j, err := ed.current(l.JobId, l.Lease)
 			if err != nil || !Active(j.Status) || (e.AssignedOnly && j.Status != StatusAssigned) {
@@ -546,22 +558,71 @@ func loseAttempt(j *pb.Job, why string, now *timestamppb.Timestamp) {
 	j.LostLease, j.LostRunnerId, j.LostAttempt = lease, runner, attempt
 }
 
-// DeleteJobs removes finished jobs and their logs (garbage collection).
-func (s *Store) DeleteJobs(index uint64, ids []string) error {
+// DeleteJobs removes finished jobs and their logs, leaving a tombstone for
+// each (see MaxTombstones). For garbage collection (e.Gc) a job that is no
+// longer collectable (pinned, retried or gone since the leader chose it) is
+// skipped; for a user's delete it fails the entry, with a reason.
+func (s *Store) DeleteJobs(index uint64, e *pb.DeleteJobsEntry) error {
 	return s.write(index, func(txn *memdb.Txn) error {
-		for _, id := range ids {
-			// Only finished jobs are in the history; others stay.
-			found, err := s.deleteFinished(txn, id)
-			if err != nil {
-				return fmt.Errorf("state: delete job %s: %w", id, err)
+		h, err := s.writableHistory(txn)
+		if err != nil {
+			return err
+		}
+		at := unixNanos(e.Time)
+		for _, id := range e.JobIds {
+			row := h.get(id)
+			if !e.Gc {
+				if err := deletable(txn, id, row); err != nil {
+					return err
+				}
 			}
-			if !found {
+			if row == nil || (e.Gc && row.Pinned) {
 				continue
 			}
+			h.remove(id)
+			// Its logs moved into its row when it finished; none are left
+			// in the log table, but a delete must not leave any behind.
 			if _, err := txn.DeletePrefix(TableJobLogs, "id_prefix", id+"\x00"); err != nil {
 				return fmt.Errorf("state: delete logs of %s: %w", id, err)
 			}
+			h.addTombstone(tombstone{ID: id, Index: index, At: at})
 		}
+		h.forgetTombstones(at)
 		return nil
 	}, TableJobs, TableJobLogs)
+}
+
+// deletable says why a user may not delete job id (row is its history
+// row, nil when it is not finished), or nil.
+func deletable(txn *memdb.Txn, id string, row *finishedJob) error {
+	if row != nil {
+		if row.Pinned {
+			return fmt.Errorf("job %s is pinned; unpin it first with `outpost job pin -undo %s`: %w", id, id, ErrConflict)
+		}
+		return nil
+	}
+	_, j, err := jobIn(txn, id)
+	if err != nil {
+		return err
+	}
+	if j == nil {
+		return fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	return fmt.Errorf("job %s is %s; only a finished job can be deleted (cancel it first with `outpost job cancel %s`): %w", id, j.Status, id, ErrConflict)
+}
+
+// PinJob pins or unpins a job, in any status: a pinned job is never
+// garbage-collected, nor deleted by a user until unpinned.
+func (s *Store) PinJob(index uint64, e *pb.PinJobEntry) error {
+	return s.write(index, func(txn *memdb.Txn) error {
+		j, err := getJob(txn, e.JobId)
+		if err != nil {
+			return err
+		}
+		if j.Pinned == e.Pinned {
+			return nil
+		}
+		j.Pinned = e.Pinned
+		return s.putJob(txn, index, j)
+	}, TableJobs)
 }

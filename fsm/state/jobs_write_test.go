@@ -395,7 +395,7 @@ func TestLogsFollowAJobIntoHistoryAndBack(t *testing.T) {
 	if got, want := fmt.Sprint(texts()), "[1:one 2:two 3:three]"; got != want {
 		t.Fatalf("logs after the second attempt = %s, want %s", got, want)
 	}
-	if err := s.DeleteJobs(8, []string{"j-1"}); err != nil {
+	if err := s.DeleteJobs(8, &pb.DeleteJobsEntry{JobIds: []string{"j-1"}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := texts(); len(got) != 0 {
@@ -535,7 +535,7 @@ func TestReportBatchAppliesEveryReportOfAJob(t *testing.T) {
 	started := timestamppb.New(now.AsTime().Add(time.Second))
 	done := timestamppb.New(now.AsTime().Add(2 * time.Second))
 	line := func(text string) []*pb.LogLine { return []*pb.LogLine{{Time: started, Stream: "stdout", Text: text}} }
-	errs := s.ApplyReports(5, []*pb.RunnerMessage{
+	errs := s.ApplyReports(5, now, []*pb.RunnerMessage{
 		{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{JobId: "j-1", Lease: 2, Time: started}}},
 		{Msg: &pb.RunnerMessage_Started{Started: &pb.JobStarted{JobId: "j-2", Lease: 2, Time: started}}}, // stale: j-2 is lease 4
 		{Msg: &pb.RunnerMessage_Logs{Logs: &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: line("one")}}},

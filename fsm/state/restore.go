@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/google/btree"
 	memdb "github.com/hashicorp/go-memdb"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
@@ -15,7 +14,7 @@ import (
 type Restore struct {
 	s    *Store
 	txn  *memdb.Txn
-	hist *btree.BTreeG[*finishedJob]
+	hist *history
 	// logs of finished jobs, joined to their rows at Commit.
 	logs map[*finishedJob][][]byte
 }
@@ -38,20 +37,41 @@ func (r *Restore) Job(j *pb.Job, raw []byte) error {
 	if !Terminal(j.Status) {
 		return r.insert(TableJobs, j)
 	}
-	row := &finishedJob{Id: j.Id, Project: j.Project, Status: j.Status, CreateIndex: j.CreateIndex, Raw: bytes.Clone(raw)}
+	// A job finished before done_at existed gets it from its own times
+	// (see doneAt), in its row only: its encoding stays as it was.
+	row := rowOf(j, bytes.Clone(raw))
 	if raw == nil {
 		var err error
 		if row, err = newFinishedJob(j); err != nil {
 			return err
 		}
 	}
+	h, err := r.history()
+	if err != nil {
+		return err
+	}
+	h.put(row)
+	return nil
+}
+
+func (r *Restore) history() (*history, error) {
 	if r.hist == nil {
 		var err error
 		if r.hist, err = r.s.writableHistory(r.txn); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	r.hist.ReplaceOrInsert(row)
+	return r.hist, nil
+}
+
+// Tombstone restores the tombstone of a deleted job. Snapshots from before
+// tombstones have none.
+func (r *Restore) Tombstone(t *pb.Tombstone) error {
+	h, err := r.history()
+	if err != nil {
+		return err
+	}
+	h.addTombstone(tombstone{ID: t.JobId, Index: t.Index, At: unixNanos(t.Time)})
 	return nil
 }
 
@@ -60,7 +80,7 @@ func (r *Restore) Job(j *pb.Job, raw []byte) error {
 func (r *Restore) LogChunk(c *pb.LogChunk, raw []byte) error {
 	var row *finishedJob
 	if r.hist != nil {
-		row, _ = r.hist.Get(&finishedJob{Id: c.JobId})
+		row = r.hist.get(c.JobId)
 	}
 	if row == nil {
 		return r.insert(TableJobLogs, c)

@@ -4,10 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -116,8 +120,20 @@ func (sn *Snapshot) LogChunkCount() int {
 
 // JobCount is how many jobs the view holds, in play and finished.
 func (sn *Snapshot) JobCount() int {
-	t, _ := historyOf(sn.txn)
-	return len(jobsInPlay(sn.txn)) + t.Len()
+	h, _ := historyOf(sn.txn)
+	return len(jobsInPlay(sn.txn)) + h.byID.Len()
+}
+
+// Tombstones calls fn with each tombstone of a deleted job, in the order
+// the jobs were deleted.
+func (sn *Snapshot) Tombstones(fn func(*pb.Tombstone) error) error {
+	h, _ := historyOf(sn.txn)
+	var err error
+	h.tombOrder.Ascend(func(t tombstone) bool {
+		err = fn(&pb.Tombstone{JobId: t.ID, Index: t.Index, Time: timestamppb.New(time.Unix(0, t.At))})
+		return err == nil
+	})
+	return err
 }
 
 func tokensFrom(txn *memdb.Txn) []*pb.RunnerToken {
@@ -187,7 +203,7 @@ func (s *Store) JobByID(ws memdb.WatchSet, id string) (*pb.Job, error) {
 	}
 	hist, hwatch := historyOf(txn)
 	ws.Add(hwatch)
-	hist.AscendGreaterOrEqual(&finishedJob{Id: id}, func(f *finishedJob) bool {
+	hist.byID.AscendGreaterOrEqual(&finishedJob{Id: id}, func(f *finishedJob) bool {
 		if !strings.HasPrefix(f.Id, id) || len(found) == 2 {
 			return false
 		}
@@ -196,6 +212,9 @@ func (s *Store) JobByID(ws memdb.WatchSet, id string) (*pb.Job, error) {
 	})
 	switch len(found) {
 	case 0:
+		if hist.collected(id) {
+			return nil, fmt.Errorf("job %s finished and was deleted (garbage-collected, or by `outpost job delete`): %w", id, ErrNotFound)
+		}
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	case 1:
 		return found[0], nil
@@ -234,7 +253,7 @@ func jobIDsWithPrefix(txn *memdb.Txn, prefix string) []string {
 		}
 	}
 	hist, _ := historyOf(txn)
-	hist.AscendGreaterOrEqual(&finishedJob{Id: prefix}, func(f *finishedJob) bool {
+	hist.byID.AscendGreaterOrEqual(&finishedJob{Id: prefix}, func(f *finishedJob) bool {
 		if !strings.HasPrefix(f.Id, prefix) {
 			return false
 		}
@@ -257,40 +276,12 @@ func asJob(raw any) *pb.Job {
 // *finishedJob, so counting never decodes the history.
 func (s *Store) eachRow(ws memdb.WatchSet, f JobFilter, fn func(raw any, status string)) {
 	txn := s.db.Txn(false)
-	scan := func(table, index string, args ...any) {
-		it, err := txn.Get(table, index, args...)
-		if err != nil {
-			return
-		}
-		ws.Add(it.WatchCh())
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			var status, project string
-			switch r := raw.(type) {
-			case *pb.Job:
-				status, project = r.Status, r.Project
-			case *finishedJob:
-				status, project = r.Status, r.Project
-			}
-			if (f.Status == "" || status == f.Status) && (f.Project == "" || project == f.Project) {
-				fn(raw, status)
-			}
-		}
-	}
-	if f.Status == "" || !Terminal(f.Status) {
-		switch {
-		case f.Status == StatusPending:
-			scan(TableJobs, "queue_prefix", "")
-		case Active(f.Status):
-			scan(TableJobs, "runner_active_prefix", "")
-		default:
-			scan(TableJobs, "id")
-		}
-	}
-	if f.Status == "" || Terminal(f.Status) {
+	eachInPlay(txn, ws, f, func(j *pb.Job) { fn(j, j.Status) })
+	if f.wantsFinished() {
 		hist, watch := historyOf(txn)
 		ws.Add(watch)
-		hist.Ascend(func(r *finishedJob) bool {
-			if (f.Status == "" || r.Status == f.Status) && (f.Project == "" || r.Project == f.Project) {
+		hist.byID.Ascend(func(r *finishedJob) bool {
+			if f.matchRow(r) {
 				fn(r, r.Status)
 			}
 			return true
@@ -298,10 +289,99 @@ func (s *Store) eachRow(ws memdb.WatchSet, f JobFilter, fn func(raw any, status 
 	}
 }
 
-// JobFilter selects jobs in Jobs. Empty fields match everything.
+// eachInPlay calls fn for every job in play that matches f, using the
+// narrowest index.
+func eachInPlay(txn *memdb.Txn, ws memdb.WatchSet, f JobFilter, fn func(*pb.Job)) {
+	if f.Status != "" && Terminal(f.Status) {
+		return
+	}
+	scan := func(index string, args ...any) {
+		it, err := txn.Get(TableJobs, index, args...)
+		if err != nil {
+			return
+		}
+		ws.Add(it.WatchCh())
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if j := raw.(*pb.Job); f.matchJob(j) {
+				fn(j)
+			}
+		}
+	}
+	switch {
+	case f.Status == StatusPending:
+		scan("queue_prefix", "")
+	case Active(f.Status):
+		scan("runner_active_prefix", "")
+	default:
+		scan("id")
+	}
+}
+
+// JobFilter selects jobs in Jobs, JobPage and CountJobs. Empty fields match
+// everything.
 type JobFilter struct {
-	Status  string
-	Project string
+	Status    string
+	Project   string
+	Name      string
+	Workspace string
+	// CreatedAfter and CreatedBefore bound the jobs' creation time: at or
+	// after the one, before the other.
+	CreatedAfter, CreatedBefore time.Time
+}
+
+func (f JobFilter) wantsFinished() bool { return f.Status == "" || Terminal(f.Status) }
+
+func (f JobFilter) matchJob(j *pb.Job) bool {
+	return (f.Status == "" || j.Status == f.Status) && (f.Project == "" || j.Project == f.Project) &&
+		(f.Name == "" || j.Name == f.Name) && (f.Workspace == "" || j.Workspace == f.Workspace) &&
+		f.matchCreated(unixNanos(j.CreatedAt))
+}
+
+// matchRow is matchJob for a finished job's row, without decoding it: the
+// name and workspace are read straight from its encoding.
+func (f JobFilter) matchRow(r *finishedJob) bool {
+	return (f.Status == "" || r.Status == f.Status) && (f.Project == "" || r.Project == f.Project) &&
+		f.matchCreated(r.Created) &&
+		(f.Name == "" || string(rawField(r.Raw, jobNameField)) == f.Name) &&
+		(f.Workspace == "" || string(rawField(r.Raw, jobWorkspaceField)) == f.Workspace)
+}
+
+func (f JobFilter) matchCreated(ns int64) bool {
+	return (f.CreatedAfter.IsZero() || ns >= f.CreatedAfter.UnixNano()) &&
+		(f.CreatedBefore.IsZero() || ns < f.CreatedBefore.UnixNano())
+}
+
+// Field numbers of pb.Job read from encoded finished jobs.
+const (
+	jobNameField      = 3
+	jobWorkspaceField = 4
+)
+
+// rawField returns the bytes of length-delimited field num of an encoded
+// message, nil when it is absent (or the bytes are not a message: they were
+// made by proto.Marshal, so that does not happen). Compared as a string, it
+// costs no allocation.
+func rawField(b []byte, num protowire.Number) []byte {
+	for len(b) > 0 {
+		n, typ, w := protowire.ConsumeTag(b)
+		if w < 0 {
+			return nil
+		}
+		b = b[w:]
+		if n == num && typ == protowire.BytesType {
+			v, w := protowire.ConsumeBytes(b)
+			if w < 0 {
+				return nil
+			}
+			return v
+		}
+		w = protowire.ConsumeFieldValue(n, typ, b)
+		if w < 0 {
+			return nil
+		}
+		b = b[w:]
+	}
+	return nil
 }
 
 // Jobs returns the jobs matching f, oldest first.
@@ -325,7 +405,7 @@ func finishedRaw(txn *memdb.Txn, fn func(job []byte, chunks [][]byte) error) err
 	hist, _ := historyOf(txn)
 	var chunks [][]byte
 	var err error
-	hist.Ascend(func(row *finishedJob) bool {
+	hist.byID.Ascend(func(row *finishedJob) bool {
 		chunks = chunks[:0]
 		for b := row.Logs; len(b) > 0; {
 			n, w := binary.Uvarint(b)
@@ -340,6 +420,112 @@ func finishedRaw(txn *memdb.Txn, fn func(job []byte, chunks [][]byte) error) err
 		return err == nil
 	})
 	return err
+}
+
+// JobCursor is a position in the newest-first order of jobs (by create
+// index, then id, both descending): a page goes on after it. New jobs
+// have higher create indexes and so come before any cursor; a retried job
+// keeps its create index, so no job moves across a cursor.
+type JobCursor struct {
+	CreateIndex uint64
+	ID          string
+}
+
+// after reports whether a job at (ci, id) comes after c in newest-first
+// order; every job does when c is nil.
+func (c *JobCursor) after(ci uint64, id string) bool {
+	return c == nil || newer(c.CreateIndex, c.ID, ci, id)
+}
+
+// newer reports whether a job at (ciA, idA) comes before one at (ciB, idB)
+// in newest-first order.
+func newer(ciA uint64, idA string, ciB uint64, idB string) bool {
+	return ciA > ciB || (ciA == ciB && idA > idB)
+}
+
+// JobPage returns up to size jobs matching f, newest first, that come after
+// the cursor (nil: from the newest), and whether more match. Finished jobs
+// are walked in order from the cursor, and only those returned decoded;
+// jobs in play are scanned (there are few, next to the history) and sorted.
+func (s *Store) JobPage(f JobFilter, after *JobCursor, size int) ([]*pb.Job, bool) {
+	if size <= 0 {
+		return nil, false
+	}
+	txn := s.db.Txn(false)
+	var play []*pb.Job
+	eachInPlay(txn, nil, f, func(j *pb.Job) {
+		if after.after(j.CreateIndex, j.Id) {
+			play = append(play, j)
+		}
+	})
+	sortJobs(play)
+	slices.Reverse(play)
+	var done []*finishedJob
+	if f.wantsFinished() {
+		hist, _ := historyOf(txn)
+		visit := func(r *finishedJob) bool {
+			if after.after(r.CreateIndex, r.Id) && f.matchRow(r) {
+				done = append(done, r)
+			}
+			return len(done) <= size
+		}
+		if after == nil {
+			hist.byCreate.Descend(visit)
+		} else {
+			hist.byCreate.DescendLessOrEqual(&finishedJob{CreateIndex: after.CreateIndex, Id: after.ID}, visit)
+		}
+	}
+	out := make([]*pb.Job, 0, min(size, len(play)+len(done)))
+	for len(out) < size && (len(play) > 0 || len(done) > 0) {
+		if len(done) == 0 || (len(play) > 0 && newer(play[0].CreateIndex, play[0].Id, done[0].CreateIndex, done[0].Id)) {
+			out, play = append(out, play[0]), play[1:]
+		} else {
+			out, done = append(out, done[0].job()), done[1:]
+		}
+	}
+	return out, len(play)+len(done) > 0
+}
+
+// FinishedStats counts the finished jobs garbage collection may take, the
+// pinned finished ones, and the tombstones of deleted jobs.
+func (s *Store) FinishedStats() (collectable, pinned, tombstones int) {
+	h, _ := historyOf(s.db.Txn(false))
+	return h.byDone.Len(), h.byID.Len() - h.byDone.Len(), h.tombs.Len()
+}
+
+// Collectable returns up to limit ids of finished jobs to garbage-collect,
+// oldest done first: while more than maxFinished are not pinned, the
+// oldest of them; then those done before cutoff. A zero maxFinished or
+// cutoff turns that bound off. Pinned jobs are never returned.
+func (s *Store) Collectable(cutoff time.Time, maxFinished, limit int) []string {
+	h, _ := historyOf(s.db.Txn(false))
+	excess := 0
+	if maxFinished > 0 {
+		excess = h.byDone.Len() - maxFinished
+	}
+	var ids []string
+	h.byDone.Ascend(func(r *finishedJob) bool {
+		if len(ids) >= limit {
+			return false
+		}
+		switch {
+		case excess > 0:
+			excess--
+		case !cutoff.IsZero() && r.Done < cutoff.UnixNano():
+		default:
+			return false
+		}
+		ids = append(ids, r.Id)
+		return true
+	})
+	return ids
+}
+
+// Collected reports whether id is the id of a deleted job (within the
+// bounds of MaxTombstones and TombstoneTTL): a submit must not reuse it.
+func (s *Store) Collected(id string) bool {
+	h, _ := historyOf(s.db.Txn(false))
+	return h.collected(id)
 }
 
 func sortJobs(js []*pb.Job) {

@@ -225,14 +225,21 @@ type Job struct {
 	LostAttempt  uint32 `protobuf:"varint,36,opt,name=lost_attempt,json=lostAttempt,proto3" json:"lost_attempt,omitempty"`
 	// The life of the runner process that started the current attempt
 	// (see Register.life).
-	RunnerLife uint64                 `protobuf:"varint,37,opt,name=runner_life,json=runnerLife,proto3" json:"runner_life,omitempty"`
+	RunnerLife uint64 `protobuf:"varint,37,opt,name=runner_life,json=runnerLife,proto3" json:"runner_life,omitempty"`
+	// A pinned job is never garbage-collected (`outpost job pin`), nor
+	// deleted by `outpost job delete` until it is unpinned.
+	Pinned     bool                   `protobuf:"varint,38,opt,name=pinned,proto3" json:"pinned,omitempty"`
 	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	AssignedAt *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
 	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,43,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,44,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Not before this time may the job be dispatched (retry delay).
-	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,45,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,45,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	// When the servers recorded the job as finished, by the clock of the
+	// server that wrote the entry (finished_at is the runner's clock, which
+	// may be wrong): the retention period counts from here.
+	DoneAt        *timestamppb.Timestamp `protobuf:"bytes,46,opt,name=done_at,json=doneAt,proto3" json:"done_at,omitempty"`
 	CreateIndex   uint64                 `protobuf:"varint,50,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ModifyIndex   uint64                 `protobuf:"varint,51,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -521,6 +528,13 @@ func (x *Job) GetRunnerLife() uint64 {
 	return 0
 }
 
+func (x *Job) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
 func (x *Job) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
@@ -559,6 +573,13 @@ func (x *Job) GetUpdatedAt() *timestamppb.Timestamp {
 func (x *Job) GetNotBefore() *timestamppb.Timestamp {
 	if x != nil {
 		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *Job) GetDoneAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DoneAt
 	}
 	return nil
 }
@@ -1581,14 +1602,28 @@ func (x *GetJobResponse) GetIndex() uint64 {
 	return 0
 }
 
+// Jobs come newest first (by the Raft index that created them), a page at
+// a time. Every filter is applied before paging; empty ones match all.
 type ListJobsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Status  string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
 	Project string                 `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
-	Limit   uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	Stale   bool                   `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`
-	// Return only the count of matching jobs.
-	CountOnly     bool `protobuf:"varint,5,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	// The same as page_size (its older name), used when page_size is 0.
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Stale bool   `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`
+	// Return only the count of matching jobs (no paging).
+	CountOnly bool `protobuf:"varint,5,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	// Jobs per answer: 100 when 0, at most 1000.
+	PageSize uint32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous answer's next_page_token, to go on from there; empty for
+	// the first page. A token is tied to the filters it was made with.
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The job's name inside its project.
+	Name      string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	Workspace string `protobuf:"bytes,9,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Only jobs created at or after created_after and before created_before.
+	CreatedAfter  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
+	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1658,11 +1693,59 @@ func (x *ListJobsRequest) GetCountOnly() bool {
 	return false
 }
 
+func (x *ListJobsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetCreatedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAfter
+	}
+	return nil
+}
+
+func (x *ListJobsRequest) GetCreatedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedBefore
+	}
+	return nil
+}
+
 type ListJobsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
-	Count         uint64                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Index uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// With count_only, the number of jobs matched; else the number in jobs.
+	Count uint64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// Set when more jobs match: pass it as page_token for the next page. It
+	// names a position in the newest-first order, so jobs submitted while a
+	// client pages (they come before it) or collected meanwhile (they are
+	// gone) move no other job across a page boundary.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1718,6 +1801,318 @@ func (x *ListJobsResponse) GetCount() uint64 {
 	return 0
 }
 
+func (x *ListJobsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type DeleteJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A job id or a unique prefix of one. The job must be finished and not
+	// pinned.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobRequest) Reset() {
+	*x = DeleteJobRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobRequest) ProtoMessage() {}
+
+func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
+func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The full id of the job deleted.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobResponse) Reset() {
+	*x = DeleteJobResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobResponse) ProtoMessage() {}
+
+func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
+func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeleteJobResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type PinJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Unpin instead: the job is collected again like any other.
+	Unpin         bool `protobuf:"varint,2,opt,name=unpin,proto3" json:"unpin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinJobRequest) Reset() {
+	*x = PinJobRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinJobRequest) ProtoMessage() {}
+
+func (x *PinJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinJobRequest.ProtoReflect.Descriptor instead.
+func (*PinJobRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PinJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PinJobRequest) GetUnpin() bool {
+	if x != nil {
+		return x.Unpin
+	}
+	return false
+}
+
+type PinJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinJobResponse) Reset() {
+	*x = PinJobResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinJobResponse) ProtoMessage() {}
+
+func (x *PinJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinJobResponse.ProtoReflect.Descriptor instead.
+func (*PinJobResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PinJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+type GarbageCollectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Collect finished jobs older than this in this pass, instead of the
+	// servers' job_gc_threshold (0s collects every finished job not pinned).
+	OlderThan     *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GarbageCollectRequest) Reset() {
+	*x = GarbageCollectRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GarbageCollectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GarbageCollectRequest) ProtoMessage() {}
+
+func (x *GarbageCollectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GarbageCollectRequest.ProtoReflect.Descriptor instead.
+func (*GarbageCollectRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GarbageCollectRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+type GarbageCollectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Jobs deleted by this pass, and what is left: finished jobs that may be
+	// collected, pinned finished jobs, and ids of collected jobs kept so
+	// that they are not reused.
+	Collected     uint64 `protobuf:"varint,1,opt,name=collected,proto3" json:"collected,omitempty"`
+	Finished      uint64 `protobuf:"varint,2,opt,name=finished,proto3" json:"finished,omitempty"`
+	Pinned        uint64 `protobuf:"varint,3,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	Tombstones    uint64 `protobuf:"varint,4,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GarbageCollectResponse) Reset() {
+	*x = GarbageCollectResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GarbageCollectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GarbageCollectResponse) ProtoMessage() {}
+
+func (x *GarbageCollectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GarbageCollectResponse.ProtoReflect.Descriptor instead.
+func (*GarbageCollectResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GarbageCollectResponse) GetCollected() uint64 {
+	if x != nil {
+		return x.Collected
+	}
+	return 0
+}
+
+func (x *GarbageCollectResponse) GetFinished() uint64 {
+	if x != nil {
+		return x.Finished
+	}
+	return 0
+}
+
+func (x *GarbageCollectResponse) GetPinned() uint64 {
+	if x != nil {
+		return x.Pinned
+	}
+	return 0
+}
+
+func (x *GarbageCollectResponse) GetTombstones() uint64 {
+	if x != nil {
+		return x.Tombstones
+	}
+	return 0
+}
+
 type CancelJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1728,7 +2123,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +2135,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +2148,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{16}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1779,7 +2174,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +2186,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +2199,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{17}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -1827,7 +2222,7 @@ type ReadLogsRequest struct {
 
 func (x *ReadLogsRequest) Reset() {
 	*x = ReadLogsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2234,7 @@ func (x *ReadLogsRequest) String() string {
 func (*ReadLogsRequest) ProtoMessage() {}
 
 func (x *ReadLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2247,7 @@ func (x *ReadLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogsRequest.ProtoReflect.Descriptor instead.
 func (*ReadLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{18}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReadLogsRequest) GetId() string {
@@ -1888,7 +2283,7 @@ type ReadLogsResponse struct {
 
 func (x *ReadLogsResponse) Reset() {
 	*x = ReadLogsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2295,7 @@ func (x *ReadLogsResponse) String() string {
 func (*ReadLogsResponse) ProtoMessage() {}
 
 func (x *ReadLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2308,7 @@ func (x *ReadLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogsResponse.ProtoReflect.Descriptor instead.
 func (*ReadLogsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{19}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReadLogsResponse) GetChunks() []*LogChunk {
@@ -1946,7 +2341,7 @@ type RetryJobRequest struct {
 
 func (x *RetryJobRequest) Reset() {
 	*x = RetryJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2353,7 @@ func (x *RetryJobRequest) String() string {
 func (*RetryJobRequest) ProtoMessage() {}
 
 func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2366,7 @@ func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{20}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RetryJobRequest) GetId() string {
@@ -1990,7 +2385,7 @@ type RetryJobResponse struct {
 
 func (x *RetryJobResponse) Reset() {
 	*x = RetryJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2397,7 @@ func (x *RetryJobResponse) String() string {
 func (*RetryJobResponse) ProtoMessage() {}
 
 func (x *RetryJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2410,7 @@ func (x *RetryJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobResponse.ProtoReflect.Descriptor instead.
 func (*RetryJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{21}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RetryJobResponse) GetJob() *Job {
@@ -2035,7 +2430,7 @@ type RunningJob struct {
 
 func (x *RunningJob) Reset() {
 	*x = RunningJob{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2442,7 @@ func (x *RunningJob) String() string {
 func (*RunningJob) ProtoMessage() {}
 
 func (x *RunningJob) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2455,7 @@ func (x *RunningJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningJob.ProtoReflect.Descriptor instead.
 func (*RunningJob) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{22}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RunningJob) GetJobId() string {
@@ -2109,7 +2504,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2516,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2529,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{23}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Register) GetRunnerId() string {
@@ -2243,7 +2638,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2650,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2663,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{24}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Heartbeat) GetRunning() []*RunningJob {
@@ -2322,7 +2717,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2729,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2742,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{25}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -2396,7 +2791,7 @@ type JobLogs struct {
 
 func (x *JobLogs) Reset() {
 	*x = JobLogs{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2408,7 +2803,7 @@ func (x *JobLogs) String() string {
 func (*JobLogs) ProtoMessage() {}
 
 func (x *JobLogs) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2421,7 +2816,7 @@ func (x *JobLogs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobLogs.ProtoReflect.Descriptor instead.
 func (*JobLogs) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{26}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JobLogs) GetJobId() string {
@@ -2465,7 +2860,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2872,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2885,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{27}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2572,7 +2967,7 @@ type RunnerMessage struct {
 
 func (x *RunnerMessage) Reset() {
 	*x = RunnerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2979,7 @@ func (x *RunnerMessage) String() string {
 func (*RunnerMessage) ProtoMessage() {}
 
 func (x *RunnerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2992,7 @@ func (x *RunnerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerMessage.ProtoReflect.Descriptor instead.
 func (*RunnerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{28}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RunnerMessage) GetMsg() isRunnerMessage_Msg {
@@ -2709,7 +3104,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +3116,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +3129,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{29}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Registered) GetRunnerId() string {
@@ -2795,7 +3190,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +3202,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +3215,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{30}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2841,7 +3236,7 @@ type CancelAssigned struct {
 
 func (x *CancelAssigned) Reset() {
 	*x = CancelAssigned{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +3248,7 @@ func (x *CancelAssigned) String() string {
 func (*CancelAssigned) ProtoMessage() {}
 
 func (x *CancelAssigned) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3261,7 @@ func (x *CancelAssigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAssigned.ProtoReflect.Descriptor instead.
 func (*CancelAssigned) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CancelAssigned) GetJobId() string {
@@ -2913,7 +3308,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3320,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3333,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Ack) GetJobId() string {
@@ -3009,7 +3404,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3021,7 +3416,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3034,7 +3429,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *HeartbeatAck) GetSeq() uint64 {
@@ -3081,7 +3476,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3488,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3501,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -3195,16 +3590,21 @@ func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_HeartbeatAck) isServerMessage_Msg() {}
 
+// Runners come by id, a page at a time.
 type ListRunnersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Stale bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	// Runners per answer: 100 when 0, at most 1000.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous answer's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRunnersRequest) Reset() {
 	*x = ListRunnersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3216,7 +3616,7 @@ func (x *ListRunnersRequest) String() string {
 func (*ListRunnersRequest) ProtoMessage() {}
 
 func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3229,7 +3629,7 @@ func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunnersRequest.ProtoReflect.Descriptor instead.
 func (*ListRunnersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListRunnersRequest) GetStale() bool {
@@ -3239,16 +3639,32 @@ func (x *ListRunnersRequest) GetStale() bool {
 	return false
 }
 
+func (x *ListRunnersRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRunnersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListRunnersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Runners       []*Runner              `protobuf:"bytes,1,rep,name=runners,proto3" json:"runners,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Runners []*Runner              `protobuf:"bytes,1,rep,name=runners,proto3" json:"runners,omitempty"`
+	// Set when there are more runners: the page_token of the next page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRunnersResponse) Reset() {
 	*x = ListRunnersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3260,7 +3676,7 @@ func (x *ListRunnersResponse) String() string {
 func (*ListRunnersResponse) ProtoMessage() {}
 
 func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3273,7 +3689,7 @@ func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunnersResponse.ProtoReflect.Descriptor instead.
 func (*ListRunnersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListRunnersResponse) GetRunners() []*Runner {
@@ -3281,6 +3697,13 @@ func (x *ListRunnersResponse) GetRunners() []*Runner {
 		return x.Runners
 	}
 	return nil
+}
+
+func (x *ListRunnersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetRunnerRequest struct {
@@ -3294,7 +3717,7 @@ type GetRunnerRequest struct {
 
 func (x *GetRunnerRequest) Reset() {
 	*x = GetRunnerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3306,7 +3729,7 @@ func (x *GetRunnerRequest) String() string {
 func (*GetRunnerRequest) ProtoMessage() {}
 
 func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3319,7 +3742,7 @@ func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunnerRequest.ProtoReflect.Descriptor instead.
 func (*GetRunnerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetRunnerRequest) GetId() string {
@@ -3346,7 +3769,7 @@ type GetRunnerResponse struct {
 
 func (x *GetRunnerResponse) Reset() {
 	*x = GetRunnerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3358,7 +3781,7 @@ func (x *GetRunnerResponse) String() string {
 func (*GetRunnerResponse) ProtoMessage() {}
 
 func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3371,7 +3794,7 @@ func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunnerResponse.ProtoReflect.Descriptor instead.
 func (*GetRunnerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetRunnerResponse) GetRunner() *Runner {
@@ -3399,7 +3822,7 @@ type RunnerActionRequest struct {
 
 func (x *RunnerActionRequest) Reset() {
 	*x = RunnerActionRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +3834,7 @@ func (x *RunnerActionRequest) String() string {
 func (*RunnerActionRequest) ProtoMessage() {}
 
 func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +3847,7 @@ func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerActionRequest.ProtoReflect.Descriptor instead.
 func (*RunnerActionRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RunnerActionRequest) GetId() string {
@@ -3450,7 +3873,7 @@ type RunnerActionResponse struct {
 
 func (x *RunnerActionResponse) Reset() {
 	*x = RunnerActionResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3462,7 +3885,7 @@ func (x *RunnerActionResponse) String() string {
 func (*RunnerActionResponse) ProtoMessage() {}
 
 func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3475,7 +3898,7 @@ func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerActionResponse.ProtoReflect.Descriptor instead.
 func (*RunnerActionResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RunnerActionResponse) GetRunner() *Runner {
@@ -3496,7 +3919,7 @@ type CreateRunnerTokenRequest struct {
 
 func (x *CreateRunnerTokenRequest) Reset() {
 	*x = CreateRunnerTokenRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3508,7 +3931,7 @@ func (x *CreateRunnerTokenRequest) String() string {
 func (*CreateRunnerTokenRequest) ProtoMessage() {}
 
 func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3521,7 +3944,7 @@ func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunnerTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunnerTokenRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateRunnerTokenRequest) GetDescription() string {
@@ -3549,7 +3972,7 @@ type CreateRunnerTokenResponse struct {
 
 func (x *CreateRunnerTokenResponse) Reset() {
 	*x = CreateRunnerTokenResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3561,7 +3984,7 @@ func (x *CreateRunnerTokenResponse) String() string {
 func (*CreateRunnerTokenResponse) ProtoMessage() {}
 
 func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3574,7 +3997,7 @@ func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunnerTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunnerTokenResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateRunnerTokenResponse) GetInfo() *RunnerToken {
@@ -3599,7 +4022,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +4034,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +4047,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
 }
 
 type StatusResponse struct {
@@ -3652,7 +4075,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3664,7 +4087,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3677,7 +4100,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -3772,7 +4195,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3784,7 +4207,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3797,7 +4220,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
 }
 
 type Member struct {
@@ -3815,7 +4238,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3827,7 +4250,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3840,7 +4263,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Member) GetName() string {
@@ -3887,7 +4310,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3899,7 +4322,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3912,7 +4335,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3931,7 +4354,7 @@ type RaftPeersRequest struct {
 
 func (x *RaftPeersRequest) Reset() {
 	*x = RaftPeersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3943,7 +4366,7 @@ func (x *RaftPeersRequest) String() string {
 func (*RaftPeersRequest) ProtoMessage() {}
 
 func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3956,7 +4379,7 @@ func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftPeersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RaftPeersRequest) GetStale() bool {
@@ -3978,7 +4401,7 @@ type RaftPeer struct {
 
 func (x *RaftPeer) Reset() {
 	*x = RaftPeer{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3990,7 +4413,7 @@ func (x *RaftPeer) String() string {
 func (*RaftPeer) ProtoMessage() {}
 
 func (x *RaftPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4003,7 +4426,7 @@ func (x *RaftPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
 func (*RaftPeer) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RaftPeer) GetId() string {
@@ -4044,7 +4467,7 @@ type RaftPeersResponse struct {
 
 func (x *RaftPeersResponse) Reset() {
 	*x = RaftPeersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4056,7 +4479,7 @@ func (x *RaftPeersResponse) String() string {
 func (*RaftPeersResponse) ProtoMessage() {}
 
 func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4069,7 +4492,7 @@ func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftPeersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RaftPeersResponse) GetPeers() []*RaftPeer {
@@ -4096,7 +4519,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4108,7 +4531,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4121,7 +4544,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -4139,7 +4562,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4151,7 +4574,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4164,7 +4587,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
 }
 
 type ApplyRequest struct {
@@ -4177,7 +4600,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4189,7 +4612,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4202,7 +4625,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ApplyRequest) GetEntry() []byte {
@@ -4230,7 +4653,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4242,7 +4665,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4255,7 +4678,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -4304,7 +4727,7 @@ type ReportError struct {
 
 func (x *ReportError) Reset() {
 	*x = ReportError{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4316,7 +4739,7 @@ func (x *ReportError) String() string {
 func (*ReportError) ProtoMessage() {}
 
 func (x *ReportError) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4329,7 +4752,7 @@ func (x *ReportError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportError.ProtoReflect.Descriptor instead.
 func (*ReportError) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReportError) GetIndex() uint32 {
@@ -4361,7 +4784,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4373,7 +4796,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4386,7 +4809,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
 }
 
 type ReadIndexResponse struct {
@@ -4398,7 +4821,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4410,7 +4833,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4423,7 +4846,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -4447,7 +4870,7 @@ type RunnerHeartbeatsRequest struct {
 
 func (x *RunnerHeartbeatsRequest) Reset() {
 	*x = RunnerHeartbeatsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4459,7 +4882,7 @@ func (x *RunnerHeartbeatsRequest) String() string {
 func (*RunnerHeartbeatsRequest) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4472,7 +4895,7 @@ func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsRequest.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RunnerHeartbeatsRequest) GetServer() string {
@@ -4504,7 +4927,7 @@ type RunnerHeartbeatsResponse struct {
 
 func (x *RunnerHeartbeatsResponse) Reset() {
 	*x = RunnerHeartbeatsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4516,7 +4939,7 @@ func (x *RunnerHeartbeatsResponse) String() string {
 func (*RunnerHeartbeatsResponse) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4529,7 +4952,7 @@ func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsResponse.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
 }
 
 type SetProfileRequest struct {
@@ -4545,7 +4968,7 @@ type SetProfileRequest struct {
 
 func (x *SetProfileRequest) Reset() {
 	*x = SetProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4557,7 +4980,7 @@ func (x *SetProfileRequest) String() string {
 func (*SetProfileRequest) ProtoMessage() {}
 
 func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4570,7 +4993,7 @@ func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileRequest.ProtoReflect.Descriptor instead.
 func (*SetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SetProfileRequest) GetSource() []byte {
@@ -4603,7 +5026,7 @@ type SetProfileResponse struct {
 
 func (x *SetProfileResponse) Reset() {
 	*x = SetProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4615,7 +5038,7 @@ func (x *SetProfileResponse) String() string {
 func (*SetProfileResponse) ProtoMessage() {}
 
 func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4628,7 +5051,7 @@ func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileResponse.ProtoReflect.Descriptor instead.
 func (*SetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SetProfileResponse) GetProfiles() []*RunnerProfile {
@@ -4647,7 +5070,7 @@ type ListProfilesRequest struct {
 
 func (x *ListProfilesRequest) Reset() {
 	*x = ListProfilesRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4659,7 +5082,7 @@ func (x *ListProfilesRequest) String() string {
 func (*ListProfilesRequest) ProtoMessage() {}
 
 func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4672,7 +5095,7 @@ func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListProfilesRequest) GetStale() bool {
@@ -4691,7 +5114,7 @@ type ListProfilesResponse struct {
 
 func (x *ListProfilesResponse) Reset() {
 	*x = ListProfilesResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4703,7 +5126,7 @@ func (x *ListProfilesResponse) String() string {
 func (*ListProfilesResponse) ProtoMessage() {}
 
 func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4716,7 +5139,7 @@ func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListProfilesResponse) GetProfiles() []*RunnerProfile {
@@ -4736,7 +5159,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4748,7 +5171,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4761,7 +5184,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetProfileRequest) GetName() string {
@@ -4787,7 +5210,7 @@ type GetProfileResponse struct {
 
 func (x *GetProfileResponse) Reset() {
 	*x = GetProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4799,7 +5222,7 @@ func (x *GetProfileResponse) String() string {
 func (*GetProfileResponse) ProtoMessage() {}
 
 func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4812,7 +5235,7 @@ func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileResponse.ProtoReflect.Descriptor instead.
 func (*GetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetProfileResponse) GetProfile() *RunnerProfile {
@@ -4831,7 +5254,7 @@ type DeleteProfileRequest struct {
 
 func (x *DeleteProfileRequest) Reset() {
 	*x = DeleteProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4843,7 +5266,7 @@ func (x *DeleteProfileRequest) String() string {
 func (*DeleteProfileRequest) ProtoMessage() {}
 
 func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4856,7 +5279,7 @@ func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DeleteProfileRequest) GetName() string {
@@ -4874,7 +5297,7 @@ type DeleteProfileResponse struct {
 
 func (x *DeleteProfileResponse) Reset() {
 	*x = DeleteProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4886,7 +5309,7 @@ func (x *DeleteProfileResponse) String() string {
 func (*DeleteProfileResponse) ProtoMessage() {}
 
 func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4899,7 +5322,7 @@ func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
 }
 
 type ApplyProjectRequest struct {
@@ -4912,7 +5335,7 @@ type ApplyProjectRequest struct {
 
 func (x *ApplyProjectRequest) Reset() {
 	*x = ApplyProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4924,7 +5347,7 @@ func (x *ApplyProjectRequest) String() string {
 func (*ApplyProjectRequest) ProtoMessage() {}
 
 func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4937,7 +5360,7 @@ func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyProjectRequest.ProtoReflect.Descriptor instead.
 func (*ApplyProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ApplyProjectRequest) GetSource() []byte {
@@ -4964,7 +5387,7 @@ type ApplyProjectResponse struct {
 
 func (x *ApplyProjectResponse) Reset() {
 	*x = ApplyProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4976,7 +5399,7 @@ func (x *ApplyProjectResponse) String() string {
 func (*ApplyProjectResponse) ProtoMessage() {}
 
 func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4989,7 +5412,7 @@ func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyProjectResponse.ProtoReflect.Descriptor instead.
 func (*ApplyProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ApplyProjectResponse) GetProject() *Project {
@@ -5006,16 +5429,21 @@ func (x *ApplyProjectResponse) GetJobs() []string {
 	return nil
 }
 
+// Projects come by name, a page at a time.
 type ListProjectsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Stale bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	// Projects per answer: 100 when 0, at most 1000.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The previous answer's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5027,7 +5455,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5040,7 +5468,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListProjectsRequest) GetStale() bool {
@@ -5050,16 +5478,32 @@ func (x *ListProjectsRequest) GetStale() bool {
 	return false
 }
 
+func (x *ListProjectsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListProjectsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListProjectsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Projects      []*Project             `protobuf:"bytes,1,rep,name=projects,proto3" json:"projects,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Projects []*Project             `protobuf:"bytes,1,rep,name=projects,proto3" json:"projects,omitempty"`
+	// Set when there are more projects: the page_token of the next page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5071,7 +5515,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5084,7 +5528,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -5092,6 +5536,13 @@ func (x *ListProjectsResponse) GetProjects() []*Project {
 		return x.Projects
 	}
 	return nil
+}
+
+func (x *ListProjectsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetProjectRequest struct {
@@ -5104,7 +5555,7 @@ type GetProjectRequest struct {
 
 func (x *GetProjectRequest) Reset() {
 	*x = GetProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5116,7 +5567,7 @@ func (x *GetProjectRequest) String() string {
 func (*GetProjectRequest) ProtoMessage() {}
 
 func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5129,7 +5580,7 @@ func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *GetProjectRequest) GetName() string {
@@ -5156,7 +5607,7 @@ type GetProjectResponse struct {
 
 func (x *GetProjectResponse) Reset() {
 	*x = GetProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5168,7 +5619,7 @@ func (x *GetProjectResponse) String() string {
 func (*GetProjectResponse) ProtoMessage() {}
 
 func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5181,7 +5632,7 @@ func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *GetProjectResponse) GetProject() *Project {
@@ -5207,7 +5658,7 @@ type DeleteProjectRequest struct {
 
 func (x *DeleteProjectRequest) Reset() {
 	*x = DeleteProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5219,7 +5670,7 @@ func (x *DeleteProjectRequest) String() string {
 func (*DeleteProjectRequest) ProtoMessage() {}
 
 func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5232,7 +5683,7 @@ func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{74}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *DeleteProjectRequest) GetName() string {
@@ -5250,7 +5701,7 @@ type DeleteProjectResponse struct {
 
 func (x *DeleteProjectResponse) Reset() {
 	*x = DeleteProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5262,7 +5713,7 @@ func (x *DeleteProjectResponse) String() string {
 func (*DeleteProjectResponse) ProtoMessage() {}
 
 func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5275,7 +5726,7 @@ func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{75}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{81}
 }
 
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
@@ -5296,7 +5747,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\vRetryPolicy\x12\x1a\n" +
 	"\battempts\x18\x01 \x01(\rR\battempts\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x18\n" +
-	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xe9\x0e\n" +
+	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xb6\x0f\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x12\n" +
@@ -5337,7 +5788,8 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x0elost_runner_id\x18# \x01(\tR\flostRunnerId\x12!\n" +
 	"\flost_attempt\x18$ \x01(\rR\vlostAttempt\x12\x1f\n" +
 	"\vrunner_life\x18% \x01(\x04R\n" +
-	"runnerLife\x129\n" +
+	"runnerLife\x12\x16\n" +
+	"\x06pinned\x18& \x01(\bR\x06pinned\x129\n" +
 	"\n" +
 	"created_at\x18( \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
 	"\vassigned_at\x18) \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -5349,7 +5801,8 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18, \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x129\n" +
 	"\n" +
-	"not_before\x18- \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12!\n" +
+	"not_before\x18- \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x123\n" +
+	"\adone_at\x18. \x01(\v2\x1a.google.protobuf.TimestampR\x06doneAt\x12!\n" +
 	"\fcreate_index\x182 \x01(\x04R\vcreateIndex\x12!\n" +
 	"\fmodify_index\x183 \x01(\x04R\vmodifyIndex\x1a<\n" +
 	"\x0eVariablesEntry\x12\x10\n" +
@@ -5465,18 +5918,46 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\"I\n" +
 	"\x0eGetJobResponse\x12!\n" +
 	"\x03job\x18\x01 \x01(\v2\x0f.outpost.v1.JobR\x03job\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8e\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x80\x03\n" +
 	"\x0fListJobsRequest\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x14\n" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x1d\n" +
 	"\n" +
-	"count_only\x18\x05 \x01(\bR\tcountOnly\"c\n" +
+	"count_only\x18\x05 \x01(\bR\tcountOnly\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12\x12\n" +
+	"\x04name\x18\b \x01(\tR\x04name\x12\x1c\n" +
+	"\tworkspace\x18\t \x01(\tR\tworkspace\x12?\n" +
+	"\rcreated_after\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\fcreatedAfter\x12A\n" +
+	"\x0ecreated_before\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\"\x8b\x01\n" +
 	"\x10ListJobsResponse\x12#\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0f.outpost.v1.JobR\x04jobs\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x04R\x05count\":\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\"\"\n" +
+	"\x10DeleteJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"#\n" +
+	"\x11DeleteJobResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"5\n" +
+	"\rPinJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05unpin\x18\x02 \x01(\bR\x05unpin\"3\n" +
+	"\x0ePinJobResponse\x12!\n" +
+	"\x03job\x18\x01 \x01(\v2\x0f.outpost.v1.JobR\x03job\"Q\n" +
+	"\x15GarbageCollectRequest\x128\n" +
+	"\n" +
+	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\"\x8a\x01\n" +
+	"\x16GarbageCollectResponse\x12\x1c\n" +
+	"\tcollected\x18\x01 \x01(\x04R\tcollected\x12\x1a\n" +
+	"\bfinished\x18\x02 \x01(\x04R\bfinished\x12\x16\n" +
+	"\x06pinned\x18\x03 \x01(\x04R\x06pinned\x12\x1e\n" +
+	"\n" +
+	"tombstones\x18\x04 \x01(\x04R\n" +
+	"tombstones\":\n" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"6\n" +
@@ -5588,11 +6069,15 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06cancel\x18\x03 \x01(\v2\x1a.outpost.v1.CancelAssignedH\x00R\x06cancel\x12#\n" +
 	"\x03ack\x18\x04 \x01(\v2\x0f.outpost.v1.AckH\x00R\x03ack\x12?\n" +
 	"\rheartbeat_ack\x18\x05 \x01(\v2\x18.outpost.v1.HeartbeatAckH\x00R\fheartbeatAckB\x05\n" +
-	"\x03msg\"*\n" +
+	"\x03msg\"f\n" +
 	"\x12ListRunnersRequest\x12\x14\n" +
-	"\x05stale\x18\x01 \x01(\bR\x05stale\"C\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"k\n" +
 	"\x13ListRunnersResponse\x12,\n" +
-	"\arunners\x18\x01 \x03(\v2\x12.outpost.v1.RunnerR\arunners\"8\n" +
+	"\arunners\x18\x01 \x03(\v2\x12.outpost.v1.RunnerR\arunners\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"8\n" +
 	"\x10GetRunnerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05stale\x18\x02 \x01(\bR\x05stale\"d\n" +
@@ -5699,11 +6184,15 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\bfilename\x18\x02 \x01(\tR\bfilename\"Y\n" +
 	"\x14ApplyProjectResponse\x12-\n" +
 	"\aproject\x18\x01 \x01(\v2\x13.outpost.v1.ProjectR\aproject\x12\x12\n" +
-	"\x04jobs\x18\x02 \x03(\tR\x04jobs\"+\n" +
+	"\x04jobs\x18\x02 \x03(\tR\x04jobs\"g\n" +
 	"\x13ListProjectsRequest\x12\x14\n" +
-	"\x05stale\x18\x01 \x01(\bR\x05stale\"G\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"o\n" +
 	"\x14ListProjectsResponse\x12/\n" +
-	"\bprojects\x18\x01 \x03(\v2\x13.outpost.v1.ProjectR\bprojects\"=\n" +
+	"\bprojects\x18\x01 \x03(\v2\x13.outpost.v1.ProjectR\bprojects\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"=\n" +
 	"\x11GetProjectRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05stale\x18\x02 \x01(\bR\x05stale\"W\n" +
@@ -5712,7 +6201,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x04jobs\x18\x02 \x03(\tR\x04jobs\"*\n" +
 	"\x14DeleteProjectRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
-	"\x15DeleteProjectResponse2\xb8\x03\n" +
+	"\x15DeleteProjectResponse2\x9c\x05\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.outpost.v1.SubmitJobRequest\x1a\x1d.outpost.v1.SubmitJobResponse\x12E\n" +
@@ -5720,7 +6209,10 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06GetJob\x12\x19.outpost.v1.GetJobRequest\x1a\x1a.outpost.v1.GetJobResponse\x12E\n" +
 	"\bListJobs\x12\x1b.outpost.v1.ListJobsRequest\x1a\x1c.outpost.v1.ListJobsResponse\x12H\n" +
 	"\tCancelJob\x12\x1c.outpost.v1.CancelJobRequest\x1a\x1d.outpost.v1.CancelJobResponse\x12G\n" +
-	"\bReadLogs\x12\x1b.outpost.v1.ReadLogsRequest\x1a\x1c.outpost.v1.ReadLogsResponse0\x012\xa3\x03\n" +
+	"\bReadLogs\x12\x1b.outpost.v1.ReadLogsRequest\x1a\x1c.outpost.v1.ReadLogsResponse0\x01\x12H\n" +
+	"\tDeleteJob\x12\x1c.outpost.v1.DeleteJobRequest\x1a\x1d.outpost.v1.DeleteJobResponse\x12?\n" +
+	"\x06PinJob\x12\x19.outpost.v1.PinJobRequest\x1a\x1a.outpost.v1.PinJobResponse\x12W\n" +
+	"\x0eGarbageCollect\x12!.outpost.v1.GarbageCollectRequest\x1a\".outpost.v1.GarbageCollectResponse2\xa3\x03\n" +
 	"\rRunnerService\x12C\n" +
 	"\aConnect\x12\x19.outpost.v1.RunnerMessage\x1a\x19.outpost.v1.ServerMessage(\x010\x01\x12N\n" +
 	"\vListRunners\x12\x1e.outpost.v1.ListRunnersRequest\x1a\x1f.outpost.v1.ListRunnersResponse\x12H\n" +
@@ -5763,7 +6255,7 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 93)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
@@ -5781,215 +6273,232 @@ var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*GetJobResponse)(nil),            // 13: outpost.v1.GetJobResponse
 	(*ListJobsRequest)(nil),           // 14: outpost.v1.ListJobsRequest
 	(*ListJobsResponse)(nil),          // 15: outpost.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),          // 16: outpost.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),         // 17: outpost.v1.CancelJobResponse
-	(*ReadLogsRequest)(nil),           // 18: outpost.v1.ReadLogsRequest
-	(*ReadLogsResponse)(nil),          // 19: outpost.v1.ReadLogsResponse
-	(*RetryJobRequest)(nil),           // 20: outpost.v1.RetryJobRequest
-	(*RetryJobResponse)(nil),          // 21: outpost.v1.RetryJobResponse
-	(*RunningJob)(nil),                // 22: outpost.v1.RunningJob
-	(*Register)(nil),                  // 23: outpost.v1.Register
-	(*Heartbeat)(nil),                 // 24: outpost.v1.Heartbeat
-	(*JobStarted)(nil),                // 25: outpost.v1.JobStarted
-	(*JobLogs)(nil),                   // 26: outpost.v1.JobLogs
-	(*JobFinished)(nil),               // 27: outpost.v1.JobFinished
-	(*RunnerMessage)(nil),             // 28: outpost.v1.RunnerMessage
-	(*Registered)(nil),                // 29: outpost.v1.Registered
-	(*Assign)(nil),                    // 30: outpost.v1.Assign
-	(*CancelAssigned)(nil),            // 31: outpost.v1.CancelAssigned
-	(*Ack)(nil),                       // 32: outpost.v1.Ack
-	(*HeartbeatAck)(nil),              // 33: outpost.v1.HeartbeatAck
-	(*ServerMessage)(nil),             // 34: outpost.v1.ServerMessage
-	(*ListRunnersRequest)(nil),        // 35: outpost.v1.ListRunnersRequest
-	(*ListRunnersResponse)(nil),       // 36: outpost.v1.ListRunnersResponse
-	(*GetRunnerRequest)(nil),          // 37: outpost.v1.GetRunnerRequest
-	(*GetRunnerResponse)(nil),         // 38: outpost.v1.GetRunnerResponse
-	(*RunnerActionRequest)(nil),       // 39: outpost.v1.RunnerActionRequest
-	(*RunnerActionResponse)(nil),      // 40: outpost.v1.RunnerActionResponse
-	(*CreateRunnerTokenRequest)(nil),  // 41: outpost.v1.CreateRunnerTokenRequest
-	(*CreateRunnerTokenResponse)(nil), // 42: outpost.v1.CreateRunnerTokenResponse
-	(*StatusRequest)(nil),             // 43: outpost.v1.StatusRequest
-	(*StatusResponse)(nil),            // 44: outpost.v1.StatusResponse
-	(*MembersRequest)(nil),            // 45: outpost.v1.MembersRequest
-	(*Member)(nil),                    // 46: outpost.v1.Member
-	(*MembersResponse)(nil),           // 47: outpost.v1.MembersResponse
-	(*RaftPeersRequest)(nil),          // 48: outpost.v1.RaftPeersRequest
-	(*RaftPeer)(nil),                  // 49: outpost.v1.RaftPeer
-	(*RaftPeersResponse)(nil),         // 50: outpost.v1.RaftPeersResponse
-	(*RemovePeerRequest)(nil),         // 51: outpost.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),        // 52: outpost.v1.RemovePeerResponse
-	(*ApplyRequest)(nil),              // 53: outpost.v1.ApplyRequest
-	(*ApplyResponse)(nil),             // 54: outpost.v1.ApplyResponse
-	(*ReportError)(nil),               // 55: outpost.v1.ReportError
-	(*ReadIndexRequest)(nil),          // 56: outpost.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),         // 57: outpost.v1.ReadIndexResponse
-	(*RunnerHeartbeatsRequest)(nil),   // 58: outpost.v1.RunnerHeartbeatsRequest
-	(*RunnerHeartbeatsResponse)(nil),  // 59: outpost.v1.RunnerHeartbeatsResponse
-	(*SetProfileRequest)(nil),         // 60: outpost.v1.SetProfileRequest
-	(*SetProfileResponse)(nil),        // 61: outpost.v1.SetProfileResponse
-	(*ListProfilesRequest)(nil),       // 62: outpost.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),      // 63: outpost.v1.ListProfilesResponse
-	(*GetProfileRequest)(nil),         // 64: outpost.v1.GetProfileRequest
-	(*GetProfileResponse)(nil),        // 65: outpost.v1.GetProfileResponse
-	(*DeleteProfileRequest)(nil),      // 66: outpost.v1.DeleteProfileRequest
-	(*DeleteProfileResponse)(nil),     // 67: outpost.v1.DeleteProfileResponse
-	(*ApplyProjectRequest)(nil),       // 68: outpost.v1.ApplyProjectRequest
-	(*ApplyProjectResponse)(nil),      // 69: outpost.v1.ApplyProjectResponse
-	(*ListProjectsRequest)(nil),       // 70: outpost.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),      // 71: outpost.v1.ListProjectsResponse
-	(*GetProjectRequest)(nil),         // 72: outpost.v1.GetProjectRequest
-	(*GetProjectResponse)(nil),        // 73: outpost.v1.GetProjectResponse
-	(*DeleteProjectRequest)(nil),      // 74: outpost.v1.DeleteProjectRequest
-	(*DeleteProjectResponse)(nil),     // 75: outpost.v1.DeleteProjectResponse
-	nil,                               // 76: outpost.v1.Step.EnvEntry
-	nil,                               // 77: outpost.v1.Job.VariablesEntry
-	nil,                               // 78: outpost.v1.Job.EnvEntry
-	nil,                               // 79: outpost.v1.Job.TargetLabelsEntry
-	nil,                               // 80: outpost.v1.RunnerProfile.TargetLabelsEntry
-	nil,                               // 81: outpost.v1.RunnerProfile.EnvEntry
-	nil,                               // 82: outpost.v1.Runner.LabelsEntry
-	nil,                               // 83: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                               // 84: outpost.v1.Register.LabelsEntry
-	nil,                               // 85: outpost.v1.StatusResponse.EntriesAppliedEntry
-	nil,                               // 86: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 87: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 88: google.protobuf.Timestamp
+	(*DeleteJobRequest)(nil),          // 16: outpost.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),         // 17: outpost.v1.DeleteJobResponse
+	(*PinJobRequest)(nil),             // 18: outpost.v1.PinJobRequest
+	(*PinJobResponse)(nil),            // 19: outpost.v1.PinJobResponse
+	(*GarbageCollectRequest)(nil),     // 20: outpost.v1.GarbageCollectRequest
+	(*GarbageCollectResponse)(nil),    // 21: outpost.v1.GarbageCollectResponse
+	(*CancelJobRequest)(nil),          // 22: outpost.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),         // 23: outpost.v1.CancelJobResponse
+	(*ReadLogsRequest)(nil),           // 24: outpost.v1.ReadLogsRequest
+	(*ReadLogsResponse)(nil),          // 25: outpost.v1.ReadLogsResponse
+	(*RetryJobRequest)(nil),           // 26: outpost.v1.RetryJobRequest
+	(*RetryJobResponse)(nil),          // 27: outpost.v1.RetryJobResponse
+	(*RunningJob)(nil),                // 28: outpost.v1.RunningJob
+	(*Register)(nil),                  // 29: outpost.v1.Register
+	(*Heartbeat)(nil),                 // 30: outpost.v1.Heartbeat
+	(*JobStarted)(nil),                // 31: outpost.v1.JobStarted
+	(*JobLogs)(nil),                   // 32: outpost.v1.JobLogs
+	(*JobFinished)(nil),               // 33: outpost.v1.JobFinished
+	(*RunnerMessage)(nil),             // 34: outpost.v1.RunnerMessage
+	(*Registered)(nil),                // 35: outpost.v1.Registered
+	(*Assign)(nil),                    // 36: outpost.v1.Assign
+	(*CancelAssigned)(nil),            // 37: outpost.v1.CancelAssigned
+	(*Ack)(nil),                       // 38: outpost.v1.Ack
+	(*HeartbeatAck)(nil),              // 39: outpost.v1.HeartbeatAck
+	(*ServerMessage)(nil),             // 40: outpost.v1.ServerMessage
+	(*ListRunnersRequest)(nil),        // 41: outpost.v1.ListRunnersRequest
+	(*ListRunnersResponse)(nil),       // 42: outpost.v1.ListRunnersResponse
+	(*GetRunnerRequest)(nil),          // 43: outpost.v1.GetRunnerRequest
+	(*GetRunnerResponse)(nil),         // 44: outpost.v1.GetRunnerResponse
+	(*RunnerActionRequest)(nil),       // 45: outpost.v1.RunnerActionRequest
+	(*RunnerActionResponse)(nil),      // 46: outpost.v1.RunnerActionResponse
+	(*CreateRunnerTokenRequest)(nil),  // 47: outpost.v1.CreateRunnerTokenRequest
+	(*CreateRunnerTokenResponse)(nil), // 48: outpost.v1.CreateRunnerTokenResponse
+	(*StatusRequest)(nil),             // 49: outpost.v1.StatusRequest
+	(*StatusResponse)(nil),            // 50: outpost.v1.StatusResponse
+	(*MembersRequest)(nil),            // 51: outpost.v1.MembersRequest
+	(*Member)(nil),                    // 52: outpost.v1.Member
+	(*MembersResponse)(nil),           // 53: outpost.v1.MembersResponse
+	(*RaftPeersRequest)(nil),          // 54: outpost.v1.RaftPeersRequest
+	(*RaftPeer)(nil),                  // 55: outpost.v1.RaftPeer
+	(*RaftPeersResponse)(nil),         // 56: outpost.v1.RaftPeersResponse
+	(*RemovePeerRequest)(nil),         // 57: outpost.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),        // 58: outpost.v1.RemovePeerResponse
+	(*ApplyRequest)(nil),              // 59: outpost.v1.ApplyRequest
+	(*ApplyResponse)(nil),             // 60: outpost.v1.ApplyResponse
+	(*ReportError)(nil),               // 61: outpost.v1.ReportError
+	(*ReadIndexRequest)(nil),          // 62: outpost.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),         // 63: outpost.v1.ReadIndexResponse
+	(*RunnerHeartbeatsRequest)(nil),   // 64: outpost.v1.RunnerHeartbeatsRequest
+	(*RunnerHeartbeatsResponse)(nil),  // 65: outpost.v1.RunnerHeartbeatsResponse
+	(*SetProfileRequest)(nil),         // 66: outpost.v1.SetProfileRequest
+	(*SetProfileResponse)(nil),        // 67: outpost.v1.SetProfileResponse
+	(*ListProfilesRequest)(nil),       // 68: outpost.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),      // 69: outpost.v1.ListProfilesResponse
+	(*GetProfileRequest)(nil),         // 70: outpost.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),        // 71: outpost.v1.GetProfileResponse
+	(*DeleteProfileRequest)(nil),      // 72: outpost.v1.DeleteProfileRequest
+	(*DeleteProfileResponse)(nil),     // 73: outpost.v1.DeleteProfileResponse
+	(*ApplyProjectRequest)(nil),       // 74: outpost.v1.ApplyProjectRequest
+	(*ApplyProjectResponse)(nil),      // 75: outpost.v1.ApplyProjectResponse
+	(*ListProjectsRequest)(nil),       // 76: outpost.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),      // 77: outpost.v1.ListProjectsResponse
+	(*GetProjectRequest)(nil),         // 78: outpost.v1.GetProjectRequest
+	(*GetProjectResponse)(nil),        // 79: outpost.v1.GetProjectResponse
+	(*DeleteProjectRequest)(nil),      // 80: outpost.v1.DeleteProjectRequest
+	(*DeleteProjectResponse)(nil),     // 81: outpost.v1.DeleteProjectResponse
+	nil,                               // 82: outpost.v1.Step.EnvEntry
+	nil,                               // 83: outpost.v1.Job.VariablesEntry
+	nil,                               // 84: outpost.v1.Job.EnvEntry
+	nil,                               // 85: outpost.v1.Job.TargetLabelsEntry
+	nil,                               // 86: outpost.v1.RunnerProfile.TargetLabelsEntry
+	nil,                               // 87: outpost.v1.RunnerProfile.EnvEntry
+	nil,                               // 88: outpost.v1.Runner.LabelsEntry
+	nil,                               // 89: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 90: outpost.v1.Register.LabelsEntry
+	nil,                               // 91: outpost.v1.StatusResponse.EntriesAppliedEntry
+	nil,                               // 92: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 93: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 94: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	76,  // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	87,  // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	87,  // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	77,  // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	82,  // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	93,  // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	93,  // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	83,  // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,   // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	78,  // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	87,  // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	87,  // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	84,  // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	93,  // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	93,  // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,   // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	79,  // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
+	85,  // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
 	5,   // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
-	87,  // 11: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
-	88,  // 12: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 13: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	88,  // 14: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	88,  // 15: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	88,  // 16: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	88,  // 17: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	88,  // 18: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	3,   // 19: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	80,  // 20: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
-	81,  // 21: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
-	5,   // 22: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
-	82,  // 23: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	88,  // 24: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	88,  // 25: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	88,  // 26: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 27: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
-	83,  // 28: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
-	2,   // 29: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	87,  // 30: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
-	2,   // 31: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
-	2,   // 32: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
-	2,   // 33: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
-	4,   // 34: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
-	2,   // 35: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
-	84,  // 36: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
-	22,  // 37: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
-	22,  // 38: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
-	22,  // 39: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	22,  // 40: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
-	88,  // 41: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
-	3,   // 42: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	88,  // 43: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
-	3,   // 44: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	87,  // 45: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
-	23,  // 46: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
-	24,  // 47: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
-	25,  // 48: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
-	26,  // 49: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
-	27,  // 50: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	87,  // 51: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	87,  // 52: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
-	2,   // 53: outpost.v1.Assign.job:type_name -> outpost.v1.Job
-	29,  // 54: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
-	30,  // 55: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
-	31,  // 56: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
-	32,  // 57: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	33,  // 58: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
-	8,   // 59: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
-	8,   // 60: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
-	2,   // 61: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
-	8,   // 62: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	87,  // 63: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	9,   // 64: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	85,  // 65: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
-	86,  // 66: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	46,  // 67: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	49,  // 68: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	55,  // 69: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
-	6,   // 70: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
-	6,   // 71: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,   // 72: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,   // 73: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
-	7,   // 74: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
-	7,   // 75: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
-	7,   // 76: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
-	10,  // 77: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	20,  // 78: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	12,  // 79: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	14,  // 80: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	16,  // 81: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	18,  // 82: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	28,  // 83: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	35,  // 84: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	37,  // 85: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	39,  // 86: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	41,  // 87: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	43,  // 88: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	45,  // 89: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	48,  // 90: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	51,  // 91: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	53,  // 92: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	56,  // 93: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	58,  // 94: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	60,  // 95: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	62,  // 96: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	64,  // 97: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	66,  // 98: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	68,  // 99: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	70,  // 100: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	72,  // 101: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	74,  // 102: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	11,  // 103: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	21,  // 104: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	13,  // 105: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	15,  // 106: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	17,  // 107: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	19,  // 108: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	34,  // 109: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	36,  // 110: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	38,  // 111: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	40,  // 112: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	42,  // 113: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	44,  // 114: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	47,  // 115: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	50,  // 116: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	52,  // 117: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	54,  // 118: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	57,  // 119: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	59,  // 120: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	61,  // 121: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	63,  // 122: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	65,  // 123: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	67,  // 124: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	69,  // 125: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	71,  // 126: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	73,  // 127: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	75,  // 128: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	103, // [103:129] is the sub-list for method output_type
-	77,  // [77:103] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	93,  // 11: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
+	94,  // 12: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	94,  // 13: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	94,  // 14: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	94,  // 15: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	94,  // 16: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	94,  // 17: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	94,  // 18: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
+	94,  // 19: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	3,   // 20: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
+	86,  // 21: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
+	87,  // 22: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
+	5,   // 23: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
+	88,  // 24: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	94,  // 25: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	94,  // 26: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	94,  // 27: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	94,  // 28: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	89,  // 29: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	2,   // 30: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
+	93,  // 31: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	2,   // 32: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
+	94,  // 33: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
+	94,  // 34: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
+	2,   // 35: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
+	2,   // 36: outpost.v1.PinJobResponse.job:type_name -> outpost.v1.Job
+	93,  // 37: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
+	2,   // 38: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
+	4,   // 39: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
+	2,   // 40: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
+	90,  // 41: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	28,  // 42: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
+	28,  // 43: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
+	28,  // 44: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
+	28,  // 45: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
+	94,  // 46: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	3,   // 47: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
+	94,  // 48: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	3,   // 49: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
+	93,  // 50: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
+	29,  // 51: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
+	30,  // 52: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
+	31,  // 53: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
+	32,  // 54: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
+	33,  // 55: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
+	93,  // 56: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	93,  // 57: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
+	2,   // 58: outpost.v1.Assign.job:type_name -> outpost.v1.Job
+	35,  // 59: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
+	36,  // 60: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
+	37,  // 61: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
+	38,  // 62: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
+	39,  // 63: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
+	8,   // 64: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
+	8,   // 65: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
+	2,   // 66: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
+	8,   // 67: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
+	93,  // 68: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	9,   // 69: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
+	91,  // 70: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
+	92,  // 71: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	52,  // 72: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	55,  // 73: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	61,  // 74: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
+	6,   // 75: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	6,   // 76: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,   // 77: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	6,   // 78: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	7,   // 79: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	7,   // 80: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	7,   // 81: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	10,  // 82: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	26,  // 83: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	12,  // 84: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	14,  // 85: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	22,  // 86: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	24,  // 87: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	16,  // 88: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
+	18,  // 89: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
+	20,  // 90: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
+	34,  // 91: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	41,  // 92: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	43,  // 93: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	45,  // 94: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	47,  // 95: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	49,  // 96: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	51,  // 97: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	54,  // 98: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	57,  // 99: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	59,  // 100: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	62,  // 101: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	64,  // 102: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	66,  // 103: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	68,  // 104: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	70,  // 105: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	72,  // 106: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	74,  // 107: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	76,  // 108: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	78,  // 109: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	80,  // 110: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	11,  // 111: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	27,  // 112: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	13,  // 113: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	15,  // 114: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	23,  // 115: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	25,  // 116: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	17,  // 117: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
+	19,  // 118: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
+	21,  // 119: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
+	40,  // 120: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	42,  // 121: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	44,  // 122: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	46,  // 123: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	48,  // 124: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	50,  // 125: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	53,  // 126: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	56,  // 127: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	58,  // 128: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	60,  // 129: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	63,  // 130: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	65,  // 131: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	67,  // 132: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	69,  // 133: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	71,  // 134: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	73,  // 135: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	75,  // 136: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	77,  // 137: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	79,  // 138: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	81,  // 139: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	111, // [111:140] is the sub-list for method output_type
+	82,  // [82:111] is the sub-list for method input_type
+	82,  // [82:82] is the sub-list for extension type_name
+	82,  // [82:82] is the sub-list for extension extendee
+	0,   // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -5997,14 +6506,14 @@ func file_outpost_v1_outpost_proto_init() {
 	if File_outpost_v1_outpost_proto != nil {
 		return
 	}
-	file_outpost_v1_outpost_proto_msgTypes[28].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[34].OneofWrappers = []any{
 		(*RunnerMessage_Register)(nil),
 		(*RunnerMessage_Heartbeat)(nil),
 		(*RunnerMessage_Started)(nil),
 		(*RunnerMessage_Logs)(nil),
 		(*RunnerMessage_Finished)(nil),
 	}
-	file_outpost_v1_outpost_proto_msgTypes[34].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[40].OneofWrappers = []any{
 		(*ServerMessage_Registered)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -6017,7 +6526,7 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   87,
+			NumMessages:   93,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

@@ -589,9 +589,19 @@ func (x *UpsertProjectEntry) GetProject() *Project {
 	return nil
 }
 
+// Finished jobs removed with their logs: by garbage collection (the
+// leader picks the batch by its clock; the entry names the ids, so every
+// server deletes the same) or by `outpost job delete`. Each id deleted
+// leaves a tombstone, so the id is never used again.
 type DeleteJobsEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobIds        []string               `protobuf:"bytes,1,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	JobIds []string               `protobuf:"bytes,1,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	// Set by garbage collection: a job no longer collectable when the entry
+	// applies (pinned or retried since the leader picked it, or gone) is
+	// skipped. Without it (a user's delete) such a job fails the entry.
+	Gc bool `protobuf:"varint,2,opt,name=gc,proto3" json:"gc,omitempty"`
+	// The leader's clock when it made the entry: the tombstones' time.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -633,6 +643,144 @@ func (x *DeleteJobsEntry) GetJobIds() []string {
 	return nil
 }
 
+func (x *DeleteJobsEntry) GetGc() bool {
+	if x != nil {
+		return x.Gc
+	}
+	return false
+}
+
+func (x *DeleteJobsEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// A user pinned or unpinned a job.
+type PinJobEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Pinned        bool                   `protobuf:"varint,2,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinJobEntry) Reset() {
+	*x = PinJobEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinJobEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinJobEntry) ProtoMessage() {}
+
+func (x *PinJobEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinJobEntry.ProtoReflect.Descriptor instead.
+func (*PinJobEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PinJobEntry) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *PinJobEntry) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
+func (x *PinJobEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// The id of a deleted job, kept (within a bound, see fsm/state) so that a
+// submit reusing it is refused instead of running the job again.
+type Tombstone struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The index of the entry that deleted the job, and that entry's time.
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tombstone) Reset() {
+	*x = Tombstone{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tombstone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tombstone) ProtoMessage() {}
+
+func (x *Tombstone) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tombstone.ProtoReflect.Descriptor instead.
+func (*Tombstone) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Tombstone) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Tombstone) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Tombstone) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // An operator's decision on a runner, or the leader's liveness verdict.
 type RunnerUpdateEntry struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -647,7 +795,7 @@ type RunnerUpdateEntry struct {
 
 func (x *RunnerUpdateEntry) Reset() {
 	*x = RunnerUpdateEntry{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[12]
+	mi := &file_outpost_v1_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +807,7 @@ func (x *RunnerUpdateEntry) String() string {
 func (*RunnerUpdateEntry) ProtoMessage() {}
 
 func (x *RunnerUpdateEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[12]
+	mi := &file_outpost_v1_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +820,7 @@ func (x *RunnerUpdateEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerUpdateEntry.ProtoReflect.Descriptor instead.
 func (*RunnerUpdateEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{12}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunnerUpdateEntry) GetRunnerId() string {
@@ -712,7 +860,7 @@ type UpsertRunnerTokenEntry struct {
 
 func (x *UpsertRunnerTokenEntry) Reset() {
 	*x = UpsertRunnerTokenEntry{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[13]
+	mi := &file_outpost_v1_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +872,7 @@ func (x *UpsertRunnerTokenEntry) String() string {
 func (*UpsertRunnerTokenEntry) ProtoMessage() {}
 
 func (x *UpsertRunnerTokenEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[13]
+	mi := &file_outpost_v1_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +885,7 @@ func (x *UpsertRunnerTokenEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertRunnerTokenEntry.ProtoReflect.Descriptor instead.
 func (*UpsertRunnerTokenEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{13}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpsertRunnerTokenEntry) GetToken() *RunnerToken {
@@ -756,7 +904,7 @@ type UpsertProfilesEntry struct {
 
 func (x *UpsertProfilesEntry) Reset() {
 	*x = UpsertProfilesEntry{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[14]
+	mi := &file_outpost_v1_raft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +916,7 @@ func (x *UpsertProfilesEntry) String() string {
 func (*UpsertProfilesEntry) ProtoMessage() {}
 
 func (x *UpsertProfilesEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[14]
+	mi := &file_outpost_v1_raft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +929,7 @@ func (x *UpsertProfilesEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertProfilesEntry.ProtoReflect.Descriptor instead.
 func (*UpsertProfilesEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{14}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpsertProfilesEntry) GetProfiles() []*RunnerProfile {
@@ -800,7 +948,7 @@ type DeleteProfileEntry struct {
 
 func (x *DeleteProfileEntry) Reset() {
 	*x = DeleteProfileEntry{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[15]
+	mi := &file_outpost_v1_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +960,7 @@ func (x *DeleteProfileEntry) String() string {
 func (*DeleteProfileEntry) ProtoMessage() {}
 
 func (x *DeleteProfileEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[15]
+	mi := &file_outpost_v1_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +973,7 @@ func (x *DeleteProfileEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileEntry.ProtoReflect.Descriptor instead.
 func (*DeleteProfileEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{15}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteProfileEntry) GetName() string {
@@ -844,7 +992,7 @@ type DeleteProjectEntry struct {
 
 func (x *DeleteProjectEntry) Reset() {
 	*x = DeleteProjectEntry{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[16]
+	mi := &file_outpost_v1_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1004,7 @@ func (x *DeleteProjectEntry) String() string {
 func (*DeleteProjectEntry) ProtoMessage() {}
 
 func (x *DeleteProjectEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[16]
+	mi := &file_outpost_v1_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1017,7 @@ func (x *DeleteProjectEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectEntry.ProtoReflect.Descriptor instead.
 func (*DeleteProjectEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{16}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteProjectEntry) GetName() string {
@@ -889,7 +1037,7 @@ type PendingReason struct {
 
 func (x *PendingReason) Reset() {
 	*x = PendingReason{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[17]
+	mi := &file_outpost_v1_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1049,7 @@ func (x *PendingReason) String() string {
 func (*PendingReason) ProtoMessage() {}
 
 func (x *PendingReason) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[17]
+	mi := &file_outpost_v1_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1062,7 @@ func (x *PendingReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
 func (*PendingReason) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{17}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PendingReason) GetJobId() string {
@@ -942,7 +1090,7 @@ type SetPendingReasonsEntry struct {
 
 func (x *SetPendingReasonsEntry) Reset() {
 	*x = SetPendingReasonsEntry{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[18]
+	mi := &file_outpost_v1_raft_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1102,7 @@ func (x *SetPendingReasonsEntry) String() string {
 func (*SetPendingReasonsEntry) ProtoMessage() {}
 
 func (x *SetPendingReasonsEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[18]
+	mi := &file_outpost_v1_raft_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1115,7 @@ func (x *SetPendingReasonsEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPendingReasonsEntry.ProtoReflect.Descriptor instead.
 func (*SetPendingReasonsEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{18}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetPendingReasonsEntry) GetReasons() []*PendingReason {
@@ -988,7 +1136,7 @@ type RetryJobEntry struct {
 
 func (x *RetryJobEntry) Reset() {
 	*x = RetryJobEntry{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[19]
+	mi := &file_outpost_v1_raft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1148,7 @@ func (x *RetryJobEntry) String() string {
 func (*RetryJobEntry) ProtoMessage() {}
 
 func (x *RetryJobEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[19]
+	mi := &file_outpost_v1_raft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1161,7 @@ func (x *RetryJobEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobEntry.ProtoReflect.Descriptor instead.
 func (*RetryJobEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{19}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RetryJobEntry) GetJobId() string {
@@ -1046,7 +1194,7 @@ type RunnerReportsEntry struct {
 
 func (x *RunnerReportsEntry) Reset() {
 	*x = RunnerReportsEntry{}
-	mi := &file_outpost_v1_raft_proto_msgTypes[20]
+	mi := &file_outpost_v1_raft_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1206,7 @@ func (x *RunnerReportsEntry) String() string {
 func (*RunnerReportsEntry) ProtoMessage() {}
 
 func (x *RunnerReportsEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_raft_proto_msgTypes[20]
+	mi := &file_outpost_v1_raft_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1219,7 @@ func (x *RunnerReportsEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerReportsEntry.ProtoReflect.Descriptor instead.
 func (*RunnerReportsEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{20}
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RunnerReportsEntry) GetRunnerId() string {
@@ -1132,9 +1280,19 @@ const file_outpost_v1_raft_proto_rawDesc = "" +
 	"\x11UpsertRunnerEntry\x12*\n" +
 	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\"C\n" +
 	"\x12UpsertProjectEntry\x12-\n" +
-	"\aproject\x18\x01 \x01(\v2\x13.outpost.v1.ProjectR\aproject\"*\n" +
+	"\aproject\x18\x01 \x01(\v2\x13.outpost.v1.ProjectR\aproject\"j\n" +
 	"\x0fDeleteJobsEntry\x12\x17\n" +
-	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\"\x90\x01\n" +
+	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\x12\x0e\n" +
+	"\x02gc\x18\x02 \x01(\bR\x02gc\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"l\n" +
+	"\vPinJobEntry\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06pinned\x18\x02 \x01(\bR\x06pinned\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"h\n" +
+	"\tTombstone\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x90\x01\n" +
 	"\x11RunnerUpdateEntry\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
@@ -1173,7 +1331,7 @@ func file_outpost_v1_raft_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_raft_proto_rawDescData
 }
 
-var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_outpost_v1_raft_proto_goTypes = []any{
 	(*SubmitJobsEntry)(nil),        // 0: outpost.v1.SubmitJobsEntry
 	(*Assignment)(nil),             // 1: outpost.v1.Assignment
@@ -1187,51 +1345,56 @@ var file_outpost_v1_raft_proto_goTypes = []any{
 	(*UpsertRunnerEntry)(nil),      // 9: outpost.v1.UpsertRunnerEntry
 	(*UpsertProjectEntry)(nil),     // 10: outpost.v1.UpsertProjectEntry
 	(*DeleteJobsEntry)(nil),        // 11: outpost.v1.DeleteJobsEntry
-	(*RunnerUpdateEntry)(nil),      // 12: outpost.v1.RunnerUpdateEntry
-	(*UpsertRunnerTokenEntry)(nil), // 13: outpost.v1.UpsertRunnerTokenEntry
-	(*UpsertProfilesEntry)(nil),    // 14: outpost.v1.UpsertProfilesEntry
-	(*DeleteProfileEntry)(nil),     // 15: outpost.v1.DeleteProfileEntry
-	(*DeleteProjectEntry)(nil),     // 16: outpost.v1.DeleteProjectEntry
-	(*PendingReason)(nil),          // 17: outpost.v1.PendingReason
-	(*SetPendingReasonsEntry)(nil), // 18: outpost.v1.SetPendingReasonsEntry
-	(*RetryJobEntry)(nil),          // 19: outpost.v1.RetryJobEntry
-	(*RunnerReportsEntry)(nil),     // 20: outpost.v1.RunnerReportsEntry
-	(*Job)(nil),                    // 21: outpost.v1.Job
-	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
-	(*JobStarted)(nil),             // 23: outpost.v1.JobStarted
-	(*JobLogs)(nil),                // 24: outpost.v1.JobLogs
-	(*JobFinished)(nil),            // 25: outpost.v1.JobFinished
-	(*Runner)(nil),                 // 26: outpost.v1.Runner
-	(*Project)(nil),                // 27: outpost.v1.Project
-	(*RunnerToken)(nil),            // 28: outpost.v1.RunnerToken
-	(*RunnerProfile)(nil),          // 29: outpost.v1.RunnerProfile
-	(*RunnerMessage)(nil),          // 30: outpost.v1.RunnerMessage
+	(*PinJobEntry)(nil),            // 12: outpost.v1.PinJobEntry
+	(*Tombstone)(nil),              // 13: outpost.v1.Tombstone
+	(*RunnerUpdateEntry)(nil),      // 14: outpost.v1.RunnerUpdateEntry
+	(*UpsertRunnerTokenEntry)(nil), // 15: outpost.v1.UpsertRunnerTokenEntry
+	(*UpsertProfilesEntry)(nil),    // 16: outpost.v1.UpsertProfilesEntry
+	(*DeleteProfileEntry)(nil),     // 17: outpost.v1.DeleteProfileEntry
+	(*DeleteProjectEntry)(nil),     // 18: outpost.v1.DeleteProjectEntry
+	(*PendingReason)(nil),          // 19: outpost.v1.PendingReason
+	(*SetPendingReasonsEntry)(nil), // 20: outpost.v1.SetPendingReasonsEntry
+	(*RetryJobEntry)(nil),          // 21: outpost.v1.RetryJobEntry
+	(*RunnerReportsEntry)(nil),     // 22: outpost.v1.RunnerReportsEntry
+	(*Job)(nil),                    // 23: outpost.v1.Job
+	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
+	(*JobStarted)(nil),             // 25: outpost.v1.JobStarted
+	(*JobLogs)(nil),                // 26: outpost.v1.JobLogs
+	(*JobFinished)(nil),            // 27: outpost.v1.JobFinished
+	(*Runner)(nil),                 // 28: outpost.v1.Runner
+	(*Project)(nil),                // 29: outpost.v1.Project
+	(*RunnerToken)(nil),            // 30: outpost.v1.RunnerToken
+	(*RunnerProfile)(nil),          // 31: outpost.v1.RunnerProfile
+	(*RunnerMessage)(nil),          // 32: outpost.v1.RunnerMessage
 }
 var file_outpost_v1_raft_proto_depIdxs = []int32{
-	21, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
+	23, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
 	1,  // 1: outpost.v1.AssignJobsEntry.assignments:type_name -> outpost.v1.Assignment
-	22, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
-	23, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
-	24, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
-	22, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
-	25, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
-	22, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
+	24, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
+	25, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
+	26, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
+	24, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
+	27, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
+	24, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
 	7,  // 8: outpost.v1.MarkLostEntry.jobs:type_name -> outpost.v1.LostJob
-	22, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
-	26, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
-	27, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
-	22, // 12: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
-	28, // 13: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
-	29, // 14: outpost.v1.UpsertProfilesEntry.profiles:type_name -> outpost.v1.RunnerProfile
-	17, // 15: outpost.v1.SetPendingReasonsEntry.reasons:type_name -> outpost.v1.PendingReason
-	22, // 16: outpost.v1.RetryJobEntry.time:type_name -> google.protobuf.Timestamp
-	30, // 17: outpost.v1.RunnerReportsEntry.reports:type_name -> outpost.v1.RunnerMessage
-	22, // 18: outpost.v1.RunnerReportsEntry.time:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	24, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
+	28, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
+	29, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
+	24, // 12: outpost.v1.DeleteJobsEntry.time:type_name -> google.protobuf.Timestamp
+	24, // 13: outpost.v1.PinJobEntry.time:type_name -> google.protobuf.Timestamp
+	24, // 14: outpost.v1.Tombstone.time:type_name -> google.protobuf.Timestamp
+	24, // 15: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
+	30, // 16: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
+	31, // 17: outpost.v1.UpsertProfilesEntry.profiles:type_name -> outpost.v1.RunnerProfile
+	19, // 18: outpost.v1.SetPendingReasonsEntry.reasons:type_name -> outpost.v1.PendingReason
+	24, // 19: outpost.v1.RetryJobEntry.time:type_name -> google.protobuf.Timestamp
+	32, // 20: outpost.v1.RunnerReportsEntry.reports:type_name -> outpost.v1.RunnerMessage
+	24, // 21: outpost.v1.RunnerReportsEntry.time:type_name -> google.protobuf.Timestamp
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_raft_proto_init() }
@@ -1246,7 +1409,7 @@ func file_outpost_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_raft_proto_rawDesc), len(file_outpost_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

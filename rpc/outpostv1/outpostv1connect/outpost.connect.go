@@ -63,6 +63,13 @@ const (
 	JobServiceCancelJobProcedure = "/outpost.v1.JobService/CancelJob"
 	// JobServiceReadLogsProcedure is the fully-qualified name of the JobService's ReadLogs RPC.
 	JobServiceReadLogsProcedure = "/outpost.v1.JobService/ReadLogs"
+	// JobServiceDeleteJobProcedure is the fully-qualified name of the JobService's DeleteJob RPC.
+	JobServiceDeleteJobProcedure = "/outpost.v1.JobService/DeleteJob"
+	// JobServicePinJobProcedure is the fully-qualified name of the JobService's PinJob RPC.
+	JobServicePinJobProcedure = "/outpost.v1.JobService/PinJob"
+	// JobServiceGarbageCollectProcedure is the fully-qualified name of the JobService's GarbageCollect
+	// RPC.
+	JobServiceGarbageCollectProcedure = "/outpost.v1.JobService/GarbageCollect"
 	// RunnerServiceConnectProcedure is the fully-qualified name of the RunnerService's Connect RPC.
 	RunnerServiceConnectProcedure = "/outpost.v1.RunnerService/Connect"
 	// RunnerServiceListRunnersProcedure is the fully-qualified name of the RunnerService's ListRunners
@@ -128,6 +135,12 @@ type JobServiceClient interface {
 	ListJobs(context.Context, *connect.Request[outpostv1.ListJobsRequest]) (*connect.Response[outpostv1.ListJobsResponse], error)
 	CancelJob(context.Context, *connect.Request[outpostv1.CancelJobRequest]) (*connect.Response[outpostv1.CancelJobResponse], error)
 	ReadLogs(context.Context, *connect.Request[outpostv1.ReadLogsRequest]) (*connect.ServerStreamForClient[outpostv1.ReadLogsResponse], error)
+	// Removes one finished job and its logs.
+	DeleteJob(context.Context, *connect.Request[outpostv1.DeleteJobRequest]) (*connect.Response[outpostv1.DeleteJobResponse], error)
+	// Pins (or unpins) a job: a pinned job is never garbage-collected.
+	PinJob(context.Context, *connect.Request[outpostv1.PinJobRequest]) (*connect.Response[outpostv1.PinJobResponse], error)
+	// Runs a garbage-collection pass on the leader now.
+	GarbageCollect(context.Context, *connect.Request[outpostv1.GarbageCollectRequest]) (*connect.Response[outpostv1.GarbageCollectResponse], error)
 }
 
 // NewJobServiceClient constructs a client for the outpost.v1.JobService service. By default, it
@@ -177,17 +190,38 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(jobServiceMethods.ByName("ReadLogs")),
 			connect.WithClientOptions(opts...),
 		),
+		deleteJob: connect.NewClient[outpostv1.DeleteJobRequest, outpostv1.DeleteJobResponse](
+			httpClient,
+			baseURL+JobServiceDeleteJobProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("DeleteJob")),
+			connect.WithClientOptions(opts...),
+		),
+		pinJob: connect.NewClient[outpostv1.PinJobRequest, outpostv1.PinJobResponse](
+			httpClient,
+			baseURL+JobServicePinJobProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("PinJob")),
+			connect.WithClientOptions(opts...),
+		),
+		garbageCollect: connect.NewClient[outpostv1.GarbageCollectRequest, outpostv1.GarbageCollectResponse](
+			httpClient,
+			baseURL+JobServiceGarbageCollectProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("GarbageCollect")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // jobServiceClient implements JobServiceClient.
 type jobServiceClient struct {
-	submitJob *connect.Client[outpostv1.SubmitJobRequest, outpostv1.SubmitJobResponse]
-	retryJob  *connect.Client[outpostv1.RetryJobRequest, outpostv1.RetryJobResponse]
-	getJob    *connect.Client[outpostv1.GetJobRequest, outpostv1.GetJobResponse]
-	listJobs  *connect.Client[outpostv1.ListJobsRequest, outpostv1.ListJobsResponse]
-	cancelJob *connect.Client[outpostv1.CancelJobRequest, outpostv1.CancelJobResponse]
-	readLogs  *connect.Client[outpostv1.ReadLogsRequest, outpostv1.ReadLogsResponse]
+	submitJob      *connect.Client[outpostv1.SubmitJobRequest, outpostv1.SubmitJobResponse]
+	retryJob       *connect.Client[outpostv1.RetryJobRequest, outpostv1.RetryJobResponse]
+	getJob         *connect.Client[outpostv1.GetJobRequest, outpostv1.GetJobResponse]
+	listJobs       *connect.Client[outpostv1.ListJobsRequest, outpostv1.ListJobsResponse]
+	cancelJob      *connect.Client[outpostv1.CancelJobRequest, outpostv1.CancelJobResponse]
+	readLogs       *connect.Client[outpostv1.ReadLogsRequest, outpostv1.ReadLogsResponse]
+	deleteJob      *connect.Client[outpostv1.DeleteJobRequest, outpostv1.DeleteJobResponse]
+	pinJob         *connect.Client[outpostv1.PinJobRequest, outpostv1.PinJobResponse]
+	garbageCollect *connect.Client[outpostv1.GarbageCollectRequest, outpostv1.GarbageCollectResponse]
 }
 
 // SubmitJob calls outpost.v1.JobService.SubmitJob.
@@ -220,6 +254,21 @@ func (c *jobServiceClient) ReadLogs(ctx context.Context, req *connect.Request[ou
 	return c.readLogs.CallServerStream(ctx, req)
 }
 
+// DeleteJob calls outpost.v1.JobService.DeleteJob.
+func (c *jobServiceClient) DeleteJob(ctx context.Context, req *connect.Request[outpostv1.DeleteJobRequest]) (*connect.Response[outpostv1.DeleteJobResponse], error) {
+	return c.deleteJob.CallUnary(ctx, req)
+}
+
+// PinJob calls outpost.v1.JobService.PinJob.
+func (c *jobServiceClient) PinJob(ctx context.Context, req *connect.Request[outpostv1.PinJobRequest]) (*connect.Response[outpostv1.PinJobResponse], error) {
+	return c.pinJob.CallUnary(ctx, req)
+}
+
+// GarbageCollect calls outpost.v1.JobService.GarbageCollect.
+func (c *jobServiceClient) GarbageCollect(ctx context.Context, req *connect.Request[outpostv1.GarbageCollectRequest]) (*connect.Response[outpostv1.GarbageCollectResponse], error) {
+	return c.garbageCollect.CallUnary(ctx, req)
+}
+
 // JobServiceHandler is an implementation of the outpost.v1.JobService service.
 type JobServiceHandler interface {
 	SubmitJob(context.Context, *connect.Request[outpostv1.SubmitJobRequest]) (*connect.Response[outpostv1.SubmitJobResponse], error)
@@ -228,6 +277,12 @@ type JobServiceHandler interface {
 	ListJobs(context.Context, *connect.Request[outpostv1.ListJobsRequest]) (*connect.Response[outpostv1.ListJobsResponse], error)
 	CancelJob(context.Context, *connect.Request[outpostv1.CancelJobRequest]) (*connect.Response[outpostv1.CancelJobResponse], error)
 	ReadLogs(context.Context, *connect.Request[outpostv1.ReadLogsRequest], *connect.ServerStream[outpostv1.ReadLogsResponse]) error
+	// Removes one finished job and its logs.
+	DeleteJob(context.Context, *connect.Request[outpostv1.DeleteJobRequest]) (*connect.Response[outpostv1.DeleteJobResponse], error)
+	// Pins (or unpins) a job: a pinned job is never garbage-collected.
+	PinJob(context.Context, *connect.Request[outpostv1.PinJobRequest]) (*connect.Response[outpostv1.PinJobResponse], error)
+	// Runs a garbage-collection pass on the leader now.
+	GarbageCollect(context.Context, *connect.Request[outpostv1.GarbageCollectRequest]) (*connect.Response[outpostv1.GarbageCollectResponse], error)
 }
 
 // NewJobServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -273,6 +328,24 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(jobServiceMethods.ByName("ReadLogs")),
 		connect.WithHandlerOptions(opts...),
 	)
+	jobServiceDeleteJobHandler := connect.NewUnaryHandler(
+		JobServiceDeleteJobProcedure,
+		svc.DeleteJob,
+		connect.WithSchema(jobServiceMethods.ByName("DeleteJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServicePinJobHandler := connect.NewUnaryHandler(
+		JobServicePinJobProcedure,
+		svc.PinJob,
+		connect.WithSchema(jobServiceMethods.ByName("PinJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServiceGarbageCollectHandler := connect.NewUnaryHandler(
+		JobServiceGarbageCollectProcedure,
+		svc.GarbageCollect,
+		connect.WithSchema(jobServiceMethods.ByName("GarbageCollect")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.v1.JobService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case JobServiceSubmitJobProcedure:
@@ -287,6 +360,12 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 			jobServiceCancelJobHandler.ServeHTTP(w, r)
 		case JobServiceReadLogsProcedure:
 			jobServiceReadLogsHandler.ServeHTTP(w, r)
+		case JobServiceDeleteJobProcedure:
+			jobServiceDeleteJobHandler.ServeHTTP(w, r)
+		case JobServicePinJobProcedure:
+			jobServicePinJobHandler.ServeHTTP(w, r)
+		case JobServiceGarbageCollectProcedure:
+			jobServiceGarbageCollectHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -318,6 +397,18 @@ func (UnimplementedJobServiceHandler) CancelJob(context.Context, *connect.Reques
 
 func (UnimplementedJobServiceHandler) ReadLogs(context.Context, *connect.Request[outpostv1.ReadLogsRequest], *connect.ServerStream[outpostv1.ReadLogsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.JobService.ReadLogs is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) DeleteJob(context.Context, *connect.Request[outpostv1.DeleteJobRequest]) (*connect.Response[outpostv1.DeleteJobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.JobService.DeleteJob is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) PinJob(context.Context, *connect.Request[outpostv1.PinJobRequest]) (*connect.Response[outpostv1.PinJobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.JobService.PinJob is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) GarbageCollect(context.Context, *connect.Request[outpostv1.GarbageCollectRequest]) (*connect.Response[outpostv1.GarbageCollectResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.JobService.GarbageCollect is not implemented"))
 }
 
 // RunnerServiceClient is a client for the outpost.v1.RunnerService service.
