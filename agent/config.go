@@ -74,7 +74,20 @@ type Config struct {
 	// StartTimeout is how long an assigned job may wait for its runner to
 	// confirm the start before the leader takes the assignment back.
 	StartTimeout time.Duration
+	// JobGCThreshold is how long a finished job is kept, and
+	// JobGCMaxFinished how many finished jobs (not pinned) at most: the
+	// leader garbage-collects the oldest beyond either bound. Zero turns
+	// a bound off.
+	JobGCThreshold   time.Duration
+	JobGCMaxFinished int
 }
+
+// Retention defaults: a day, as most job runners keep history (Nomad
+// keeps 4h), and 100,000 finished jobs, about 60 MB of state per server.
+const (
+	DefaultJobGCThreshold   = 24 * time.Hour
+	DefaultJobGCMaxFinished = 100_000
+)
 
 // MinRunnerTimeout keeps the runner protocol's timers (rpc.Timings) far
 // enough apart to work.
@@ -97,6 +110,8 @@ func DefaultConfig() *Config {
 		TrailingLogs:      10240,
 		RunnerTimeout:     15 * time.Second,
 		StartTimeout:      5 * time.Second,
+		JobGCThreshold:    DefaultJobGCThreshold,
+		JobGCMaxFinished:  DefaultJobGCMaxFinished,
 		RunnerCapacity:    4,
 	}
 }

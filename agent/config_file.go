@@ -56,6 +56,10 @@ type ServerBlock struct {
 	SnapshotThreshold *int    `hcl:"raft_snapshot_threshold,optional"`
 	SnapshotInterval  *string `hcl:"raft_snapshot_interval,optional"`
 	TrailingLogs      *int    `hcl:"raft_trailing_logs,optional"`
+	// Retention of finished jobs: by age and by count, "0" turning a
+	// bound off.
+	JobGCThreshold   *string `hcl:"job_gc_threshold,optional"`
+	JobGCMaxFinished *int    `hcl:"job_gc_max_finished,optional"`
 }
 
 // RunnerBlock is `runner { … }`.
@@ -184,6 +188,19 @@ func (c *Config) Apply(o *Overrides) error {
 				return fmt.Errorf("config: runner_timeout %q is not a duration of at least %s", *s.RunnerTimeout, MinRunnerTimeout)
 			}
 			c.RunnerTimeout = d
+		}
+		if s.JobGCThreshold != nil {
+			d, err := time.ParseDuration(*s.JobGCThreshold)
+			if err != nil || d < 0 || (d > 0 && d < time.Second) {
+				return fmt.Errorf("config: job_gc_threshold %q is not 0 (no age bound) or a duration of at least 1s", *s.JobGCThreshold)
+			}
+			c.JobGCThreshold = d
+		}
+		if s.JobGCMaxFinished != nil {
+			if *s.JobGCMaxFinished < 0 {
+				return fmt.Errorf("config: job_gc_max_finished must be 0 (no count bound) or more, got %d", *s.JobGCMaxFinished)
+			}
+			c.JobGCMaxFinished = *s.JobGCMaxFinished
 		}
 		if s.StartTimeout != nil {
 			d, err := time.ParseDuration(*s.StartTimeout)

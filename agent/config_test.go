@@ -75,3 +75,37 @@ func TestConfigLayering(t *testing.T) {
 		t.Errorf("raft_multiplier 1 gave heartbeat timeout %v", cfg.RaftTiming.HeartbeatTimeout)
 	}
 }
+
+func TestJobGCSettings(t *testing.T) {
+	cfg := DefaultConfig()
+	if cfg.JobGCThreshold != 24*time.Hour || cfg.JobGCMaxFinished != 100_000 {
+		t.Fatalf("defaults: job_gc_threshold %v, job_gc_max_finished %d", cfg.JobGCThreshold, cfg.JobGCMaxFinished)
+	}
+	for _, tc := range []struct {
+		src       string
+		threshold time.Duration
+		max       int
+		err       string
+	}{
+		{src: "server {\n  job_gc_threshold = \"4h\"\n  job_gc_max_finished = 20000\n}\n", threshold: 4 * time.Hour, max: 20000},
+		{src: "server {\n  job_gc_threshold = \"0\"\n  job_gc_max_finished = 0\n}\n", threshold: 0, max: 0},
+		{src: "server {\n  job_gc_threshold = \"10ms\"\n}\n", err: `job_gc_threshold "10ms" is not 0 (no age bound) or a duration of at least 1s`},
+		{src: "server {\n  job_gc_threshold = \"a day\"\n}\n", err: `job_gc_threshold "a day"`},
+		{src: "server {\n  job_gc_max_finished = -1\n}\n", err: "job_gc_max_finished must be 0 (no count bound) or more, got -1"},
+	} {
+		o, err := ParseConfig("a.hcl", []byte(tc.src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultConfig()
+		err = cfg.Apply(o)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: error %v, want %q", tc.src, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.src, err)
+		case tc.err == "" && (cfg.JobGCThreshold != tc.threshold || cfg.JobGCMaxFinished != tc.max):
+			t.Errorf("%q: threshold %v, max %d", tc.src, cfg.JobGCThreshold, cfg.JobGCMaxFinished)
+		}
+	}
+}

@@ -60,12 +60,14 @@ func (s *Server) establishLeadership() {
 	since := time.Now()
 	go func() {
 		defer close(done)
-		reaperDone := make(chan struct{})
+		reaperDone, gcDone := make(chan struct{}), make(chan struct{})
 		go func() { defer close(reaperDone); s.reap(ctx, since) }()
+		go func() { defer close(gcDone); s.collectLoop(ctx) }()
 		d.Run(ctx)
 		<-reaperDone
+		<-gcDone
 	}()
-	s.logger.Info("gained leadership: dispatcher and reaper running")
+	s.logger.Info("gained leadership: dispatcher, reaper and garbage collector running")
 }
 
 // revokeLeadership stops the leader's loops, if they run.

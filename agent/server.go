@@ -61,6 +61,10 @@ type Server struct {
 	// earlier terms (establishLeadership's barrier).
 	leaderReady atomic.Bool
 
+	// gcMu makes garbage-collection passes (the leader's loop, a forced
+	// one) take turns.
+	gcMu sync.Mutex
+
 	leaderMu     sync.Mutex
 	leaderCancel context.CancelFunc
 	leaderDone   chan struct{}

@@ -64,6 +64,10 @@ type Backend interface {
 	GossipAddrs() []string
 	// Status describes this agent.
 	Status() *pb.StatusResponse
+	// CollectJobs runs a garbage-collection pass of finished jobs on this
+	// server, which must lead: by the configured bounds, or with olderThan
+	// (when not nil) as the age bound instead of job_gc_threshold.
+	CollectJobs(ctx context.Context, olderThan *time.Duration) (*pb.GarbageCollectResponse, error)
 
 	// ApplyEntry commits a log entry forwarded by another server; only the
 	// leader accepts it.

@@ -28,7 +28,7 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	// send.
 	opts := append([]connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}, strictJSONCodecs()...)
 	public := func(path string, h http.Handler) { mux.Handle(path, limitUnaryBody(h, maxMessageBytes)) }
-	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects)}, opts...))
+	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects), hc: NewHTTPClient()}, opts...))
 	public(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient(), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...))
 	public(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	public(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))

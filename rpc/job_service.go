@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -31,6 +33,11 @@ const (
 type JobService struct {
 	b        Backend
 	projects *project.Cache
+	hc       *http.Client
+
+	leaderMu   sync.Mutex
+	leaderAddr string
+	leader     outpostv1connect.JobServiceClient
 }
 
 // parsedProjects is how many distinct project files a server keeps parsed.
@@ -150,6 +157,9 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 		// A retried submit whose first try committed finds its job here
 		// and returns it instead of queuing a second one.
 		job.Id = m.Id
+		if s.b.State().Collected(job.Id) {
+			return nil, errCollected(job.Id)
+		}
 	}
 	_, index, err := s.b.Commit(ctx, fsm.SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job}})
 	if err != nil {
@@ -161,6 +171,11 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 	// barrier and see it.
 	if stored, err := s.b.State().JobByID(nil, job.Id); err == nil {
 		return connect.NewResponse(&pb.SubmitJobResponse{Job: stored}), nil
+	}
+	// The state machine skips a job whose id is a deleted job's: it was
+	// collected between the check above and the commit.
+	if m.Id != "" && s.b.State().Collected(job.Id) {
+		return nil, errCollected(job.Id)
 	}
 	job.Status, job.StatusReason, job.Attempt = state.StatusPending, "waiting for a runner", 1
 	job.CreateIndex, job.ModifyIndex, job.UpdatedAt = index, index, job.CreatedAt
@@ -274,25 +289,48 @@ func watchOrTimeout(ctx context.Context, ws memdb.WatchSet) bool {
 	return ctx.Err() != nil
 }
 
-// ListJobs returns jobs, oldest first; with limit, the newest limit jobs.
+// errCollected refuses a submit that reuses the id of a deleted job.
+func errCollected(id string) error {
+	return connect.NewError(connect.CodeAlreadyExists, fmt.Errorf(
+		"job %s already ran, finished and was deleted (garbage-collected, or by `outpost job delete`); its id is not used again: submit without an id to run the job anew", id))
+}
+
+// ListJobs returns a page of jobs, newest first, filtered first.
 func (s *JobService) ListJobs(ctx context.Context, req *connect.Request[pb.ListJobsRequest]) (*connect.Response[pb.ListJobsResponse], error) {
 	m := req.Msg
 	if m.Status != "" && !validStatus(m.Status) {
 		return nil, invalid("status: %q is not a job status", m.Status)
+	}
+	f := state.JobFilter{Status: m.Status, Project: m.Project, Name: m.Name, Workspace: m.Workspace}
+	if m.CreatedAfter != nil {
+		f.CreatedAfter = m.CreatedAfter.AsTime()
+	}
+	if m.CreatedBefore != nil {
+		f.CreatedBefore = m.CreatedBefore.AsTime()
+	}
+	cursor, err := jobCursor(m.PageToken, f)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.b.ReadBarrier(ctx, m.Stale); err != nil {
 		return nil, toConnect(err)
 	}
 	st := s.b.State()
 	if m.CountOnly {
-		n := st.CountJobs(state.JobFilter{Status: m.Status, Project: m.Project})
+		n := st.CountJobs(f)
 		return connect.NewResponse(&pb.ListJobsResponse{Count: uint64(n), Index: st.Index(state.TableJobs)}), nil
 	}
-	jobs := st.Jobs(nil, state.JobFilter{Status: m.Status, Project: m.Project})
-	if m.Limit > 0 && len(jobs) > int(m.Limit) {
-		jobs = jobs[len(jobs)-int(m.Limit):]
+	size := m.PageSize
+	if size == 0 {
+		size = m.Limit
 	}
-	return connect.NewResponse(&pb.ListJobsResponse{Jobs: jobs, Count: uint64(len(jobs)), Index: st.Index(state.TableJobs)}), nil
+	jobs, more := st.JobPage(f, cursor, pageSize(size))
+	resp := &pb.ListJobsResponse{Jobs: jobs, Count: uint64(len(jobs)), Index: st.Index(state.TableJobs)}
+	if more && len(jobs) > 0 {
+		last := jobs[len(jobs)-1]
+		resp.NextPageToken = jobToken(state.JobCursor{CreateIndex: last.CreateIndex, ID: last.Id}, f)
+	}
+	return connect.NewResponse(resp), nil
 }
 
 func validStatus(s string) bool {
@@ -379,17 +417,76 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 	}
 }
 
-// DeleteJob removes one finished job and its logs.
+// DeleteJob removes one finished job and its logs, leaving a tombstone so
+// its id is not used again.
 func (s *JobService) DeleteJob(ctx context.Context, req *connect.Request[pb.DeleteJobRequest]) (*connect.Response[pb.DeleteJobResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("job delete: not implemented yet"))
+	if req.Msg.Id == "" {
+		return nil, invalid("id: a job id is required")
+	}
+	if err := s.b.ReadBarrier(ctx, false); err != nil {
+		return nil, toConnect(err)
+	}
+	j, err := s.b.State().JobByID(nil, req.Msg.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	entry := &pb.DeleteJobsEntry{JobIds: []string{j.Id}, Time: timestamppb.Now()}
+	if _, err := s.b.Apply(ctx, fsm.DeleteJobsType, entry); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.DeleteJobResponse{Id: j.Id}), nil
 }
 
 // PinJob pins or unpins a job.
 func (s *JobService) PinJob(ctx context.Context, req *connect.Request[pb.PinJobRequest]) (*connect.Response[pb.PinJobResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("job pin: not implemented yet"))
+	if req.Msg.Id == "" {
+		return nil, invalid("id: a job id is required")
+	}
+	if err := s.b.ReadBarrier(ctx, false); err != nil {
+		return nil, toConnect(err)
+	}
+	j, err := s.b.State().JobByID(nil, req.Msg.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	entry := &pb.PinJobEntry{JobId: j.Id, Pinned: !req.Msg.Unpin, Time: timestamppb.Now()}
+	if _, err := s.b.Apply(ctx, fsm.PinJobType, entry); err != nil {
+		return nil, toConnect(err)
+	}
+	if j, err = s.b.State().JobByID(nil, j.Id); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.PinJobResponse{Job: j}), nil
 }
 
-// GarbageCollect runs a garbage-collection pass on the leader now.
+// GarbageCollect runs a garbage-collection pass now. The leader runs it
+// (it picks the jobs, by its clock), so another server hands the call on.
+// Once ACLs exist this takes the operator's write right.
 func (s *JobService) GarbageCollect(ctx context.Context, req *connect.Request[pb.GarbageCollectRequest]) (*connect.Response[pb.GarbageCollectResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("job gc: not implemented yet"))
+	var olderThan *time.Duration
+	if req.Msg.OlderThan != nil {
+		d := req.Msg.OlderThan.AsDuration()
+		if d < 0 {
+			return nil, invalid("older_than: must not be negative")
+		}
+		olderThan = &d
+	}
+	addr, err := s.b.LeaderAddr(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if addr != "" {
+		s.leaderMu.Lock()
+		if s.leaderAddr != addr {
+			s.leaderAddr, s.leader = addr, outpostv1connect.NewJobServiceClient(s.hc, "http://"+addr)
+		}
+		l := s.leader
+		s.leaderMu.Unlock()
+		return l.GarbageCollect(ctx, connect.NewRequest(req.Msg))
+	}
+	resp, err := s.b.CollectJobs(ctx, olderThan)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(resp), nil
 }

@@ -133,7 +133,11 @@ func (s *ProjectService) ListProjects(ctx context.Context, req *connect.Request[
 	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {
 		return nil, toConnect(err)
 	}
-	return connect.NewResponse(&pb.ListProjectsResponse{Projects: s.b.State().Projects(nil)}), nil
+	page, next, err := keyPage(s.b.State().Projects(nil), func(p *pb.Project) string { return p.Name }, tokenProjects, "project", req.Msg.PageToken, req.Msg.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.ListProjectsResponse{Projects: page, NextPageToken: next}), nil
 }
 
 // GetProject returns a stored project and its job names.

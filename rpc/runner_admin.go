@@ -74,8 +74,12 @@ func (s *RunnerService) ListRunners(ctx context.Context, req *connect.Request[pb
 		return nil, toConnect(err)
 	}
 	st := s.b.State()
-	resp := &pb.ListRunnersResponse{}
-	for _, r := range st.Runners(nil) {
+	page, next, err := keyPage(st.Runners(nil), func(r *pb.Runner) string { return r.Id }, tokenRunners, "runner", req.Msg.PageToken, req.Msg.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.ListRunnersResponse{NextPageToken: next}
+	for _, r := range page {
 		resp.Runners = append(resp.Runners, s.withLive(st, r))
 	}
 	return connect.NewResponse(resp), nil
