@@ -57,6 +57,9 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 		"job logs":   func() (cli.Command, error) { return &JobLogsCommand{Meta: m}, nil },
 		"job cancel": func() (cli.Command, error) { return &JobCancelCommand{Meta: m}, nil },
 		"job retry":  func() (cli.Command, error) { return &JobRetryCommand{Meta: m}, nil },
+		"job delete": func() (cli.Command, error) { return &JobDeleteCommand{Meta: m}, nil },
+		"job pin":    func() (cli.Command, error) { return &JobPinCommand{Meta: m}, nil },
+		"job gc":     func() (cli.Command, error) { return &JobGCCommand{Meta: m}, nil },
 		"project": func() (cli.Command, error) {
 			return &GroupCommand{name: "project", synopsis: "Work with project files"}, nil
 		},

@@ -68,6 +68,9 @@ func (c *JobStatusCommand) Run(args []string) int {
 	row("Workspace", j.Workspace)
 	row("Status", j.Status)
 	row("Reason", j.StatusReason)
+	if j.Pinned {
+		row("Pinned", "yes: never garbage-collected (`outpost job pin -undo` to unpin)")
+	}
 	row("Attempt", fmt.Sprint(j.Attempt))
 	row("Runner profile", orDash(j.Profile))
 	row("Runner", orDash(j.RunnerId))

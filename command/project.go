@@ -80,7 +80,9 @@ Options:
 func (c *ProjectListCommand) Run(args []string) int {
 	return readCommand(c.Meta, "project list", args, false,
 		func(ctx context.Context, client *rpc.Client, stale bool) (*pb.ListProjectsResponse, error) {
-			return answer(client.Projects.ListProjects(ctx, connect.NewRequest(&pb.ListProjectsRequest{})))
+			// Every page: projects are few next to jobs.
+			ps, err := rpc.AllProjects(ctx, client.Projects, stale)
+			return &pb.ListProjectsResponse{Projects: ps}, err
 		},
 		func(resp *pb.ListProjectsResponse) {
 			if len(resp.Projects) == 0 {

@@ -64,7 +64,9 @@ Options:
 func (c *RunnerListCommand) Run(args []string) int {
 	return readCommand(c.Meta, "runner list", args, true,
 		func(ctx context.Context, client *rpc.Client, stale bool) (*pb.ListRunnersResponse, error) {
-			return answer(client.Runners.ListRunners(ctx, connect.NewRequest(&pb.ListRunnersRequest{Stale: stale})))
+			// Every page: runners are few next to jobs.
+			rs, err := rpc.AllRunners(ctx, client.Runners, stale)
+			return &pb.ListRunnersResponse{Runners: rs}, err
 		},
 		func(resp *pb.ListRunnersResponse) {
 			if len(resp.Runners) == 0 {

@@ -136,12 +136,12 @@ func (e *env) startRunner(name string, capacity int, labels string, i int) *test
 
 func (e *env) waitRunners(n int) {
 	testcluster.WaitFor(e.t, 60*time.Second, func() (bool, string) {
-		resp, err := e.clients[0].Runners.ListRunners(context.Background(), connect.NewRequest(&pb.ListRunnersRequest{}))
+		runners, err := rpc.AllRunners(context.Background(), e.clients[0].Runners, false)
 		if err != nil {
 			return false, err.Error()
 		}
 		ready := 0
-		for _, r := range resp.Msg.Runners {
+		for _, r := range runners {
 			if r.Status == "adopted" && r.State == "ready" {
 				ready++
 			}
@@ -177,11 +177,11 @@ func (e *env) submit(ctx context.Context, c *rpc.Client, project, driver string)
 // waitDone waits until n jobs of project have finished and returns them.
 func (e *env) waitDone(project string, n int, timeout time.Duration) []*pb.Job {
 	e.waitFinished(project, n, timeout)
-	resp, err := e.all.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project}))
+	jobs, err := rpc.AllJobs(context.Background(), e.all.Jobs, &pb.ListJobsRequest{Project: project})
 	if err != nil {
 		e.t.Fatalf("listing jobs: %v", err)
 	}
-	return resp.Msg.Jobs
+	return jobs
 }
 
 // waitFinished waits until n jobs of project have finished and returns
@@ -207,7 +207,7 @@ func (e *env) waitFinished(project string, n int, timeout time.Duration) int {
 		if time.Now().After(deadline) {
 			var sample []string
 			for _, st := range []string{"pending", "assigned", "running", "canceling"} {
-				resp, _ := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Status: st, Limit: 3}))
+				resp, _ := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Status: st, PageSize: 3}))
 				if resp != nil {
 					for _, j := range resp.Msg.Jobs {
 						sample = append(sample, j.Id+" "+j.Status+" on "+j.RunnerId+": "+j.StatusReason)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -411,11 +412,7 @@ func getJob(s *testcluster.Server, id string, stale bool) (*pb.Job, error) {
 func listJobs(s *testcluster.Server, stale bool) ([]*pb.Job, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := s.Client().Jobs.ListJobs(ctx, connect.NewRequest(&pb.ListJobsRequest{Project: project, Stale: stale}))
-	if err != nil {
-		return nil, err
-	}
-	return resp.Msg.Jobs, nil
+	return rpc.AllJobs(ctx, s.Client().Jobs, &pb.ListJobsRequest{Project: project, Stale: stale})
 }
 
 // settle waits, each wait bounded, for a leader, for every acknowledged

@@ -245,11 +245,11 @@ func ftListJobs(t *testing.T, s *testcluster.Server, project string, stale bool)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := s.Client().Jobs.ListJobs(ctx, connect.NewRequest(&pb.ListJobsRequest{Project: project, Stale: stale}))
+	jobs, err := rpc.AllJobs(ctx, s.Client().Jobs, &pb.ListJobsRequest{Project: project, Stale: stale})
 	if err != nil {
 		t.Fatalf("ListJobs on %s: %v", s.Name(), err)
 	}
-	return resp.Msg.Jobs
+	return jobs
 }
 
 // ftEach runs f for every item on a few goroutines and returns the errors
@@ -373,17 +373,17 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 	testcluster.WaitFor(t, ftTimeout, func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		resp, err := client.Jobs.ListJobs(ctx, connect.NewRequest(&pb.ListJobsRequest{Project: project}))
+		jobs, err := rpc.AllJobs(ctx, client.Jobs, &pb.ListJobsRequest{Project: project})
 		if err != nil {
 			return false, err.Error()
 		}
 		var notDone []string
-		for _, j := range resp.Msg.Jobs {
+		for _, j := range jobs {
 			if j.Status != state.StatusSucceeded {
 				notDone = append(notDone, fmt.Sprintf("%s %s (%s), attempt %d, lease %d", j.Id, j.Status, j.StatusReason, j.Attempt, j.Lease))
 			}
 		}
-		return len(notDone) == 0, fmt.Sprintf("%d of %d jobs not succeeded:%s", len(notDone), len(resp.Msg.Jobs), ftFirstN(notDone, 5))
+		return len(notDone) == 0, fmt.Sprintf("%d of %d jobs not succeeded:%s", len(notDone), len(jobs), ftFirstN(notDone, 5))
 	})
 	t.Logf("all jobs succeeded %v after the load stopped", time.Since(waitStart).Round(time.Millisecond))
 
@@ -650,11 +650,11 @@ job "t" {
 	}
 	projects := func(s *testcluster.Server) []*pb.Project {
 		t.Helper()
-		resp, err := s.Client().Projects.ListProjects(context.Background(), connect.NewRequest(&pb.ListProjectsRequest{}))
+		ps, err := rpc.AllProjects(context.Background(), s.Client().Projects, false)
 		if err != nil {
 			t.Fatalf("ListProjects on %s: %v", s.Name(), err)
 		}
-		return resp.Msg.Projects
+		return ps
 	}
 	profiles := func(s *testcluster.Server) []*pb.RunnerProfile {
 		t.Helper()
