@@ -173,6 +173,11 @@ func (l *Load) submit(id string) {
 		if err != nil {
 			a.Code = connect.CodeOf(err)
 		}
+		// Already exists: the id is a collected job's, so an earlier
+		// attempt committed it, and it ran and was garbage-collected.
+		if a.Code == connect.CodeAlreadyExists {
+			err = nil
+		}
 		l.mu.Lock()
 		l.attempts = append(l.attempts, a)
 		if err == nil {
