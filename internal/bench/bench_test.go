@@ -43,8 +43,8 @@ func TestBench(t *testing.T) {
 		}
 	}()
 
-	// OUTPOST_BENCH_ONLY=throughput,pickup,failover,memory,scale,gossip
-	// runs a subset.
+	// OUTPOST_BENCH_ONLY=throughput,pickup,failover,memory,scale,gossip,
+	// retention runs a subset.
 	only := os.Getenv("OUTPOST_BENCH_ONLY")
 	want := func(name string) bool { return only == "" || strings.Contains(","+only+",", ","+name+",") }
 	if want("throughput") || want("throughput-noop") || want("pickup") || want("failover") || want("memory") {
@@ -74,6 +74,12 @@ func TestBench(t *testing.T) {
 			e := startEnv(t, Sizes{Mode: sz.Mode, Runners: 0})
 			e.scale(r, sz)
 			e.memory(r)
+		})
+	}
+	if want("retention") {
+		t.Run("retention", func(t *testing.T) {
+			e := startEnvWith(t, sz, retentionConfig(sz.RetentionMax))
+			e.retention(r, sz)
 		})
 	}
 	if want("gossip") {

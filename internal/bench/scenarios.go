@@ -37,15 +37,21 @@ type Sizes struct {
 	ScaleRunners    int
 	ScaleJobs       int
 	GossipMembers   int
+	// RetentionJobs are the checkpoints of the retention scenario (jobs
+	// run so far), RetentionMax its servers' job_gc_max_finished.
+	RetentionJobs []int
+	RetentionMax  int
 }
 
 var (
 	Full = Sizes{Mode: "full", ThroughputJobs: 20000, Clients: 16, Runners: 4, RunnerCapacity: 64,
 		LatencyRates: []int{100, 1000}, LatencyDuration: 10 * time.Second, FailoverRate: 50,
-		ScaleRunners: 2000, ScaleJobs: 100000, GossipMembers: 200}
+		ScaleRunners: 2000, ScaleJobs: 100000, GossipMembers: 200,
+		RetentionJobs: []int{50000, 150000, 300000}, RetentionMax: 20000}
 	Smoke = Sizes{Mode: "smoke", ThroughputJobs: 200, Clients: 4, Runners: 2, RunnerCapacity: 16,
 		LatencyRates: []int{50}, LatencyDuration: 2 * time.Second, FailoverRate: 20,
-		ScaleRunners: 30, ScaleJobs: 300, GossipMembers: 10}
+		ScaleRunners: 30, ScaleJobs: 300, GossipMembers: 10,
+		RetentionJobs: []int{200, 600, 1200}, RetentionMax: 100}
 )
 
 // projectSource has one job running /bin/true; "noop" runs are the same
@@ -73,7 +79,11 @@ type env struct {
 	pprofDir string
 }
 
-func startEnv(t *testing.T, sz Sizes) *env {
+func startEnv(t *testing.T, sz Sizes) *env { return startEnvWith(t, sz, "") }
+
+// startEnvWith starts the cluster with serverHCL as one more config file
+// of every server, when not empty.
+func startEnvWith(t *testing.T, sz Sizes, serverHCL string) *env {
 	e := &env{t: t, smoke: sz.Mode != "full", pprofDir: os.Getenv("OUTPOST_BENCH_PPROF")}
 	// Multiplier 2 (400 ms heartbeat timeout): 1 made leaders step down
 	// under full load on two cores.
@@ -87,6 +97,13 @@ func startEnv(t *testing.T, sz Sizes) *env {
 			t.Fatal(err)
 		}
 		opts.ExtraArgs = []string{"-config=" + cfg}
+	}
+	if serverHCL != "" {
+		cfg := filepath.Join(t.TempDir(), "server.hcl")
+		if err := os.WriteFile(cfg, []byte(serverHCL), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts.ExtraArgs = append(opts.ExtraArgs, "-config="+cfg)
 	}
 	e.cluster = testcluster.StartCluster(t, 3, opts)
 	for _, s := range e.cluster.Servers {
