@@ -242,10 +242,10 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 	}
 }
 
-func tombstones(t *testing.T, sn *state.Snapshot) []*pb.Tombstone {
+func tombstones(t *testing.T, sn *state.Snapshot) []*pb.Tombstones {
 	t.Helper()
-	var out []*pb.Tombstone
-	if err := sn.Tombstones(func(ts *pb.Tombstone) error { out = append(out, ts); return nil }); err != nil {
+	var out []*pb.Tombstones
+	if err := sn.Tombstones(func(ts *pb.Tombstones) error { out = append(out, ts); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return out

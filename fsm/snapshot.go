@@ -29,9 +29,10 @@ const (
 	recordRunner  recordKind = 5
 	recordToken   recordKind = 6
 	recordProfile recordKind = 7
-	// Tombstones of deleted jobs (see state.MaxTombstones), oldest first.
-	// Snapshots written before garbage collection have none.
-	recordTombstone recordKind = 8
+	// Tombstones of deleted jobs (see state.MaxTombstones), one record per
+	// entry that deleted jobs, oldest first. Snapshots written before
+	// garbage collection have none.
+	recordTombstones recordKind = 8
 )
 
 type snapshot struct {
@@ -121,7 +122,7 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 		}
 	}
 	if err == nil {
-		err = view.Tombstones(func(t *pb.Tombstone) error { return putMsg(recordTombstone, t) })
+		err = view.Tombstones(func(t *pb.Tombstones) error { return putMsg(recordTombstones, t) })
 	}
 	if err == nil {
 		err = bw.Flush()
@@ -214,10 +215,10 @@ func restoreRecord(rs *state.Restore, kind recordKind, b []byte) error {
 		if err = proto.Unmarshal(b, m); err == nil {
 			err = rs.Profile(m)
 		}
-	case recordTombstone:
-		m := &pb.Tombstone{}
+	case recordTombstones:
+		m := &pb.Tombstones{}
 		if err = proto.Unmarshal(b, m); err == nil {
-			err = rs.Tombstone(m)
+			err = rs.Tombstones(m)
 		}
 	default:
 		return fmt.Errorf("fsm: unknown snapshot record kind %d", kind)

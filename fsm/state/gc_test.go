@@ -250,24 +250,34 @@ func TestDeleteJob(t *testing.T) {
 	}
 }
 
-// Tombstones are bounded by count and by age, oldest forgotten first.
+// Tombstones are bounded by count and by age, oldest entries' forgotten
+// first.
 func TestTombstoneBounds(t *testing.T) {
 	h := newHistory()
 	day := int64(24 * time.Hour)
-	for i := range MaxTombstones + 10 {
-		h.addTombstone(tombstone{ID: fmt.Sprintf("j-%08d", i), Index: uint64(i + 1), At: day})
+	id := func(i int) string { return fmt.Sprintf("j-%016x", i) }
+	const batch = 1000
+	for b := range MaxTombstones/batch + 2 {
+		tb := &tombBatch{Index: uint64(b + 1), At: day}
+		for i := range batch {
+			tb.Keys = append(tb.Keys, tombKeyOf(id(b*batch+i)))
+		}
+		h.addTombstones(tb)
+		h.forgetTombstones(day)
 	}
-	h.forgetTombstones(day)
-	if n := h.tombs.Len(); n != MaxTombstones || h.tombOrder.Len() != MaxTombstones {
-		t.Fatalf("%d tombstones (%d in order) kept, want %d", n, h.tombOrder.Len(), MaxTombstones)
+	if h.tombCount != MaxTombstones || h.tombs.Len() != MaxTombstones {
+		t.Fatalf("%d tombstones (%d keys) kept, want %d", h.tombCount, h.tombs.Len(), MaxTombstones)
 	}
-	if h.collected("j-00000009") || !h.collected("j-00000010") {
-		t.Fatal("the oldest tombstones were not the ones forgotten")
+	if h.collected(id(2*batch-1)) || !h.collected(id(2*batch)) {
+		t.Fatal("the oldest entries' tombstones were not the ones forgotten")
 	}
-	h.addTombstone(tombstone{ID: "j-late", Index: MaxTombstones + 20, At: 3 * day})
+	h.addTombstones(&tombBatch{Index: MaxTombstones, At: 3 * day, Keys: []uint64{tombKeyOf("j-late")}})
 	h.forgetTombstones(3 * day)
-	if n := h.tombs.Len(); n != 1 || !h.collected("j-late") {
-		t.Fatalf("%d tombstones after a delete two days later, want only the new one", n)
+	if h.tombCount != 1 || h.tombs.Len() != 1 || !h.collected("j-late") {
+		t.Fatalf("%d tombstones after a delete two days later, want only the new one", h.tombCount)
+	}
+	if tombKeyOf("j-00000000000000ff") != 255 || tombKeyOf("j-1") == tombKeyOf("j-2") {
+		t.Fatal("tombKeyOf")
 	}
 }
 

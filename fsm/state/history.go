@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"time"
 
 	"github.com/google/btree"
@@ -146,19 +148,42 @@ type history struct {
 	// time, then id. Pinned jobs are left out, so a pass never walks
 	// over them and its length is the count the count bound limits.
 	byDone *btree.BTreeG[*finishedJob]
-	// tombs are the ids of deleted jobs, by id; tombOrder the same in the
-	// order they were deleted (log order), which is the order they are
-	// forgotten in (see MaxTombstones).
-	tombs     *btree.BTreeG[tombstone]
-	tombOrder *btree.BTreeG[tombstone]
+	// Tombstones: the ids of deleted jobs, as keys (see tombKeyOf). tombs
+	// finds a key; tombBatches holds them as deleted, one batch per
+	// DeleteJobs entry by its index, which is the order they are
+	// forgotten in (see MaxTombstones); tombCount counts them. A key costs
+	// 8 bytes in its batch and about 24 in tombs.
+	tombs       *btree.BTreeG[tombKey]
+	tombBatches *btree.BTreeG[*tombBatch]
+	tombCount   int
 }
 
-// tombstone is the id of a deleted job, the index of the entry that
-// deleted it and that entry's time (Unix nanoseconds).
-type tombstone struct {
-	ID    string
+// tombKey is a deleted job's id as a key, and the index of the batch
+// that holds it.
+type tombKey struct{ Key, Index uint64 }
+
+// tombBatch is the ids one DeleteJobs entry deleted: its index, its time
+// (Unix nanoseconds) and their keys. Never changed once made, so clones
+// of the history share it.
+type tombBatch struct {
 	Index uint64
 	At    int64
+	Keys  []uint64
+}
+
+// tombKeyOf is the key of a job id: the number its hex digits spell for
+// the ids servers make ("j-" and 16 hex digits), else a 64-bit FNV-1a
+// hash (only hand-made entries and tests use other ids; a collision would
+// refuse one submit, at odds of one in 2^64).
+func tombKeyOf(id string) uint64 {
+	if len(id) == 18 && id[:2] == "j-" {
+		if k, err := strconv.ParseUint(id[2:], 16, 64); err == nil {
+			return k
+		}
+	}
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return h.Sum64()
 }
 
 const historyKey = "history"
@@ -183,19 +208,14 @@ func newHistory() *history {
 			}
 			return a.Id < b.Id
 		}),
-		tombs: btree.NewG(historyDegree, func(a, b tombstone) bool { return a.ID < b.ID }),
-		tombOrder: btree.NewG(historyDegree, func(a, b tombstone) bool {
-			if a.Index != b.Index {
-				return a.Index < b.Index
-			}
-			return a.ID < b.ID
-		}),
+		tombs:       btree.NewG(historyDegree, func(a, b tombKey) bool { return a.Key < b.Key }),
+		tombBatches: btree.NewG(historyDegree, func(a, b *tombBatch) bool { return a.Index < b.Index }),
 	}
 }
 
 func (h *history) clone() *history {
 	return &history{byID: h.byID.Clone(), byCreate: h.byCreate.Clone(), byDone: h.byDone.Clone(),
-		tombs: h.tombs.Clone(), tombOrder: h.tombOrder.Clone()}
+		tombs: h.tombs.Clone(), tombBatches: h.tombBatches.Clone(), tombCount: h.tombCount}
 }
 
 // get returns the finished job with this id, or nil.
@@ -229,25 +249,45 @@ func (h *history) remove(id string) bool {
 // collected reports whether id is the id of a deleted job still
 // remembered.
 func (h *history) collected(id string) bool {
-	_, ok := h.tombs.Get(tombstone{ID: id})
+	_, ok := h.tombs.Get(tombKey{Key: tombKeyOf(id)})
 	return ok
 }
 
-func (h *history) addTombstone(t tombstone) {
-	if old, ok := h.tombs.ReplaceOrInsert(t); ok {
-		h.tombOrder.Delete(old)
+// addTombstones records the keys one entry deleted.
+func (h *history) addTombstones(b *tombBatch) {
+	if len(b.Keys) == 0 {
+		return
 	}
-	h.tombOrder.ReplaceOrInsert(t)
+	if old, ok := h.tombBatches.ReplaceOrInsert(b); ok {
+		// Only a restore of a snapshot with the same batch twice does this.
+		h.dropBatch(old)
+		h.tombBatches.ReplaceOrInsert(b)
+	}
+	for _, k := range b.Keys {
+		h.tombs.ReplaceOrInsert(tombKey{Key: k, Index: b.Index})
+	}
+	h.tombCount += len(b.Keys)
+}
+
+// dropBatch forgets a batch's keys (those a later batch has not taken).
+func (h *history) dropBatch(b *tombBatch) {
+	for _, k := range b.Keys {
+		if t, ok := h.tombs.Get(tombKey{Key: k}); ok && t.Index == b.Index {
+			h.tombs.Delete(t)
+		}
+	}
+	h.tombCount -= len(b.Keys)
 }
 
 // Tombstones are bounded by count and age, so a cluster that deletes jobs
-// at any rate for ever keeps a fixed amount of them: the newest
-// MaxTombstones, none deleted more than TombstoneTTL before the latest
-// delete. They exist for one purpose: a client that retries a submit with
-// the id it chose (`job run` does, for 15 seconds) after the job ran and was
+// at any rate for ever keeps a fixed amount of them: at most
+// MaxTombstones (the oldest entries' ids go first, a whole entry's at a
+// time), none deleted more than TombstoneTTL before the latest delete.
+// They exist for one purpose: a client that retries a submit with the id
+// it chose (`job run` does, for 15 seconds) after the job ran and was
 // collected is told so instead of running it again. Both bounds cover that
 // window many times over: 100,000 ids are 100 seconds of collection at
-// 1,000 jobs a second, and about 5 MB. They are constants, not settings,
+// 1,000 jobs a second, and about 4 MB. They are constants, not settings,
 // because every server must forget the same ids at the same entry.
 const (
 	MaxTombstones = 100_000
@@ -258,12 +298,12 @@ const (
 // delete at time now (Unix nanoseconds).
 func (h *history) forgetTombstones(now int64) {
 	for {
-		oldest, ok := h.tombOrder.Min()
-		if !ok || (h.tombOrder.Len() <= MaxTombstones && oldest.At >= now-int64(TombstoneTTL)) {
+		oldest, ok := h.tombBatches.Min()
+		if !ok || (h.tombCount <= MaxTombstones && oldest.At >= now-int64(TombstoneTTL)) {
 			return
 		}
-		h.tombOrder.DeleteMin()
-		h.tombs.Delete(oldest)
+		h.tombBatches.DeleteMin()
+		h.dropBatch(oldest)
 	}
 }
 

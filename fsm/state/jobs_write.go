@@ -569,6 +569,7 @@ func (s *Store) DeleteJobs(index uint64, e *pb.DeleteJobsEntry) error {
 			return err
 		}
 		at := unixNanos(e.Time)
+		deleted := &tombBatch{Index: index, At: at}
 		for _, id := range e.JobIds {
 			row := h.get(id)
 			if !e.Gc {
@@ -585,8 +586,9 @@ func (s *Store) DeleteJobs(index uint64, e *pb.DeleteJobsEntry) error {
 			if _, err := txn.DeletePrefix(TableJobLogs, "id_prefix", id+"\x00"); err != nil {
 				return fmt.Errorf("state: delete logs of %s: %w", id, err)
 			}
-			h.addTombstone(tombstone{ID: id, Index: index, At: at})
+			deleted.Keys = append(deleted.Keys, tombKeyOf(id))
 		}
+		h.addTombstones(deleted)
 		h.forgetTombstones(at)
 		return nil
 	}, TableJobs, TableJobLogs)

@@ -64,14 +64,14 @@ func (r *Restore) history() (*history, error) {
 	return r.hist, nil
 }
 
-// Tombstone restores the tombstone of a deleted job. Snapshots from before
-// tombstones have none.
-func (r *Restore) Tombstone(t *pb.Tombstone) error {
+// Tombstones restores the tombstones of the jobs one entry deleted.
+// Snapshots from before tombstones have none.
+func (r *Restore) Tombstones(t *pb.Tombstones) error {
 	h, err := r.history()
 	if err != nil {
 		return err
 	}
-	h.addTombstone(tombstone{ID: t.JobId, Index: t.Index, At: unixNanos(t.Time)})
+	h.addTombstones(&tombBatch{Index: t.Index, At: unixNanos(t.Time), Keys: t.Keys})
 	return nil
 }
 

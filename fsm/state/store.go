@@ -124,13 +124,13 @@ func (sn *Snapshot) JobCount() int {
 	return len(jobsInPlay(sn.txn)) + h.byID.Len()
 }
 
-// Tombstones calls fn with each tombstone of a deleted job, in the order
-// the jobs were deleted.
-func (sn *Snapshot) Tombstones(fn func(*pb.Tombstone) error) error {
+// Tombstones calls fn with the tombstones of each entry that deleted jobs,
+// in log order.
+func (sn *Snapshot) Tombstones(fn func(*pb.Tombstones) error) error {
 	h, _ := historyOf(sn.txn)
 	var err error
-	h.tombOrder.Ascend(func(t tombstone) bool {
-		err = fn(&pb.Tombstone{JobId: t.ID, Index: t.Index, Time: timestamppb.New(time.Unix(0, t.At))})
+	h.tombBatches.Ascend(func(b *tombBatch) bool {
+		err = fn(&pb.Tombstones{Index: b.Index, Time: timestamppb.New(time.Unix(0, b.At)), Keys: b.Keys})
 		return err == nil
 	})
 	return err
@@ -490,7 +490,7 @@ func (s *Store) JobPage(f JobFilter, after *JobCursor, size int) ([]*pb.Job, boo
 // pinned finished ones, and the tombstones of deleted jobs.
 func (s *Store) FinishedStats() (collectable, pinned, tombstones int) {
 	h, _ := historyOf(s.db.Txn(false))
-	return h.byDone.Len(), h.byID.Len() - h.byDone.Len(), h.tombs.Len()
+	return h.byDone.Len(), h.byID.Len() - h.byDone.Len(), h.tombCount
 }
 
 // Collectable returns up to limit ids of finished jobs to garbage-collect,

@@ -718,32 +718,35 @@ func (x *PinJobEntry) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// The id of a deleted job, kept (within a bound, see fsm/state) so that a
-// submit reusing it is refused instead of running the job again.
-type Tombstone struct {
+// The ids of the jobs one DeleteJobs entry deleted, kept (within a bound,
+// see fsm/state) so that a submit reusing one is refused instead of
+// running the job again. A snapshot record.
+type Tombstones struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	// The index of the entry that deleted the job, and that entry's time.
-	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// The index of the entry that deleted the jobs, and that entry's time.
+	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Each id as a number: the one its 16 hex digits spell for a "j-" id,
+	// an FNV-1a hash of any other id.
+	Keys          []uint64 `protobuf:"fixed64,3,rep,packed,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Tombstone) Reset() {
-	*x = Tombstone{}
+func (x *Tombstones) Reset() {
+	*x = Tombstones{}
 	mi := &file_outpost_v1_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Tombstone) String() string {
+func (x *Tombstones) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Tombstone) ProtoMessage() {}
+func (*Tombstones) ProtoMessage() {}
 
-func (x *Tombstone) ProtoReflect() protoreflect.Message {
+func (x *Tombstones) ProtoReflect() protoreflect.Message {
 	mi := &file_outpost_v1_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -755,28 +758,28 @@ func (x *Tombstone) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Tombstone.ProtoReflect.Descriptor instead.
-func (*Tombstone) Descriptor() ([]byte, []int) {
+// Deprecated: Use Tombstones.ProtoReflect.Descriptor instead.
+func (*Tombstones) Descriptor() ([]byte, []int) {
 	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{13}
 }
 
-func (x *Tombstone) GetJobId() string {
-	if x != nil {
-		return x.JobId
-	}
-	return ""
-}
-
-func (x *Tombstone) GetIndex() uint64 {
+func (x *Tombstones) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
 	}
 	return 0
 }
 
-func (x *Tombstone) GetTime() *timestamppb.Timestamp {
+func (x *Tombstones) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *Tombstones) GetKeys() []uint64 {
+	if x != nil {
+		return x.Keys
 	}
 	return nil
 }
@@ -1288,11 +1291,12 @@ const file_outpost_v1_raft_proto_rawDesc = "" +
 	"\vPinJobEntry\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06pinned\x18\x02 \x01(\bR\x06pinned\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"h\n" +
-	"\tTombstone\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x90\x01\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"f\n" +
+	"\n" +
+	"Tombstones\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\x06R\x04keys\"\x90\x01\n" +
 	"\x11RunnerUpdateEntry\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
@@ -1346,7 +1350,7 @@ var file_outpost_v1_raft_proto_goTypes = []any{
 	(*UpsertProjectEntry)(nil),     // 10: outpost.v1.UpsertProjectEntry
 	(*DeleteJobsEntry)(nil),        // 11: outpost.v1.DeleteJobsEntry
 	(*PinJobEntry)(nil),            // 12: outpost.v1.PinJobEntry
-	(*Tombstone)(nil),              // 13: outpost.v1.Tombstone
+	(*Tombstones)(nil),             // 13: outpost.v1.Tombstones
 	(*RunnerUpdateEntry)(nil),      // 14: outpost.v1.RunnerUpdateEntry
 	(*UpsertRunnerTokenEntry)(nil), // 15: outpost.v1.UpsertRunnerTokenEntry
 	(*UpsertProfilesEntry)(nil),    // 16: outpost.v1.UpsertProfilesEntry
@@ -1382,7 +1386,7 @@ var file_outpost_v1_raft_proto_depIdxs = []int32{
 	29, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
 	24, // 12: outpost.v1.DeleteJobsEntry.time:type_name -> google.protobuf.Timestamp
 	24, // 13: outpost.v1.PinJobEntry.time:type_name -> google.protobuf.Timestamp
-	24, // 14: outpost.v1.Tombstone.time:type_name -> google.protobuf.Timestamp
+	24, // 14: outpost.v1.Tombstones.time:type_name -> google.protobuf.Timestamp
 	24, // 15: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
 	30, // 16: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
 	31, // 17: outpost.v1.UpsertProfilesEntry.profiles:type_name -> outpost.v1.RunnerProfile
