@@ -213,7 +213,7 @@ func (s *Store) JobByID(ws memdb.WatchSet, id string) (*pb.Job, error) {
 	switch len(found) {
 	case 0:
 		if hist.collected(id) {
-			return nil, fmt.Errorf("job %s finished and was deleted (garbage-collected, or by `outpost job delete`): %w", id, ErrNotFound)
+			return nil, fmt.Errorf("job %s: %w: it finished and was deleted (garbage-collected, or by `outpost job delete`)", id, ErrNotFound)
 		}
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	case 1:
