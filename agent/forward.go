@@ -245,6 +245,10 @@ func errorKind(err error) string {
 		return "ambiguous"
 	case errors.Is(err, fsm.ErrInvalidEntry):
 		return "invalid"
+	case errors.Is(err, state.ErrInvalid):
+		return "invalid_report"
+	case errors.Is(err, state.ErrLogIncomplete):
+		return "log_incomplete"
 	}
 	return "internal"
 }
@@ -262,6 +266,10 @@ func rebuildError(kind, msg string) error {
 		sentinel = state.ErrAmbiguous
 	case "invalid":
 		sentinel = fsm.ErrInvalidEntry
+	case "invalid_report":
+		sentinel = state.ErrInvalid
+	case "log_incomplete":
+		sentinel = state.ErrLogIncomplete
 	default:
 		return errors.New(msg)
 	}

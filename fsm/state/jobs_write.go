@@ -281,45 +281,11 @@ func (e *jobEdits) logs(r *pb.JobLogs) error {
 	if !Active(j.Status) {
 		return fmt.Errorf("job %s is %s: %w", j.Id, j.Status, ErrStaleLease)
 	}
-	added, err := e.s.appendLines(e.txn, e.index, j, r.Lines)
-	if added {
+	changed, err := e.s.storeLogs(e.txn, e.index, j, r, false)
+	if changed {
 		e.changed(j)
 	}
 	return err
-}
-
-// appendLines adds lines as one chunk, enforcing the per-job cap: the line
-// that would cross it is replaced by a marker and later lines are dropped.
-// It updates j's counters, only once the chunk is stored, and reports
-// whether it did; the caller stores j.
-func (s *Store) appendLines(txn *memdb.Txn, index uint64, j *pb.Job, lines []*pb.LogLine) (bool, error) {
-	if len(lines) == 0 || j.LogsTruncated {
-		return false, nil
-	}
-	keep := lines[:0:0]
-	logBytes, truncated := j.LogBytes, false
-	for _, l := range lines {
-		l = asBytes(l)
-		n := uint64(len(l.Data))
-		if logBytes+n > s.maxLogBytes {
-			truncated = true
-			keep = append(keep, &pb.LogLine{Time: l.Time, Stream: "system", Step: l.Step,
-				Data: fmt.Appendf(nil, "outpost: log truncated: this job reached the %d byte log limit; later lines are dropped", s.maxLogBytes)})
-			break
-		}
-		logBytes += n
-		keep = append(keep, l)
-	}
-	c := &pb.LogChunk{JobId: j.Id, Seq: j.LogChunks + 1, Attempt: j.Attempt, Lines: keep}
-	if err := txn.Insert(TableJobLogs, c); err != nil {
-		return false, fmt.Errorf("state: insert log chunk: %w", err)
-	}
-	if err := setIndex(txn, TableJobLogs, index); err != nil {
-		return false, err
-	}
-	j.LogChunks++
-	j.LogBytes, j.LogsTruncated = logBytes, truncated
-	return true, nil
 }
 
 // asBytes returns a line whose text is in Data, as lines are stored. A
@@ -337,9 +303,10 @@ func asBytes(l *pb.LogLine) *pb.LogLine {
 
 func (e *jobEdits) finished(r *pb.JobFinished) error {
 	j, err := e.current(r.JobId, r.Lease)
+	wasLate := false
 	if errors.Is(err, ErrStaleLease) || (err == nil && j.Status == StatusLost) {
 		if late, ok := e.lateResult(r); ok {
-			j, err = late, nil
+			j, err, wasLate = late, nil, true
 		}
 	}
 	if err != nil {
@@ -358,9 +325,40 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 		e.changed(j)
 		return nil
 	}
-	if _, err := e.s.appendLines(e.txn, e.index, j, r.Lines); err != nil {
-		return err
+	// The final log comes ahead of the result, in pieces; the result is
+	// taken once every piece is recorded, so a piece lost on the way (an
+	// election, a broken stream) is sent again with the result rather than
+	// missing from the log. A late result's pieces were refused with its
+	// lease, and cannot come again.
+	lg := j.AttemptLog
+	if lg != nil && lg.Lease != r.Lease {
+		lg = nil
 	}
+	if r.FinalPieces > 0 && !wasLate && (lg == nil || lg.FinalPieces < r.FinalPieces) {
+		have := uint32(0)
+		if lg != nil {
+			have = lg.FinalPieces
+		}
+		return fmt.Errorf("job %s lease %d: %d of the %d pieces of the attempt's final log are recorded; the runner sends them again: %w",
+			j.Id, r.Lease, have, r.FinalPieces, ErrLogIncomplete)
+	}
+	if len(r.Lines) > 0 {
+		// From a runner that sent its last lines inside the result.
+		if _, err := e.s.storeLogs(e.txn, e.index, j, &pb.JobLogs{JobId: r.JobId, Lease: r.Lease, Lines: r.Lines}, true); err != nil {
+			return err
+		}
+		lg = j.AttemptLog
+	}
+	if lg != nil && r.TailLine > 0 && !wasLate {
+		// The log ends as head, marker and exactly the runner's tail.
+		if err := e.s.trimTail(e.txn, j, lg, r.TailLine); err != nil {
+			return err
+		}
+		if err := setIndex(e.txn, TableJobLogs, e.index); err != nil {
+			return err
+		}
+	}
+	j.AttemptLog = nil // only an attempt in play needs it
 	j.ExitCode = r.ExitCode
 	j.Error = r.Reason
 	j.FinishedAt = r.Time

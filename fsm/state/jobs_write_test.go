@@ -167,25 +167,6 @@ func TestRetryDelayGrowsWithBackoff(t *testing.T) {
 	}
 }
 
-func TestLogCapTruncates(t *testing.T) {
-	s := fixture(t, nil)
-	s.maxLogBytes = 10
-	lines := []*pb.LogLine{{Text: "12345"}, {Text: "67890"}, {Text: "overflow"}, {Text: "dropped"}}
-	if err := s.AppendLogs(3, &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: lines}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AppendLogs(4, &pb.JobLogs{JobId: "j-1", Lease: 2, Lines: []*pb.LogLine{{Text: "later"}}}); err != nil {
-		t.Fatal(err)
-	}
-	chunks := s.LogChunks(nil, "j-1", 0)
-	if len(chunks) != 1 || len(chunks[0].Lines) != 3 || chunks[0].Lines[2].Stream != "system" {
-		t.Fatalf("chunks after cap = %v, want 2 lines and a truncation marker", chunks)
-	}
-	if j, _ := s.JobByID(nil, "j-1"); !j.LogsTruncated {
-		t.Fatal("job not marked truncated")
-	}
-}
-
 func TestLogChunksIterateInNumericOrder(t *testing.T) {
 	s := fixture(t, nil)
 	for i := 0; i < 300; i++ {

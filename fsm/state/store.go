@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outpost-run/outpost/internal/logcap"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -27,6 +28,12 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrAmbiguous means an id prefix matched more than one object.
 	ErrAmbiguous = errors.New("ambiguous id prefix")
+	// ErrInvalid means a runner's report can never be recorded as it is
+	// (log lines past the limit, say): it must not be sent again.
+	ErrInvalid = errors.New("invalid report")
+	// ErrLogIncomplete means a piece of an attempt's final log is missing:
+	// the runner sends the final log and the result again.
+	ErrLogIncomplete = errors.New("final log incomplete")
 )
 
 // Job statuses.
@@ -55,13 +62,11 @@ func Active(s string) bool {
 	return s == StatusAssigned || s == StatusRunning || s == StatusCanceling
 }
 
-// DefaultMaxLogBytes caps the log text kept per job. It is a constant rather
-// than a setting because every server must apply the same cap to stay equal.
-const DefaultMaxLogBytes = 4 << 20
-
 // Store is the state store. The zero value is not usable; call New.
 type Store struct {
-	db          *memdb.MemDB
+	db *memdb.MemDB
+	// maxLogBytes is the limit of one attempt's log: logcap.MaxBytes, the
+	// same on every server; tests lower it.
 	maxLogBytes uint64
 	// writeSeq numbers write transactions (the FSM makes one at a time);
 	// see historyRow.
@@ -74,7 +79,7 @@ func New() (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: create memdb: %w", err)
 	}
-	return &Store{db: db, maxLogBytes: DefaultMaxLogBytes}, nil
+	return &Store{db: db, maxLogBytes: logcap.MaxBytes}, nil
 }
 
 // Txn starts a write transaction. Only the FSM and restore use it.

@@ -209,10 +209,22 @@ type Job struct {
 	CancelRequested bool   `protobuf:"varint,27,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
 	// Why it was canceled, as the user said.
 	CancelReason string `protobuf:"bytes,31,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
-	// Set by the log cap: later lines are dropped and the reader is told.
-	LogsTruncated bool   `protobuf:"varint,28,opt,name=logs_truncated,json=logsTruncated,proto3" json:"logs_truncated,omitempty"`
-	LogBytes      uint64 `protobuf:"varint,29,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
-	LogChunks     uint64 `protobuf:"varint,30,opt,name=log_chunks,json=logChunks,proto3" json:"log_chunks,omitempty"`
+	// Set once the log of an attempt left output out (between its head and
+	// its tail, or past the limit); the log says where, in a line of its own.
+	LogsTruncated bool `protobuf:"varint,28,opt,name=logs_truncated,json=logsTruncated,proto3" json:"logs_truncated,omitempty"`
+	// Bytes of log text the servers keep for the job, of every attempt.
+	LogBytes uint64 `protobuf:"varint,29,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
+	// The highest log chunk sequence number used so far. Chunks are read in
+	// this order; numbers may be skipped (reserved for an attempt's final
+	// tail, see AttemptLog), so it is not a count.
+	LogChunks uint64 `protobuf:"varint,30,opt,name=log_chunks,json=logChunks,proto3" json:"log_chunks,omitempty"`
+	// What the log of the latest attempt left out between its head and its
+	// tail: lines, and bytes of output.
+	LogDroppedLines uint64 `protobuf:"varint,52,opt,name=log_dropped_lines,json=logDroppedLines,proto3" json:"log_dropped_lines,omitempty"`
+	LogDroppedBytes uint64 `protobuf:"varint,53,opt,name=log_dropped_bytes,json=logDroppedBytes,proto3" json:"log_dropped_bytes,omitempty"`
+	// How the servers keep the log of the current attempt; cleared when the
+	// job finishes.
+	AttemptLog *AttemptLog `protobuf:"bytes,54,opt,name=attempt_log,json=attemptLog,proto3" json:"attempt_log,omitempty"`
 	// What the finished attempt used, where the runner could measure it (a
 	// cgroup of its own): peak memory and CPU time of all its processes.
 	PeakMemoryBytes uint64               `protobuf:"varint,32,opt,name=peak_memory_bytes,json=peakMemoryBytes,proto3" json:"peak_memory_bytes,omitempty"`
@@ -486,6 +498,27 @@ func (x *Job) GetLogChunks() uint64 {
 	return 0
 }
 
+func (x *Job) GetLogDroppedLines() uint64 {
+	if x != nil {
+		return x.LogDroppedLines
+	}
+	return 0
+}
+
+func (x *Job) GetLogDroppedBytes() uint64 {
+	if x != nil {
+		return x.LogDroppedBytes
+	}
+	return 0
+}
+
+func (x *Job) GetAttemptLog() *AttemptLog {
+	if x != nil {
+		return x.AttemptLog
+	}
+	return nil
+}
+
 func (x *Job) GetPeakMemoryBytes() uint64 {
 	if x != nil {
 		return x.PeakMemoryBytes
@@ -681,11 +714,20 @@ func (x *LogLine) GetData() []byte {
 
 // A bounded run of log lines of one job attempt, in order.
 type LogChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Lines         []*LogLine             `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Seq     uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Attempt uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Lines   []*LogLine             `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	// Where the chunk's output lines sit in the attempt's output: the number
+	// (from 1) of the first, and the bytes of output before it. 0 for the
+	// marker between head and tail, and for chunks from runners that did
+	// not number lines.
+	FirstLine uint64 `protobuf:"varint,5,opt,name=first_line,json=firstLine,proto3" json:"first_line,omitempty"`
+	FirstByte uint64 `protobuf:"varint,6,opt,name=first_byte,json=firstByte,proto3" json:"first_byte,omitempty"`
+	// The first line is outpost's note that output before it was not sent
+	// (JobLogs.skip_cause), not output of the job.
+	SkipNote      bool `protobuf:"varint,7,opt,name=skip_note,json=skipNote,proto3" json:"skip_note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -748,6 +790,170 @@ func (x *LogChunk) GetLines() []*LogLine {
 	return nil
 }
 
+func (x *LogChunk) GetFirstLine() uint64 {
+	if x != nil {
+		return x.FirstLine
+	}
+	return 0
+}
+
+func (x *LogChunk) GetFirstByte() uint64 {
+	if x != nil {
+		return x.FirstByte
+	}
+	return 0
+}
+
+func (x *LogChunk) GetSkipNote() bool {
+	if x != nil {
+		return x.SkipNote
+	}
+	return false
+}
+
+// The servers' bookkeeping of the log of a job's current attempt. The log
+// of an attempt is a head (its first output, stored as it comes), then,
+// once the runner sends tail lines, a marker chunk and a tail kept as a
+// ring: when the tail would pass the limit, its oldest chunks are dropped
+// and the marker says how much output lies between head and tail. The
+// chunk numbers right after the marker are reserved for a tail the runner
+// sends again once the attempt is over (JobLogs.replay), so that readers
+// who followed the log live do not see it twice.
+type AttemptLog struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The attempt (its lease) this describes.
+	Lease uint64 `protobuf:"varint,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	// The number of the next output line expected, and the output bytes
+	// before it.
+	NextLine uint64 `protobuf:"varint,2,opt,name=next_line,json=nextLine,proto3" json:"next_line,omitempty"`
+	NextByte uint64 `protobuf:"varint,3,opt,name=next_byte,json=nextByte,proto3" json:"next_byte,omitempty"`
+	// Stored lines of the head and of the tail, counted as runners count
+	// them (a line's bytes plus its step and stream names and 32).
+	HeadBytes uint64 `protobuf:"varint,4,opt,name=head_bytes,json=headBytes,proto3" json:"head_bytes,omitempty"`
+	TailBytes uint64 `protobuf:"varint,5,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"`
+	// Where the head ended: set when the first tail lines came.
+	HeadEndLine uint64 `protobuf:"varint,6,opt,name=head_end_line,json=headEndLine,proto3" json:"head_end_line,omitempty"`
+	HeadEndByte uint64 `protobuf:"varint,7,opt,name=head_end_byte,json=headEndByte,proto3" json:"head_end_byte,omitempty"`
+	// The marker chunk's number; 0 while there is no tail.
+	MarkerSeq uint64 `protobuf:"varint,8,opt,name=marker_seq,json=markerSeq,proto3" json:"marker_seq,omitempty"`
+	// The last chunk number used in the range reserved after the marker.
+	// Every chunk after the marker is a tail chunk of this attempt.
+	ReplaySeq uint64 `protobuf:"varint,9,opt,name=replay_seq,json=replaySeq,proto3" json:"replay_seq,omitempty"`
+	// Pieces of the final log recorded (JobLogs.final_piece), and whether
+	// the stored tail was replaced by a replayed one.
+	FinalPieces   uint32 `protobuf:"varint,10,opt,name=final_pieces,json=finalPieces,proto3" json:"final_pieces,omitempty"`
+	Replaying     bool   `protobuf:"varint,11,opt,name=replaying,proto3" json:"replaying,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttemptLog) Reset() {
+	*x = AttemptLog{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttemptLog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttemptLog) ProtoMessage() {}
+
+func (x *AttemptLog) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttemptLog.ProtoReflect.Descriptor instead.
+func (*AttemptLog) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AttemptLog) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetNextLine() uint64 {
+	if x != nil {
+		return x.NextLine
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetNextByte() uint64 {
+	if x != nil {
+		return x.NextByte
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetHeadBytes() uint64 {
+	if x != nil {
+		return x.HeadBytes
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetTailBytes() uint64 {
+	if x != nil {
+		return x.TailBytes
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetHeadEndLine() uint64 {
+	if x != nil {
+		return x.HeadEndLine
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetHeadEndByte() uint64 {
+	if x != nil {
+		return x.HeadEndByte
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetMarkerSeq() uint64 {
+	if x != nil {
+		return x.MarkerSeq
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetReplaySeq() uint64 {
+	if x != nil {
+		return x.ReplaySeq
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetFinalPieces() uint32 {
+	if x != nil {
+		return x.FinalPieces
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetReplaying() bool {
+	if x != nil {
+		return x.Replaying
+	}
+	return false
+}
+
 // Resource limits for on_demand executors (0 = no limit).
 type Limits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -770,7 +976,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[5]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +988,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[5]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1001,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{5}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Limits) GetMemoryBytes() uint64 {
@@ -869,7 +1075,7 @@ type RunnerProfile struct {
 
 func (x *RunnerProfile) Reset() {
 	*x = RunnerProfile{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[6]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1087,7 @@ func (x *RunnerProfile) String() string {
 func (*RunnerProfile) ProtoMessage() {}
 
 func (x *RunnerProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[6]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1100,7 @@ func (x *RunnerProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerProfile.ProtoReflect.Descriptor instead.
 func (*RunnerProfile) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{6}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunnerProfile) GetName() string {
@@ -1002,7 +1208,7 @@ type Project struct {
 
 func (x *Project) Reset() {
 	*x = Project{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1220,7 @@ func (x *Project) String() string {
 func (*Project) ProtoMessage() {}
 
 func (x *Project) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[7]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1233,7 @@ func (x *Project) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Project.ProtoReflect.Descriptor instead.
 func (*Project) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{7}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Project) GetName() string {
@@ -1097,7 +1303,7 @@ type Runner struct {
 
 func (x *Runner) Reset() {
 	*x = Runner{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1315,7 @@ func (x *Runner) String() string {
 func (*Runner) ProtoMessage() {}
 
 func (x *Runner) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[8]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1328,7 @@ func (x *Runner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runner.ProtoReflect.Descriptor instead.
 func (*Runner) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{8}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Runner) GetId() string {
@@ -1260,7 +1466,7 @@ type RunnerToken struct {
 
 func (x *RunnerToken) Reset() {
 	*x = RunnerToken{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1478,7 @@ func (x *RunnerToken) String() string {
 func (*RunnerToken) ProtoMessage() {}
 
 func (x *RunnerToken) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[9]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1491,7 @@ func (x *RunnerToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerToken.ProtoReflect.Descriptor instead.
 func (*RunnerToken) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{9}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RunnerToken) GetId() string {
@@ -1351,7 +1557,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1569,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[10]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1582,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{10}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobRequest) GetProjectSource() []byte {
@@ -1444,7 +1650,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1662,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[11]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1675,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{11}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -1494,7 +1700,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1712,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[12]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1725,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{12}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1560,7 +1766,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1778,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[13]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1791,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{13}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1630,7 +1836,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1848,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[14]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1861,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{14}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListJobsRequest) GetStatus() string {
@@ -1752,7 +1958,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1970,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[15]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1983,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{15}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1819,7 +2025,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2037,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[16]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2050,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{16}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteJobRequest) GetId() string {
@@ -1864,7 +2070,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2082,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[17]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2095,7 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{17}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteJobResponse) GetId() string {
@@ -1910,7 +2116,7 @@ type PinJobRequest struct {
 
 func (x *PinJobRequest) Reset() {
 	*x = PinJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +2128,7 @@ func (x *PinJobRequest) String() string {
 func (*PinJobRequest) ProtoMessage() {}
 
 func (x *PinJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[18]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2141,7 @@ func (x *PinJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinJobRequest.ProtoReflect.Descriptor instead.
 func (*PinJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{18}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PinJobRequest) GetId() string {
@@ -1961,7 +2167,7 @@ type PinJobResponse struct {
 
 func (x *PinJobResponse) Reset() {
 	*x = PinJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2179,7 @@ func (x *PinJobResponse) String() string {
 func (*PinJobResponse) ProtoMessage() {}
 
 func (x *PinJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[19]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2192,7 @@ func (x *PinJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinJobResponse.ProtoReflect.Descriptor instead.
 func (*PinJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{19}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PinJobResponse) GetJob() *Job {
@@ -2007,7 +2213,7 @@ type GarbageCollectRequest struct {
 
 func (x *GarbageCollectRequest) Reset() {
 	*x = GarbageCollectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2225,7 @@ func (x *GarbageCollectRequest) String() string {
 func (*GarbageCollectRequest) ProtoMessage() {}
 
 func (x *GarbageCollectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[20]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2238,7 @@ func (x *GarbageCollectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GarbageCollectRequest.ProtoReflect.Descriptor instead.
 func (*GarbageCollectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{20}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GarbageCollectRequest) GetOlderThan() *durationpb.Duration {
@@ -2057,7 +2263,7 @@ type GarbageCollectResponse struct {
 
 func (x *GarbageCollectResponse) Reset() {
 	*x = GarbageCollectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2275,7 @@ func (x *GarbageCollectResponse) String() string {
 func (*GarbageCollectResponse) ProtoMessage() {}
 
 func (x *GarbageCollectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[21]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2288,7 @@ func (x *GarbageCollectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GarbageCollectResponse.ProtoReflect.Descriptor instead.
 func (*GarbageCollectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{21}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GarbageCollectResponse) GetCollected() uint64 {
@@ -2123,7 +2329,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2341,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[22]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2354,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{22}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2174,7 +2380,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2392,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[23]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2405,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{23}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -2222,7 +2428,7 @@ type ReadLogsRequest struct {
 
 func (x *ReadLogsRequest) Reset() {
 	*x = ReadLogsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2440,7 @@ func (x *ReadLogsRequest) String() string {
 func (*ReadLogsRequest) ProtoMessage() {}
 
 func (x *ReadLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[24]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2453,7 @@ func (x *ReadLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogsRequest.ProtoReflect.Descriptor instead.
 func (*ReadLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{24}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReadLogsRequest) GetId() string {
@@ -2283,7 +2489,7 @@ type ReadLogsResponse struct {
 
 func (x *ReadLogsResponse) Reset() {
 	*x = ReadLogsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2501,7 @@ func (x *ReadLogsResponse) String() string {
 func (*ReadLogsResponse) ProtoMessage() {}
 
 func (x *ReadLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[25]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2514,7 @@ func (x *ReadLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogsResponse.ProtoReflect.Descriptor instead.
 func (*ReadLogsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{25}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReadLogsResponse) GetChunks() []*LogChunk {
@@ -2341,7 +2547,7 @@ type RetryJobRequest struct {
 
 func (x *RetryJobRequest) Reset() {
 	*x = RetryJobRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2559,7 @@ func (x *RetryJobRequest) String() string {
 func (*RetryJobRequest) ProtoMessage() {}
 
 func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[26]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2572,7 @@ func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{26}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RetryJobRequest) GetId() string {
@@ -2385,7 +2591,7 @@ type RetryJobResponse struct {
 
 func (x *RetryJobResponse) Reset() {
 	*x = RetryJobResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2603,7 @@ func (x *RetryJobResponse) String() string {
 func (*RetryJobResponse) ProtoMessage() {}
 
 func (x *RetryJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[27]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2616,7 @@ func (x *RetryJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobResponse.ProtoReflect.Descriptor instead.
 func (*RetryJobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{27}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetryJobResponse) GetJob() *Job {
@@ -2430,7 +2636,7 @@ type RunningJob struct {
 
 func (x *RunningJob) Reset() {
 	*x = RunningJob{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2648,7 @@ func (x *RunningJob) String() string {
 func (*RunningJob) ProtoMessage() {}
 
 func (x *RunningJob) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[28]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2661,7 @@ func (x *RunningJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningJob.ProtoReflect.Descriptor instead.
 func (*RunningJob) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{28}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RunningJob) GetJobId() string {
@@ -2504,7 +2710,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2722,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[29]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2735,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{29}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Register) GetRunnerId() string {
@@ -2638,7 +2844,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2856,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[30]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2869,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{30}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Heartbeat) GetRunning() []*RunningJob {
@@ -2717,7 +2923,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2729,7 +2935,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[31]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2742,7 +2948,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{31}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -2780,18 +2986,41 @@ func (x *JobStarted) GetNonce() uint64 {
 	return 0
 }
 
+// Log lines of one attempt. Runners number the lines of an attempt's
+// output and send its head (the first bytes, whole), then its tail live at
+// a bounded rate, leaving out what they cannot send in time, and once the
+// attempt is over its final log: the rest, in pieces ahead of the result.
 type JobLogs struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Lease         uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
-	Lines         []*LogLine             `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Lease uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	Lines []*LogLine             `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	// The number of lines[0] in the attempt's output, from 1, and the bytes
+	// of output (of data) before it. 0 from a runner that does not number
+	// lines: the lines then follow what is stored, under the limit.
+	FirstLine uint64 `protobuf:"varint,4,opt,name=first_line,json=firstLine,proto3" json:"first_line,omitempty"`
+	FirstByte uint64 `protobuf:"varint,5,opt,name=first_byte,json=firstByte,proto3" json:"first_byte,omitempty"`
+	// The lines come after the head: servers keep them in the tail.
+	Tail bool `protobuf:"varint,6,opt,name=tail,proto3" json:"tail,omitempty"`
+	// Non-zero for the pieces of the final log, numbered from 1: servers
+	// record them in order, once each, and take the result
+	// (JobFinished.final_pieces) only once all are recorded.
+	FinalPiece uint32 `protobuf:"varint,7,opt,name=final_piece,json=finalPiece,proto3" json:"final_piece,omitempty"`
+	// A final tail piece that replaces the tail sent live (the runner left
+	// lines out of it): the first removes the stored tail.
+	Replay bool `protobuf:"varint,8,opt,name=replay,proto3" json:"replay,omitempty"`
+	// Why the lines before first_line that follow what was sent before were
+	// not sent: "rate" (the job printed faster than rate_bytes per second)
+	// or "unreachable" (no server was reachable).
+	SkipCause     string `protobuf:"bytes,9,opt,name=skip_cause,json=skipCause,proto3" json:"skip_cause,omitempty"`
+	RateBytes     uint64 `protobuf:"varint,10,opt,name=rate_bytes,json=rateBytes,proto3" json:"rate_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobLogs) Reset() {
 	*x = JobLogs{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +3032,7 @@ func (x *JobLogs) String() string {
 func (*JobLogs) ProtoMessage() {}
 
 func (x *JobLogs) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[32]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2816,7 +3045,7 @@ func (x *JobLogs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobLogs.ProtoReflect.Descriptor instead.
 func (*JobLogs) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{32}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JobLogs) GetJobId() string {
@@ -2840,6 +3069,55 @@ func (x *JobLogs) GetLines() []*LogLine {
 	return nil
 }
 
+func (x *JobLogs) GetFirstLine() uint64 {
+	if x != nil {
+		return x.FirstLine
+	}
+	return 0
+}
+
+func (x *JobLogs) GetFirstByte() uint64 {
+	if x != nil {
+		return x.FirstByte
+	}
+	return 0
+}
+
+func (x *JobLogs) GetTail() bool {
+	if x != nil {
+		return x.Tail
+	}
+	return false
+}
+
+func (x *JobLogs) GetFinalPiece() uint32 {
+	if x != nil {
+		return x.FinalPiece
+	}
+	return 0
+}
+
+func (x *JobLogs) GetReplay() bool {
+	if x != nil {
+		return x.Replay
+	}
+	return false
+}
+
+func (x *JobLogs) GetSkipCause() string {
+	if x != nil {
+		return x.SkipCause
+	}
+	return ""
+}
+
+func (x *JobLogs) GetRateBytes() uint64 {
+	if x != nil {
+		return x.RateBytes
+	}
+	return 0
+}
+
 type JobFinished struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2850,17 +3128,30 @@ type JobFinished struct {
 	ExitCode int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Reason   string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Time     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
-	// Lines not yet reported, sent with the result so both land together.
+	// Lines not yet reported, sent with the result so both land together
+	// (runners from before final_log; servers split them into log reports).
 	Lines           []*LogLine           `protobuf:"bytes,7,rep,name=lines,proto3" json:"lines,omitempty"`
 	PeakMemoryBytes uint64               `protobuf:"varint,8,opt,name=peak_memory_bytes,json=peakMemoryBytes,proto3" json:"peak_memory_bytes,omitempty"`
 	CpuTime         *durationpb.Duration `protobuf:"bytes,9,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The attempt's final log (JobLogs with final_piece set): kept with the
+	// result in the runner's outbox and sent as log reports ahead of it,
+	// never inside it, so no message or log entry carries the whole log.
+	FinalLog []*JobLogs `protobuf:"bytes,10,rep,name=final_log,json=finalLog,proto3" json:"final_log,omitempty"`
+	// How many final pieces precede the result: it is taken once the
+	// servers have recorded them all.
+	FinalPieces uint32 `protobuf:"varint,11,opt,name=final_pieces,json=finalPieces,proto3" json:"final_pieces,omitempty"`
+	// Where the attempt's tail begins (line number and output bytes before
+	// it): servers drop stored tail lines before it, so the log ends as
+	// head, marker and exactly this tail. 0: no tail.
+	TailLine      uint64 `protobuf:"varint,12,opt,name=tail_line,json=tailLine,proto3" json:"tail_line,omitempty"`
+	TailByte      uint64 `protobuf:"varint,13,opt,name=tail_byte,json=tailByte,proto3" json:"tail_byte,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +3163,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[33]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +3176,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{33}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2951,6 +3242,34 @@ func (x *JobFinished) GetCpuTime() *durationpb.Duration {
 	return nil
 }
 
+func (x *JobFinished) GetFinalLog() []*JobLogs {
+	if x != nil {
+		return x.FinalLog
+	}
+	return nil
+}
+
+func (x *JobFinished) GetFinalPieces() uint32 {
+	if x != nil {
+		return x.FinalPieces
+	}
+	return 0
+}
+
+func (x *JobFinished) GetTailLine() uint64 {
+	if x != nil {
+		return x.TailLine
+	}
+	return 0
+}
+
+func (x *JobFinished) GetTailByte() uint64 {
+	if x != nil {
+		return x.TailByte
+	}
+	return 0
+}
+
 type RunnerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -2967,7 +3286,7 @@ type RunnerMessage struct {
 
 func (x *RunnerMessage) Reset() {
 	*x = RunnerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3298,7 @@ func (x *RunnerMessage) String() string {
 func (*RunnerMessage) ProtoMessage() {}
 
 func (x *RunnerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[34]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3311,7 @@ func (x *RunnerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerMessage.ProtoReflect.Descriptor instead.
 func (*RunnerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{34}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RunnerMessage) GetMsg() isRunnerMessage_Msg {
@@ -3104,7 +3423,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3116,7 +3435,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[35]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3129,7 +3448,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{35}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Registered) GetRunnerId() string {
@@ -3190,7 +3509,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3202,7 +3521,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[36]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3215,7 +3534,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{36}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -3236,7 +3555,7 @@ type CancelAssigned struct {
 
 func (x *CancelAssigned) Reset() {
 	*x = CancelAssigned{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3567,7 @@ func (x *CancelAssigned) String() string {
 func (*CancelAssigned) ProtoMessage() {}
 
 func (x *CancelAssigned) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[37]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3580,7 @@ func (x *CancelAssigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAssigned.ProtoReflect.Descriptor instead.
 func (*CancelAssigned) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{37}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CancelAssigned) GetJobId() string {
@@ -3308,7 +3627,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +3639,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[38]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +3652,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{38}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Ack) GetJobId() string {
@@ -3404,7 +3723,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3416,7 +3735,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[39]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3429,7 +3748,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{39}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HeartbeatAck) GetSeq() uint64 {
@@ -3476,7 +3795,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3807,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[40]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3820,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{40}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -3604,7 +3923,7 @@ type ListRunnersRequest struct {
 
 func (x *ListRunnersRequest) Reset() {
 	*x = ListRunnersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3616,7 +3935,7 @@ func (x *ListRunnersRequest) String() string {
 func (*ListRunnersRequest) ProtoMessage() {}
 
 func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[41]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3629,7 +3948,7 @@ func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunnersRequest.ProtoReflect.Descriptor instead.
 func (*ListRunnersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{41}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListRunnersRequest) GetStale() bool {
@@ -3664,7 +3983,7 @@ type ListRunnersResponse struct {
 
 func (x *ListRunnersResponse) Reset() {
 	*x = ListRunnersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +3995,7 @@ func (x *ListRunnersResponse) String() string {
 func (*ListRunnersResponse) ProtoMessage() {}
 
 func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[42]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +4008,7 @@ func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunnersResponse.ProtoReflect.Descriptor instead.
 func (*ListRunnersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{42}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListRunnersResponse) GetRunners() []*Runner {
@@ -3717,7 +4036,7 @@ type GetRunnerRequest struct {
 
 func (x *GetRunnerRequest) Reset() {
 	*x = GetRunnerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3729,7 +4048,7 @@ func (x *GetRunnerRequest) String() string {
 func (*GetRunnerRequest) ProtoMessage() {}
 
 func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[43]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3742,7 +4061,7 @@ func (x *GetRunnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunnerRequest.ProtoReflect.Descriptor instead.
 func (*GetRunnerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{43}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetRunnerRequest) GetId() string {
@@ -3769,7 +4088,7 @@ type GetRunnerResponse struct {
 
 func (x *GetRunnerResponse) Reset() {
 	*x = GetRunnerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3781,7 +4100,7 @@ func (x *GetRunnerResponse) String() string {
 func (*GetRunnerResponse) ProtoMessage() {}
 
 func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[44]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3794,7 +4113,7 @@ func (x *GetRunnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunnerResponse.ProtoReflect.Descriptor instead.
 func (*GetRunnerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{44}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetRunnerResponse) GetRunner() *Runner {
@@ -3822,7 +4141,7 @@ type RunnerActionRequest struct {
 
 func (x *RunnerActionRequest) Reset() {
 	*x = RunnerActionRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +4153,7 @@ func (x *RunnerActionRequest) String() string {
 func (*RunnerActionRequest) ProtoMessage() {}
 
 func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[45]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +4166,7 @@ func (x *RunnerActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerActionRequest.ProtoReflect.Descriptor instead.
 func (*RunnerActionRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{45}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RunnerActionRequest) GetId() string {
@@ -3873,7 +4192,7 @@ type RunnerActionResponse struct {
 
 func (x *RunnerActionResponse) Reset() {
 	*x = RunnerActionResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3885,7 +4204,7 @@ func (x *RunnerActionResponse) String() string {
 func (*RunnerActionResponse) ProtoMessage() {}
 
 func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[46]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3898,7 +4217,7 @@ func (x *RunnerActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerActionResponse.ProtoReflect.Descriptor instead.
 func (*RunnerActionResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{46}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RunnerActionResponse) GetRunner() *Runner {
@@ -3919,7 +4238,7 @@ type CreateRunnerTokenRequest struct {
 
 func (x *CreateRunnerTokenRequest) Reset() {
 	*x = CreateRunnerTokenRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3931,7 +4250,7 @@ func (x *CreateRunnerTokenRequest) String() string {
 func (*CreateRunnerTokenRequest) ProtoMessage() {}
 
 func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[47]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3944,7 +4263,7 @@ func (x *CreateRunnerTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunnerTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunnerTokenRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{47}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateRunnerTokenRequest) GetDescription() string {
@@ -3972,7 +4291,7 @@ type CreateRunnerTokenResponse struct {
 
 func (x *CreateRunnerTokenResponse) Reset() {
 	*x = CreateRunnerTokenResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3984,7 +4303,7 @@ func (x *CreateRunnerTokenResponse) String() string {
 func (*CreateRunnerTokenResponse) ProtoMessage() {}
 
 func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[48]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3997,7 +4316,7 @@ func (x *CreateRunnerTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunnerTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunnerTokenResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{48}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CreateRunnerTokenResponse) GetInfo() *RunnerToken {
@@ -4022,7 +4341,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4034,7 +4353,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[49]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4047,7 +4366,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{49}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
 }
 
 type StatusResponse struct {
@@ -4075,7 +4394,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4087,7 +4406,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[50]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4100,7 +4419,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{50}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -4195,7 +4514,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4207,7 +4526,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[51]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4220,7 +4539,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{51}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
 }
 
 type Member struct {
@@ -4238,7 +4557,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4250,7 +4569,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[52]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4263,7 +4582,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{52}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Member) GetName() string {
@@ -4310,7 +4629,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4322,7 +4641,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[53]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4335,7 +4654,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{53}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -4354,7 +4673,7 @@ type RaftPeersRequest struct {
 
 func (x *RaftPeersRequest) Reset() {
 	*x = RaftPeersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4366,7 +4685,7 @@ func (x *RaftPeersRequest) String() string {
 func (*RaftPeersRequest) ProtoMessage() {}
 
 func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[54]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4379,7 +4698,7 @@ func (x *RaftPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersRequest.ProtoReflect.Descriptor instead.
 func (*RaftPeersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{54}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RaftPeersRequest) GetStale() bool {
@@ -4401,7 +4720,7 @@ type RaftPeer struct {
 
 func (x *RaftPeer) Reset() {
 	*x = RaftPeer{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4413,7 +4732,7 @@ func (x *RaftPeer) String() string {
 func (*RaftPeer) ProtoMessage() {}
 
 func (x *RaftPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[55]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4426,7 +4745,7 @@ func (x *RaftPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
 func (*RaftPeer) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{55}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RaftPeer) GetId() string {
@@ -4467,7 +4786,7 @@ type RaftPeersResponse struct {
 
 func (x *RaftPeersResponse) Reset() {
 	*x = RaftPeersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4479,7 +4798,7 @@ func (x *RaftPeersResponse) String() string {
 func (*RaftPeersResponse) ProtoMessage() {}
 
 func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[56]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4492,7 +4811,7 @@ func (x *RaftPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeersResponse.ProtoReflect.Descriptor instead.
 func (*RaftPeersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{56}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RaftPeersResponse) GetPeers() []*RaftPeer {
@@ -4519,7 +4838,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4531,7 +4850,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[57]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4544,7 +4863,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{57}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -4562,7 +4881,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4574,7 +4893,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[58]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4587,7 +4906,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{58}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
 }
 
 type ApplyRequest struct {
@@ -4600,7 +4919,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4612,7 +4931,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[59]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4625,7 +4944,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{59}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ApplyRequest) GetEntry() []byte {
@@ -4653,7 +4972,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4665,7 +4984,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[60]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4678,7 +4997,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{60}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -4727,7 +5046,7 @@ type ReportError struct {
 
 func (x *ReportError) Reset() {
 	*x = ReportError{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4739,7 +5058,7 @@ func (x *ReportError) String() string {
 func (*ReportError) ProtoMessage() {}
 
 func (x *ReportError) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[61]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4752,7 +5071,7 @@ func (x *ReportError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportError.ProtoReflect.Descriptor instead.
 func (*ReportError) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{61}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ReportError) GetIndex() uint32 {
@@ -4784,7 +5103,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4796,7 +5115,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[62]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4809,7 +5128,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{62}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
 }
 
 type ReadIndexResponse struct {
@@ -4821,7 +5140,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4833,7 +5152,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[63]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4846,7 +5165,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{63}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -4870,7 +5189,7 @@ type RunnerHeartbeatsRequest struct {
 
 func (x *RunnerHeartbeatsRequest) Reset() {
 	*x = RunnerHeartbeatsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5201,7 @@ func (x *RunnerHeartbeatsRequest) String() string {
 func (*RunnerHeartbeatsRequest) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[64]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5214,7 @@ func (x *RunnerHeartbeatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsRequest.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{64}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RunnerHeartbeatsRequest) GetServer() string {
@@ -4927,7 +5246,7 @@ type RunnerHeartbeatsResponse struct {
 
 func (x *RunnerHeartbeatsResponse) Reset() {
 	*x = RunnerHeartbeatsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4939,7 +5258,7 @@ func (x *RunnerHeartbeatsResponse) String() string {
 func (*RunnerHeartbeatsResponse) ProtoMessage() {}
 
 func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[65]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4952,7 +5271,7 @@ func (x *RunnerHeartbeatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerHeartbeatsResponse.ProtoReflect.Descriptor instead.
 func (*RunnerHeartbeatsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{65}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
 }
 
 type SetProfileRequest struct {
@@ -4968,7 +5287,7 @@ type SetProfileRequest struct {
 
 func (x *SetProfileRequest) Reset() {
 	*x = SetProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4980,7 +5299,7 @@ func (x *SetProfileRequest) String() string {
 func (*SetProfileRequest) ProtoMessage() {}
 
 func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[66]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4993,7 +5312,7 @@ func (x *SetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileRequest.ProtoReflect.Descriptor instead.
 func (*SetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{66}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SetProfileRequest) GetSource() []byte {
@@ -5026,7 +5345,7 @@ type SetProfileResponse struct {
 
 func (x *SetProfileResponse) Reset() {
 	*x = SetProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5038,7 +5357,7 @@ func (x *SetProfileResponse) String() string {
 func (*SetProfileResponse) ProtoMessage() {}
 
 func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[67]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5051,7 +5370,7 @@ func (x *SetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProfileResponse.ProtoReflect.Descriptor instead.
 func (*SetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{67}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *SetProfileResponse) GetProfiles() []*RunnerProfile {
@@ -5070,7 +5389,7 @@ type ListProfilesRequest struct {
 
 func (x *ListProfilesRequest) Reset() {
 	*x = ListProfilesRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5082,7 +5401,7 @@ func (x *ListProfilesRequest) String() string {
 func (*ListProfilesRequest) ProtoMessage() {}
 
 func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[68]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5095,7 +5414,7 @@ func (x *ListProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{68}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListProfilesRequest) GetStale() bool {
@@ -5114,7 +5433,7 @@ type ListProfilesResponse struct {
 
 func (x *ListProfilesResponse) Reset() {
 	*x = ListProfilesResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5126,7 +5445,7 @@ func (x *ListProfilesResponse) String() string {
 func (*ListProfilesResponse) ProtoMessage() {}
 
 func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[69]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5139,7 +5458,7 @@ func (x *ListProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{69}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListProfilesResponse) GetProfiles() []*RunnerProfile {
@@ -5159,7 +5478,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5171,7 +5490,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[70]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5184,7 +5503,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{70}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetProfileRequest) GetName() string {
@@ -5210,7 +5529,7 @@ type GetProfileResponse struct {
 
 func (x *GetProfileResponse) Reset() {
 	*x = GetProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5222,7 +5541,7 @@ func (x *GetProfileResponse) String() string {
 func (*GetProfileResponse) ProtoMessage() {}
 
 func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[71]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5235,7 +5554,7 @@ func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileResponse.ProtoReflect.Descriptor instead.
 func (*GetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{71}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetProfileResponse) GetProfile() *RunnerProfile {
@@ -5254,7 +5573,7 @@ type DeleteProfileRequest struct {
 
 func (x *DeleteProfileRequest) Reset() {
 	*x = DeleteProfileRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5266,7 +5585,7 @@ func (x *DeleteProfileRequest) String() string {
 func (*DeleteProfileRequest) ProtoMessage() {}
 
 func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[72]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5279,7 +5598,7 @@ func (x *DeleteProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProfileRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{72}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DeleteProfileRequest) GetName() string {
@@ -5297,7 +5616,7 @@ type DeleteProfileResponse struct {
 
 func (x *DeleteProfileResponse) Reset() {
 	*x = DeleteProfileResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5309,7 +5628,7 @@ func (x *DeleteProfileResponse) String() string {
 func (*DeleteProfileResponse) ProtoMessage() {}
 
 func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[73]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5322,7 +5641,7 @@ func (x *DeleteProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProfileResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProfileResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{73}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{74}
 }
 
 type ApplyProjectRequest struct {
@@ -5335,7 +5654,7 @@ type ApplyProjectRequest struct {
 
 func (x *ApplyProjectRequest) Reset() {
 	*x = ApplyProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5347,7 +5666,7 @@ func (x *ApplyProjectRequest) String() string {
 func (*ApplyProjectRequest) ProtoMessage() {}
 
 func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[74]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5360,7 +5679,7 @@ func (x *ApplyProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyProjectRequest.ProtoReflect.Descriptor instead.
 func (*ApplyProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{74}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ApplyProjectRequest) GetSource() []byte {
@@ -5387,7 +5706,7 @@ type ApplyProjectResponse struct {
 
 func (x *ApplyProjectResponse) Reset() {
 	*x = ApplyProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5399,7 +5718,7 @@ func (x *ApplyProjectResponse) String() string {
 func (*ApplyProjectResponse) ProtoMessage() {}
 
 func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[75]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5412,7 +5731,7 @@ func (x *ApplyProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyProjectResponse.ProtoReflect.Descriptor instead.
 func (*ApplyProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{75}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ApplyProjectResponse) GetProject() *Project {
@@ -5443,7 +5762,7 @@ type ListProjectsRequest struct {
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[76]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5455,7 +5774,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[76]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5468,7 +5787,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{76}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListProjectsRequest) GetStale() bool {
@@ -5503,7 +5822,7 @@ type ListProjectsResponse struct {
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[77]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5515,7 +5834,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[77]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5528,7 +5847,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{77}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -5555,7 +5874,7 @@ type GetProjectRequest struct {
 
 func (x *GetProjectRequest) Reset() {
 	*x = GetProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[78]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5567,7 +5886,7 @@ func (x *GetProjectRequest) String() string {
 func (*GetProjectRequest) ProtoMessage() {}
 
 func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[78]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5580,7 +5899,7 @@ func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{78}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *GetProjectRequest) GetName() string {
@@ -5607,7 +5926,7 @@ type GetProjectResponse struct {
 
 func (x *GetProjectResponse) Reset() {
 	*x = GetProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[79]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5619,7 +5938,7 @@ func (x *GetProjectResponse) String() string {
 func (*GetProjectResponse) ProtoMessage() {}
 
 func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[79]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5632,7 +5951,7 @@ func (x *GetProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{79}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *GetProjectResponse) GetProject() *Project {
@@ -5658,7 +5977,7 @@ type DeleteProjectRequest struct {
 
 func (x *DeleteProjectRequest) Reset() {
 	*x = DeleteProjectRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[80]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5670,7 +5989,7 @@ func (x *DeleteProjectRequest) String() string {
 func (*DeleteProjectRequest) ProtoMessage() {}
 
 func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[80]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5683,7 +6002,7 @@ func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{80}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *DeleteProjectRequest) GetName() string {
@@ -5701,7 +6020,7 @@ type DeleteProjectResponse struct {
 
 func (x *DeleteProjectResponse) Reset() {
 	*x = DeleteProjectResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[81]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5713,7 +6032,7 @@ func (x *DeleteProjectResponse) String() string {
 func (*DeleteProjectResponse) ProtoMessage() {}
 
 func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[81]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5726,7 +6045,7 @@ func (x *DeleteProjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProjectResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{81}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{82}
 }
 
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
@@ -5747,7 +6066,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\vRetryPolicy\x12\x1a\n" +
 	"\battempts\x18\x01 \x01(\rR\battempts\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x18\n" +
-	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xb6\x0f\n" +
+	"\abackoff\x18\x03 \x01(\x01R\abackoff\"\xc7\x10\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x12\n" +
@@ -5781,6 +6100,10 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\tlog_bytes\x18\x1d \x01(\x04R\blogBytes\x12\x1d\n" +
 	"\n" +
 	"log_chunks\x18\x1e \x01(\x04R\tlogChunks\x12*\n" +
+	"\x11log_dropped_lines\x184 \x01(\x04R\x0flogDroppedLines\x12*\n" +
+	"\x11log_dropped_bytes\x185 \x01(\x04R\x0flogDroppedBytes\x127\n" +
+	"\vattempt_log\x186 \x01(\v2\x16.outpost.v1.AttemptLogR\n" +
+	"attemptLog\x12*\n" +
 	"\x11peak_memory_bytes\x18  \x01(\x04R\x0fpeakMemoryBytes\x124\n" +
 	"\bcpu_time\x18! \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12\x1d\n" +
 	"\n" +
@@ -5819,12 +6142,35 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\tR\x04step\x12\x12\n" +
 	"\x04text\x18\x04 \x01(\tR\x04text\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data\"x\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\xd3\x01\n" +
 	"\bLogChunk\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12)\n" +
-	"\x05lines\x18\x04 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\xc5\x01\n" +
+	"\x05lines\x18\x04 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\x12\x1d\n" +
+	"\n" +
+	"first_line\x18\x05 \x01(\x04R\tfirstLine\x12\x1d\n" +
+	"\n" +
+	"first_byte\x18\x06 \x01(\x04R\tfirstByte\x12\x1b\n" +
+	"\tskip_note\x18\a \x01(\bR\bskipNote\"\xe1\x02\n" +
+	"\n" +
+	"AttemptLog\x12\x14\n" +
+	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x1b\n" +
+	"\tnext_line\x18\x02 \x01(\x04R\bnextLine\x12\x1b\n" +
+	"\tnext_byte\x18\x03 \x01(\x04R\bnextByte\x12\x1d\n" +
+	"\n" +
+	"head_bytes\x18\x04 \x01(\x04R\theadBytes\x12\x1d\n" +
+	"\n" +
+	"tail_bytes\x18\x05 \x01(\x04R\ttailBytes\x12\"\n" +
+	"\rhead_end_line\x18\x06 \x01(\x04R\vheadEndLine\x12\"\n" +
+	"\rhead_end_byte\x18\a \x01(\x04R\vheadEndByte\x12\x1d\n" +
+	"\n" +
+	"marker_seq\x18\b \x01(\x04R\tmarkerSeq\x12\x1d\n" +
+	"\n" +
+	"replay_seq\x18\t \x01(\x04R\treplaySeq\x12!\n" +
+	"\ffinal_pieces\x18\n" +
+	" \x01(\rR\vfinalPieces\x12\x1c\n" +
+	"\treplaying\x18\v \x01(\bR\treplaying\"\xc5\x01\n" +
 	"\x06Limits\x12!\n" +
 	"\fmemory_bytes\x18\x01 \x01(\x04R\vmemoryBytes\x12\x1c\n" +
 	"\tprocesses\x18\x02 \x01(\x04R\tprocesses\x12\x1d\n" +
@@ -6011,11 +6357,24 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12.\n" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04life\x18\x04 \x01(\x04R\x04life\x12\x14\n" +
-	"\x05nonce\x18\x05 \x01(\x04R\x05nonce\"a\n" +
+	"\x05nonce\x18\x05 \x01(\x04R\x05nonce\"\xaa\x02\n" +
 	"\aJobLogs\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12)\n" +
-	"\x05lines\x18\x03 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\"\xc6\x02\n" +
+	"\x05lines\x18\x03 \x03(\v2\x13.outpost.v1.LogLineR\x05lines\x12\x1d\n" +
+	"\n" +
+	"first_line\x18\x04 \x01(\x04R\tfirstLine\x12\x1d\n" +
+	"\n" +
+	"first_byte\x18\x05 \x01(\x04R\tfirstByte\x12\x12\n" +
+	"\x04tail\x18\x06 \x01(\bR\x04tail\x12\x1f\n" +
+	"\vfinal_piece\x18\a \x01(\rR\n" +
+	"finalPiece\x12\x16\n" +
+	"\x06replay\x18\b \x01(\bR\x06replay\x12\x1d\n" +
+	"\n" +
+	"skip_cause\x18\t \x01(\tR\tskipCause\x12\x1d\n" +
+	"\n" +
+	"rate_bytes\x18\n" +
+	" \x01(\x04R\trateBytes\"\xd5\x03\n" +
 	"\vJobFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x18\n" +
@@ -6025,7 +6384,12 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
 	"\x05lines\x18\a \x03(\v2\x13.outpost.v1.LogLineR\x05lines\x12*\n" +
 	"\x11peak_memory_bytes\x18\b \x01(\x04R\x0fpeakMemoryBytes\x124\n" +
-	"\bcpu_time\x18\t \x01(\v2\x19.google.protobuf.DurationR\acpuTime\"\x97\x02\n" +
+	"\bcpu_time\x18\t \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x120\n" +
+	"\tfinal_log\x18\n" +
+	" \x03(\v2\x13.outpost.v1.JobLogsR\bfinalLog\x12!\n" +
+	"\ffinal_pieces\x18\v \x01(\rR\vfinalPieces\x12\x1b\n" +
+	"\ttail_line\x18\f \x01(\x04R\btailLine\x12\x1b\n" +
+	"\ttail_byte\x18\r \x01(\x04R\btailByte\"\x97\x02\n" +
 	"\rRunnerMessage\x122\n" +
 	"\bregister\x18\x01 \x01(\v2\x14.outpost.v1.RegisterH\x00R\bregister\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.outpost.v1.HeartbeatH\x00R\theartbeat\x122\n" +
@@ -6255,250 +6619,253 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 93)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
 	(*Job)(nil),                       // 2: outpost.v1.Job
 	(*LogLine)(nil),                   // 3: outpost.v1.LogLine
 	(*LogChunk)(nil),                  // 4: outpost.v1.LogChunk
-	(*Limits)(nil),                    // 5: outpost.v1.Limits
-	(*RunnerProfile)(nil),             // 6: outpost.v1.RunnerProfile
-	(*Project)(nil),                   // 7: outpost.v1.Project
-	(*Runner)(nil),                    // 8: outpost.v1.Runner
-	(*RunnerToken)(nil),               // 9: outpost.v1.RunnerToken
-	(*SubmitJobRequest)(nil),          // 10: outpost.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),         // 11: outpost.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),             // 12: outpost.v1.GetJobRequest
-	(*GetJobResponse)(nil),            // 13: outpost.v1.GetJobResponse
-	(*ListJobsRequest)(nil),           // 14: outpost.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 15: outpost.v1.ListJobsResponse
-	(*DeleteJobRequest)(nil),          // 16: outpost.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),         // 17: outpost.v1.DeleteJobResponse
-	(*PinJobRequest)(nil),             // 18: outpost.v1.PinJobRequest
-	(*PinJobResponse)(nil),            // 19: outpost.v1.PinJobResponse
-	(*GarbageCollectRequest)(nil),     // 20: outpost.v1.GarbageCollectRequest
-	(*GarbageCollectResponse)(nil),    // 21: outpost.v1.GarbageCollectResponse
-	(*CancelJobRequest)(nil),          // 22: outpost.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),         // 23: outpost.v1.CancelJobResponse
-	(*ReadLogsRequest)(nil),           // 24: outpost.v1.ReadLogsRequest
-	(*ReadLogsResponse)(nil),          // 25: outpost.v1.ReadLogsResponse
-	(*RetryJobRequest)(nil),           // 26: outpost.v1.RetryJobRequest
-	(*RetryJobResponse)(nil),          // 27: outpost.v1.RetryJobResponse
-	(*RunningJob)(nil),                // 28: outpost.v1.RunningJob
-	(*Register)(nil),                  // 29: outpost.v1.Register
-	(*Heartbeat)(nil),                 // 30: outpost.v1.Heartbeat
-	(*JobStarted)(nil),                // 31: outpost.v1.JobStarted
-	(*JobLogs)(nil),                   // 32: outpost.v1.JobLogs
-	(*JobFinished)(nil),               // 33: outpost.v1.JobFinished
-	(*RunnerMessage)(nil),             // 34: outpost.v1.RunnerMessage
-	(*Registered)(nil),                // 35: outpost.v1.Registered
-	(*Assign)(nil),                    // 36: outpost.v1.Assign
-	(*CancelAssigned)(nil),            // 37: outpost.v1.CancelAssigned
-	(*Ack)(nil),                       // 38: outpost.v1.Ack
-	(*HeartbeatAck)(nil),              // 39: outpost.v1.HeartbeatAck
-	(*ServerMessage)(nil),             // 40: outpost.v1.ServerMessage
-	(*ListRunnersRequest)(nil),        // 41: outpost.v1.ListRunnersRequest
-	(*ListRunnersResponse)(nil),       // 42: outpost.v1.ListRunnersResponse
-	(*GetRunnerRequest)(nil),          // 43: outpost.v1.GetRunnerRequest
-	(*GetRunnerResponse)(nil),         // 44: outpost.v1.GetRunnerResponse
-	(*RunnerActionRequest)(nil),       // 45: outpost.v1.RunnerActionRequest
-	(*RunnerActionResponse)(nil),      // 46: outpost.v1.RunnerActionResponse
-	(*CreateRunnerTokenRequest)(nil),  // 47: outpost.v1.CreateRunnerTokenRequest
-	(*CreateRunnerTokenResponse)(nil), // 48: outpost.v1.CreateRunnerTokenResponse
-	(*StatusRequest)(nil),             // 49: outpost.v1.StatusRequest
-	(*StatusResponse)(nil),            // 50: outpost.v1.StatusResponse
-	(*MembersRequest)(nil),            // 51: outpost.v1.MembersRequest
-	(*Member)(nil),                    // 52: outpost.v1.Member
-	(*MembersResponse)(nil),           // 53: outpost.v1.MembersResponse
-	(*RaftPeersRequest)(nil),          // 54: outpost.v1.RaftPeersRequest
-	(*RaftPeer)(nil),                  // 55: outpost.v1.RaftPeer
-	(*RaftPeersResponse)(nil),         // 56: outpost.v1.RaftPeersResponse
-	(*RemovePeerRequest)(nil),         // 57: outpost.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),        // 58: outpost.v1.RemovePeerResponse
-	(*ApplyRequest)(nil),              // 59: outpost.v1.ApplyRequest
-	(*ApplyResponse)(nil),             // 60: outpost.v1.ApplyResponse
-	(*ReportError)(nil),               // 61: outpost.v1.ReportError
-	(*ReadIndexRequest)(nil),          // 62: outpost.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),         // 63: outpost.v1.ReadIndexResponse
-	(*RunnerHeartbeatsRequest)(nil),   // 64: outpost.v1.RunnerHeartbeatsRequest
-	(*RunnerHeartbeatsResponse)(nil),  // 65: outpost.v1.RunnerHeartbeatsResponse
-	(*SetProfileRequest)(nil),         // 66: outpost.v1.SetProfileRequest
-	(*SetProfileResponse)(nil),        // 67: outpost.v1.SetProfileResponse
-	(*ListProfilesRequest)(nil),       // 68: outpost.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),      // 69: outpost.v1.ListProfilesResponse
-	(*GetProfileRequest)(nil),         // 70: outpost.v1.GetProfileRequest
-	(*GetProfileResponse)(nil),        // 71: outpost.v1.GetProfileResponse
-	(*DeleteProfileRequest)(nil),      // 72: outpost.v1.DeleteProfileRequest
-	(*DeleteProfileResponse)(nil),     // 73: outpost.v1.DeleteProfileResponse
-	(*ApplyProjectRequest)(nil),       // 74: outpost.v1.ApplyProjectRequest
-	(*ApplyProjectResponse)(nil),      // 75: outpost.v1.ApplyProjectResponse
-	(*ListProjectsRequest)(nil),       // 76: outpost.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),      // 77: outpost.v1.ListProjectsResponse
-	(*GetProjectRequest)(nil),         // 78: outpost.v1.GetProjectRequest
-	(*GetProjectResponse)(nil),        // 79: outpost.v1.GetProjectResponse
-	(*DeleteProjectRequest)(nil),      // 80: outpost.v1.DeleteProjectRequest
-	(*DeleteProjectResponse)(nil),     // 81: outpost.v1.DeleteProjectResponse
-	nil,                               // 82: outpost.v1.Step.EnvEntry
-	nil,                               // 83: outpost.v1.Job.VariablesEntry
-	nil,                               // 84: outpost.v1.Job.EnvEntry
-	nil,                               // 85: outpost.v1.Job.TargetLabelsEntry
-	nil,                               // 86: outpost.v1.RunnerProfile.TargetLabelsEntry
-	nil,                               // 87: outpost.v1.RunnerProfile.EnvEntry
-	nil,                               // 88: outpost.v1.Runner.LabelsEntry
-	nil,                               // 89: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                               // 90: outpost.v1.Register.LabelsEntry
-	nil,                               // 91: outpost.v1.StatusResponse.EntriesAppliedEntry
-	nil,                               // 92: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 93: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 94: google.protobuf.Timestamp
+	(*AttemptLog)(nil),                // 5: outpost.v1.AttemptLog
+	(*Limits)(nil),                    // 6: outpost.v1.Limits
+	(*RunnerProfile)(nil),             // 7: outpost.v1.RunnerProfile
+	(*Project)(nil),                   // 8: outpost.v1.Project
+	(*Runner)(nil),                    // 9: outpost.v1.Runner
+	(*RunnerToken)(nil),               // 10: outpost.v1.RunnerToken
+	(*SubmitJobRequest)(nil),          // 11: outpost.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),         // 12: outpost.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),             // 13: outpost.v1.GetJobRequest
+	(*GetJobResponse)(nil),            // 14: outpost.v1.GetJobResponse
+	(*ListJobsRequest)(nil),           // 15: outpost.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 16: outpost.v1.ListJobsResponse
+	(*DeleteJobRequest)(nil),          // 17: outpost.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),         // 18: outpost.v1.DeleteJobResponse
+	(*PinJobRequest)(nil),             // 19: outpost.v1.PinJobRequest
+	(*PinJobResponse)(nil),            // 20: outpost.v1.PinJobResponse
+	(*GarbageCollectRequest)(nil),     // 21: outpost.v1.GarbageCollectRequest
+	(*GarbageCollectResponse)(nil),    // 22: outpost.v1.GarbageCollectResponse
+	(*CancelJobRequest)(nil),          // 23: outpost.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),         // 24: outpost.v1.CancelJobResponse
+	(*ReadLogsRequest)(nil),           // 25: outpost.v1.ReadLogsRequest
+	(*ReadLogsResponse)(nil),          // 26: outpost.v1.ReadLogsResponse
+	(*RetryJobRequest)(nil),           // 27: outpost.v1.RetryJobRequest
+	(*RetryJobResponse)(nil),          // 28: outpost.v1.RetryJobResponse
+	(*RunningJob)(nil),                // 29: outpost.v1.RunningJob
+	(*Register)(nil),                  // 30: outpost.v1.Register
+	(*Heartbeat)(nil),                 // 31: outpost.v1.Heartbeat
+	(*JobStarted)(nil),                // 32: outpost.v1.JobStarted
+	(*JobLogs)(nil),                   // 33: outpost.v1.JobLogs
+	(*JobFinished)(nil),               // 34: outpost.v1.JobFinished
+	(*RunnerMessage)(nil),             // 35: outpost.v1.RunnerMessage
+	(*Registered)(nil),                // 36: outpost.v1.Registered
+	(*Assign)(nil),                    // 37: outpost.v1.Assign
+	(*CancelAssigned)(nil),            // 38: outpost.v1.CancelAssigned
+	(*Ack)(nil),                       // 39: outpost.v1.Ack
+	(*HeartbeatAck)(nil),              // 40: outpost.v1.HeartbeatAck
+	(*ServerMessage)(nil),             // 41: outpost.v1.ServerMessage
+	(*ListRunnersRequest)(nil),        // 42: outpost.v1.ListRunnersRequest
+	(*ListRunnersResponse)(nil),       // 43: outpost.v1.ListRunnersResponse
+	(*GetRunnerRequest)(nil),          // 44: outpost.v1.GetRunnerRequest
+	(*GetRunnerResponse)(nil),         // 45: outpost.v1.GetRunnerResponse
+	(*RunnerActionRequest)(nil),       // 46: outpost.v1.RunnerActionRequest
+	(*RunnerActionResponse)(nil),      // 47: outpost.v1.RunnerActionResponse
+	(*CreateRunnerTokenRequest)(nil),  // 48: outpost.v1.CreateRunnerTokenRequest
+	(*CreateRunnerTokenResponse)(nil), // 49: outpost.v1.CreateRunnerTokenResponse
+	(*StatusRequest)(nil),             // 50: outpost.v1.StatusRequest
+	(*StatusResponse)(nil),            // 51: outpost.v1.StatusResponse
+	(*MembersRequest)(nil),            // 52: outpost.v1.MembersRequest
+	(*Member)(nil),                    // 53: outpost.v1.Member
+	(*MembersResponse)(nil),           // 54: outpost.v1.MembersResponse
+	(*RaftPeersRequest)(nil),          // 55: outpost.v1.RaftPeersRequest
+	(*RaftPeer)(nil),                  // 56: outpost.v1.RaftPeer
+	(*RaftPeersResponse)(nil),         // 57: outpost.v1.RaftPeersResponse
+	(*RemovePeerRequest)(nil),         // 58: outpost.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),        // 59: outpost.v1.RemovePeerResponse
+	(*ApplyRequest)(nil),              // 60: outpost.v1.ApplyRequest
+	(*ApplyResponse)(nil),             // 61: outpost.v1.ApplyResponse
+	(*ReportError)(nil),               // 62: outpost.v1.ReportError
+	(*ReadIndexRequest)(nil),          // 63: outpost.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),         // 64: outpost.v1.ReadIndexResponse
+	(*RunnerHeartbeatsRequest)(nil),   // 65: outpost.v1.RunnerHeartbeatsRequest
+	(*RunnerHeartbeatsResponse)(nil),  // 66: outpost.v1.RunnerHeartbeatsResponse
+	(*SetProfileRequest)(nil),         // 67: outpost.v1.SetProfileRequest
+	(*SetProfileResponse)(nil),        // 68: outpost.v1.SetProfileResponse
+	(*ListProfilesRequest)(nil),       // 69: outpost.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),      // 70: outpost.v1.ListProfilesResponse
+	(*GetProfileRequest)(nil),         // 71: outpost.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),        // 72: outpost.v1.GetProfileResponse
+	(*DeleteProfileRequest)(nil),      // 73: outpost.v1.DeleteProfileRequest
+	(*DeleteProfileResponse)(nil),     // 74: outpost.v1.DeleteProfileResponse
+	(*ApplyProjectRequest)(nil),       // 75: outpost.v1.ApplyProjectRequest
+	(*ApplyProjectResponse)(nil),      // 76: outpost.v1.ApplyProjectResponse
+	(*ListProjectsRequest)(nil),       // 77: outpost.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),      // 78: outpost.v1.ListProjectsResponse
+	(*GetProjectRequest)(nil),         // 79: outpost.v1.GetProjectRequest
+	(*GetProjectResponse)(nil),        // 80: outpost.v1.GetProjectResponse
+	(*DeleteProjectRequest)(nil),      // 81: outpost.v1.DeleteProjectRequest
+	(*DeleteProjectResponse)(nil),     // 82: outpost.v1.DeleteProjectResponse
+	nil,                               // 83: outpost.v1.Step.EnvEntry
+	nil,                               // 84: outpost.v1.Job.VariablesEntry
+	nil,                               // 85: outpost.v1.Job.EnvEntry
+	nil,                               // 86: outpost.v1.Job.TargetLabelsEntry
+	nil,                               // 87: outpost.v1.RunnerProfile.TargetLabelsEntry
+	nil,                               // 88: outpost.v1.RunnerProfile.EnvEntry
+	nil,                               // 89: outpost.v1.Runner.LabelsEntry
+	nil,                               // 90: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 91: outpost.v1.Register.LabelsEntry
+	nil,                               // 92: outpost.v1.StatusResponse.EntriesAppliedEntry
+	nil,                               // 93: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 94: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 95: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	82,  // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	93,  // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	93,  // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	83,  // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	83,  // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	94,  // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	94,  // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	84,  // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,   // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	84,  // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	93,  // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	93,  // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	85,  // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	94,  // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	94,  // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,   // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	85,  // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
-	5,   // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
-	93,  // 11: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
-	94,  // 12: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	94,  // 13: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	94,  // 14: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	94,  // 15: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	94,  // 16: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	94,  // 17: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	94,  // 18: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
-	94,  // 19: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	3,   // 20: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	86,  // 21: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
-	87,  // 22: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
-	5,   // 23: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
-	88,  // 24: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	94,  // 25: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	94,  // 26: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	94,  // 27: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	94,  // 28: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
-	89,  // 29: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
-	2,   // 30: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	93,  // 31: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
-	2,   // 32: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
-	94,  // 33: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
-	94,  // 34: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
-	2,   // 35: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
-	2,   // 36: outpost.v1.PinJobResponse.job:type_name -> outpost.v1.Job
-	93,  // 37: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
-	2,   // 38: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
-	4,   // 39: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
-	2,   // 40: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
-	90,  // 41: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
-	28,  // 42: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
-	28,  // 43: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
-	28,  // 44: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	28,  // 45: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
-	94,  // 46: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
-	3,   // 47: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	94,  // 48: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
-	3,   // 49: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	93,  // 50: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
-	29,  // 51: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
-	30,  // 52: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
-	31,  // 53: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
-	32,  // 54: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
-	33,  // 55: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	93,  // 56: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	93,  // 57: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
-	2,   // 58: outpost.v1.Assign.job:type_name -> outpost.v1.Job
-	35,  // 59: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
-	36,  // 60: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
-	37,  // 61: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
-	38,  // 62: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	39,  // 63: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
-	8,   // 64: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
-	8,   // 65: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
-	2,   // 66: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
-	8,   // 67: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	93,  // 68: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	9,   // 69: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	91,  // 70: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
-	92,  // 71: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	52,  // 72: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	55,  // 73: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	61,  // 74: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
-	6,   // 75: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
-	6,   // 76: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,   // 77: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	6,   // 78: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
-	7,   // 79: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
-	7,   // 80: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
-	7,   // 81: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
-	10,  // 82: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	26,  // 83: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	12,  // 84: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	14,  // 85: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	22,  // 86: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	24,  // 87: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	16,  // 88: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
-	18,  // 89: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
-	20,  // 90: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
-	34,  // 91: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	41,  // 92: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	43,  // 93: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	45,  // 94: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	47,  // 95: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	49,  // 96: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	51,  // 97: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	54,  // 98: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	57,  // 99: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	59,  // 100: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	62,  // 101: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	64,  // 102: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	66,  // 103: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	68,  // 104: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	70,  // 105: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	72,  // 106: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	74,  // 107: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	76,  // 108: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	78,  // 109: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	80,  // 110: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	11,  // 111: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	27,  // 112: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	13,  // 113: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	15,  // 114: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	23,  // 115: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	25,  // 116: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	17,  // 117: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
-	19,  // 118: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
-	21,  // 119: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
-	40,  // 120: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	42,  // 121: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	44,  // 122: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	46,  // 123: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	48,  // 124: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	50,  // 125: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	53,  // 126: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	56,  // 127: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	58,  // 128: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	60,  // 129: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	63,  // 130: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	65,  // 131: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	67,  // 132: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	69,  // 133: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	71,  // 134: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	73,  // 135: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	75,  // 136: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	77,  // 137: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	79,  // 138: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	81,  // 139: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	111, // [111:140] is the sub-list for method output_type
-	82,  // [82:111] is the sub-list for method input_type
-	82,  // [82:82] is the sub-list for extension type_name
-	82,  // [82:82] is the sub-list for extension extendee
-	0,   // [0:82] is the sub-list for field type_name
+	86,  // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
+	6,   // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
+	5,   // 11: outpost.v1.Job.attempt_log:type_name -> outpost.v1.AttemptLog
+	94,  // 12: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
+	95,  // 13: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	95,  // 14: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	95,  // 15: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	95,  // 16: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	95,  // 17: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	95,  // 18: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	95,  // 19: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
+	95,  // 20: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	3,   // 21: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
+	87,  // 22: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
+	88,  // 23: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
+	6,   // 24: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
+	89,  // 25: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	95,  // 26: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	95,  // 27: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	95,  // 28: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	95,  // 29: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	90,  // 30: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	2,   // 31: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
+	94,  // 32: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	2,   // 33: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
+	95,  // 34: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
+	95,  // 35: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
+	2,   // 36: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
+	2,   // 37: outpost.v1.PinJobResponse.job:type_name -> outpost.v1.Job
+	94,  // 38: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
+	2,   // 39: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
+	4,   // 40: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
+	2,   // 41: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
+	91,  // 42: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	29,  // 43: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
+	29,  // 44: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
+	29,  // 45: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
+	29,  // 46: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
+	95,  // 47: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	3,   // 48: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
+	95,  // 49: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	3,   // 50: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
+	94,  // 51: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
+	33,  // 52: outpost.v1.JobFinished.final_log:type_name -> outpost.v1.JobLogs
+	30,  // 53: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
+	31,  // 54: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
+	32,  // 55: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
+	33,  // 56: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
+	34,  // 57: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
+	94,  // 58: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	94,  // 59: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
+	2,   // 60: outpost.v1.Assign.job:type_name -> outpost.v1.Job
+	36,  // 61: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
+	37,  // 62: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
+	38,  // 63: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
+	39,  // 64: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
+	40,  // 65: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
+	9,   // 66: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
+	9,   // 67: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
+	2,   // 68: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
+	9,   // 69: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
+	94,  // 70: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	10,  // 71: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
+	92,  // 72: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
+	93,  // 73: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	53,  // 74: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	56,  // 75: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	62,  // 76: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
+	7,   // 77: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	7,   // 78: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	7,   // 79: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	7,   // 80: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	8,   // 81: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	8,   // 82: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	8,   // 83: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	11,  // 84: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	27,  // 85: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	13,  // 86: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	15,  // 87: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	23,  // 88: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	25,  // 89: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	17,  // 90: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
+	19,  // 91: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
+	21,  // 92: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
+	35,  // 93: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	42,  // 94: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	44,  // 95: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	46,  // 96: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	48,  // 97: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	50,  // 98: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	52,  // 99: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	55,  // 100: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	58,  // 101: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	60,  // 102: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	63,  // 103: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	65,  // 104: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	67,  // 105: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	69,  // 106: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	71,  // 107: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	73,  // 108: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	75,  // 109: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	77,  // 110: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	79,  // 111: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	81,  // 112: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	12,  // 113: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	28,  // 114: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	14,  // 115: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	16,  // 116: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	24,  // 117: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	26,  // 118: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	18,  // 119: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
+	20,  // 120: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
+	22,  // 121: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
+	41,  // 122: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	43,  // 123: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	45,  // 124: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	47,  // 125: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	49,  // 126: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	51,  // 127: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	54,  // 128: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	57,  // 129: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	59,  // 130: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	61,  // 131: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	64,  // 132: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	66,  // 133: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	68,  // 134: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	70,  // 135: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	72,  // 136: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	74,  // 137: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	76,  // 138: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	78,  // 139: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	80,  // 140: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	82,  // 141: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	113, // [113:142] is the sub-list for method output_type
+	84,  // [84:113] is the sub-list for method input_type
+	84,  // [84:84] is the sub-list for extension type_name
+	84,  // [84:84] is the sub-list for extension extendee
+	0,   // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -6506,14 +6873,14 @@ func file_outpost_v1_outpost_proto_init() {
 	if File_outpost_v1_outpost_proto != nil {
 		return
 	}
-	file_outpost_v1_outpost_proto_msgTypes[34].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[35].OneofWrappers = []any{
 		(*RunnerMessage_Register)(nil),
 		(*RunnerMessage_Heartbeat)(nil),
 		(*RunnerMessage_Started)(nil),
 		(*RunnerMessage_Logs)(nil),
 		(*RunnerMessage_Finished)(nil),
 	}
-	file_outpost_v1_outpost_proto_msgTypes[40].OneofWrappers = []any{
+	file_outpost_v1_outpost_proto_msgTypes[41].OneofWrappers = []any{
 		(*ServerMessage_Registered)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -6526,7 +6893,7 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   93,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   6,
 		},
