@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -9,19 +10,32 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/internal/logcap"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
 // A batch of reports committed as one log entry holds at most this many
-// reports and about this many bytes: entries stay quick to replicate and
-// well under the size a forwarding server may send the leader.
+// reports and about this many bytes: entries stay quick to replicate, at
+// half of what Raft suggests for an entry (raft.SuggestedMaxDataSize,
+// 512 KiB: larger entries delay the heartbeats sent behind them), and the
+// Raft directory's size per entry, which bounds it (see agent/raftlog.go),
+// stays small.
 const (
 	maxReportBatch      = 256
-	maxReportBatchBytes = 2 << 20
+	maxReportBatchBytes = 256 << 10
+	// maxReportBytes is the largest single report a server takes: a batch
+	// of one stays within the batch's bytes. Runners send log pieces of
+	// about a quarter of it; a runner's lines that do not number lines are
+	// split to fit instead (see splitReport).
+	maxReportBytes = maxReportBatchBytes
 	// maxOutstandingReports bounds the reports one stream may have waiting
 	// for their commit, so a runner that stops reading its acks stalls
-	// only itself.
+	// only itself; maxOutstandingBytes bounds their bytes, so a chatty
+	// runner holds at most that much of a server's memory. It must take
+	// an attempt's whole final log (logcap.MaxBytes, in pieces) without a
+	// wait on each piece.
 	maxOutstandingReports = 4 * maxReportBatch
+	maxOutstandingBytes   = 8 << 20
 	// reportQueue is how many reports of all streams may wait for the
 	// next batch. A stream whose report cannot be queued stops reading,
 	// heartbeats included, so the queue is sized for a large fleet each
@@ -123,3 +137,91 @@ func (rb *reportBatcher) commit(batch []reportItem) {
 
 // reportSize is what a report counts against a batch's byte budget.
 func reportSize(m *pb.RunnerMessage) int { return proto.Size(m) }
+
+// splitReport returns the reports m is recorded as. A report of lines from
+// a runner that does not number them (a log report, or a result carrying
+// its last lines) that is too large for one entry becomes log reports of
+// those lines, in order, followed by the rest of the report without them;
+// their order on the stream keeps them in order in the log. Other reports
+// are recorded as they are.
+func splitReport(m *pb.RunnerMessage, size int) []*pb.RunnerMessage {
+	if size <= maxReportBytes {
+		return []*pb.RunnerMessage{m}
+	}
+	var jobID string
+	var lease uint64
+	var lines []*pb.LogLine
+	var rest *pb.RunnerMessage
+	switch r := m.Msg.(type) {
+	case *pb.RunnerMessage_Logs:
+		if r.Logs.FirstLine != 0 || r.Logs.FinalPiece != 0 {
+			return []*pb.RunnerMessage{m}
+		}
+		jobID, lease, lines = r.Logs.JobId, r.Logs.Lease, r.Logs.Lines
+	case *pb.RunnerMessage_Finished:
+		if len(r.Finished.Lines) == 0 {
+			return []*pb.RunnerMessage{m}
+		}
+		f := proto.Clone(r.Finished).(*pb.JobFinished)
+		jobID, lease, lines, f.Lines = f.JobId, f.Lease, f.Lines, nil
+		rest = &pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: f}}
+	default:
+		return []*pb.RunnerMessage{m}
+	}
+	var out []*pb.RunnerMessage
+	for len(lines) > 0 {
+		n, size := 0, 0
+		for n < len(lines) && (n == 0 || size+logcap.LineSize(lines[n]) <= maxReportBytes/2) {
+			size += logcap.LineSize(lines[n])
+			n++
+		}
+		out = append(out, &pb.RunnerMessage{Msg: &pb.RunnerMessage_Logs{Logs: &pb.JobLogs{JobId: jobID, Lease: lease, Lines: lines[:n]}}})
+		lines = lines[n:]
+	}
+	if rest != nil {
+		out = append(out, rest)
+	}
+	return out
+}
+
+// byteBudget bounds the bytes of reports one stream has waiting for their
+// commit. take waits while they would pass the budget; give returns them.
+type byteBudget struct {
+	mu    sync.Mutex
+	free  int
+	total int
+	wake  chan struct{} // closed when bytes are given back
+}
+
+func newByteBudget(total int) *byteBudget {
+	return &byteBudget{free: total, total: total, wake: make(chan struct{})}
+}
+
+// take waits for n bytes (at most the whole budget) and returns how many
+// it took, for give.
+func (b *byteBudget) take(ctx context.Context, n int) (int, error) {
+	n = min(n, b.total)
+	for {
+		b.mu.Lock()
+		if b.free >= n {
+			b.free -= n
+			b.mu.Unlock()
+			return n, nil
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+func (b *byteBudget) give(n int) {
+	b.mu.Lock()
+	b.free += n
+	close(b.wake)
+	b.wake = make(chan struct{})
+	b.mu.Unlock()
+}

@@ -106,3 +106,65 @@ func TestReportBatcherGroupsStreamsInOrder(t *testing.T) {
 		t.Errorf("report of a failed commit: %s %v, want an error", o.id, o.err)
 	}
 }
+
+// A result or log report from a runner that does not number lines, too
+// large for one entry, is recorded as log reports of its lines, in order,
+// then the result; anything else goes as it is.
+func TestSplitReportKeepsEntriesSmall(t *testing.T) {
+	var lines []*pb.LogLine
+	for i := range 3000 {
+		lines = append(lines, &pb.LogLine{Stream: "stdout", Data: fmt.Appendf(nil, "%0300d", i)})
+	}
+	fin := &pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: &pb.JobFinished{JobId: "j-1", Lease: 4, Outcome: "succeeded", Lines: lines}}}
+	parts := splitReport(fin, reportSize(fin))
+	if len(parts) < 4 {
+		t.Fatalf("a %d byte result became %d reports", reportSize(fin), len(parts))
+	}
+	n := 0
+	for i, p := range parts {
+		if s := reportSize(p); s > maxReportBytes {
+			t.Errorf("part %d is %d bytes", i, s)
+		}
+		if i == len(parts)-1 {
+			if f := p.GetFinished(); f == nil || len(f.Lines) != 0 || f.Outcome != "succeeded" {
+				t.Fatalf("last part is %v, want the result without its lines", p)
+			}
+			continue
+		}
+		for _, l := range p.GetLogs().GetLines() {
+			if string(l.Data) != fmt.Sprintf("%0300d", n) {
+				t.Fatalf("line %d out of order: %.20s", n, l.Data)
+			}
+			n++
+		}
+	}
+	if n != len(lines) || len(fin.GetFinished().Lines) != len(lines) {
+		t.Errorf("%d of %d lines went as log reports; the original has %d", n, len(lines), len(fin.GetFinished().Lines))
+	}
+	numbered := &pb.RunnerMessage{Msg: &pb.RunnerMessage_Logs{Logs: &pb.JobLogs{JobId: "j-1", Lease: 4, FirstLine: 1, Lines: lines}}}
+	if got := splitReport(numbered, reportSize(numbered)); len(got) != 1 {
+		t.Errorf("a numbered report was split in %d", len(got))
+	}
+}
+
+func TestByteBudgetWaitsForRoom(t *testing.T) {
+	b := newByteBudget(100)
+	if n, err := b.take(context.Background(), 1000); err != nil || n != 100 {
+		t.Fatalf("take more than the budget: %d, %v", n, err)
+	}
+	got := make(chan int)
+	go func() {
+		n, _ := b.take(context.Background(), 60)
+		got <- n
+	}()
+	b.give(50)
+	b.give(50)
+	if n := <-got; n != 60 {
+		t.Fatalf("took %d", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.take(ctx, 50); err == nil {
+		t.Fatal("a take past the budget returned for a canceled context")
+	}
+}

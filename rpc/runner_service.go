@@ -111,6 +111,7 @@ func (s *RunnerService) Connect(ctx context.Context, stream *connect.BidiStream[
 		id:     runner.Id,
 		stream: stream,
 		logger: s.logger.With("runner", runner.Id),
+		budget: newByteBudget(maxOutstandingBytes),
 	}
 	defer c.end()
 	if err := c.sendRegistered(runner); err != nil {
@@ -141,6 +142,8 @@ type runnerConn struct {
 	id     string
 	stream *connect.BidiStream[pb.RunnerMessage, pb.ServerMessage]
 	logger hclog.Logger
+	// budget bounds the bytes of this stream's reports waiting to commit.
+	budget *byteBudget
 
 	sendMu sync.Mutex
 	// servers is the server list the runner was last sent (guarded by
@@ -327,10 +330,49 @@ func (c *runnerConn) receive(ctx context.Context) error {
 			done(err)
 			continue
 		}
-		if err := c.svc.reports.add(ctx, reportItem{msg: msg, size: reportSize(msg), done: done}); err != nil {
+		size := reportSize(msg)
+		parts := splitReport(msg, size)
+		if len(parts) == 1 && size > maxReportBytes {
+			done(invalid("%s report: %d bytes is over the %d a server records at once", reportKind(msg), size, maxReportBytes))
+			continue
+		}
+		if err := c.queue(ctx, parts, size, results); err != nil {
 			return err
 		}
 	}
+}
+
+// queue hands the parts of one report to the batcher, in order, once the
+// stream's byte budget has room for each; the last part's outcome is the
+// report's. Waiting for room stops this stream's reading, heartbeats
+// included, which is why runners bound what they send (per job, a rate).
+func (c *runnerConn) queue(ctx context.Context, parts []*pb.RunnerMessage, size int, results chan<- reportResult) error {
+	for i, part := range parts {
+		if len(parts) > 1 {
+			size = reportSize(part)
+		}
+		took, err := c.budget.take(ctx, size)
+		if err != nil {
+			return err
+		}
+		done := func(err error) {
+			c.budget.give(took)
+			if err != nil {
+				c.logger.Debug("could not record part of a runner report", "kind", reportKind(part), "error", err)
+			}
+		}
+		if i == len(parts)-1 {
+			done = func(err error) {
+				c.budget.give(took)
+				results <- reportResult{msg: part, err: err}
+			}
+		}
+		if err := c.svc.reports.add(ctx, reportItem{msg: part, size: size, done: done}); err != nil {
+			c.budget.give(took)
+			return err
+		}
+	}
+	return nil
 }
 
 type reportResult struct {
@@ -358,7 +400,7 @@ func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, 
 		if r.err != nil {
 			ack.Error = r.err.Error()
 			ack.Stale = errors.Is(r.err, state.ErrStaleLease) || errors.Is(r.err, state.ErrNotFound)
-			ack.Invalid = connect.CodeOf(r.err) == connect.CodeInvalidArgument
+			ack.Invalid = connect.CodeOf(r.err) == connect.CodeInvalidArgument || errors.Is(r.err, state.ErrInvalid)
 			if !ack.Stale {
 				c.logger.Warn("could not record runner report", "kind", kind, "job", jobID, "error", r.err)
 			}
