@@ -20,29 +20,10 @@ import (
 	"github.com/outpost-run/outpost/runner/executor"
 )
 
-// Log lines are shipped in batches: often enough that `job logs -f` feels
-// live, rarely enough that a chatty job does not cost a Raft entry per line.
-// A batch stays well under the 4 MiB a server accepts in one message.
-const (
-	logFlushEvery = 200 * time.Millisecond
-	logFlushLines = 512
-	logFlushBytes = 256 << 10
-	// maxPendingLogBytes bounds the lines a job keeps while no server is
-	// reachable (and so what its result carries): older lines are dropped
-	// and a marker says how many.
-	maxPendingLogBytes = 1 << 20
-	// lineOverhead is what a line costs encoded beyond its strings: the
-	// timestamp, field tags and length prefixes, rounded up. Counting
-	// text alone let a result of a million one-byte lines grow past the
-	// size a server accepts, to be resent forever.
-	lineOverhead = 32
-)
-
-// lineSize is a line's cost against the byte limits: at least its
-// encoded size.
-func lineSize(l *pb.LogLine) int {
-	return len(l.Data) + len(l.Step) + len(l.Stream) + lineOverhead
-}
+// logFlushEvery is how often live log lines are sent: often enough that
+// `job logs -f` feels live, rarely enough that a chatty job does not cost
+// a report per line. What is sent is bounded by the job's log rate.
+const logFlushEvery = 200 * time.Millisecond
 
 // execution is one attempt of one job on this runner.
 type execution struct {
@@ -64,10 +45,11 @@ type execution struct {
 	running bool
 	epoch   uint64
 	fenced  bool
-	lines   []*pb.LogLine
-	bytes   int
-	dropped int
-	kick    chan struct{}
+
+	// log shapes the attempt's output into its log; kick wakes the
+	// sender when enough waits.
+	log  *jobLog
+	kick chan struct{}
 }
 
 // stop cancels the attempt; cause, if not nil, says why.
@@ -129,7 +111,7 @@ func (r *Runner) start(job *pb.Job) {
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	e := &execution{key: key, job: job, ctx: ctx, cancel: cancel, prev: prev, done: make(chan struct{}),
-		started: make(chan *pb.Ack, 1), kick: make(chan struct{}, 1)}
+		started: make(chan *pb.Ack, 1), log: newJobLog(r.cfg.Logs), kick: make(chan struct{}, 1)}
 	r.jobs[key] = e
 	r.jobsChanged()
 	r.wg.Add(1)
@@ -294,9 +276,9 @@ func (r *Runner) execute(e *execution) {
 		cleanup()
 	}
 
-	// What is left rides with the result, at most maxPendingLogBytes; the
-	// outbox keeps it with the result.
-	rest := e.take(maxPendingLogBytes)
+	// What the servers lack of the log goes ahead of the result, in
+	// pieces; the outbox keeps them with it.
+	final := e.log.final(job.Id, job.Lease)
 	fin := &pb.JobFinished{
 		JobId:           job.Id,
 		Lease:           job.Lease,
@@ -304,8 +286,11 @@ func (r *Runner) execute(e *execution) {
 		ExitCode:        int32(res.ExitCode),
 		Reason:          strings.ToValidUTF8(res.Reason, "\uFFFD"),
 		Time:            timestamppb.Now(),
-		Lines:           rest,
 		PeakMemoryBytes: res.PeakMemoryBytes,
+		FinalLog:        final.pieces,
+		FinalPieces:     uint32(len(final.pieces)),
+		TailLine:        final.tailLine,
+		TailByte:        final.tailByte,
 	}
 	if res.CPUTime > 0 {
 		fin.CpuTime = durationpb.New(res.CPUTime)
@@ -326,9 +311,25 @@ func (r *Runner) execute(e *execution) {
 	}
 	r.forget(e)
 	logger.Debug("job finished", "outcome", fin.Outcome, "exit_code", res.ExitCode)
-	if err := r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: fin}}); err != nil {
+	if err := sendResult(r.send, fin); err != nil {
 		logger.Info("result kept in outbox until a server is reachable", "error", err)
 	}
+}
+
+// sendResult sends a result: its final log first, piece by piece, then
+// the result without it. Each piece is a message of its own, so other
+// messages (heartbeats, other jobs' reports) go between them, and none
+// holds more than a report's worth of lines.
+func sendResult(send func(*pb.RunnerMessage) error, fin *pb.JobFinished) error {
+	pieces := fin.FinalLog
+	for _, p := range pieces {
+		if err := send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Logs{Logs: p}}); err != nil {
+			return err
+		}
+	}
+	fin.FinalLog = nil
+	defer func() { fin.FinalLog = pieces }()
+	return send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: fin}})
 }
 
 // forget drops an attempt that is over from the runner's slots.
@@ -405,22 +406,9 @@ func (r *Runner) spec(job *pb.Job) executor.Spec {
 	return s
 }
 
-// add buffers one line; it must be quick, it runs on the output readers.
+// add takes one line; it must be quick, it runs on the output readers.
 func (e *execution) add(l executor.LogLine) {
-	// Bytes, not a string: a step may print anything, and a proto string
-	// holding invalid UTF-8 cannot be encoded.
-	line := &pb.LogLine{Time: timestamppb.New(l.Time), Stream: string(l.Stream), Step: l.Step, Data: []byte(l.Text)}
-	e.mu.Lock()
-	e.lines = append(e.lines, line)
-	e.bytes += lineSize(line)
-	for e.bytes > maxPendingLogBytes && len(e.lines) > 1 {
-		e.bytes -= lineSize(e.lines[0])
-		e.lines = e.lines[1:]
-		e.dropped++
-	}
-	n, size := len(e.lines), e.bytes
-	e.mu.Unlock()
-	if n >= logFlushLines || size >= logFlushBytes {
+	if e.log.add(l) {
 		select {
 		case e.kick <- struct{}{}:
 		default:
@@ -428,8 +416,8 @@ func (e *execution) add(l executor.LogLine) {
 	}
 }
 
-// flushLogs ships buffered lines until the job ends; what is left then goes
-// out with the result.
+// flushLogs sends the live log until the job ends, within the job's log
+// rate; what is left then goes ahead of the result.
 func (r *Runner) flushLogs(e *execution) {
 	t := time.NewTicker(logFlushEvery)
 	defer t.Stop()
@@ -440,47 +428,19 @@ func (r *Runner) flushLogs(e *execution) {
 		case <-t.C:
 		case <-e.kick:
 		}
-		batch := e.take(logFlushBytes)
-		if len(batch) == 0 {
-			continue
+		for {
+			s := e.log.nextLive(time.Now())
+			if s == nil {
+				break
+			}
+			s.rep.JobId, s.rep.Lease = e.job.Id, e.job.Lease
+			if err := r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Logs{Logs: s.rep}}); err != nil {
+				// Not connected: the lines stay for the next try, as far
+				// as the head and the tail hold them.
+				e.log.sendFailed()
+				break
+			}
+			e.log.sentLive(s)
 		}
-		err := r.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Logs{Logs: &pb.JobLogs{
-			JobId: e.job.Id, Lease: e.job.Lease, Lines: batch,
-		}}})
-		if err != nil {
-			// Not connected: keep the lines, in order, for the next try.
-			e.putBack(batch)
-		}
-	}
-}
-
-// take removes up to about limit bytes of the oldest buffered lines, led
-// by a marker if lines were dropped while no server was reachable.
-func (e *execution) take(limit int) []*pb.LogLine {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []*pb.LogLine
-	if e.dropped > 0 {
-		out = append(out, &pb.LogLine{Time: timestamppb.Now(), Stream: "system",
-			Data: fmt.Appendf(nil, "outpost: %d lines dropped while no server was reachable", e.dropped)})
-		e.dropped = 0
-	}
-	size, n := 0, 0
-	for n < len(e.lines) && (n == 0 || size+lineSize(e.lines[n]) <= limit) {
-		size += lineSize(e.lines[n])
-		n++
-	}
-	out = append(out, e.lines[:n]...)
-	e.lines = e.lines[n:]
-	e.bytes -= size
-	return out
-}
-
-func (e *execution) putBack(batch []*pb.LogLine) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.lines = append(batch, e.lines...)
-	for _, l := range batch {
-		e.bytes += lineSize(l)
 	}
 }

@@ -61,6 +61,8 @@ type Config struct {
 	// Containment forces how jobs' processes are contained (tests);
 	// executor.ContainmentAuto picks the best the host allows.
 	Containment executor.Containment
+	// Logs bound each attempt's log; the zero value means the defaults.
+	Logs LogLimits
 }
 
 // Runner is a running runner agent.
@@ -117,6 +119,12 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Logs == (LogLimits{}) {
+		cfg.Logs = DefaultLogLimits()
+	}
+	if err := cfg.Logs.Validate(); err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = rpc.NewHTTPClient()
@@ -417,7 +425,7 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 	// outbox, so each attempt the servers may ask about is listed.
 	seen := r.seenLease.Load()
 	running := r.running()
-	unacked, err := r.outbox.List()
+	unacked, err := r.outbox.Keys()
 	if err != nil {
 		return err
 	}
@@ -433,9 +441,7 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		Secret:    r.id.Secret,
 		Running:   running,
 	}
-	for _, f := range unacked {
-		reg.Unacked = append(reg.Unacked, &pb.RunningJob{JobId: f.JobId, Lease: f.Lease})
-	}
+	reg.Unacked = unacked
 	s := &session{server: server, stream: stream, sent: map[uint64]time.Time{}}
 	regWait := registerTimeout(r.lease.timings())
 	regTimer := time.AfterFunc(regWait, func() {
@@ -470,8 +476,8 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		stream.CloseRequest()
 	}()
 	r.registered(server, registered, changed)
-	for _, f := range unacked {
-		if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: f}}); err != nil {
+	for _, k := range unacked {
+		if err := r.resend(s, k); err != nil {
 			return causeOr(ctx, err)
 		}
 	}
@@ -596,25 +602,39 @@ func (r *Runner) resendOutbox(ctx context.Context, s *session) {
 			return
 		case <-t.C:
 		}
-		pending, err := r.outbox.List()
+		pending, err := r.outbox.Keys()
 		if err != nil {
 			r.logger.Warn("reading outbox", "error", err)
 			continue
 		}
 		next := map[string]int{}
-		for _, f := range pending {
-			key := fmt.Sprintf("%s/%d", f.JobId, f.Lease)
+		for _, k := range pending {
+			key := fmt.Sprintf("%s/%d", k.JobId, k.Lease)
 			// Send what was already waiting at the previous tick: a
 			// result sent a moment ago has its answer on the way.
 			if next[key] = seen[key] + 1; next[key] < 2 {
 				continue
 			}
-			if err := s.send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: f}}); err != nil {
+			if err := r.resend(s, k); err != nil {
 				return
 			}
 		}
 		seen = next
 	}
+}
+
+// resend sends a result from the outbox again, with its final log. Results
+// are read one at a time: each may hold a whole attempt's log.
+func (r *Runner) resend(s *session, k *pb.RunningJob) error {
+	f, err := r.outbox.Get(k.JobId, k.Lease)
+	if err != nil {
+		r.logger.Warn("reading outbox", "job", k.JobId, "error", err)
+		return nil
+	}
+	if f == nil {
+		return nil // acknowledged meanwhile
+	}
+	return sendResult(s.send, f)
 }
 
 func (r *Runner) handleAck(a *pb.Ack) {
@@ -629,8 +649,13 @@ func (r *Runner) handleAck(a *pb.Ack) {
 		return
 	case "finished":
 	default:
-		if a.Stale {
+		switch {
+		case a.Stale:
 			r.cancelJob(a.JobId, a.Lease, "lease is stale: "+a.Error)
+		case a.Invalid:
+			// Lines the servers will never take (past the log limit):
+			// they are not sent again.
+			r.logger.Warn("server refused log lines", "job", a.JobId, "error", a.Error)
 		}
 		return
 	}

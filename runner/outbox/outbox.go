@@ -271,6 +271,33 @@ func (o *Outbox) Has(jobID string, lease uint64) bool {
 	return found
 }
 
+// Get returns the stored report for this attempt, or nil if there is none.
+func (o *Outbox) Get(jobID string, lease uint64) (*pb.JobFinished, error) {
+	if !o.Has(jobID, lease) {
+		return nil, nil
+	}
+	k := key(jobID, lease)
+	var raw []byte
+	if o.db == nil {
+		o.mu.Lock()
+		raw = o.mem[string(k)]
+		o.mu.Unlock()
+	} else if err := o.db.View(func(tx *bolt.Tx) error {
+		raw = append([]byte(nil), tx.Bucket(bucket).Get(k)...)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("outbox: read %s: %w", jobID, err)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	r := &pb.JobFinished{}
+	if err := proto.Unmarshal(raw, r); err != nil {
+		return nil, fmt.Errorf("outbox: decode: %w", err)
+	}
+	return r, nil
+}
+
 // List returns every report not yet acknowledged.
 func (o *Outbox) List() ([]*pb.JobFinished, error) {
 	var out []*pb.JobFinished

@@ -398,3 +398,29 @@ func TestOutboxBadWriteFailsAlone(t *testing.T) {
 		t.Fatalf("%d puts failed (want 1); good stored: %v", failed, o.Has("good", 1))
 	}
 }
+
+// Get reads one result, its final log with it, and nothing once deleted.
+func TestOutboxGet(t *testing.T) {
+	for name, o := range map[string]*Outbox{"disk": open(t, filepath.Join(t.TempDir(), "outbox.db")), "memory": Memory()} {
+		t.Run(name, func(t *testing.T) {
+			fin := &pb.JobFinished{JobId: "j-1", Lease: 9, Outcome: "succeeded", FinalPieces: 1,
+				FinalLog: []*pb.JobLogs{{JobId: "j-1", Lease: 9, FinalPiece: 1, Lines: []*pb.LogLine{{Data: []byte("last")}}}}}
+			if err := o.Put(fin); err != nil {
+				t.Fatal(err)
+			}
+			got, err := o.Get("j-1", 9)
+			if err != nil || got == nil || string(got.FinalLog[0].Lines[0].Data) != "last" {
+				t.Fatalf("Get: %v, %v", got, err)
+			}
+			if got, err := o.Get("j-1", 8); got != nil || err != nil {
+				t.Fatalf("Get of another lease: %v, %v", got, err)
+			}
+			if err := o.Delete("j-1", 9); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := o.Get("j-1", 9); got != nil || err != nil {
+				t.Fatalf("Get after Delete: %v, %v", got, err)
+			}
+		})
+	}
+}
