@@ -146,6 +146,7 @@ func (a *Agent) startRunner() error {
 		Token:    a.cfg.RunnerToken,
 		Version:  Version,
 		Logger:   a.logger,
+		Logs:     a.cfg.RunnerLogs,
 	}
 	if a.server != nil {
 		// The runner inside a server agent talks to its own server, which

@@ -10,6 +10,7 @@ import (
 	sockaddr "github.com/hashicorp/go-sockaddr"
 
 	"github.com/outpost-run/outpost/internal/validate"
+	"github.com/outpost-run/outpost/runner"
 )
 
 // Version is the outpost version, set at build time with -ldflags.
@@ -62,11 +63,20 @@ type Config struct {
 	RunnerServers  []string
 	RunnerToken    string
 
+	// RunnerLogs bound each job attempt's log on the runner.
+	RunnerLogs runner.LogLimits
+
 	Ports             Ports
 	RaftTiming        RaftTiming
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// RaftSnapshotBytes and RaftTrailingBytes bound the Raft log in bytes:
+	// a server snapshots once its log holds both, and keeps behind a
+	// snapshot only the newest entries that fit in RaftTrailingBytes
+	// (and at most TrailingLogs). See agent/logstore.go.
+	RaftSnapshotBytes uint64
+	RaftTrailingBytes uint64
 	// RunnerTimeout is how long a runner may be silent, with no stream,
 	// before the leader hands its jobs back: the lease period. Every timer
 	// of the runner protocol derives from it (rpc.Timings).
@@ -89,6 +99,17 @@ const (
 	DefaultJobGCMaxFinished = 100_000
 )
 
+// The Raft log's bounds in bytes: 16 MiB of entries at most between
+// snapshots, plus what arrives while one is taken. raft-boltdb's file
+// never shrinks and grows in steps of up to 16 MiB, so it stays under
+// 64 MiB; see website/concepts.md, "Servers and Raft". Larger bounds
+// snapshot less often (a snapshot writes the whole state) for a larger
+// raft.db.
+const (
+	DefaultRaftSnapshotBytes = 8 << 20
+	DefaultRaftTrailingBytes = 8 << 20
+)
+
 // MinRunnerTimeout keeps the runner protocol's timers (rpc.Timings) far
 // enough apart to work.
 const MinRunnerTimeout = 2 * time.Second
@@ -108,6 +129,9 @@ func DefaultConfig() *Config {
 		SnapshotThreshold: 8192,
 		SnapshotInterval:  30 * time.Second,
 		TrailingLogs:      10240,
+		RaftSnapshotBytes: DefaultRaftSnapshotBytes,
+		RaftTrailingBytes: DefaultRaftTrailingBytes,
+		RunnerLogs:        runner.DefaultLogLimits(),
 		RunnerTimeout:     15 * time.Second,
 		StartTimeout:      5 * time.Second,
 		JobGCThreshold:    DefaultJobGCThreshold,
@@ -193,6 +217,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: runner labels: %w", err)
 		}
 		if err := validate.Capacity(int64(c.RunnerCapacity)); err != nil {
+			return fmt.Errorf("config: runner %w", err)
+		}
+	}
+	if c.Runner {
+		if err := c.RunnerLogs.Validate(); err != nil {
 			return fmt.Errorf("config: runner %w", err)
 		}
 	}

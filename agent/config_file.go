@@ -60,6 +60,9 @@ type ServerBlock struct {
 	// bound off.
 	JobGCThreshold   *string `hcl:"job_gc_threshold,optional"`
 	JobGCMaxFinished *int    `hcl:"job_gc_max_finished,optional"`
+	// The same in bytes, which is what bounds the Raft directory.
+	SnapshotBytes *string `hcl:"raft_snapshot_bytes,optional"`
+	TrailingBytes *string `hcl:"raft_trailing_bytes,optional"`
 }
 
 // RunnerBlock is `runner { … }`.
@@ -69,6 +72,11 @@ type RunnerBlock struct {
 	Labels   map[string]string `hcl:"labels,optional"`
 	Capacity *int              `hcl:"capacity,optional"`
 	Token    *string           `hcl:"token,optional"`
+	// Each job attempt's log: the first and last bytes kept, and the
+	// bytes per second sent live (sizes such as "1MiB").
+	LogHead *string `hcl:"log_head,optional"`
+	LogTail *string `hcl:"log_tail,optional"`
+	LogRate *string `hcl:"log_rate,optional"`
 }
 
 // PortsBlock is `ports { … }`.
@@ -175,6 +183,24 @@ func (c *Config) Apply(o *Overrides) error {
 			}
 			c.TrailingLogs = uint64(*s.TrailingLogs)
 		}
+		for _, b := range []struct {
+			name string
+			v    *string
+			dst  *uint64
+			min  uint64
+		}{
+			{"raft_snapshot_bytes", s.SnapshotBytes, &c.RaftSnapshotBytes, 1 << 20},
+			{"raft_trailing_bytes", s.TrailingBytes, &c.RaftTrailingBytes, 1 << 20},
+		} {
+			if b.v == nil {
+				continue
+			}
+			n, err := ParseSize(*b.v)
+			if err != nil || uint64(n) < b.min {
+				return fmt.Errorf("config: %s %q is not a size of at least 1MiB", b.name, *b.v)
+			}
+			*b.dst = uint64(n)
+		}
 		if s.SnapshotInterval != nil {
 			d, err := time.ParseDuration(*s.SnapshotInterval)
 			if err != nil || d < 100*time.Millisecond {
@@ -223,6 +249,24 @@ func (c *Config) Apply(o *Overrides) error {
 		}
 		setI(&c.RunnerCapacity, r.Capacity)
 		setS(&c.RunnerToken, r.Token)
+		for _, b := range []struct {
+			name string
+			v    *string
+			dst  *int
+		}{
+			{"log_head", r.LogHead, &c.RunnerLogs.HeadBytes},
+			{"log_tail", r.LogTail, &c.RunnerLogs.TailBytes},
+			{"log_rate", r.LogRate, &c.RunnerLogs.RateBytes},
+		} {
+			if b.v == nil {
+				continue
+			}
+			n, err := ParseSize(*b.v)
+			if err != nil {
+				return fmt.Errorf("config: runner %s: %w", b.name, err)
+			}
+			*b.dst = int(n)
+		}
 	}
 	if p := o.Ports; p != nil {
 		setI(&c.Ports.HTTP, p.HTTP)
@@ -286,4 +330,25 @@ func EnvOverrides(getenv func(string) string) (*Overrides, error) {
 	o.Ports.Raft = num("OUTPOST_RAFT_PORT")
 	o.Ports.Gossip = num("OUTPOST_GOSSIP_PORT")
 	return o, err
+}
+
+// ParseSize reads a size in bytes: a number, optionally followed by B,
+// KiB, MiB or GiB (1024-based; KB, MB and GB mean the same).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if v, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(v), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size: give bytes, or a number with KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
 }

@@ -109,3 +109,39 @@ func TestJobGCSettings(t *testing.T) {
 		}
 	}
 }
+
+// Log limits and Raft's byte bounds read as sizes, and bad ones are
+// refused with the setting's name.
+func TestConfigSizes(t *testing.T) {
+	o, err := ParseConfig("a.hcl", []byte("runner {\n  log_head = \"512KiB\"\n  log_tail = 2097152\n  log_rate = \"64 KiB\"\n}\nserver {\n  raft_snapshot_bytes = \"8MiB\"\n  raft_trailing_bytes = \"4MB\"\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	if err := c.Apply(o); err != nil {
+		t.Fatal(err)
+	}
+	if c.RunnerLogs.HeadBytes != 512<<10 || c.RunnerLogs.TailBytes != 2<<20 || c.RunnerLogs.RateBytes != 64<<10 {
+		t.Errorf("runner logs %+v", c.RunnerLogs)
+	}
+	if c.RaftSnapshotBytes != 8<<20 || c.RaftTrailingBytes != 4<<20 {
+		t.Errorf("raft bytes %d, %d", c.RaftSnapshotBytes, c.RaftTrailingBytes)
+	}
+	for src, want := range map[string]string{
+		"runner {\n  log_head = \"lots\"\n}\n":            `config: runner log_head: "lots" is not a size: give bytes, or a number with KiB, MiB or GiB`,
+		"server {\n  raft_trailing_bytes = \"1KiB\"\n}\n": `config: raft_trailing_bytes "1KiB" is not a size of at least 1MiB`,
+	} {
+		o, err := ParseConfig("a.hcl", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := DefaultConfig().Apply(o); err == nil || err.Error() != want {
+			t.Errorf("%q: %v, want %s", src, err, want)
+		}
+	}
+	c = DefaultConfig()
+	c.Runner, c.RunnerLogs.TailBytes = true, 4<<20
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "over the 4194304 bytes the servers keep") {
+		t.Errorf("head and tail over the servers' limit: %v", err)
+	}
+}

@@ -111,8 +111,11 @@ func (c *JobStatusCommand) Run(args []string) int {
 		steps = append(steps, s.Name)
 	}
 	row("Steps", strings.Join(steps, ", "))
-	if j.LogsTruncated {
-		row("Logs", "truncated at the per-job limit")
+	switch {
+	case j.LogDroppedLines > 0:
+		row("Logs", fmt.Sprintf("%d lines (%s) of output left out between the head and the tail", j.LogDroppedLines, humanBytes(j.LogDroppedBytes)))
+	case j.LogsTruncated:
+		row("Logs", "truncated at the per-attempt limit")
 	}
 	w.Flush()
 	return exitOK

@@ -50,6 +50,16 @@ Options:
   -bind=ADDR            Address for gossip. Default 0.0.0.0.
   -config=PATH          HCL config file with a runner { } block; repeatable.
   -log-level=LEVEL      trace, debug, info, warn or error. Default info.
+
+Job logs (sizes in bytes, or with KiB, MiB, GiB):
+
+  -log-head=SIZE        The first output of each job attempt kept whole. Default 1MiB.
+  -log-tail=SIZE        The last output kept whole. Default 3MiB. Head and tail
+                        together are at most 4MiB, what the servers keep; the
+                        output between them is left out, and a line says how much.
+  -log-rate=SIZE        Output sent live per job and second, on average.
+                        Default 128KiB. What a job prints faster is left out of
+                        the live log (the tail is complete once the job ends).
 `)
 }
 
@@ -57,6 +67,7 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 	var (
 		servers, configs                stringSlice
 		name, dataDir, token, bind, lvl string
+		logHead, logTail, logRate       string
 		capacity, gossipPort            int
 		labels                          = labelFlag{}
 	)
@@ -71,6 +82,9 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 	fs.IntVar(&gossipPort, "gossip-port", 0, "")
 	fs.StringVar(&bind, "bind", "", "")
 	fs.StringVar(&lvl, "log-level", "", "")
+	fs.StringVar(&logHead, "log-head", "", "")
+	fs.StringVar(&logTail, "log-tail", "", "")
+	fs.StringVar(&logRate, "log-rate", "", "")
 	if !c.Meta.parse(fs, args) {
 		return exitUsage
 	}
@@ -94,6 +108,22 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 	}
 	cfg.Server = false
 	cfg.Runner = true
+	// The log flags go through the runner block, parsed as a file's are.
+	logs := &agent.RunnerBlock{}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "log-head":
+			logs.LogHead = &logHead
+		case "log-tail":
+			logs.LogTail = &logTail
+		case "log-rate":
+			logs.LogRate = &logRate
+		}
+	})
+	if err := cfg.Apply(&agent.Overrides{Runner: logs}); err != nil {
+		c.Meta.UI.Error("Error: " + err.Error())
+		return exitUsage
+	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "name":
