@@ -72,6 +72,8 @@ type Server struct {
 
 	raftNotifyCh chan bool
 	logCount     *countingLogStore
+	// logFull is told when the Raft log holds more bytes than its bounds.
+	logFull chan struct{}
 	// dispatchStats accumulate over every leadership of this server.
 	dispatchStats dispatch.Stats
 	// hadState is true when Raft found a log or snapshot at start: such a
@@ -115,8 +117,9 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 	}
 	s.submits = newSubmitBatcher(s)
 	s.leases = newLeaseConfirmer(s)
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.monitorLeadership()
+	go s.snapshotByBytes(s.logFull)
 	go func() {
 		defer s.wg.Done()
 		s.leases.run(s.shutdownCh)
@@ -136,7 +139,9 @@ func (s *Server) raftConfig() *raft.Config {
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
 	rc.SnapshotInterval = s.cfg.SnapshotInterval
-	rc.TrailingLogs = s.cfg.TrailingLogs
+	// Until snapshotByBytes has seen entries: as many of the largest
+	// (a full report batch) as fit in the trailing bytes.
+	rc.TrailingLogs = min(s.cfg.TrailingLogs, max(minTrailingLogs, s.cfg.RaftTrailingBytes/(256<<10)))
 	rc.MaxAppendEntries = 256
 	rc.BatchApplyCh = true
 	rc.NotifyCh = s.raftNotifyCh
@@ -168,12 +173,13 @@ func (s *Server) setupRaft() error {
 		}
 		s.closers = append(s.closers, bolt.Close)
 		s.logCount = &countingLogStore{LogStore: bolt}
-		logs, stable = s.logCount, bolt
-		// A log cache keeps recent entries in memory for followers that
-		// lag a little, sparing the disk.
-		if cached, err := raft.NewLogCache(512, logs); err == nil {
-			logs = cached
+		if err := s.logCount.load(); err != nil {
+			return fmt.Errorf("server: %w", err)
 		}
+		// A log cache keeps recent entries in memory for followers that
+		// lag a little, sparing the disk; bounded in bytes, as entries
+		// may be large.
+		logs, stable = newBoundedLogCache(s.logCount, 512, logCacheBytes), bolt
 		fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, s.logger.Named("snapshot"))
 		if err != nil {
 			return fmt.Errorf("server: open snapshot store: %w", err)
@@ -191,6 +197,8 @@ func (s *Server) setupRaft() error {
 		s.closers = append(s.closers, trans.Close)
 		s.transport, s.raftAddr = trans, string(trans.LocalAddr())
 	}
+	s.logFull = make(chan struct{}, 1)
+	s.logCount.full, s.logCount.fullAt = s.logFull, s.cfg.RaftSnapshotBytes
 	has, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return fmt.Errorf("server: read raft state: %w", err)
@@ -211,6 +219,10 @@ func (s *Server) setupRaft() error {
 	s.raft = r
 	return nil
 }
+
+// logCacheBytes bounds the Raft entries a server keeps in memory besides
+// the log on disk (512 entries at most).
+const logCacheBytes = 8 << 20
 
 func (s *Server) closeStores() {
 	for i := len(s.closers) - 1; i >= 0; i-- {

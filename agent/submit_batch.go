@@ -15,9 +15,12 @@ import (
 // load this turns one log entry, fsync and FSM transaction per job into one
 // per batch; alone, a submit waits for nobody.
 const (
-	submitWorkers   = 4
-	maxSubmitBatch  = 512
-	maxSubmitBytes  = 2 << 20
+	submitWorkers  = 4
+	maxSubmitBatch = 512
+	// maxSubmitBytes keeps entries as small as the runners' report
+	// batches (rpc/report_batch.go): the Raft log's bound in bytes counts
+	// on it. A single submit larger than this is an entry of its own.
+	maxSubmitBytes  = 256 << 10
 	submitQueueSize = 4 * maxSubmitBatch
 )
 
