@@ -25,9 +25,10 @@ type LogLimits struct {
 	// the rate allows, and whole once the attempt is over.
 	TailBytes int
 	// RateBytes is what the runner sends of one job's output per second,
-	// on average (in bursts of up to a second's worth, at least 128 KiB),
-	// so that a chatty job cannot crowd out other jobs' reports, or the
-	// runner's heartbeats, on the stream and in the servers' log.
+	// on average (in bursts of up to a second's worth, at least 128 KiB,
+	// and the head once as it comes), so that a chatty job cannot crowd
+	// out other jobs' reports, or the runner's heartbeats, on the stream
+	// and in the servers' log.
 	RateBytes int
 }
 
@@ -132,9 +133,13 @@ type jobLog struct {
 	refilled time.Time
 }
 
+// newJobLog starts with a burst plus the head in hand: the head goes as it
+// comes, once (it is bounded), so the live log of a chatty job shows its
+// start at once rather than a second of it per second; the rest goes at
+// the rate.
 func newJobLog(lim LogLimits) *jobLog {
 	burst := float64(max(lim.RateBytes, 2*logPieceBytes))
-	return &jobLog{lim: lim, burst: burst, tokens: burst}
+	return &jobLog{lim: lim, burst: burst, tokens: burst + float64(lim.HeadBytes)}
 }
 
 // add takes one output line. It reports whether enough waits to be sent
@@ -213,7 +218,7 @@ type liveSend struct {
 func (jl *jobLog) nextLive(now time.Time) *liveSend {
 	jl.mu.Lock()
 	defer jl.mu.Unlock()
-	if !jl.refilled.IsZero() {
+	if !jl.refilled.IsZero() && jl.tokens < jl.burst {
 		jl.tokens = min(jl.burst, jl.tokens+now.Sub(jl.refilled).Seconds()*float64(jl.lim.RateBytes))
 	}
 	jl.refilled = now
