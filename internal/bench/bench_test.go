@@ -44,7 +44,7 @@ func TestBench(t *testing.T) {
 	}()
 
 	// OUTPOST_BENCH_ONLY=throughput,pickup,failover,memory,scale,gossip,
-	// retention runs a subset.
+	// retention, biglog runs a subset.
 	only := os.Getenv("OUTPOST_BENCH_ONLY")
 	want := func(name string) bool { return only == "" || strings.Contains(","+only+",", ","+name+",") }
 	if want("throughput") || want("throughput-noop") || want("pickup") || want("failover") || want("memory") {
@@ -80,6 +80,14 @@ func TestBench(t *testing.T) {
 		t.Run("retention", func(t *testing.T) {
 			e := startEnvWith(t, sz, retentionConfig(sz.RetentionMax))
 			e.retention(r, sz)
+		})
+	}
+	if want("biglog") {
+		// A cluster of its own: its servers' Raft directories and memory
+		// are measured from a fresh start.
+		t.Run("biglog", func(t *testing.T) {
+			e := startEnv(t, Sizes{Mode: sz.Mode, Runners: 2, RunnerCapacity: 8})
+			e.bigLog(r, sz.BigLogBytes)
 		})
 	}
 	if want("gossip") {

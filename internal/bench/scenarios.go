@@ -41,17 +41,19 @@ type Sizes struct {
 	// run so far), RetentionMax its servers' job_gc_max_finished.
 	RetentionJobs []int
 	RetentionMax  int
+	// BigLogBytes is what the chatty job of the biglog scenario prints.
+	BigLogBytes int64
 }
 
 var (
 	Full = Sizes{Mode: "full", ThroughputJobs: 20000, Clients: 16, Runners: 4, RunnerCapacity: 64,
 		LatencyRates: []int{100, 1000}, LatencyDuration: 10 * time.Second, FailoverRate: 50,
 		ScaleRunners: 2000, ScaleJobs: 100000, GossipMembers: 200,
-		RetentionJobs: []int{50000, 150000, 300000}, RetentionMax: 20000}
+		RetentionJobs: []int{50000, 150000, 300000}, RetentionMax: 20000, BigLogBytes: 1 << 30}
 	Smoke = Sizes{Mode: "smoke", ThroughputJobs: 200, Clients: 4, Runners: 2, RunnerCapacity: 16,
 		LatencyRates: []int{50}, LatencyDuration: 2 * time.Second, FailoverRate: 20,
 		ScaleRunners: 30, ScaleJobs: 300, GossipMembers: 10,
-		RetentionJobs: []int{200, 600, 1200}, RetentionMax: 100}
+		RetentionJobs: []int{200, 600, 1200}, RetentionMax: 100, BigLogBytes: 32 << 20}
 )
 
 // projectSource has one job running /bin/true; "noop" runs are the same
