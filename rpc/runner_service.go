@@ -330,6 +330,10 @@ func (c *runnerConn) receive(ctx context.Context) error {
 			done(err)
 			continue
 		}
+		if c.recorded(msg) {
+			done(nil)
+			continue
+		}
 		size := reportSize(msg)
 		parts := splitReport(msg, size)
 		if len(parts) == 1 && size > maxReportBytes {
@@ -340,6 +344,27 @@ func (c *runnerConn) receive(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// recorded reports whether m is a piece of a final log that this server's
+// replica shows recorded already, or whose result is: a runner sends a result's final log
+// again with the result until the result is acknowledged, and a piece
+// recorded once needs no second trip through Raft. The replica may lag;
+// then the piece goes, and the state machine ignores it.
+func (c *runnerConn) recorded(m *pb.RunnerMessage) bool {
+	l := m.GetLogs()
+	if l == nil || l.FinalPiece == 0 {
+		return false
+	}
+	j, err := c.svc.b.State().JobByID(nil, l.JobId)
+	if err != nil || j.Id != l.JobId {
+		return false
+	}
+	if state.Terminal(j.Status) && j.Lease == l.Lease {
+		return true // its result is in: the attempt's log is done
+	}
+	a := j.AttemptLog
+	return a != nil && a.Lease == l.Lease && a.FinalPieces >= l.FinalPiece
 }
 
 // queue hands the parts of one report to the batcher, in order, once the
