@@ -360,7 +360,7 @@ func (c *runnerConn) recorded(m *pb.RunnerMessage) bool {
 	if err != nil || j.Id != l.JobId {
 		return false
 	}
-	if state.Terminal(j.Status) && j.Lease == l.Lease {
+	if state.Terminal(j.Status) && j.Status != state.StatusLost && j.Lease == l.Lease {
 		return true // its result is in: the attempt's log is done
 	}
 	a := j.AttemptLog

@@ -357,8 +357,11 @@ func (s *Store) storeJob(txn *memdb.Txn, j *pb.Job) error {
 		if t := doneAt(j, nil); t != nil && j.DoneAt == nil {
 			j.DoneAt = &timestamppb.Timestamp{Seconds: t.Seconds, Nanos: t.Nanos}
 		}
-		// The log bookkeeping of an attempt in play is no use to history.
-		j.AttemptLog = nil
+		// The log bookkeeping of an attempt in play is no use to history,
+		// except a lost attempt's: its result, and log, may still come.
+		if j.Status != StatusLost {
+			j.AttemptLog = nil
+		}
 		if _, err := txn.DeleteAll(TableJobs, "id", j.Id); err != nil {
 			return fmt.Errorf("state: move job %s to history: %w", j.Id, err)
 		}

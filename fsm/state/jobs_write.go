@@ -275,13 +275,24 @@ func (e *jobEdits) started(r *pb.JobStarted) error {
 
 func (e *jobEdits) logs(r *pb.JobLogs) error {
 	j, err := e.current(r.JobId, r.Lease)
+	attempt := uint32(0)
+	if r.FinalPiece > 0 && (errors.Is(err, ErrStaleLease) || (err == nil && j.Status == StatusLost)) {
+		// The final log of an attempt given up on whose result may still
+		// be taken (see lateResult) is taken with it.
+		if late, ok := e.lateLogs(r); ok {
+			j, err, attempt = late, nil, late.LostAttempt
+		}
+	}
 	if err != nil {
 		return err
 	}
-	if !Active(j.Status) {
-		return fmt.Errorf("job %s is %s: %w", j.Id, j.Status, ErrStaleLease)
+	if attempt == 0 {
+		if !Active(j.Status) {
+			return fmt.Errorf("job %s is %s: %w", j.Id, j.Status, ErrStaleLease)
+		}
+		attempt = j.Attempt
 	}
-	changed, err := e.s.storeLogs(e.txn, e.index, j, r, false)
+	changed, err := e.s.storeLogs(e.txn, e.index, j, attempt, r, false)
 	if changed {
 		e.changed(j)
 	}
@@ -303,10 +314,9 @@ func asBytes(l *pb.LogLine) *pb.LogLine {
 
 func (e *jobEdits) finished(r *pb.JobFinished) error {
 	j, err := e.current(r.JobId, r.Lease)
-	wasLate := false
 	if errors.Is(err, ErrStaleLease) || (err == nil && j.Status == StatusLost) {
 		if late, ok := e.lateResult(r); ok {
-			j, err, wasLate = late, nil, true
+			j, err = late, nil
 		}
 	}
 	if err != nil {
@@ -328,13 +338,12 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 	// The final log comes ahead of the result, in pieces; the result is
 	// taken once every piece is recorded, so a piece lost on the way (an
 	// election, a broken stream) is sent again with the result rather than
-	// missing from the log. A late result's pieces were refused with its
-	// lease, and cannot come again.
+	// missing from the log. A late result's pieces are taken as it is.
 	lg := j.AttemptLog
 	if lg != nil && lg.Lease != r.Lease {
 		lg = nil
 	}
-	if r.FinalPieces > 0 && !wasLate && (lg == nil || lg.FinalPieces < r.FinalPieces) {
+	if r.FinalPieces > 0 && (lg == nil || lg.FinalPieces < r.FinalPieces) {
 		have := uint32(0)
 		if lg != nil {
 			have = lg.FinalPieces
@@ -344,12 +353,12 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 	}
 	if len(r.Lines) > 0 {
 		// From a runner that sent its last lines inside the result.
-		if _, err := e.s.storeLogs(e.txn, e.index, j, &pb.JobLogs{JobId: r.JobId, Lease: r.Lease, Lines: r.Lines}, true); err != nil {
+		if _, err := e.s.storeLogs(e.txn, e.index, j, j.Attempt, &pb.JobLogs{JobId: r.JobId, Lease: r.Lease, Lines: r.Lines}, true); err != nil {
 			return err
 		}
 		lg = j.AttemptLog
 	}
-	if lg != nil && r.TailLine > 0 && !wasLate {
+	if lg != nil && r.TailLine > 0 {
 		// The log ends as head, marker and exactly the runner's tail.
 		if err := e.s.trimTail(e.txn, j, lg, r.TailLine); err != nil {
 			return err
@@ -384,6 +393,21 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 	}
 	e.changed(j)
 	return nil
+}
+
+// lateLogs returns the job whose given-up attempt r is a final log piece
+// of, when that attempt's result would still be taken (see lateResult):
+// its log is part of it.
+func (e *jobEdits) lateLogs(r *pb.JobLogs) (*pb.Job, bool) {
+	j := e.jobs[r.JobId] // current read it
+	if j == nil || j.LostLease == 0 || j.LostLease != r.Lease {
+		return nil, false
+	}
+	switch j.Status {
+	case StatusPending, StatusAssigned, StatusLost:
+		return j, true
+	}
+	return nil, false
 }
 
 // lateResult takes the result of an attempt the servers gave up on (its

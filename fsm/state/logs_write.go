@@ -32,15 +32,16 @@ import (
 // a 4 MiB tail takes about 64; what does not fit goes after the live tail.
 const replaySeqs = 1 << 10
 
-// storeLogs records a log report for j's current attempt. inResult marks
+// storeLogs records a log report for attempt of j (its current one, or
+// the one given up on whose result may still be taken). inResult marks
 // the lines of a result from a runner that did not number lines: like a
 // final piece they must be recorded, so what passes the limit is cut
 // rather than refused. It reports whether j changed; the caller stores j.
 // A refused report changes nothing.
-func (s *Store) storeLogs(txn *memdb.Txn, index uint64, j *pb.Job, r *pb.JobLogs, inResult bool) (bool, error) {
+func (s *Store) storeLogs(txn *memdb.Txn, index uint64, j *pb.Job, attempt uint32, r *pb.JobLogs, inResult bool) (bool, error) {
 	lg := j.AttemptLog
 	if lg == nil || lg.Lease != r.Lease {
-		lg = &pb.AttemptLog{Lease: r.Lease, NextLine: 1}
+		lg = &pb.AttemptLog{Lease: r.Lease, Attempt: attempt, NextLine: 1}
 	}
 	final := r.FinalPiece > 0
 	if final {
@@ -183,7 +184,7 @@ func (s *Store) storeLogs(txn *memdb.Txn, index uint64, j *pb.Job, r *pb.JobLogs
 			Data: fmt.Appendf(nil, "outpost: log truncated: this attempt's log reached its limit of %d bytes; later lines are dropped", s.maxLogBytes)})
 		j.LogsTruncated = true
 	}
-	c := &pb.LogChunk{JobId: j.Id, Seq: seq, Attempt: j.Attempt, Lines: stored,
+	c := &pb.LogChunk{JobId: j.Id, Seq: seq, Attempt: lg.Attempt, Lines: stored,
 		FirstLine: first, FirstByte: firstByte, SkipNote: note != nil}
 	if err := txn.Insert(TableJobLogs, c); err != nil {
 		return false, fmt.Errorf("state: insert log chunk: %w", err)
@@ -315,7 +316,7 @@ func (s *Store) refreshMarker(txn *memdb.Txn, j *pb.Job, lg *pb.AttemptLog) erro
 		return nil
 	}
 	j.LogsTruncated = true
-	m := &pb.LogChunk{JobId: j.Id, Seq: lg.MarkerSeq, Attempt: j.Attempt, Lines: []*pb.LogLine{{
+	m := &pb.LogChunk{JobId: j.Id, Seq: lg.MarkerSeq, Attempt: lg.Attempt, Lines: []*pb.LogLine{{
 		Time: c.Lines[0].Time, Stream: "system", Data: markerText(lines, bytes, s.maxLogBytes),
 	}}}
 	if err := txn.Insert(TableJobLogs, m); err != nil {

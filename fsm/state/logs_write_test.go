@@ -259,3 +259,34 @@ func TestLogNewAttemptStartsAfresh(t *testing.T) {
 		t.Errorf("%d lines stored, want both attempts' 20", got)
 	}
 }
+
+// An attempt given up on (its runner went quiet, or restarted) whose
+// result still comes brings its final log with it: both are taken while
+// no newer attempt has started.
+func TestLogFinalOfALateResult(t *testing.T) {
+	s := logFixture(t)
+	apply(t, s, 4, logsOf(1, 2, false))
+	if err := s.MarkLost(5, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}, Reason: "runner restarted", Time: now}); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := s.JobByID(nil, "j-1"); j.Status != StatusPending || j.Attempt != 2 {
+		t.Fatalf("after the loss the job is %s, attempt %d", j.Status, j.Attempt)
+	}
+	if err := s.AppendLogs(6, logsOf(3, 3, false)); !errors.Is(err, ErrStaleLease) {
+		t.Fatalf("a live report of the lost attempt: %v, want stale", err)
+	}
+	apply(t, s, 7, final(logsOf(3, 4, false), 1, false))
+	if err := s.FinishJob(8, &pb.JobFinished{JobId: "j-1", Lease: 2, Outcome: "succeeded", Time: now, FinalPieces: 1}); err != nil {
+		t.Fatalf("the late result: %v", err)
+	}
+	checkLog(t, s, 4, "", 0, 0)
+	j, _ := s.JobByID(nil, "j-1")
+	if j.Status != StatusSucceeded || j.Attempt != 1 {
+		t.Errorf("job %s, attempt %d; want succeeded, attempt 1", j.Status, j.Attempt)
+	}
+	for _, c := range s.LogChunks(nil, "j-1", 0) {
+		if c.Attempt != 1 {
+			t.Errorf("chunk %d is of attempt %d, want 1", c.Seq, c.Attempt)
+		}
+	}
+}

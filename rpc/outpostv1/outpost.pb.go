@@ -821,8 +821,9 @@ func (x *LogChunk) GetSkipNote() bool {
 // who followed the log live do not see it twice.
 type AttemptLog struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The attempt (its lease) this describes.
-	Lease uint64 `protobuf:"varint,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	// The attempt (its lease, and its number) this describes.
+	Lease   uint64 `protobuf:"varint,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	Attempt uint32 `protobuf:"varint,12,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// The number of the next output line expected, and the output bytes
 	// before it.
 	NextLine uint64 `protobuf:"varint,2,opt,name=next_line,json=nextLine,proto3" json:"next_line,omitempty"`
@@ -880,6 +881,13 @@ func (*AttemptLog) Descriptor() ([]byte, []int) {
 func (x *AttemptLog) GetLease() uint64 {
 	if x != nil {
 		return x.Lease
+	}
+	return 0
+}
+
+func (x *AttemptLog) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
 	}
 	return 0
 }
@@ -6152,10 +6160,11 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"first_line\x18\x05 \x01(\x04R\tfirstLine\x12\x1d\n" +
 	"\n" +
 	"first_byte\x18\x06 \x01(\x04R\tfirstByte\x12\x1b\n" +
-	"\tskip_note\x18\a \x01(\bR\bskipNote\"\xe1\x02\n" +
+	"\tskip_note\x18\a \x01(\bR\bskipNote\"\xfb\x02\n" +
 	"\n" +
 	"AttemptLog\x12\x14\n" +
-	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x1b\n" +
+	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x18\n" +
+	"\aattempt\x18\f \x01(\rR\aattempt\x12\x1b\n" +
 	"\tnext_line\x18\x02 \x01(\x04R\bnextLine\x12\x1b\n" +
 	"\tnext_byte\x18\x03 \x01(\x04R\bnextByte\x12\x1d\n" +
 	"\n" +
