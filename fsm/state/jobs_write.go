@@ -314,18 +314,19 @@ func asBytes(l *pb.LogLine) *pb.LogLine {
 
 func (e *jobEdits) finished(r *pb.JobFinished) error {
 	j, err := e.current(r.JobId, r.Lease)
+	late := false
 	if errors.Is(err, ErrStaleLease) || (err == nil && j.Status == StatusLost) {
-		if late, ok := e.lateResult(r); ok {
-			j, err = late, nil
+		if lj, ok := e.lateResult(r); ok {
+			j, err, late = lj, nil, true
 		}
 	}
 	if err != nil {
 		return err
 	}
-	if Terminal(j.Status) {
+	if !late && Terminal(j.Status) {
 		return nil
 	}
-	if j.Status == StatusPending {
+	if !late && j.Status == StatusPending {
 		return fmt.Errorf("job %s is pending: %w", j.Id, ErrStaleLease)
 	}
 	if r.Outcome == "lost" {
@@ -350,6 +351,9 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 		}
 		return fmt.Errorf("job %s lease %d: %d of the %d pieces of the attempt's final log are recorded; the runner sends them again: %w",
 			j.Id, r.Lease, have, r.FinalPieces, ErrLogIncomplete)
+	}
+	if late {
+		revive(j)
 	}
 	if len(r.Lines) > 0 {
 		// From a runner that sent its last lines inside the result.
@@ -400,36 +404,40 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 // its log is part of it.
 func (e *jobEdits) lateLogs(r *pb.JobLogs) (*pb.Job, bool) {
 	j := e.jobs[r.JobId] // current read it
-	if j == nil || j.LostLease == 0 || j.LostLease != r.Lease {
-		return nil, false
-	}
-	switch j.Status {
-	case StatusPending, StatusAssigned, StatusLost:
-		return j, true
-	}
-	return nil, false
+	return j, takesLate(j, r.Lease)
 }
 
-// lateResult takes the result of an attempt the servers gave up on (its
-// runner went silent, and the attempt was requeued or ended lost) while no
-// newer attempt has started: the work is done, and running it again would
-// only repeat it. A newer assignment not yet started is withdrawn by the
-// same change. It reports false for anything else.
+// lateResult returns the job whose given-up attempt r is the result of,
+// when it is taken: the attempt the servers gave up on (its runner went
+// silent, and it was requeued or ended lost) while no newer attempt has
+// started. The work is done, and running it again would only repeat it.
+// The job is not changed: revive does that, once nothing refuses r.
 func (e *jobEdits) lateResult(r *pb.JobFinished) (*pb.Job, bool) {
 	j := e.jobs[r.JobId] // current read it
-	if j == nil || j.LostLease == 0 || j.LostLease != r.Lease || r.Outcome == "lost" {
-		return nil, false
+	return j, r.Outcome != "lost" && takesLate(j, r.Lease)
+}
+
+// takesLate reports whether reports of j's given-up attempt under lease
+// are still taken.
+func takesLate(j *pb.Job, lease uint64) bool {
+	if j == nil || j.LostLease == 0 || j.LostLease != lease {
+		return false
 	}
 	switch j.Status {
 	case StatusPending, StatusAssigned, StatusLost:
-	default:
-		return nil, false
+		return true
 	}
+	return false
+}
+
+// revive makes j's given-up attempt its current one again, running, to
+// take its result; a newer assignment not yet started is withdrawn by the
+// same change.
+func revive(j *pb.Job) {
 	j.Status = StatusRunning
 	j.Lease, j.RunnerId, j.Attempt = j.LostLease, j.LostRunnerId, j.LostAttempt
 	j.LostLease, j.LostRunnerId, j.LostAttempt = 0, "", 0
 	j.NotBefore = nil
-	return j, true
 }
 
 func reasonOr(r, def string) string {

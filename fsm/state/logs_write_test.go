@@ -275,8 +275,18 @@ func TestLogFinalOfALateResult(t *testing.T) {
 	if err := s.AppendLogs(6, logsOf(3, 3, false)); !errors.Is(err, ErrStaleLease) {
 		t.Fatalf("a live report of the lost attempt: %v, want stale", err)
 	}
-	apply(t, s, 7, final(logsOf(3, 4, false), 1, false))
-	if err := s.FinishJob(8, &pb.JobFinished{JobId: "j-1", Lease: 2, Outcome: "succeeded", Time: now, FinalPieces: 1}); err != nil {
+	fin := &pb.JobFinished{JobId: "j-1", Lease: 2, Outcome: "succeeded", Time: now, FinalPieces: 1}
+	if err := s.ApplyReports(7, now, []*pb.RunnerMessage{
+		{Msg: &pb.RunnerMessage_Finished{Finished: fin}},
+		{Msg: &pb.RunnerMessage_Logs{Logs: logsOf(3, 3, false)}},
+	}); !errors.Is(err[0], ErrLogIncomplete) || !errors.Is(err[1], ErrStaleLease) {
+		t.Fatalf("the late result before its final log, then a live report: %v", err)
+	}
+	if j, _ := s.JobByID(nil, "j-1"); j.Status != StatusPending || j.Lease != 0 {
+		t.Fatalf("a refused late result changed the job: %s under lease %d", j.Status, j.Lease)
+	}
+	apply(t, s, 8, final(logsOf(3, 4, false), 1, false))
+	if err := s.FinishJob(9, fin); err != nil {
 		t.Fatalf("the late result: %v", err)
 	}
 	checkLog(t, s, 4, "", 0, 0)
