@@ -405,8 +405,9 @@ type reportResult struct {
 	err error
 }
 
-// sendAcks answers each Started and Finished report (and each refused Logs)
-// once it is committed or refused, freeing its slot.
+// sendAcks answers each Started and Finished report, each piece of a final
+// log, and each refused Logs, once it is committed or refused, freeing its
+// slot.
 func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, slots <-chan struct{}) error {
 	for {
 		var r reportResult
@@ -417,11 +418,12 @@ func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, 
 		}
 		<-slots
 		kind := reportKind(r.msg)
-		if r.err == nil && kind == "logs" {
+		piece := r.msg.GetLogs().GetFinalPiece()
+		if r.err == nil && kind == "logs" && piece == 0 {
 			continue
 		}
 		jobID, lease := reportKey(r.msg)
-		ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind, Nonce: r.msg.GetStarted().GetNonce()}
+		ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind, Nonce: r.msg.GetStarted().GetNonce(), FinalPiece: piece}
 		if r.err != nil {
 			ack.Error = r.err.Error()
 			ack.Stale = errors.Is(r.err, state.ErrStaleLease) || errors.Is(r.err, state.ErrNotFound)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -311,7 +312,14 @@ func (r *Runner) execute(e *execution) {
 	}
 	r.forget(e)
 	logger.Debug("job finished", "outcome", fin.Outcome, "exit_code", res.ExitCode)
-	if err := sendResult(r.send, fin); err != nil {
+	r.mu.Lock()
+	s := r.session
+	r.mu.Unlock()
+	err = errNotConnected
+	if s != nil {
+		err = sendResult(s.send, s.window, fin)
+	}
+	if err != nil {
 		logger.Info("result kept in outbox until a server is reachable", "error", err)
 	}
 }
@@ -319,10 +327,16 @@ func (r *Runner) execute(e *execution) {
 // sendResult sends a result: its final log first, piece by piece, then
 // the result without it. Each piece is a message of its own, so other
 // messages (heartbeats, other jobs' reports) go between them, and none
-// holds more than a report's worth of lines.
-func sendResult(send func(*pb.RunnerMessage) error, fin *pb.JobFinished) error {
+// holds more than a report's worth of lines; and at most logWindowBytes
+// of pieces are on their way unanswered, so the server, whose reading of
+// the stream (heartbeats included) waits while its reports wait for their
+// commit, always reads on soon.
+func sendResult(send func(*pb.RunnerMessage) error, w *logWindow, fin *pb.JobFinished) error {
 	pieces := fin.FinalLog
 	for _, p := range pieces {
+		if err := w.take(pieceKey{p.JobId, p.Lease, p.FinalPiece}, proto.Size(p)); err != nil {
+			return err
+		}
 		if err := send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Logs{Logs: p}}); err != nil {
 			return err
 		}
@@ -330,6 +344,96 @@ func sendResult(send func(*pb.RunnerMessage) error, fin *pb.JobFinished) error {
 	fin.FinalLog = nil
 	defer func() { fin.FinalLog = pieces }()
 	return send(&pb.RunnerMessage{Msg: &pb.RunnerMessage_Finished{Finished: fin}})
+}
+
+// logWindowBytes bounds the final log pieces a stream has sent that the
+// server has not answered; logWindowWait is how long a piece waits for
+// room before it goes anyway (an answer lost, a server that does not
+// answer pieces).
+const (
+	logWindowBytes = 2 << 20
+	logWindowWait  = 10 * time.Second
+)
+
+type pieceKey struct {
+	job   string
+	lease uint64
+	piece uint32
+}
+
+// logWindow is a stream's room for final log pieces in flight.
+type logWindow struct {
+	mu     sync.Mutex
+	free   int
+	sent   map[pieceKey][]int // sizes of the sends of each piece awaiting answers
+	wake   chan struct{}      // closed when room is given back
+	closed bool
+}
+
+func newLogWindow() *logWindow {
+	return &logWindow{free: logWindowBytes, sent: map[pieceKey][]int{}, wake: make(chan struct{})}
+}
+
+// take waits for room for n bytes (at most the whole window) for piece
+// k, for up to logWindowWait; it fails once the stream is over.
+func (w *logWindow) take(k pieceKey, n int) error {
+	n = min(n, logWindowBytes)
+	deadline := time.NewTimer(logWindowWait)
+	defer deadline.Stop()
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return errNotConnected
+		}
+		if w.free >= n {
+			w.free -= n
+			w.sent[k] = append(w.sent[k], n)
+			w.mu.Unlock()
+			return nil
+		}
+		wake := w.wake
+		w.mu.Unlock()
+		select {
+		case <-wake:
+		case <-deadline.C:
+			// Go anyway, and count it: the window gives itself room
+			// back as answers come.
+			w.mu.Lock()
+			w.free -= n
+			w.sent[k] = append(w.sent[k], n)
+			w.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// answered gives back the room of one send of piece k.
+func (w *logWindow) answered(k pieceKey) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sizes := w.sent[k]
+	if len(sizes) == 0 {
+		return
+	}
+	w.free += sizes[0]
+	if len(sizes) == 1 {
+		delete(w.sent, k)
+	} else {
+		w.sent[k] = sizes[1:]
+	}
+	close(w.wake)
+	w.wake = make(chan struct{})
+}
+
+// close ends the window with its stream: waiting takes fail.
+func (w *logWindow) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		close(w.wake)
+	}
 }
 
 // forget drops an attempt that is over from the runner's slots.

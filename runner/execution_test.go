@@ -230,11 +230,41 @@ func TestSendResultSendsPiecesFirst(t *testing.T) {
 			kinds = append(kinds, fmt.Sprintf("finished %d in it", len(r.Finished.FinalLog)))
 		}
 		return nil
-	}, fin)
+	}, newLogWindow(), fin)
 	if err != nil || strings.Join(kinds, ", ") != "logs 1, logs 2, finished 0 in it" {
 		t.Fatalf("sent %v (%v)", kinds, err)
 	}
 	if len(fin.FinalLog) != 2 {
 		t.Errorf("the result lost its final log, which the outbox keeps")
+	}
+}
+
+// At most logWindowBytes of final pieces go unanswered; an answer makes
+// room, and the end of the stream ends the wait.
+func TestLogWindowBoundsPiecesInFlight(t *testing.T) {
+	w := newLogWindow()
+	a, b := pieceKey{"j-1", 1, 1}, pieceKey{"j-1", 1, 2}
+	if err := w.take(a, logWindowBytes-10); err != nil {
+		t.Fatal(err)
+	}
+	took := make(chan error, 1)
+	go func() { took <- w.take(b, 100) }()
+	select {
+	case err := <-took:
+		t.Fatalf("a piece went past a full window: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	w.answered(a)
+	if err := <-took; err != nil {
+		t.Fatal(err)
+	}
+	w.answered(b)
+	if err := w.take(a, logWindowBytes); err != nil {
+		t.Fatal(err)
+	}
+	go func() { took <- w.take(b, 100) }()
+	w.close()
+	if err := <-took; err == nil {
+		t.Fatal("a wait for room outlived its stream")
 	}
 }

@@ -350,6 +350,8 @@ type session struct {
 	// the stream opened); refusal is the last reason given for not.
 	confirmed time.Time
 	refusal   string
+	// window bounds the final log pieces in flight (see sendResult).
+	window *logWindow
 }
 
 func (s *session) send(m *pb.RunnerMessage) error {
@@ -442,7 +444,8 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		Running:   running,
 	}
 	reg.Unacked = unacked
-	s := &session{server: server, stream: stream, sent: map[uint64]time.Time{}}
+	s := &session{server: server, stream: stream, sent: map[uint64]time.Time{}, window: newLogWindow()}
+	defer s.window.close()
 	regWait := registerTimeout(r.lease.timings())
 	regTimer := time.AfterFunc(regWait, func() {
 		cancel(&errMove{fmt.Sprintf("server %s did not answer register within %s", server, regWait)})
@@ -498,6 +501,9 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		case *pb.ServerMessage_Cancel:
 			r.cancelJob(m.Cancel.JobId, m.Cancel.Lease, m.Cancel.Reason)
 		case *pb.ServerMessage_Ack:
+			if m.Ack.FinalPiece > 0 {
+				s.window.answered(pieceKey{m.Ack.JobId, m.Ack.Lease, m.Ack.FinalPiece})
+			}
 			r.handleAck(m.Ack)
 		case *pb.ServerMessage_HeartbeatAck:
 			sent, ok := s.answered(m.HeartbeatAck)
@@ -634,7 +640,7 @@ func (r *Runner) resend(s *session, k *pb.RunningJob) error {
 	if f == nil {
 		return nil // acknowledged meanwhile
 	}
-	return sendResult(s.send, f)
+	return sendResult(s.send, s.window, f)
 }
 
 func (r *Runner) handleAck(a *pb.Ack) {

@@ -3628,7 +3628,10 @@ type Ack struct {
 	// runner must not send it again as it is.
 	Invalid bool `protobuf:"varint,6,opt,name=invalid,proto3" json:"invalid,omitempty"`
 	// For a start: the nonce of the send it answers.
-	Nonce         uint64 `protobuf:"varint,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Nonce uint64 `protobuf:"varint,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// For a piece of a final log: its number. Servers answer every final
+	// piece, recorded or not, so a runner can bound what it has in flight.
+	FinalPiece    uint32 `protobuf:"varint,8,opt,name=final_piece,json=finalPiece,proto3" json:"final_piece,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3708,6 +3711,13 @@ func (x *Ack) GetInvalid() bool {
 func (x *Ack) GetNonce() uint64 {
 	if x != nil {
 		return x.Nonce
+	}
+	return 0
+}
+
+func (x *Ack) GetFinalPiece() uint32 {
+	if x != nil {
+		return x.FinalPiece
 	}
 	return 0
 }
@@ -6420,7 +6430,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x0eCancelAssigned\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa2\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xc3\x01\n" +
 	"\x03Ack\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x12\n" +
@@ -6428,7 +6438,9 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
 	"\x05stale\x18\x05 \x01(\bR\x05stale\x12\x18\n" +
 	"\ainvalid\x18\x06 \x01(\bR\ainvalid\x12\x14\n" +
-	"\x05nonce\x18\a \x01(\x04R\x05nonce\"n\n" +
+	"\x05nonce\x18\a \x01(\x04R\x05nonce\x12\x1f\n" +
+	"\vfinal_piece\x18\b \x01(\rR\n" +
+	"finalPiece\"n\n" +
 	"\fHeartbeatAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tconfirmed\x18\x02 \x01(\bR\tconfirmed\x12\x14\n" +
