@@ -101,10 +101,10 @@ const (
 
 // The Raft log's bounds in bytes: 16 MiB of entries at most between
 // snapshots, plus what arrives while one is taken. raft-boltdb's file
-// never shrinks and grows in steps of up to 16 MiB, so it stays under
-// 64 MiB; see website/concepts.md, "Servers and Raft". Larger bounds
-// snapshot less often (a snapshot writes the whole state) for a larger
-// raft.db.
+// never shrinks and grows in steps of up to 16 MiB, so it stays around
+// 64 MiB at most; see website/concepts.md, "How large the Raft directory
+// gets". Larger bounds snapshot less often (a snapshot writes the whole
+// state) for a larger raft.db.
 const (
 	DefaultRaftSnapshotBytes = 8 << 20
 	DefaultRaftTrailingBytes = 8 << 20
