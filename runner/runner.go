@@ -199,17 +199,28 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.contain()
 	defer r.close()
 	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
+	// failed counts the servers that failed in a row. Another server is
+	// tried at once (after a short jitter): a runner with results to
+	// deliver and leases to keep must not sit out a backoff while a
+	// healthy server waits. Only when every known server has failed in
+	// turn does it back off, exponentially.
+	failed := 0
 	for ctx.Err() == nil {
 		server := r.servers.current()
-		start := time.Now()
-		err := r.connect(ctx, server)
+		registered, err := r.connect(ctx, server)
 		if ctx.Err() != nil {
 			break
 		}
-		if time.Since(start) > 30*time.Second {
+		if registered {
+			failed = 0
 			backoff.reset()
 		}
-		wait := backoff.next()
+		failed++
+		wait := time.Duration(50+rand.N(200)) * time.Millisecond
+		if failed >= r.servers.count() {
+			failed = 0
+			wait = backoff.next()
+		}
 		switch connect.CodeOf(err) {
 		case connect.CodePermissionDenied:
 			// Refused (rejected, or wrong secret): what runs here can no
@@ -405,11 +416,12 @@ func (e *errMove) Error() string { return e.msg }
 
 // connect runs one session: register, resend the outbox, then serve
 // assignments until the stream breaks, or the server stops confirming the
-// runner's leases for the move time.
-func (r *Runner) connect(ctx context.Context, server string) error {
+// runner's leases for the move time. It says whether the server took the
+// registration.
+func (r *Runner) connect(ctx context.Context, server string) (registered bool, err error) {
 	client, err := rpc.NewClient(server, r.hc)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -429,7 +441,7 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 	running := r.running()
 	unacked, err := r.outbox.Keys()
 	if err != nil {
-		return err
+		return false, err
 	}
 	reg := &pb.Register{
 		Life:      r.id.Life,
@@ -458,19 +470,19 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 	}()
 	regTimer.Stop()
 	if err != nil {
-		return fmt.Errorf("register: %w", causeOr(ctx, err))
+		return false, fmt.Errorf("register: %w", causeOr(ctx, err))
 	}
-	registered := first.GetRegistered()
-	if registered == nil {
-		return fmt.Errorf("register: server answered %T", first.Msg)
+	welcome := first.GetRegistered()
+	if welcome == nil {
+		return false, fmt.Errorf("register: server answered %T", first.Msg)
 	}
-	r.lease.setPeriod(registered.LeasePeriod.AsDuration())
-	r.servers.learn(registered.Servers)
+	r.lease.setPeriod(welcome.LeasePeriod.AsDuration())
+	r.servers.learn(welcome.Servers)
 	s.confirmed = time.Now()
 	r.mu.Lock()
 	r.session = s
-	changed := r.status != registered.Status
-	r.status = registered.Status
+	changed := r.status != welcome.Status
+	r.status = welcome.Status
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -478,13 +490,13 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 		r.mu.Unlock()
 		stream.CloseRequest()
 	}()
-	r.registered(server, registered, changed)
+	r.registered(server, welcome, changed)
 	for _, k := range unacked {
 		if err := r.resend(s, k); err != nil {
-			return causeOr(ctx, err)
+			return true, causeOr(ctx, err)
 		}
 	}
-	interval := registered.HeartbeatInterval.AsDuration()
+	interval := welcome.HeartbeatInterval.AsDuration()
 	if interval <= 0 {
 		interval = r.lease.timings().Heartbeat
 	}
@@ -493,7 +505,7 @@ func (r *Runner) connect(ctx context.Context, server string) error {
 	for {
 		msg, err := stream.Receive()
 		if err != nil {
-			return causeOr(ctx, err)
+			return true, causeOr(ctx, err)
 		}
 		switch m := msg.Msg.(type) {
 		case *pb.ServerMessage_Assign:

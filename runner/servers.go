@@ -76,6 +76,13 @@ func (l *serverList) allLocked() []string {
 	return append(slices.Clone(l.configured), l.learned...)
 }
 
+// count is how many servers the runner knows of.
+func (l *serverList) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.configured) + len(l.learned)
+}
+
 // current is the server to connect to.
 func (l *serverList) current() string {
 	l.mu.Lock()
