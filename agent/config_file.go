@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
-	"github.com/outpost-run/outpost/internal/hcldiag"
+	"github.com/outpost-run/outpost/jobspec/hcldiag"
 )
 
 // Overrides is one source of settings: a config file, the flags or the

@@ -13,7 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/outpost-run/outpost/internal/project"
+	"github.com/outpost-run/outpost/jobspec/project"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/runner/executor"

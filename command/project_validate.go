@@ -5,7 +5,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/outpost-run/outpost/internal/project"
+	"github.com/outpost-run/outpost/jobspec/project"
 )
 
 // ProjectValidateCommand checks a project file without running anything.

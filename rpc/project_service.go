@@ -9,8 +9,8 @@ import (
 
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
-	"github.com/outpost-run/outpost/internal/profile"
-	"github.com/outpost-run/outpost/internal/project"
+	"github.com/outpost-run/outpost/jobspec/profile"
+	"github.com/outpost-run/outpost/jobspec/project"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )

@@ -18,7 +18,7 @@ import (
 
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
-	"github.com/outpost-run/outpost/internal/profile"
+	"github.com/outpost-run/outpost/jobspec/profile"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 

@@ -16,8 +16,8 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
-	"github.com/outpost-run/outpost/internal/hcldiag"
 	"github.com/outpost-run/outpost/internal/validate"
+	"github.com/outpost-run/outpost/jobspec/hcldiag"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 

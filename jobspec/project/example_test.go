@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/outpost-run/outpost/internal/project"
+	"github.com/outpost-run/outpost/jobspec/project"
 )
 
 func ExampleProject_Resolve() {
