@@ -22,13 +22,6 @@ import (
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
 
-// Runner status values (adoption).
-const (
-	RunnerPending  = "pending"
-	RunnerAdopted  = "adopted"
-	RunnerRejected = "rejected"
-)
-
 // RunnerService implements the runner stream: the server end of the one
 // connection a runner opens.
 type RunnerService struct {
