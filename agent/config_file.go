@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,10 +17,13 @@ import (
 	"github.com/outpost-run/outpost/jobspec/hcldiag"
 )
 
-// Overrides is one source of settings: a config file, the flags or the
-// environment. Every field is a pointer so "not set" differs from "set to
-// the zero value"; Apply layers sources in order with one rule, so a new
-// setting is one field here and one line in Apply.
+// Overrides is one source of settings: a config file, the flags (the
+// Builder's flag overlay, which AddFlags binds) or the environment. Every
+// field is a pointer (a list or a map: nil) so "not set" differs from
+// "set to the zero value"; Apply layers sources in order with one rule,
+// so a new setting is one field here and one line in Apply: a value
+// replaces the one before, a list replaces the list before, and labels
+// are added to the labels before, a key replacing its value.
 type Overrides struct {
 	Name      *string `hcl:"name,optional"`
 	DataDir   *string `hcl:"data_dir,optional"`
@@ -162,7 +166,9 @@ func (c *Config) Apply(o *Overrides) error {
 		setB(&c.Server, s.Enabled)
 		setI(&c.BootstrapExpect, s.BootstrapExpect)
 		if s.RetryJoin != nil {
-			c.RetryJoin = s.RetryJoin
+			// Copies: a Builder applies the same flag overlay at every
+			// Build, and a Config must not share its lists.
+			c.RetryJoin = slices.Clone(s.RetryJoin)
 		}
 		if s.RaftMultiplier != nil {
 			if *s.RaftMultiplier < 1 || *s.RaftMultiplier > 10 {
@@ -239,7 +245,7 @@ func (c *Config) Apply(o *Overrides) error {
 	if r := o.Runner; r != nil {
 		setB(&c.Runner, r.Enabled)
 		if r.Servers != nil {
-			c.RunnerServers = r.Servers
+			c.RunnerServers = slices.Clone(r.Servers)
 		}
 		for k, v := range r.Labels {
 			if c.RunnerLabels == nil {
@@ -294,8 +300,10 @@ func setB(dst *bool, v *bool) {
 	}
 }
 
-// EnvOverrides reads OUTPOST_* variables. They win over files and flags, so
-// an orchestrator can adjust one setting without rewriting either.
+// EnvOverrides reads the OUTPOST_* variables that override settings. They
+// win over files and flags, so an orchestrator can adjust one setting
+// without rewriting either. (OUTPOST_ADDR and OUTPOST_RUNNER_TOKEN are
+// defaults instead; see Builder.Build.)
 func EnvOverrides(getenv func(string) string) (*Overrides, error) {
 	o := &Overrides{Server: &ServerBlock{}, Ports: &PortsBlock{}}
 	str := func(name string) *string {

@@ -2,7 +2,6 @@ package command
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -59,45 +58,12 @@ Options:
 `)
 }
 
-// agentFlags holds the flag values; only flags given on the command line
-// become overrides, so a flag's default never hides a config file's value.
-type agentFlags struct {
-	dev     bool
-	configs stringSlice
-	o       agent.Overrides
-	server  agent.ServerBlock
-	runner  agent.RunnerBlock
-	ports   agent.PortsBlock
-}
-
-func (c *AgentCommand) parseFlags(args []string) (*agentFlags, bool) {
-	f := &agentFlags{}
+// parseFlags binds the command line to a config builder: each flag given
+// sets its override field, so a flag's default never hides a file's value.
+func (c *AgentCommand) parseFlags(args []string) (*agent.Builder, bool) {
+	b := agent.NewBuilder(agent.CommandAgent)
 	fs := c.Meta.flagSet("agent", false)
-	var (
-		name, dataDir, bind, adv, level, encrypt string
-		srv, withRunner                          bool
-		expect, httpP, raftP, gossipP, mult, cap int
-		join                                     stringSlice
-		labels                                   = labelFlag{}
-	)
-	fs.BoolVar(&f.dev, "dev", false, "")
-	fs.Var(&f.configs, "config", "")
-	fs.BoolVar(&srv, "server", false, "")
-	fs.BoolVar(&withRunner, "runner", false, "")
-	fs.IntVar(&expect, "bootstrap-expect", 0, "")
-	fs.Var(&join, "retry-join", "")
-	fs.StringVar(&dataDir, "data-dir", "", "")
-	fs.StringVar(&name, "name", "", "")
-	fs.StringVar(&bind, "bind", "", "")
-	fs.StringVar(&adv, "advertise", "", "")
-	fs.IntVar(&httpP, "http-port", 0, "")
-	fs.IntVar(&raftP, "raft-port", 0, "")
-	fs.IntVar(&gossipP, "gossip-port", 0, "")
-	fs.IntVar(&mult, "raft-multiplier", 0, "")
-	fs.StringVar(&encrypt, "encrypt", "", "")
-	fs.IntVar(&cap, "runner-capacity", 0, "")
-	fs.StringVar(&level, "log-level", "", "")
-	fs.Var(labels, "label", "")
+	b.AddFlags(fs)
 	if !c.Meta.parse(fs, args) {
 		return nil, false
 	}
@@ -105,87 +71,20 @@ func (c *AgentCommand) parseFlags(args []string) (*agentFlags, bool) {
 		c.Meta.UI.Error("Error: agent takes no arguments")
 		return nil, false
 	}
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "server":
-			f.server.Enabled = &srv
-		case "runner":
-			f.runner.Enabled = &withRunner
-		case "bootstrap-expect":
-			f.server.BootstrapExpect = &expect
-		case "retry-join":
-			f.server.RetryJoin = join
-		case "data-dir":
-			f.o.DataDir = &dataDir
-		case "name":
-			f.o.Name = &name
-		case "bind":
-			f.o.BindAddr = &bind
-		case "advertise":
-			f.o.Advertise = &adv
-		case "http-port":
-			f.ports.HTTP = &httpP
-		case "raft-port":
-			f.ports.Raft = &raftP
-		case "gossip-port":
-			f.ports.Gossip = &gossipP
-		case "raft-multiplier":
-			f.server.RaftMultiplier = &mult
-		case "encrypt":
-			f.server.Encrypt = &encrypt
-		case "runner-capacity":
-			f.runner.Capacity = &cap
-		case "label":
-			f.runner.Labels = labels
-		case "log-level":
-			f.o.LogLevel = &level
-		}
-	})
-	f.o.Server, f.o.Runner, f.o.Ports = &f.server, &f.runner, &f.ports
-	return f, true
-}
-
-// buildConfig layers defaults, config files, flags and environment.
-func buildConfig(f *agentFlags) (*agent.Config, error) {
-	cfg := agent.DefaultConfig()
-	if f.dev {
-		cfg = agent.DevConfig()
-	}
-	files, err := agent.LoadConfigPaths(f.configs)
-	if err != nil {
-		return nil, err
-	}
-	env, err := agent.EnvOverrides(os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range append(append(files, &f.o), env) {
-		if err := cfg.Apply(o); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.Server && cfg.BootstrapExpect == 0 {
-		cfg.BootstrapExpect = 1
-	}
-	return cfg, nil
+	return b, true
 }
 
 func (c *AgentCommand) Run(args []string) int {
-	f, ok := c.parseFlags(args)
+	b, ok := c.parseFlags(args)
 	if !ok {
 		return exitUsage
 	}
-	cfg, err := buildConfig(f)
+	cfg, err := b.Build()
 	if err != nil {
 		c.Meta.UI.Error("Error: " + err.Error())
 		return exitUsage
 	}
-	level := hclog.LevelFromString(cfg.LogLevel)
-	if level == hclog.NoLevel {
-		c.Meta.UI.Error(fmt.Sprintf("Error: log level %q: use trace, debug, info, warn or error", cfg.LogLevel))
-		return exitUsage
-	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "outpost", Level: level, Output: c.Meta.Stderr})
+	logger := hclog.New(&hclog.LoggerOptions{Name: "outpost", Level: hclog.LevelFromString(cfg.LogLevel), Output: c.Meta.Stderr})
 
 	start := time.Now()
 	a, err := agent.New(cfg, logger)
@@ -204,7 +103,7 @@ func (c *AgentCommand) Run(args []string) int {
 	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			c.reload(f, a, logger)
+			c.reload(b, a, logger)
 			continue
 		}
 		logger.Info("shutting down", "signal", sig.String())
@@ -229,17 +128,13 @@ func (c *AgentCommand) Run(args []string) int {
 }
 
 // reload applies what may change while running.
-func (c *AgentCommand) reload(f *agentFlags, a *agent.Agent, logger hclog.Logger) {
-	cfg, err := buildConfig(f)
+func (c *AgentCommand) reload(b *agent.Builder, a *agent.Agent, logger hclog.Logger) {
+	cfg, err := b.Build()
 	if err != nil {
 		logger.Error("reload: keeping the running configuration", "error", err)
 		return
 	}
 	level := hclog.LevelFromString(cfg.LogLevel)
-	if level == hclog.NoLevel {
-		logger.Error("reload: invalid log level; keeping the current one", "log_level", cfg.LogLevel)
-		return
-	}
 	a.SetLogLevel(level)
 	logger.Info("reloaded configuration", "log_level", level.String())
 }

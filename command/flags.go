@@ -8,12 +8,6 @@ import (
 	"github.com/outpost-run/outpost/internal/validate"
 )
 
-// stringSlice is a repeatable string flag.
-type stringSlice []string
-
-func (s *stringSlice) String() string     { return strings.Join(*s, ",") }
-func (s *stringSlice) Set(v string) error { *s = append(*s, v); return nil }
-
 // kvFlag is a repeatable k=v flag (-var, -label).
 type kvFlag map[string]string
 

@@ -2,7 +2,6 @@ package command
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -32,6 +31,9 @@ Usage: outpost runner agent [options]
   ` + "`outpost runner adopt ID`" + `, or it starts with a token from
   ` + "`outpost runner token create`" + `. Its identity and the results not yet
   delivered live in -data-dir; keep it across restarts.
+
+  Settings come from -config files (merged in order), then flags, then
+  OUTPOST_* environment variables, each overriding the one before.
 
 Options:
 
@@ -64,27 +66,9 @@ Job logs (sizes in bytes, or with KiB, MiB, GiB):
 }
 
 func (c *RunnerAgentCommand) Run(args []string) int {
-	var (
-		servers, configs                stringSlice
-		name, dataDir, token, bind, lvl string
-		logHead, logTail, logRate       string
-		capacity, gossipPort            int
-		labels                          = labelFlag{}
-	)
+	b := agent.NewBuilder(agent.CommandRunnerAgent)
 	fs := c.Meta.flagSet("runner agent", false)
-	fs.Var(&servers, "server", "")
-	fs.Var(&configs, "config", "")
-	fs.StringVar(&name, "name", "", "")
-	fs.Var(labels, "label", "")
-	fs.IntVar(&capacity, "capacity", 0, "")
-	fs.StringVar(&dataDir, "data-dir", "", "")
-	fs.StringVar(&token, "token", "", "")
-	fs.IntVar(&gossipPort, "gossip-port", 0, "")
-	fs.StringVar(&bind, "bind", "", "")
-	fs.StringVar(&lvl, "log-level", "", "")
-	fs.StringVar(&logHead, "log-head", "", "")
-	fs.StringVar(&logTail, "log-tail", "", "")
-	fs.StringVar(&logRate, "log-rate", "", "")
+	b.AddFlags(fs)
 	if !c.Meta.parse(fs, args) {
 		return exitUsage
 	}
@@ -92,84 +76,14 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 		c.Meta.UI.Error("Error: runner agent takes no arguments")
 		return exitUsage
 	}
-
-	cfg := agent.DefaultConfig()
-	cfg.Ports.Gossip = 0
-	files, err := agent.LoadConfigPaths(configs)
+	// Before anything is logged: a setting the servers would refuse ends
+	// the command here, with the reason, as a usage error.
+	cfg, err := b.Build()
 	if err != nil {
 		c.Meta.UI.Error("Error: " + err.Error())
 		return exitUsage
 	}
-	for _, o := range files {
-		if err := cfg.Apply(o); err != nil {
-			c.Meta.UI.Error("Error: " + err.Error())
-			return exitUsage
-		}
-	}
-	cfg.Server = false
-	cfg.Runner = true
-	// The log flags go through the runner block, parsed as a file's are.
-	logs := &agent.RunnerBlock{}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "log-head":
-			logs.LogHead = &logHead
-		case "log-tail":
-			logs.LogTail = &logTail
-		case "log-rate":
-			logs.LogRate = &logRate
-		}
-	})
-	if err := cfg.Apply(&agent.Overrides{Runner: logs}); err != nil {
-		c.Meta.UI.Error("Error: " + err.Error())
-		return exitUsage
-	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "name":
-			cfg.NodeID = name
-		case "label":
-			cfg.RunnerLabels = labels
-		case "capacity":
-			cfg.RunnerCapacity = capacity
-		case "data-dir":
-			cfg.DataDir = dataDir
-		case "token":
-			cfg.RunnerToken = token
-		case "gossip-port":
-			cfg.Ports.Gossip = gossipPort
-		case "bind":
-			cfg.BindAddr = bind
-		case "log-level":
-			cfg.LogLevel = lvl
-		}
-	})
-	for _, s := range servers {
-		cfg.RunnerServers = append(cfg.RunnerServers, strings.Split(s, ",")...)
-	}
-	if len(cfg.RunnerServers) == 0 {
-		if v := os.Getenv("OUTPOST_ADDR"); v != "" {
-			cfg.RunnerServers = strings.Split(v, ",")
-		}
-	}
-	if cfg.RunnerToken == "" {
-		cfg.RunnerToken = os.Getenv("OUTPOST_RUNNER_TOKEN")
-	}
-	if len(cfg.RunnerServers) == 0 {
-		c.Meta.UI.Error("Error: give the servers to connect to with -server=ADDR (or OUTPOST_ADDR)")
-		return exitUsage
-	}
 	level := hclog.LevelFromString(cfg.LogLevel)
-	if level == hclog.NoLevel {
-		c.Meta.UI.Error(fmt.Sprintf("Error: log level %q: use trace, debug, info, warn or error", cfg.LogLevel))
-		return exitUsage
-	}
-	// Before anything is logged: a setting the servers would refuse ends
-	// the command here, with the reason, as a usage error.
-	if err := cfg.Validate(); err != nil {
-		c.Meta.UI.Error("Error: " + err.Error())
-		return exitUsage
-	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "outpost", Level: level, Output: c.Meta.Stderr})
 	if cfg.DataDir == "" {
 		logger.Warn("no -data-dir: this runner gets a new identity at every start and keeps undelivered results only in memory")
