@@ -76,6 +76,12 @@ func (c *RunnerProfileSetCommand) Run(args []string) int {
 		req.Source, req.Filename = src, filepath.Base(file)
 	case name != "":
 		req.Profile = &pb.RunnerProfile{Name: name, TargetLabels: labels, TargetRunnerId: runnerID, Mode: mode, Driver: driver, Env: env, Default: isDefault}
+		// A value that is not UTF-8 cannot be sent (protobuf strings are
+		// UTF-8) nor written as HCL: say which one, before anything is sent.
+		if _, err := profile.Render(req.Profile); err != nil {
+			c.Meta.UI.Error("Error: " + err.Error())
+			return exitUsage
+		}
 	default:
 		c.Meta.UI.Error("Error: give a profile file with -file, or a profile with -name and flags")
 		return exitUsage
@@ -194,7 +200,11 @@ func (c *RunnerProfileInspectCommand) Run(args []string) int {
 	if asJSON {
 		return c.Meta.printJSON(resp.Msg.Profile)
 	}
-	fmt.Fprint(c.Meta.Stdout, profile.Render(resp.Msg.Profile))
+	src, err := profile.Render(resp.Msg.Profile)
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	c.Meta.Stdout.Write(src)
 	return exitOK
 }
 
