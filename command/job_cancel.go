@@ -7,6 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -32,22 +33,13 @@ func (c *JobCancelCommand) Run(args []string) int {
 	var reason string
 	fs := c.Meta.flagSet("job cancel", true)
 	fs.StringVar(&reason, "reason", "", "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: job cancel takes exactly one argument, a job id")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Jobs.CancelJob(context.Background(), connect.NewRequest(&pb.CancelJobRequest{Id: fs.Arg(0), Reason: reason}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	j := resp.Msg.Job
-	fmt.Fprintf(c.Meta.Stdout, "Job %s is %s: %s\n", j.Id, j.Status, j.StatusReason)
-	return exitOK
+	return argCommand(c.Meta, fs, "a job id", args,
+		func(ctx context.Context, client *rpc.Client, id string) (*pb.CancelJobResponse, error) {
+			return answer(client.Jobs.CancelJob(ctx, connect.NewRequest(&pb.CancelJobRequest{Id: id, Reason: reason})))
+		},
+		func(resp *pb.CancelJobResponse) int {
+			j := resp.Job
+			fmt.Fprintf(c.Meta.Stdout, "Job %s is %s: %s\n", j.Id, j.Status, j.StatusReason)
+			return exitOK
+		})
 }

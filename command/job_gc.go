@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -29,24 +30,14 @@ Usage: outpost job delete [options] ID
 }
 
 func (c *JobDeleteCommand) Run(args []string) int {
-	fs := c.Meta.flagSet("job delete", true)
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: job delete takes exactly one argument, a job id")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Jobs.DeleteJob(context.Background(), connect.NewRequest(&pb.DeleteJobRequest{Id: fs.Arg(0)}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	fmt.Fprintf(c.Meta.Stdout, "Job %s deleted\n", resp.Msg.Id)
-	return exitOK
+	return argCommand(c.Meta, c.Meta.flagSet("job delete", true), "a job id", args,
+		func(ctx context.Context, client *rpc.Client, id string) (*pb.DeleteJobResponse, error) {
+			return answer(client.Jobs.DeleteJob(ctx, connect.NewRequest(&pb.DeleteJobRequest{Id: id})))
+		},
+		func(resp *pb.DeleteJobResponse) int {
+			fmt.Fprintf(c.Meta.Stdout, "Job %s deleted\n", resp.Id)
+			return exitOK
+		})
 }
 
 // JobPinCommand pins or unpins a job.
@@ -71,27 +62,18 @@ func (c *JobPinCommand) Run(args []string) int {
 	var undo bool
 	fs := c.Meta.flagSet("job pin", true)
 	fs.BoolVar(&undo, "undo", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: job pin takes exactly one argument, a job id")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Jobs.PinJob(context.Background(), connect.NewRequest(&pb.PinJobRequest{Id: fs.Arg(0), Unpin: undo}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if resp.Msg.Job.Pinned {
-		fmt.Fprintf(c.Meta.Stdout, "Job %s pinned: it is never garbage-collected\n", resp.Msg.Job.Id)
-	} else {
-		fmt.Fprintf(c.Meta.Stdout, "Job %s unpinned\n", resp.Msg.Job.Id)
-	}
-	return exitOK
+	return argCommand(c.Meta, fs, "a job id", args,
+		func(ctx context.Context, client *rpc.Client, id string) (*pb.PinJobResponse, error) {
+			return answer(client.Jobs.PinJob(ctx, connect.NewRequest(&pb.PinJobRequest{Id: id, Unpin: undo})))
+		},
+		func(resp *pb.PinJobResponse) int {
+			if resp.Job.Pinned {
+				fmt.Fprintf(c.Meta.Stdout, "Job %s pinned: it is never garbage-collected\n", resp.Job.Id)
+			} else {
+				fmt.Fprintf(c.Meta.Stdout, "Job %s unpinned\n", resp.Job.Id)
+			}
+			return exitOK
+		})
 }
 
 // JobGCCommand forces a garbage-collection pass.

@@ -7,6 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -25,23 +26,13 @@ Usage: outpost job retry [options] ID
 }
 
 func (c *JobRetryCommand) Run(args []string) int {
-	fs := c.Meta.flagSet("job retry", true)
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: job retry takes exactly one argument, a job id")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Jobs.RetryJob(context.Background(), connect.NewRequest(&pb.RetryJobRequest{Id: fs.Arg(0)}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	j := resp.Msg.Job
-	fmt.Fprintf(c.Meta.Stdout, "Job %s queued as attempt %d\n", j.Id, j.Attempt)
-	return exitOK
+	return argCommand(c.Meta, c.Meta.flagSet("job retry", true), "a job id", args,
+		func(ctx context.Context, client *rpc.Client, id string) (*pb.RetryJobResponse, error) {
+			return answer(client.Jobs.RetryJob(ctx, connect.NewRequest(&pb.RetryJobRequest{Id: id})))
+		},
+		func(resp *pb.RetryJobResponse) int {
+			j := resp.Job
+			fmt.Fprintf(c.Meta.Stdout, "Job %s queued as attempt %d\n", j.Id, j.Attempt)
+			return exitOK
+		})
 }

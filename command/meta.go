@@ -115,6 +115,32 @@ func readCommand[T proto.Message](m *Meta, name string, args []string, withStale
 	return exitOK
 }
 
+// argCommand runs a command that takes one argument and makes one API
+// call with it: it parses args with fs (the caller's flag set, holding the
+// command's own flags), requires exactly one argument (what names it in the
+// usage error), calls once with it and hands the answer to show, which
+// prints it and returns the exit code. A failed call is printed in the
+// CLI's words.
+func argCommand[T any](m *Meta, fs *flag.FlagSet, what string, args []string,
+	call func(ctx context.Context, c *rpc.Client, arg string) (T, error), show func(T) int) int {
+	if !m.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		m.UI.Error(fmt.Sprintf("Error: %s takes exactly one argument, %s", fs.Name(), what))
+		return exitUsage
+	}
+	client, err := m.client()
+	if err != nil {
+		return m.errorf("%v", err)
+	}
+	answer, err := call(context.Background(), client, fs.Arg(0))
+	if err != nil {
+		return m.errorf("%s", m.apiError(client, err))
+	}
+	return show(answer)
+}
+
 // answer unwraps a unary call's response, for readCommand's call.
 func answer[R any](resp *connect.Response[R], err error) (*R, error) {
 	if err != nil {

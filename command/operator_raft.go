@@ -66,21 +66,13 @@ Usage: outpost operator raft remove-peer [options] NODE
 }
 
 func (c *OperatorRaftRemovePeerCommand) Run(args []string) int {
-	fs := c.Meta.flagSet("operator raft remove-peer", true)
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: remove-peer takes exactly one argument, the node name or raft address")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	if _, err := client.Operator.RemovePeer(context.Background(), connect.NewRequest(&pb.RemovePeerRequest{Id: fs.Arg(0)})); err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	fmt.Fprintf(c.Meta.Stdout, "Removed peer %s\n", fs.Arg(0))
-	return exitOK
+	return argCommand(c.Meta, c.Meta.flagSet("operator raft remove-peer", true), "the node name or raft address", args,
+		func(ctx context.Context, client *rpc.Client, peer string) (string, error) {
+			_, err := client.Operator.RemovePeer(ctx, connect.NewRequest(&pb.RemovePeerRequest{Id: peer}))
+			return peer, err
+		},
+		func(peer string) int {
+			fmt.Fprintf(c.Meta.Stdout, "Removed peer %s\n", peer)
+			return exitOK
+		})
 }

@@ -120,27 +120,18 @@ func (c *ProjectInspectCommand) Run(args []string) int {
 	var asJSON bool
 	fs := c.Meta.flagSet("project inspect", true)
 	fs.BoolVar(&asJSON, "json", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: project inspect takes exactly one argument, the project name")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Projects.GetProject(context.Background(), connect.NewRequest(&pb.GetProjectRequest{Name: fs.Arg(0)}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if asJSON {
-		return c.Meta.printJSON(resp.Msg)
-	}
-	fmt.Fprintf(c.Meta.Stderr, "# project %s (%s), jobs: %s\n", resp.Msg.Project.Name, resp.Msg.Project.Filename, strings.Join(resp.Msg.Jobs, ", "))
-	c.Meta.Stdout.Write(resp.Msg.Project.Source)
-	return exitOK
+	return argCommand(c.Meta, fs, "the project name", args,
+		func(ctx context.Context, client *rpc.Client, name string) (*pb.GetProjectResponse, error) {
+			return answer(client.Projects.GetProject(ctx, connect.NewRequest(&pb.GetProjectRequest{Name: name})))
+		},
+		func(resp *pb.GetProjectResponse) int {
+			if asJSON {
+				return c.Meta.printJSON(resp)
+			}
+			fmt.Fprintf(c.Meta.Stderr, "# project %s (%s), jobs: %s\n", resp.Project.Name, resp.Project.Filename, strings.Join(resp.Jobs, ", "))
+			c.Meta.Stdout.Write(resp.Project.Source)
+			return exitOK
+		})
 }
 
 // ProjectDeleteCommand removes a stored project.
@@ -157,8 +148,13 @@ Usage: outpost project delete [options] NAME
 }
 
 func (c *ProjectDeleteCommand) Run(args []string) int {
-	return simpleNameCommand(c.Meta, "project delete", args, func(client *rpc.Client, name string) error {
-		_, err := client.Projects.DeleteProject(context.Background(), connect.NewRequest(&pb.DeleteProjectRequest{Name: name}))
-		return err
-	}, "Project %q deleted\n")
+	return argCommand(c.Meta, c.Meta.flagSet("project delete", true), "the project name", args,
+		func(ctx context.Context, client *rpc.Client, name string) (string, error) {
+			_, err := client.Projects.DeleteProject(ctx, connect.NewRequest(&pb.DeleteProjectRequest{Name: name}))
+			return name, err
+		},
+		func(name string) int {
+			fmt.Fprintf(c.Meta.Stdout, "Project %q deleted\n", name)
+			return exitOK
+		})
 }

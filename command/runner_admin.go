@@ -105,49 +105,40 @@ func (c *RunnerInspectCommand) Run(args []string) int {
 	fs := c.Meta.flagSet("runner inspect", true)
 	fs.BoolVar(&asJSON, "json", false, "")
 	fs.BoolVar(&stale, "stale", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: runner inspect takes exactly one argument, a runner id or name")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Runners.GetRunner(context.Background(), connect.NewRequest(&pb.GetRunnerRequest{Id: fs.Arg(0), Stale: stale}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if asJSON {
-		return c.Meta.printJSON(resp.Msg)
-	}
-	r := resp.Msg.Runner
-	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
-	row("ID", r.Id)
-	row("Name", orDash(r.Name))
-	row("Status", r.Status)
-	row("Reason", orDash(r.StatusReason))
-	row("State", runnerState(r))
-	row("Labels", runnerLabels(r))
-	row("Jobs", fmt.Sprintf("%d of %d", r.Running, r.Capacity))
-	row("Address", orDash(r.Address))
-	row("Version", orDash(r.Version))
-	row("First seen", timeString(r.FirstSeen))
-	row("Last seen", ago(r))
-	w.Flush()
-	if len(resp.Msg.Jobs) > 0 {
-		fmt.Fprintln(c.Meta.Stdout, "\nJobs held:")
-		w = tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "ID\tPROJECT\tJOB\tSTATUS\tLEASE")
-		for _, j := range resp.Msg.Jobs {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", j.Id, j.Project, j.Name, j.Status, j.Lease)
-		}
-		w.Flush()
-	}
-	return exitOK
+	return argCommand(c.Meta, fs, "a runner id or name", args,
+		func(ctx context.Context, client *rpc.Client, id string) (*pb.GetRunnerResponse, error) {
+			return answer(client.Runners.GetRunner(ctx, connect.NewRequest(&pb.GetRunnerRequest{Id: id, Stale: stale})))
+		},
+		func(resp *pb.GetRunnerResponse) int {
+			if asJSON {
+				return c.Meta.printJSON(resp)
+			}
+			r := resp.Runner
+			w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+			row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
+			row("ID", r.Id)
+			row("Name", orDash(r.Name))
+			row("Status", r.Status)
+			row("Reason", orDash(r.StatusReason))
+			row("State", runnerState(r))
+			row("Labels", runnerLabels(r))
+			row("Jobs", fmt.Sprintf("%d of %d", r.Running, r.Capacity))
+			row("Address", orDash(r.Address))
+			row("Version", orDash(r.Version))
+			row("First seen", timeString(r.FirstSeen))
+			row("Last seen", ago(r))
+			w.Flush()
+			if len(resp.Jobs) > 0 {
+				fmt.Fprintln(c.Meta.Stdout, "\nJobs held:")
+				w = tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ID\tPROJECT\tJOB\tSTATUS\tLEASE")
+				for _, j := range resp.Jobs {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", j.Id, j.Project, j.Name, j.Status, j.Lease)
+				}
+				w.Flush()
+			}
+			return exitOK
+		})
 }
 
 // RunnerActionCommand is adopt, reject, forget and drain.
@@ -173,37 +164,31 @@ func (c *RunnerActionCommand) Run(args []string) int {
 	if c.action == "drain" {
 		fs.BoolVar(&undo, "undo", false, "")
 	}
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
+	// Asked once the flags are parsed: drain -undo is undrain.
+	action := func() string {
+		if undo {
+			return "undrain"
+		}
+		return c.action
 	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error(fmt.Sprintf("Error: runner %s takes exactly one argument, a runner id or name", c.action))
-		return exitUsage
-	}
-	action := c.action
-	if undo {
-		action = "undrain"
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Runners.RunnerAction(context.Background(), connect.NewRequest(&pb.RunnerActionRequest{Id: fs.Arg(0), Action: action}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	r := resp.Msg.Runner
-	switch action {
-	case "forget":
-		fmt.Fprintf(c.Meta.Stdout, "Runner %s forgotten\n", r.Id)
-	case "drain":
-		fmt.Fprintf(c.Meta.Stdout, "Runner %s is draining: it finishes its %d job(s) and takes no new ones\n", r.Id, r.Running)
-	case "undrain":
-		fmt.Fprintf(c.Meta.Stdout, "Runner %s takes new jobs again\n", r.Id)
-	default:
-		fmt.Fprintf(c.Meta.Stdout, "Runner %s is %s\n", r.Id, r.Status)
-	}
-	return exitOK
+	return argCommand(c.Meta, fs, "a runner id or name", args,
+		func(ctx context.Context, client *rpc.Client, id string) (*pb.RunnerActionResponse, error) {
+			return answer(client.Runners.RunnerAction(ctx, connect.NewRequest(&pb.RunnerActionRequest{Id: id, Action: action()})))
+		},
+		func(resp *pb.RunnerActionResponse) int {
+			r := resp.Runner
+			switch action() {
+			case "forget":
+				fmt.Fprintf(c.Meta.Stdout, "Runner %s forgotten\n", r.Id)
+			case "drain":
+				fmt.Fprintf(c.Meta.Stdout, "Runner %s is draining: it finishes its %d job(s) and takes no new ones\n", r.Id, r.Running)
+			case "undrain":
+				fmt.Fprintf(c.Meta.Stdout, "Runner %s takes new jobs again\n", r.Id)
+			default:
+				fmt.Fprintf(c.Meta.Stdout, "Runner %s is %s\n", r.Id, r.Status)
+			}
+			return exitOK
+		})
 }
 
 // RunnerTokenCreateCommand makes an adoption token.

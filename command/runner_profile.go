@@ -76,6 +76,12 @@ func (c *RunnerProfileSetCommand) Run(args []string) int {
 		req.Source, req.Filename = src, filepath.Base(file)
 	case name != "":
 		req.Profile = &pb.RunnerProfile{Name: name, TargetLabels: labels, TargetRunnerId: runnerID, Mode: mode, Driver: driver, Env: env, Default: isDefault}
+		// A value that is not UTF-8 cannot be sent (protobuf strings are
+		// UTF-8) nor written as HCL: say which one, before anything is sent.
+		if _, err := profile.Render(req.Profile); err != nil {
+			c.Meta.UI.Error("Error: " + err.Error())
+			return exitUsage
+		}
 	default:
 		c.Meta.UI.Error("Error: give a profile file with -file, or a profile with -name and flags")
 		return exitUsage
@@ -176,26 +182,21 @@ func (c *RunnerProfileInspectCommand) Run(args []string) int {
 	var asJSON bool
 	fs := c.Meta.flagSet("runner profile inspect", true)
 	fs.BoolVar(&asJSON, "json", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: runner profile inspect takes exactly one argument, the profile name")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Projects.GetProfile(context.Background(), connect.NewRequest(&pb.GetProfileRequest{Name: fs.Arg(0)}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	if asJSON {
-		return c.Meta.printJSON(resp.Msg.Profile)
-	}
-	fmt.Fprint(c.Meta.Stdout, profile.Render(resp.Msg.Profile))
-	return exitOK
+	return argCommand(c.Meta, fs, "the profile name", args,
+		func(ctx context.Context, client *rpc.Client, name string) (*pb.GetProfileResponse, error) {
+			return answer(client.Projects.GetProfile(ctx, connect.NewRequest(&pb.GetProfileRequest{Name: name})))
+		},
+		func(resp *pb.GetProfileResponse) int {
+			if asJSON {
+				return c.Meta.printJSON(resp.Profile)
+			}
+			src, err := profile.Render(resp.Profile)
+			if err != nil {
+				return c.Meta.errorf("%v", err)
+			}
+			c.Meta.Stdout.Write(src)
+			return exitOK
+		})
 }
 
 // RunnerProfileDeleteCommand deletes a profile.
@@ -213,29 +214,13 @@ Usage: outpost runner profile delete [options] NAME
 }
 
 func (c *RunnerProfileDeleteCommand) Run(args []string) int {
-	return simpleNameCommand(c.Meta, "runner profile delete", args, func(client *rpc.Client, name string) error {
-		_, err := client.Projects.DeleteProfile(context.Background(), connect.NewRequest(&pb.DeleteProfileRequest{Name: name}))
-		return err
-	}, "Runner profile %q deleted\n")
-}
-
-// simpleNameCommand runs a command whose only argument is a name.
-func simpleNameCommand(m *Meta, name string, args []string, call func(*rpc.Client, string) error, done string) int {
-	fs := m.flagSet(name, true)
-	if !m.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		m.UI.Error(fmt.Sprintf("Error: %s takes exactly one argument", name))
-		return exitUsage
-	}
-	client, err := m.client()
-	if err != nil {
-		return m.errorf("%v", err)
-	}
-	if err := call(client, fs.Arg(0)); err != nil {
-		return m.errorf("%s", m.apiError(client, err))
-	}
-	fmt.Fprintf(m.Stdout, done, fs.Arg(0))
-	return exitOK
+	return argCommand(c.Meta, c.Meta.flagSet("runner profile delete", true), "the profile name", args,
+		func(ctx context.Context, client *rpc.Client, name string) (string, error) {
+			_, err := client.Projects.DeleteProfile(ctx, connect.NewRequest(&pb.DeleteProfileRequest{Name: name}))
+			return name, err
+		},
+		func(name string) int {
+			fmt.Fprintf(c.Meta.Stdout, "Runner profile %q deleted\n", name)
+			return exitOK
+		})
 }

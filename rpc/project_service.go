@@ -44,7 +44,11 @@ func (s *ProjectService) SetProfile(ctx context.Context, req *connect.Request[pb
 		profiles = ps
 	case m.Profile != nil:
 		// Flags go through the same checks as a file: render and parse.
-		ps, err := profile.Parse("flags", []byte(profile.Render(m.Profile)))
+		src, err := profile.Render(m.Profile)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+		ps, err := profile.Parse("flags", src)
 		if err != nil {
 			return nil, connect.NewError(connect.CodeInvalidArgument, err)
 		}

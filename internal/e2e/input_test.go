@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -335,5 +337,49 @@ job "say" {
 		if _, err := os.Stat(marker); err == nil {
 			t.Fatalf("%v: the value was run as shell code: %s exists", args, marker)
 		}
+	}
+}
+
+// A profile's strings are data: set from flags, shown by `inspect`, and
+// that output given back to `set -file`, a value HCL would read as a
+// template ("${HOME}", "%{x}") or with bytes Go and HCL quote differently
+// comes back as given (issue 14: Go's %q rendering made the first `set`
+// fail with "Variables not allowed").
+func TestProfileStringsRoundTrip(t *testing.T) {
+	e2e(t)
+	s := startDev(t, testcluster.ServerOptions{})
+	env := map[string]string{
+		"HOME_DIR": "${HOME}",
+		"PCT":      "100%{x}",
+		"ODD":      "a\x01b\tc\nd \"q\" \\ é",
+		"EMPTY":    "",
+	}
+	args := []string{"runner", "profile", "set", "-name=strings", "-target-label=os=linux"}
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		args = append(args, "-env="+k+"="+env[k])
+	}
+	cliOK(t, s, args...)
+	shown := cliOK(t, s, "runner", "profile", "inspect", "strings").stdout
+	if !strings.Contains(shown, `HOME_DIR = "$${HOME}"`) {
+		t.Errorf("inspect does not escape the interpolation:\n%s", shown)
+	}
+
+	cliOK(t, s, "runner", "profile", "set", "-file", writeFile(t, "strings.hcl", shown))
+	if again := cliOK(t, s, "runner", "profile", "inspect", "strings").stdout; again != shown {
+		t.Errorf("inspect after set -file of its own output:\n%s\nwant:\n%s", again, shown)
+	}
+	var got pb.RunnerProfile
+	if err := protojson.Unmarshal([]byte(cliOK(t, s, "runner", "profile", "inspect", "-json", "strings").stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got.Env, env) || !maps.Equal(got.TargetLabels, map[string]string{"os": "linux"}) {
+		t.Errorf("stored env %q, labels %q; want env %q", got.Env, got.TargetLabels, env)
+	}
+
+	// A value that is not UTF-8 has no HCL (or protobuf) form: a usage
+	// error that names it, before anything is sent.
+	r := cli(t, s, "runner", "profile", "set", "-name=bad", "-env=A=caf\xe9")
+	if r.code != 2 || !strings.Contains(r.stderr, `env "A": "caf\xe9" is not valid UTF-8`) {
+		t.Errorf("profile set with an env value that is not UTF-8: want exit 2 and the reason; got %v", r)
 	}
 }
