@@ -262,8 +262,13 @@ func TestMemoryLimit(t *testing.T) {
 			if !strings.Contains(res.Reason, "memory limit of 64 MiB reached") {
 				t.Errorf("reason %q does not name the memory limit", res.Reason)
 			}
-			if res.PeakMemoryBytes > limit {
-				t.Errorf("peak memory %d above the limit %d", res.PeakMemoryBytes, limit)
+			// The kernel force-charges a few pages past the limit while it
+			// kills (allocations that may not fail), and the v1 watermark
+			// records them: 67,112,960 for a 64 MiB limit was seen here.
+			// More than 64 KiB over would mean the limit is not the job's.
+			const slack = 64 << 10
+			if res.PeakMemoryBytes > limit+slack {
+				t.Errorf("peak memory %d above the limit %d (+%d)", res.PeakMemoryBytes, limit, slack)
 			}
 			t.Logf("system lines: %q", rec.texts(System, ""))
 		})
