@@ -7,6 +7,7 @@ package profile
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,6 +206,10 @@ func ParseSize(s string) (uint64, error) {
 	unit, ok := sizeUnits[strings.ToLower(strings.TrimSpace(t[i:]))]
 	if err != nil || !ok || n == 0 {
 		return 0, fmt.Errorf("%q is not a size (e.g. 512MiB, 2GB)", s)
+	}
+	// Without this, "17592186044416m" wraps to 0, which reads as no limit.
+	if n > math.MaxUint64/unit {
+		return 0, fmt.Errorf("%q is too large a size (at most 16 EiB)", s)
 	}
 	return n * unit, nil
 }

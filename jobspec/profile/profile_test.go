@@ -66,6 +66,8 @@ func TestParseBad(t *testing.T) {
 			`p.hcl:1:1: Invalid mode: mode "vm": use "static" or "on_demand".`},
 		{"bad size", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    memory = \"lots\"\n  }\n}\n",
 			`p.hcl:3:3: Invalid limits: memory: "lots" is not a size (e.g. 512MiB, 2GB)`},
+		{"size that wraps", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    memory = \"17592186044416m\"\n  }\n}\n",
+			`p.hcl:3:3: Invalid limits: memory: "17592186044416m" is too large a size (at most 16 EiB)`},
 		{"cpus zero", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    cpus = 0\n  }\n}\n",
 			`p.hcl:3:3: Invalid limits: cpus: 0 is not a number of cores from 0.01 to 4096 (e.g. 0.5, 2)`},
 		{"cpus huge", "runner_profile \"a\" {\n  mode = \"on_demand\"\n  limits {\n    cpus = 5e9\n  }\n}\n",
