@@ -1,9 +1,7 @@
-package rpc
+package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +17,7 @@ import (
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/validate"
 	"github.com/outpost-run/outpost/jobspec/project"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
@@ -45,20 +44,10 @@ const parsedProjects = 128
 
 var _ outpostv1connect.JobServiceHandler = (*JobService)(nil)
 
-// NewJobID returns a random job id. 64 random bits keep collisions out of
-// reach; the FSM still refuses to overwrite an existing id.
-func NewJobID() string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand failed: %v", err))
-	}
-	return "j-" + hex.EncodeToString(b[:])
-}
-
 // BuildJob turns a resolved project job into a job record ready to submit.
 func BuildJob(r *project.ResolvedJob, now time.Time) *pb.Job {
 	j := &pb.Job{
-		Id:           NewJobID(),
+		Id:           rpc.NewJobID(),
 		Project:      r.Project,
 		Name:         r.Job,
 		Workspace:    r.Workspace,
