@@ -55,7 +55,7 @@ func (s *Server) RegisterRunner(ctx context.Context, reg *pb.Register, addr stri
 	}
 	r.Name, r.Labels, r.Capacity, r.Version, r.Address = reg.Name, reg.Labels, reg.Capacity, reg.Version, addr
 	r.SecretHash = hash
-	r.State = "ready"
+	r.State = rpc.RunnerReady
 	if r.Status == rpc.RunnerPending {
 		switch {
 		case trusted:

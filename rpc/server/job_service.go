@@ -166,7 +166,7 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 	if m.Id != "" && s.b.State().Collected(job.Id) {
 		return nil, errCollected(job.Id)
 	}
-	job.Status, job.StatusReason, job.Attempt = state.StatusPending, "waiting for a runner", 1
+	job.Status, job.StatusReason, job.Attempt = rpc.JobPending, "waiting for a runner", 1
 	job.CreateIndex, job.ModifyIndex, job.UpdatedAt = index, index, job.CreatedAt
 	return connect.NewResponse(&pb.SubmitJobResponse{Job: job}), nil
 }
@@ -324,8 +324,8 @@ func (s *JobService) ListJobs(ctx context.Context, req *connect.Request[pb.ListJ
 
 func validStatus(s string) bool {
 	switch s {
-	case state.StatusPending, state.StatusAssigned, state.StatusRunning, state.StatusCanceling,
-		state.StatusSucceeded, state.StatusFailed, state.StatusCanceled, state.StatusLost:
+	case rpc.JobPending, rpc.JobAssigned, rpc.JobRunning, rpc.JobCanceling,
+		rpc.JobSucceeded, rpc.JobFailed, rpc.JobCanceled, rpc.JobLost:
 		return true
 	}
 	return false
@@ -386,7 +386,7 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 		if len(chunks) > 0 {
 			after = chunks[len(chunks)-1].Seq
 		}
-		if !m.Follow || state.Terminal(j.Status) {
+		if !m.Follow || rpc.JobTerminal(j.Status) {
 			if m.Follow {
 				// A last empty message carries the final status.
 				if len(chunks) == 0 {

@@ -13,7 +13,7 @@ import (
 )
 
 func TestJobPageTokens(t *testing.T) {
-	f := state.JobFilter{Project: "web", Status: state.StatusFailed, CreatedAfter: time.Unix(1700000000, 5)}
+	f := state.JobFilter{Project: "web", Status: rpc.JobFailed, CreatedAfter: time.Unix(1700000000, 5)}
 	c := state.JobCursor{CreateIndex: 1 << 40, ID: "j-0123456789abcdef"}
 	got, err := jobCursor(jobToken(c, f), f)
 	if err != nil || *got != c {

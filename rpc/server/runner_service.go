@@ -354,7 +354,7 @@ func (c *runnerConn) recorded(m *pb.RunnerMessage) bool {
 	if err != nil || j.Id != l.JobId {
 		return false
 	}
-	if state.Terminal(j.Status) && j.Status != state.StatusLost && j.Lease == l.Lease {
+	if rpc.JobTerminal(j.Status) && j.Status != rpc.JobLost && j.Lease == l.Lease {
 		return true // its result is in: the attempt's log is done
 	}
 	a := j.AttemptLog
@@ -470,7 +470,7 @@ func vanished(active []*pb.Job, life, seen uint64, running, unacked []*pb.Runnin
 	}
 	var out []*pb.LostJob
 	for _, j := range active {
-		if j.Status == state.StatusAssigned {
+		if j.Status == rpc.JobAssigned {
 			continue // not started: sent again, or taken back at its deadline
 		}
 		earlier := j.RunnerLife < life
@@ -515,7 +515,7 @@ func (c *runnerConn) fenceRunning(running []*pb.RunningJob) error {
 	st := c.svc.b.State()
 	for _, r := range running {
 		j, err := st.JobByID(nil, r.JobId)
-		if err != nil || j.Lease < r.Lease || (j.Lease == r.Lease && state.Active(j.Status)) {
+		if err != nil || j.Lease < r.Lease || (j.Lease == r.Lease && rpc.JobActive(j.Status)) {
 			continue
 		}
 		reason := fmt.Sprintf("this attempt is no longer current: job is %s (attempt %d, lease %d)", j.Status, j.Attempt, j.Lease)
