@@ -3,5 +3,8 @@
 // reaper, the HTTP/RPC listener) and/or a runner, and implements the
 // Backend of rpc/server that the API handlers call.
 //
-// It may import rpc, fsm and runner; nothing below it imports agent.
+// It may import rpc, rpc/server, fsm and runner, and it is where the
+// server side is wired in (rpc/server.Register); it never reaches command.
+// Only command, tests and the test harnesses under internal/ import agent:
+// that is how a CLI command reaches server code.
 package agent

@@ -6,6 +6,7 @@
 //
 // Handlers hold no state of their own; everything goes through a Backend,
 // which the agent implements and wires in (Register). server may import
-// fsm and the rpc client package; it never imports agent, command or
-// runner, and only agent imports it (command reaches it through agent).
+// fsm and the rpc client package; it does not reach agent, command or
+// runner through anything, and only agent (and tests) import it: command
+// reaches it through agent (scripts/check-imports.sh).
 package server
