@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/outpost-run/outpost/rpc"
+	rpcserver "github.com/outpost-run/outpost/rpc/server"
 	"github.com/outpost-run/outpost/runner"
 )
 
@@ -103,7 +103,7 @@ func (a *Agent) advertisedHTTP() string {
 
 func (a *Agent) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
-	rpc.Register(mux, a.server, a.logger)
+	rpcserver.Register(mux, a.server, a.logger)
 	mux.Handle("/v1/operator/snapshot", a.server.snapshotHandler())
 	if a.cfg.Dev || a.cfg.EnableDebug {
 		// Profiles of a running agent, for finding bottlenecks: go tool

@@ -18,11 +18,12 @@ import (
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	rpcserver "github.com/outpost-run/outpost/rpc/server"
 )
 
-var _ rpc.Backend = (*Server)(nil)
+var _ rpcserver.Backend = (*Server)(nil)
 
-// RegisterRunner implements rpc.Backend. It checks the runner's secret
+// RegisterRunner implements rpcserver.Backend. It checks the runner's secret
 // against the one bound at first contact, decides adoption for newcomers,
 // and writes the record only when something in it changed, so reconnects
 // cost no log entries.
@@ -30,7 +31,7 @@ func (s *Server) RegisterRunner(ctx context.Context, reg *pb.Register, addr stri
 	if err := s.ReadBarrier(ctx, false); err != nil {
 		return nil, err
 	}
-	hash := rpc.HashSecret(reg.Secret)
+	hash := rpcserver.HashSecret(reg.Secret)
 	trusted := s.cfg.Dev || (reg.Token != "" && subtle.ConstantTimeCompare([]byte(reg.Token), []byte(s.localRunnerToken)) == 1)
 	now := timestamppb.Now()
 
@@ -54,7 +55,7 @@ func (s *Server) RegisterRunner(ctx context.Context, reg *pb.Register, addr stri
 	}
 	r.Name, r.Labels, r.Capacity, r.Version, r.Address = reg.Name, reg.Labels, reg.Capacity, reg.Version, addr
 	r.SecretHash = hash
-	r.State = "ready"
+	r.State = rpc.RunnerReady
 	if r.Status == rpc.RunnerPending {
 		switch {
 		case trusted:
@@ -63,7 +64,7 @@ func (s *Server) RegisterRunner(ctx context.Context, reg *pb.Register, addr stri
 				r.StatusReason = "adopted automatically by the dev agent"
 			}
 		case reg.Token != "":
-			tok, err := s.State().RunnerTokenByHash(rpc.HashSecret(reg.Token))
+			tok, err := s.State().RunnerTokenByHash(rpcserver.HashSecret(reg.Token))
 			if err != nil || (tok.ExpiresAt != nil && tok.ExpiresAt.AsTime().Before(time.Now())) {
 				return nil, connect.NewError(connect.CodePermissionDenied, errors.New(
 					"the adoption token is unknown or expired; create one with `outpost runner token create`, or start without -token and adopt the runner with `outpost runner adopt`"))
@@ -88,30 +89,30 @@ func runnerSame(a, b *pb.Runner) bool {
 		bytes.Equal(a.SecretHash, b.SecretHash) && slices.Equal(a.Projects, b.Projects)
 }
 
-// RunnerConnected implements rpc.Backend.
+// RunnerConnected implements rpcserver.Backend.
 func (s *Server) RunnerConnected(id string) func() { return s.liveness.Connected(id) }
 
-// RunnerSeen implements rpc.Backend.
+// RunnerSeen implements rpcserver.Backend.
 func (s *Server) RunnerSeen(id string) { s.liveness.Seen(id) }
 
-// RunnerLastSeen implements rpc.Backend.
+// RunnerLastSeen implements rpcserver.Backend.
 func (s *Server) RunnerLastSeen(id string) (time.Time, bool) { return s.liveness.LastSeen(id) }
 
-// RunnerFresh implements rpc.Backend.
+// RunnerFresh implements rpcserver.Backend.
 func (s *Server) RunnerFresh(id string) bool { return s.liveness.Fresh(id) }
 
-// ConfirmRunner implements rpc.Backend.
+// ConfirmRunner implements rpcserver.Backend.
 func (s *Server) ConfirmRunner(id string, done func(error)) { s.leases.confirm(id, done) }
 
-// ServeRunners implements rpc.Backend.
+// ServeRunners implements rpcserver.Backend.
 func (s *Server) ServeRunners() error {
 	return s.leases.serving(rpc.Timings(s.cfg.RunnerTimeout).Move)
 }
 
-// LeasePeriod implements rpc.Backend.
+// LeasePeriod implements rpcserver.Backend.
 func (s *Server) LeasePeriod() time.Duration { return s.cfg.RunnerTimeout }
 
-// ServerAddrs implements rpc.Backend.
+// ServerAddrs implements rpcserver.Backend.
 func (s *Server) ServerAddrs() []string {
 	addrs, _ := s.serverAddrs.Load().([]string)
 	return addrs
@@ -139,7 +140,7 @@ func (s *Server) refreshServerAddrs() {
 	}
 }
 
-// GossipAddrs implements rpc.Backend.
+// GossipAddrs implements rpcserver.Backend.
 func (s *Server) GossipAddrs() []string {
 	if s.gossip == nil {
 		return nil

@@ -13,10 +13,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-run/outpost/fsm"
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
+	rpcserver "github.com/outpost-run/outpost/rpc/server"
 )
 
 // leaderWait bounds how long a write waits for an election to produce a
@@ -61,19 +61,19 @@ func (s *Server) leaderHTTP(ctx context.Context) (string, error) {
 		}
 		if time.Now().After(deadline) {
 			if id != "" {
-				return "", fmt.Errorf("%w: leader %s has not announced its API address", rpc.ErrNoLeader, id)
+				return "", fmt.Errorf("%w: leader %s has not announced its API address", rpcserver.ErrNoLeader, id)
 			}
-			return "", fmt.Errorf("%w: no leader elected (is a quorum of servers up?)", rpc.ErrNoLeader)
+			return "", fmt.Errorf("%w: no leader elected (is a quorum of servers up?)", rpcserver.ErrNoLeader)
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("%w: %v", rpc.ErrNoLeader, ctx.Err())
+			return "", fmt.Errorf("%w: %v", rpcserver.ErrNoLeader, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-// LeaderAddr implements rpc.Backend.
+// LeaderAddr implements rpcserver.Backend.
 func (s *Server) LeaderAddr(ctx context.Context) (string, error) { return s.leaderHTTP(ctx) }
 
 // httpAddrOf finds a server's API address from its gossip metadata.
@@ -92,7 +92,7 @@ func (s *Server) httpAddrOf(name string) string {
 	return ""
 }
 
-// Apply implements rpc.Backend: it commits the entry (see Commit) and then
+// Apply implements rpcserver.Backend: it commits the entry (see Commit) and then
 // waits until this server's replica has applied it, so the caller reads its
 // own write here.
 func (s *Server) Apply(ctx context.Context, t fsm.MessageType, body proto.Message) (any, error) {
@@ -103,12 +103,12 @@ func (s *Server) Apply(ctx context.Context, t fsm.MessageType, body proto.Messag
 	wctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
 	if err := s.fsm.WaitIndex(wctx, index); err != nil {
-		return nil, fmt.Errorf("%w: committed at index %d, but this server has not applied it yet: %v", rpc.ErrNoLeader, index, err)
+		return nil, fmt.Errorf("%w: committed at index %d, but this server has not applied it yet: %v", rpcserver.ErrNoLeader, index, err)
 	}
 	return res, nil
 }
 
-// Commit implements rpc.Backend: the leader commits the entry; any other
+// Commit implements rpcserver.Backend: the leader commits the entry; any other
 // server forwards it to the leader. It returns once a quorum has it, with
 // the index it was committed at, without waiting for this replica: a
 // follower learns of a commit only with the leader's next message, which
@@ -150,13 +150,13 @@ func (s *Server) forward(ctx context.Context, leader string, t fsm.MessageType, 
 	if err != nil {
 		var ce *connect.Error
 		if errors.As(err, &ce) && ce.Code() == connect.CodeUnavailable {
-			return nil, 0, fmt.Errorf("%w: forwarding to leader at %s: %s", rpc.ErrNoLeader, leader, ce.Message())
+			return nil, 0, fmt.Errorf("%w: forwarding to leader at %s: %s", rpcserver.ErrNoLeader, leader, ce.Message())
 		}
 		return nil, 0, fmt.Errorf("forwarding %s to leader at %s: %w", t, leader, err)
 	}
 	m := resp.Msg
 	if m.ErrorKind != "" || m.ErrorMessage != "" {
-		return nil, m.Index, rebuildError(m.ErrorKind, m.ErrorMessage)
+		return nil, m.Index, rpcserver.RebuildError(m.ErrorKind, m.ErrorMessage)
 	}
 	switch t {
 	case fsm.AssignJobsType:
@@ -166,7 +166,7 @@ func (s *Server) forward(ctx context.Context, leader string, t fsm.MessageType, 
 		res := &fsm.ReportsResult{Errors: make([]error, n)}
 		for _, re := range m.ReportErrors {
 			if int(re.Index) < n {
-				res.Errors[re.Index] = rebuildError(re.Kind, re.Message)
+				res.Errors[re.Index] = rpcserver.RebuildError(re.Kind, re.Message)
 			}
 		}
 		return res, m.Index, nil
@@ -183,7 +183,7 @@ func (s *Server) raftApply(ctx context.Context, data []byte) (uint64, any, error
 	fut := s.raft.Apply(data, timeout)
 	if err := fut.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
-			return 0, nil, fmt.Errorf("%w: %v; retry", rpc.ErrNoLeader, err)
+			return 0, nil, fmt.Errorf("%w: %v; retry", rpcserver.ErrNoLeader, err)
 		}
 		return 0, nil, fmt.Errorf("raft apply: %w", err)
 	}
@@ -193,10 +193,10 @@ func (s *Server) raftApply(ctx context.Context, data []byte) (uint64, any, error
 	return fut.Index(), fut.Response(), nil
 }
 
-// ApplyEntry implements rpc.Backend for writes forwarded by other servers.
+// ApplyEntry implements rpcserver.Backend for writes forwarded by other servers.
 func (s *Server) ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyResponse, error) {
 	if s.raft.State() != raft.Leader {
-		return nil, fmt.Errorf("%w: this server is no longer the leader", rpc.ErrNoLeader)
+		return nil, fmt.Errorf("%w: this server is no longer the leader", rpcserver.ErrNoLeader)
 	}
 	var (
 		index uint64
@@ -216,7 +216,7 @@ func (s *Server) ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyRespons
 	}
 	resp := &pb.ApplyResponse{Index: index}
 	if err != nil {
-		resp.ErrorKind, resp.ErrorMessage = errorKind(err), err.Error()
+		resp.ErrorKind, resp.ErrorMessage = rpcserver.ErrorKind(err), err.Error()
 	}
 	switch r := res.(type) {
 	case *fsm.AssignResult:
@@ -224,68 +224,14 @@ func (s *Server) ApplyEntry(ctx context.Context, entry []byte) (*pb.ApplyRespons
 	case *fsm.ReportsResult:
 		for i, e := range r.Errors {
 			if e != nil {
-				resp.ReportErrors = append(resp.ReportErrors, &pb.ReportError{Index: uint32(i), Kind: errorKind(e), Message: e.Error()})
+				resp.ReportErrors = append(resp.ReportErrors, &pb.ReportError{Index: uint32(i), Kind: rpcserver.ErrorKind(e), Message: e.Error()})
 			}
 		}
 	}
 	return resp, nil
 }
 
-// errorKind names a state-machine refusal so it survives the trip back to
-// the forwarding server as the same sentinel.
-func errorKind(err error) string {
-	switch {
-	case errors.Is(err, state.ErrNotFound):
-		return "not_found"
-	case errors.Is(err, state.ErrStaleLease):
-		return "stale_lease"
-	case errors.Is(err, state.ErrConflict):
-		return "conflict"
-	case errors.Is(err, state.ErrAmbiguous):
-		return "ambiguous"
-	case errors.Is(err, fsm.ErrInvalidEntry):
-		return "invalid"
-	case errors.Is(err, state.ErrInvalid):
-		return "invalid_report"
-	case errors.Is(err, state.ErrLogIncomplete):
-		return "log_incomplete"
-	}
-	return "internal"
-}
-
-func rebuildError(kind, msg string) error {
-	var sentinel error
-	switch kind {
-	case "not_found":
-		sentinel = state.ErrNotFound
-	case "stale_lease":
-		sentinel = state.ErrStaleLease
-	case "conflict":
-		sentinel = state.ErrConflict
-	case "ambiguous":
-		sentinel = state.ErrAmbiguous
-	case "invalid":
-		sentinel = fsm.ErrInvalidEntry
-	case "invalid_report":
-		sentinel = state.ErrInvalid
-	case "log_incomplete":
-		sentinel = state.ErrLogIncomplete
-	default:
-		return errors.New(msg)
-	}
-	return &remoteError{msg: msg, kind: sentinel}
-}
-
-// remoteError carries the leader's message and matches its sentinel.
-type remoteError struct {
-	msg  string
-	kind error
-}
-
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.kind }
-
-// ReadBarrier implements rpc.Backend. The leader confirms it still leads; a
+// ReadBarrier implements rpcserver.Backend. The leader confirms it still leads; a
 // follower asks the leader how far state has gone and waits to catch up, so
 // a read on any server sees every write acknowledged before it.
 func (s *Server) ReadBarrier(ctx context.Context, stale bool) error {
@@ -298,44 +244,44 @@ func (s *Server) ReadBarrier(ctx context.Context, stale bool) error {
 	}
 	if leader == "" {
 		if !s.leaderReady.Load() {
-			return fmt.Errorf("%w: this server was just elected and is still catching up; retry", rpc.ErrNoLeader)
+			return fmt.Errorf("%w: this server was just elected and is still catching up; retry", rpcserver.ErrNoLeader)
 		}
 		if err := s.raft.VerifyLeader().Error(); err != nil {
-			return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+			return fmt.Errorf("%w: %v", rpcserver.ErrNoLeader, err)
 		}
 		return nil
 	}
 	resp, err := s.peers.cluster(leader).ReadIndex(ctx, connect.NewRequest(&pb.ReadIndexRequest{}))
 	if err != nil {
-		return fmt.Errorf("%w: asking leader at %s for its index: %v (use -stale to read this server's copy)", rpc.ErrNoLeader, leader, err)
+		return fmt.Errorf("%w: asking leader at %s for its index: %v (use -stale to read this server's copy)", rpcserver.ErrNoLeader, leader, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
 	return s.fsm.WaitIndex(wctx, resp.Msg.Index)
 }
 
-// LeaderReadIndex implements rpc.Backend: the index a consistent read must
+// LeaderReadIndex implements rpcserver.Backend: the index a consistent read must
 // wait for, from a leader that has just confirmed it leads.
 func (s *Server) LeaderReadIndex(ctx context.Context) (uint64, error) {
 	if s.raft.State() != raft.Leader || !s.leaderReady.Load() {
-		return 0, fmt.Errorf("%w: this server is not a ready leader", rpc.ErrNoLeader)
+		return 0, fmt.Errorf("%w: this server is not a ready leader", rpcserver.ErrNoLeader)
 	}
 	if err := s.raft.VerifyLeader().Error(); err != nil {
-		return 0, fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+		return 0, fmt.Errorf("%w: %v", rpcserver.ErrNoLeader, err)
 	}
 	return s.fsm.AppliedIndex(), nil
 }
 
-// RemoteRunners implements rpc.Backend: a follower's report of its runner
+// RemoteRunners implements rpcserver.Backend: a follower's report of its runner
 // streams, answered only once this server has verified it leads, so the
 // follower may confirm those runners' leases.
 func (s *Server) RemoteRunners(ctx context.Context, server string, ids []string, silentMS []uint32) error {
 	if s.raft.State() != raft.Leader {
-		return fmt.Errorf("%w: this server is not the leader", rpc.ErrNoLeader)
+		return fmt.Errorf("%w: this server is not the leader", rpcserver.ErrNoLeader)
 	}
 	s.liveness.Remote(server, ids, silentMS)
 	if err := s.liveness.awaitReaps(ctx, ids); err != nil {
-		return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+		return fmt.Errorf("%w: %v", rpcserver.ErrNoLeader, err)
 	}
 	return s.verifyLeader(ctx)
 }
@@ -351,7 +297,7 @@ type recentBarrier struct {
 	err      error         // its outcome
 }
 
-// RecentBarrier implements rpc.Backend.
+// RecentBarrier implements rpcserver.Backend.
 func (s *Server) RecentBarrier(ctx context.Context) error {
 	b := &s.barrier
 	for {
@@ -365,7 +311,7 @@ func (s *Server) RecentBarrier(ctx context.Context) error {
 			select {
 			case <-ch:
 			case <-ctx.Done():
-				return fmt.Errorf("%w: %v", rpc.ErrNoLeader, ctx.Err())
+				return fmt.Errorf("%w: %v", rpcserver.ErrNoLeader, ctx.Err())
 			}
 			b.mu.Lock()
 			err := b.err

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-run/outpost/fsm"
-	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	rpcserver "github.com/outpost-run/outpost/rpc/server"
 )
 
 // Garbage collection of finished jobs is leader work, like dispatch: the
@@ -84,7 +84,7 @@ func (s *Server) collectJobs(ctx context.Context, olderThan time.Duration) (GCRe
 	defer s.gcMu.Unlock()
 	var res GCResult
 	if !s.IsLeader() {
-		return res, fmt.Errorf("%w: garbage collection runs on the leader, and this server no longer leads", rpc.ErrNoLeader)
+		return res, fmt.Errorf("%w: garbage collection runs on the leader, and this server no longer leads", rpcserver.ErrNoLeader)
 	}
 	for range gcBatchesPerPass {
 		now := time.Now()
@@ -108,7 +108,7 @@ func (s *Server) collectJobs(ctx context.Context, olderThan time.Duration) (GCRe
 	return res, nil
 }
 
-// CollectJobs implements rpc.Backend: `outpost job gc`.
+// CollectJobs implements rpcserver.Backend: `outpost job gc`.
 func (s *Server) CollectJobs(ctx context.Context, olderThan *time.Duration) (*pb.GarbageCollectResponse, error) {
 	age := s.gcThreshold()
 	if olderThan != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/outpost-run/outpost/agent/dispatch"
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -109,9 +110,9 @@ func (s *Server) reap(ctx context.Context, since time.Time) {
 		for _, r := range st.Runners(nil) {
 			gone := s.liveness.Gone(r.Id, since, now)
 			switch {
-			case !gone && r.State == "down" && s.liveness.Usable(r.Id):
+			case !gone && r.State == rpc.RunnerDown && s.liveness.Usable(r.Id):
 				s.markRunner(ctx, r.Id, state.RunnerReady, "")
-			case gone && r.State != "down":
+			case gone && r.State != rpc.RunnerDown:
 				s.markRunner(ctx, r.Id, state.RunnerDown, "no word from the runner for "+s.cfg.RunnerTimeout.String())
 			}
 			active := st.ActiveJobs(nil, r.Id)
@@ -120,7 +121,7 @@ func (s *Server) reap(ctx context.Context, since time.Time) {
 			}
 			if !gone {
 				for _, j := range active {
-					if j.Status == state.StatusAssigned && startOverdue(j, since, now, s.cfg.StartTimeout) {
+					if j.Status == rpc.JobAssigned && startOverdue(j, since, now, s.cfg.StartTimeout) {
 						late.Jobs = append(late.Jobs, &pb.LostJob{JobId: j.Id, Lease: j.Lease})
 					}
 				}

@@ -10,8 +10,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/raft"
 
-	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
+	rpcserver "github.com/outpost-run/outpost/rpc/server"
 )
 
 // leaseConfirmer answers runners' heartbeats with the leader's word that
@@ -134,24 +134,24 @@ func (c *leaseConfirmer) round(runners []string) error {
 	defer cancel()
 	if s.raft.State() == raft.Leader {
 		if err := s.liveness.awaitReaps(ctx, runners); err != nil {
-			return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+			return fmt.Errorf("%w: %v", rpcserver.ErrNoLeader, err)
 		}
 		return s.verifyLeader(ctx)
 	}
 	_, id := s.raft.LeaderWithID()
 	if id == "" {
-		return fmt.Errorf("%w: server %s has no leader", rpc.ErrNoLeader, s.cfg.NodeID)
+		return fmt.Errorf("%w: server %s has no leader", rpcserver.ErrNoLeader, s.cfg.NodeID)
 	}
 	addr := s.httpAddrOf(string(id))
 	if addr == "" {
-		return fmt.Errorf("%w: leader %s has not announced its API address", rpc.ErrNoLeader, id)
+		return fmt.Errorf("%w: leader %s has not announced its API address", rpcserver.ErrNoLeader, id)
 	}
 	ids, silent := s.liveness.Local()
 	_, err := s.peers.cluster(addr).RunnerHeartbeats(ctx, connect.NewRequest(&pb.RunnerHeartbeatsRequest{
 		Server: s.cfg.NodeID, RunnerIds: ids, SilentMs: silent,
 	}))
 	if err != nil {
-		return fmt.Errorf("%w: leader %s did not confirm: %v", rpc.ErrNoLeader, id, err)
+		return fmt.Errorf("%w: leader %s did not confirm: %v", rpcserver.ErrNoLeader, id, err)
 	}
 	return nil
 }
@@ -178,13 +178,13 @@ func (s *Server) verifyLeader(ctx context.Context) error {
 	select {
 	case err := <-errc:
 		if err != nil {
-			return fmt.Errorf("%w: %v", rpc.ErrNoLeader, err)
+			return fmt.Errorf("%w: %v", rpcserver.ErrNoLeader, err)
 		}
 		// A leader still replaying earlier terms may confirm too: its
 		// reaper counts silence from after that replay, later than any
 		// heartbeat it confirms now.
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("%w: verifying leadership: %v", rpc.ErrNoLeader, ctx.Err())
+		return fmt.Errorf("%w: verifying leadership: %v", rpcserver.ErrNoLeader, ctx.Err())
 	}
 }

@@ -26,7 +26,7 @@ import (
 // entries as fit in raft_trailing_bytes. The log then holds at most about
 // raft_trailing_bytes + raft_snapshot_bytes, plus what is appended while a
 // snapshot is taken. Entries themselves stay
-// small (report batches of at most 256 KiB, rpc/report_batch.go), so the
+// small (report batches of at most 256 KiB, rpc/server/report_batch.go), so the
 // log's bytes are what its settings say.
 
 // entryOverhead is what raft-boltdb stores of an entry besides its data:

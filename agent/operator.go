@@ -8,12 +8,12 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/raft"
 
-	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
+	rpcserver "github.com/outpost-run/outpost/rpc/server"
 )
 
-// Members implements rpc.Backend.
+// Members implements rpcserver.Backend.
 func (s *Server) Members() []*pb.Member {
 	if s.gossip == nil {
 		return []*pb.Member{{Name: s.cfg.NodeID, Address: s.raftAddr, Status: "alive", Role: RoleServer,
@@ -37,7 +37,7 @@ func (s *Server) Members() []*pb.Member {
 	return out
 }
 
-// RaftPeers implements rpc.Backend.
+// RaftPeers implements rpcserver.Backend.
 func (s *Server) RaftPeers(ctx context.Context, stale bool) (*pb.RaftPeersResponse, error) {
 	if err := s.ReadBarrier(ctx, stale); err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func (s *Server) RaftPeers(ctx context.Context, stale bool) (*pb.RaftPeersRespon
 	return resp, nil
 }
 
-// RemovePeer implements rpc.Backend; a follower hands the request to the
+// RemovePeer implements rpcserver.Backend; a follower hands the request to the
 // leader, the only server that may change the configuration.
 func (s *Server) RemovePeer(ctx context.Context, id string) error {
 	leader, err := s.leaderHTTP(ctx)
@@ -81,7 +81,7 @@ func (s *Server) RemovePeer(ctx context.Context, id string) error {
 			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("%s is the leader; stop it (it hands over leadership) or remove it from another server after a new leader is elected", id))
 		}
 		if err := s.raft.RemoveServer(srv.ID, 0, applyTimeout).Error(); err != nil {
-			return fmt.Errorf("%w: removing %s: %v", rpc.ErrNoLeader, id, err)
+			return fmt.Errorf("%w: removing %s: %v", rpcserver.ErrNoLeader, id, err)
 		}
 		if s.gossip != nil {
 			s.gossip.Forget(string(srv.ID))

@@ -246,7 +246,7 @@ func (s *Server) Shutdown() error {
 	return err
 }
 
-// State implements rpc.Backend.
+// State implements rpcserver.Backend.
 func (s *Server) State() *state.Store { return s.fsm.State() }
 
 // IsLeader reports whether this server leads right now.
@@ -258,7 +258,7 @@ func (s *Server) leaderName() string {
 	return string(id)
 }
 
-// Status implements rpc.Backend.
+// Status implements rpcserver.Backend.
 func (s *Server) Status() *pb.StatusResponse {
 	return &pb.StatusResponse{
 		Name:                s.cfg.NodeID,

@@ -18,7 +18,7 @@ const (
 	submitWorkers  = 4
 	maxSubmitBatch = 512
 	// maxSubmitBytes keeps entries as small as the runners' report
-	// batches (rpc/report_batch.go): the Raft log's bound in bytes counts
+	// batches (rpc/server/report_batch.go): the Raft log's bound in bytes counts
 	// on it. A single submit larger than this is an entry of its own.
 	maxSubmitBytes  = 256 << 10
 	submitQueueSize = 4 * maxSubmitBatch

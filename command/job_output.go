@@ -9,7 +9,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -67,7 +66,7 @@ func followLogs(ctx context.Context, c *rpc.Client, id string, stdout, stderr io
 			}
 			err = stream.Err()
 			stream.Close()
-			if err == nil && state.Terminal(status) {
+			if err == nil && rpc.JobTerminal(status) {
 				resp, err := c.Jobs.GetJob(ctx, connect.NewRequest(&pb.GetJobRequest{Id: id}))
 				if err != nil {
 					return nil, err
@@ -97,10 +96,10 @@ func followLogs(ctx context.Context, c *rpc.Client, id string, stdout, stderr io
 // jobExitCode maps a finished job to the CLI's exit code: 0 on success, the
 // failing step's exit code when it has one, else 1.
 func jobExitCode(j *pb.Job) int {
-	if j.Status == state.StatusSucceeded {
+	if j.Status == rpc.JobSucceeded {
 		return exitOK
 	}
-	if j.Status == state.StatusFailed && j.ExitCode > 0 && j.ExitCode < 256 {
+	if j.Status == rpc.JobFailed && j.ExitCode > 0 && j.ExitCode < 256 {
 		return int(j.ExitCode)
 	}
 	return exitError

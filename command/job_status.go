@@ -11,7 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -77,7 +77,7 @@ func (c *JobStatusCommand) Run(args []string) int {
 	if j.Lease > 0 {
 		row("Lease", fmt.Sprint(j.Lease))
 	}
-	if j.Status == "succeeded" || j.Status == "failed" {
+	if j.Status == rpc.JobSucceeded || j.Status == rpc.JobFailed {
 		row("Exit code", fmt.Sprint(j.ExitCode))
 	}
 	if j.Error != "" {
@@ -95,7 +95,7 @@ func (c *JobStatusCommand) Run(args []string) int {
 	if j.PeakMemoryBytes > 0 {
 		row("Peak memory", humanBytes(j.PeakMemoryBytes))
 	}
-	if j.LostLease > 0 && !state.Terminal(j.Status) {
+	if j.LostLease > 0 && !rpc.JobTerminal(j.Status) {
 		row("Lost attempt", fmt.Sprintf("%d on %s (lease %d): its result is still taken if it arrives before a newer attempt starts", j.LostAttempt, j.LostRunnerId, j.LostLease))
 	}
 	if len(j.Variables) > 0 {

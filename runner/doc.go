@@ -5,6 +5,9 @@
 // them. It enforces each job's log limits before anything leaves it
 // (joblog.go): a head and a tail of bounded size, sent at a bounded rate.
 //
-// It never imports fsm, agent or command: everything it knows of the
-// cluster comes over the stream.
+// Everything it knows of the cluster comes over the stream, so it links no
+// server code: it does not reach fsm, agent, command or rpc/server, nor
+// Raft, go-memdb or raft-boltdb, directly or through anything it imports
+// (rpc is the client package alone). scripts/check-imports.sh checks the
+// transitive dependencies of every package under runner/.
 package runner

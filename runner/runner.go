@@ -550,7 +550,7 @@ func (r *Runner) registered(server string, m *pb.Registered, changed bool) {
 	switch {
 	case !changed:
 		r.logger.Debug("connected", "server", server, "status", m.Status)
-	case m.Status == "adopted":
+	case m.Status == rpc.RunnerAdopted:
 		r.logger.Info("connected and adopted; ready for jobs", "server", server)
 	default:
 		r.logger.Warn("connected but not adopted: no jobs will come", "server", server, "status", m.Status, "reason", m.StatusReason)

@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/jobspec/profile"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -222,7 +223,7 @@ func (d *Dispatcher) pass(ctx context.Context, ws memdb.WatchSet) (time.Time, er
 		r := s.runner
 		// Liveness and load are not in the runner objects; they are read
 		// afresh every pass.
-		s.usable, s.load = r.Status == "adopted" && !r.Draining && d.cfg.Usable(r.Id), 0
+		s.usable, s.load = r.Status == rpc.RunnerAdopted && !r.Draining && d.cfg.Usable(r.Id), 0
 		if s.usable {
 			s.load = loads[r.Id]
 			free += max(int(r.Capacity)-s.load, 0)

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-run/outpost/fsm"
-	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -186,10 +186,10 @@ func TestPriorityThenFIFO(t *testing.T) {
 	low := w.submit(1, nil)[0]
 	w.must(fsm.SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{{Id: "j-high", Priority: 90, CreatedAt: timestamppb.Now()}}})
 	w.pass()
-	if j, _ := w.f.State().JobByID(nil, "j-high"); j.Status != state.StatusAssigned {
+	if j, _ := w.f.State().JobByID(nil, "j-high"); j.Status != rpc.JobAssigned {
 		t.Fatalf("high-priority job is %s; it should go first", j.Status)
 	}
-	if j, _ := w.f.State().JobByID(nil, low); j.Status != state.StatusPending {
+	if j, _ := w.f.State().JobByID(nil, low); j.Status != rpc.JobPending {
 		t.Fatalf("low-priority job is %s; the runner has one slot", j.Status)
 	}
 }
@@ -226,7 +226,7 @@ func TestPendingReasons(t *testing.T) {
 			id := w.submit(1, prod)[0]
 			w.pass()
 			j, _ := w.f.State().JobByID(nil, id)
-			if j.Status != state.StatusPending || !strings.HasPrefix(j.StatusReason, tc.want) {
+			if j.Status != rpc.JobPending || !strings.HasPrefix(j.StatusReason, tc.want) {
 				t.Fatalf("job is %s: %q; want pending: %q", j.Status, j.StatusReason, tc.want)
 			}
 		})
@@ -242,18 +242,18 @@ func TestMatchingFollowsRunnerChanges(t *testing.T) {
 	w.runner("r-1", 4, map[string]string{"env": "staging"}, "adopted")
 	first := w.submit(1, map[string]string{"env": "prod"})[0]
 	w.pass()
-	if j, _ := w.f.State().JobByID(nil, first); j.Status != state.StatusPending {
+	if j, _ := w.f.State().JobByID(nil, first); j.Status != rpc.JobPending {
 		t.Fatalf("job for prod is %s before any prod runner exists", j.Status)
 	}
 	w.runner("r-1", 4, map[string]string{"env": "prod"}, "adopted")
 	w.pass()
-	if j, _ := w.f.State().JobByID(nil, first); j.Status != state.StatusAssigned || j.RunnerId != "r-1" {
+	if j, _ := w.f.State().JobByID(nil, first); j.Status != rpc.JobAssigned || j.RunnerId != "r-1" {
 		t.Fatalf("job is %s on %q after r-1 became prod; want assigned to r-1", j.Status, j.RunnerId)
 	}
 	w.runner("r-1", 4, map[string]string{"env": "staging"}, "adopted")
 	second := w.submit(1, map[string]string{"env": "prod"})[0]
 	w.pass()
-	if j, _ := w.f.State().JobByID(nil, second); j.Status != state.StatusPending {
+	if j, _ := w.f.State().JobByID(nil, second); j.Status != rpc.JobPending {
 		t.Fatalf("second prod job is %s on %q after r-1 left prod; want pending", j.Status, j.RunnerId)
 	}
 }

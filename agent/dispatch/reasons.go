@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -25,9 +26,9 @@ func explain(j *pb.Job, slots []*slot) string {
 	for _, s := range slots {
 		r := s.runner
 		switch {
-		case r.Status == "pending":
+		case r.Status == rpc.RunnerPending:
 			pending = append(pending, r.Id)
-		case r.Status == "rejected":
+		case r.Status == rpc.RunnerRejected:
 			rejected = append(rejected, r.Id)
 		case r.Draining:
 			draining = append(draining, r.Id)

@@ -10,8 +10,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -87,7 +87,7 @@ func (e *env) bigLog(r *Report, size int64) {
 	bigID := resp.Msg.Job.Id
 	bigDone := func() bool {
 		j, err := c.Jobs.GetJob(context.Background(), connect.NewRequest(&pb.GetJobRequest{Id: bigID, Stale: true}))
-		return err == nil && state.Terminal(j.Msg.Job.Status)
+		return err == nil && rpc.JobTerminal(j.Msg.Job.Status)
 	}
 	// Small jobs from once the chatty one prints until it is done.
 	testcluster.WaitFor(e.t, 60*time.Second, func() (bool, string) {
@@ -158,11 +158,11 @@ func (e *env) smallJobs(project string, src []byte, more func() bool) ([]time.Du
 			if err != nil {
 				return false, err.Error()
 			}
-			if state.Terminal(j.Msg.Job.Status) && j.Msg.Job.StartedAt != nil {
+			if rpc.JobTerminal(j.Msg.Job.Status) && j.Msg.Job.StartedAt != nil {
 				lat = append(lat, max(j.Msg.Job.StartedAt.AsTime().Sub(v.(time.Time)), 0))
 				return true, ""
 			}
-			return state.Terminal(j.Msg.Job.Status), "small job " + id + " not finished: " + j.Msg.Job.StatusReason
+			return rpc.JobTerminal(j.Msg.Job.Status), "small job " + id + " not finished: " + j.Msg.Job.StatusReason
 		})
 		return true
 	})

@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -85,7 +86,7 @@ func (e *env) waitQuiet(project string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
 		busy := 0
-		for _, st := range []string{"pending", "assigned", "running", "canceling"} {
+		for _, st := range []string{rpc.JobPending, rpc.JobAssigned, rpc.JobRunning, rpc.JobCanceling} {
 			resp, err := e.all.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Status: st, CountOnly: true}))
 			if err != nil {
 				busy = -1

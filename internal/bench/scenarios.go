@@ -161,7 +161,7 @@ func (e *env) waitRunners(n int) {
 		}
 		ready := 0
 		for _, r := range runners {
-			if r.Status == "adopted" && r.State == "ready" {
+			if r.Status == rpc.RunnerAdopted && r.State == rpc.RunnerReady {
 				ready++
 			}
 		}
@@ -214,7 +214,7 @@ func (e *env) waitFinished(project string, n int, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for {
 		done := 0
-		for _, st := range []string{"succeeded", "failed", "lost", "canceled"} {
+		for _, st := range []string{rpc.JobSucceeded, rpc.JobFailed, rpc.JobLost, rpc.JobCanceled} {
 			resp, err := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Status: st, CountOnly: true}))
 			if err == nil {
 				done += int(resp.Msg.Count)
@@ -225,7 +225,7 @@ func (e *env) waitFinished(project string, n int, timeout time.Duration) int {
 		}
 		if time.Now().After(deadline) {
 			var sample []string
-			for _, st := range []string{"pending", "assigned", "running", "canceling"} {
+			for _, st := range []string{rpc.JobPending, rpc.JobAssigned, rpc.JobRunning, rpc.JobCanceling} {
 				resp, _ := c.Jobs.ListJobs(context.Background(), connect.NewRequest(&pb.ListJobsRequest{Project: project, Status: st, PageSize: 3}))
 				if resp != nil {
 					for _, j := range resp.Msg.Jobs {

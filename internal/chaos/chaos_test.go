@@ -20,7 +20,6 @@ import (
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
@@ -215,10 +214,10 @@ func TestChaos(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			if j.Status == state.StatusSucceeded {
+			if j.Status == rpc.JobSucceeded {
 				return true, ""
 			}
-			if state.Terminal(j.Status) {
+			if rpc.JobTerminal(j.Status) {
 				t.Fatalf("probe job %s of pool %s ended %s (%s); the chaos jobs cannot run", id, job, j.Status, j.StatusReason)
 			}
 			return false, fmt.Sprintf("probe job %s is %s (%s)", id, j.Status, j.StatusReason)
@@ -470,7 +469,7 @@ func settle(c *testcluster.Cluster, lr LoadResult, exe string) (string, []string
 		}
 		var open []string
 		for id := range lr.Acked {
-			if j := byID[id]; j != nil && !state.Terminal(j.Status) {
+			if j := byID[id]; j != nil && !rpc.JobTerminal(j.Status) {
 				open = append(open, id+" "+j.Status)
 			}
 		}

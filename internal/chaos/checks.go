@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -205,7 +205,7 @@ func RunChecks(in *Inputs) []*Check {
 			continue
 		}
 		j := ref[e.Job]
-		if j != nil && j.Status == state.StatusSucceeded && int(j.Attempt) == e.Attempt && j.RunnerId == e.Runner && (e.Lease == 0 || e.Lease == j.Lease) {
+		if j != nil && j.Status == rpc.JobSucceeded && int(j.Attempt) == e.Attempt && j.RunnerId == e.Runner && (e.Lease == 0 || e.Lease == j.Lease) {
 			continue
 		}
 		c6.add("%s: %s, runner unfaulted; the job is %s", e.Job, in.execString(e), in.jobString(j))
@@ -213,7 +213,7 @@ func RunChecks(in *Inputs) []*Check {
 
 	c8 := &Check{N: 8, Name: "all-terminal", What: "no acknowledged job is left non-terminal"}
 	for _, id := range acked {
-		if j := ref[id]; j != nil && !state.Terminal(j.Status) {
+		if j := ref[id]; j != nil && !rpc.JobTerminal(j.Status) {
 			c8.add("%s: %s", id, in.jobString(j))
 		}
 	}

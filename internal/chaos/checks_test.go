@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -23,7 +23,7 @@ const sec = int64(time.Second)
 // once on r1 (pool a) and recorded as succeeded by every server.
 func baseInputs() *Inputs {
 	job := func() *pb.Job {
-		return &pb.Job{Id: "j-1", Name: "a", Status: state.StatusSucceeded, Attempt: 1, Lease: 10, RunnerId: "r-1"}
+		return &pb.Job{Id: "j-1", Name: "a", Status: rpc.JobSucceeded, Attempt: 1, Lease: 10, RunnerId: "r-1"}
 	}
 	return &Inputs{
 		T0:     0,
@@ -96,12 +96,12 @@ func TestChecksFindEachViolation(t *testing.T) {
 		}},
 		{"unfaulted runner's result not recorded", 6, func(in *Inputs) {
 			for _, s := range in.Servers {
-				in.Jobs[s]["j-1"].Status = state.StatusFailed
+				in.Jobs[s]["j-1"].Status = rpc.JobFailed
 			}
 		}},
 		{"faulted runner's lost result is excused", 0, func(in *Inputs) {
 			for _, s := range in.Servers {
-				in.Jobs[s]["j-1"].Status = state.StatusLost
+				in.Jobs[s]["j-1"].Status = rpc.JobLost
 			}
 			in.Faults = []Fault{{Kind: CutRunner, Runners: []string{"r1"}, Begin: 10 * sec, Applied: 10 * sec, Healing: 20 * sec, Healed: 20 * sec}}
 		}},
@@ -113,7 +113,7 @@ func TestChecksFindEachViolation(t *testing.T) {
 		}},
 		{"acknowledged job left assigned", 8, func(in *Inputs) {
 			for _, s := range in.Servers {
-				in.Jobs[s]["j-1"].Status = state.StatusAssigned
+				in.Jobs[s]["j-1"].Status = rpc.JobAssigned
 			}
 			in.Executions = nil
 		}},

@@ -12,8 +12,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -97,7 +97,7 @@ job "work" {
 			}
 			out := cli("job", "run", "-detach", "-file", project, "work")
 			id := strings.TrimSpace(out)
-			first := waitJob(t, leader, id, func(j *pb.Job) bool { return j.Status == state.StatusRunning })
+			first := waitJob(t, leader, id, func(j *pb.Job) bool { return j.Status == rpc.JobRunning })
 			switch kind {
 			case "black-hole":
 				if _, err := nw.Cut([]string{"r1"}, []string{onlyHost}); err != nil {
@@ -115,8 +115,8 @@ job "work" {
 				}
 			}
 			cutAt := time.Now()
-			done := waitJob(t, leader, id, func(j *pb.Job) bool { return state.Terminal(j.Status) })
-			if done.Status != state.StatusSucceeded || done.Lease != first.Lease || done.Attempt != 1 {
+			done := waitJob(t, leader, id, func(j *pb.Job) bool { return rpc.JobTerminal(j.Status) })
+			if done.Status != rpc.JobSucceeded || done.Lease != first.Lease || done.Attempt != 1 {
 				t.Errorf("job ended %s (%s), attempt %d under lease %d; want succeeded, attempt 1, under its first lease %d: the runner's result was not delivered",
 					done.Status, done.StatusReason, done.Attempt, done.Lease, first.Lease)
 			}

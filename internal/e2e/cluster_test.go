@@ -29,7 +29,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
@@ -219,8 +218,8 @@ func ftWaitCaughtUp(t *testing.T, c *testcluster.Cluster) {
 }
 
 var ftStatuses = []string{
-	state.StatusPending, state.StatusAssigned, state.StatusRunning, state.StatusCanceling,
-	state.StatusSucceeded, state.StatusFailed, state.StatusCanceled, state.StatusLost,
+	rpc.JobPending, rpc.JobAssigned, rpc.JobRunning, rpc.JobCanceling,
+	rpc.JobSucceeded, rpc.JobFailed, rpc.JobCanceled, rpc.JobLost,
 }
 
 // ftCounts returns how many jobs of project s holds in each status.
@@ -379,7 +378,7 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 		}
 		var notDone []string
 		for _, j := range jobs {
-			if j.Status != state.StatusSucceeded {
+			if j.Status != rpc.JobSucceeded {
 				notDone = append(notDone, fmt.Sprintf("%s %s (%s), attempt %d, lease %d", j.Id, j.Status, j.StatusReason, j.Attempt, j.Lease))
 			}
 		}
@@ -424,7 +423,7 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 			switch {
 			case err != nil:
 				return fmt.Errorf("GetJob %s: %v", id, err)
-			case resp.Msg.Job.Status != state.StatusSucceeded:
+			case resp.Msg.Job.Status != rpc.JobSucceeded:
 				return fmt.Errorf("job %s is %s (%s)", id, resp.Msg.Job.Status, resp.Msg.Job.StatusReason)
 			}
 			return nil
@@ -550,7 +549,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	ftWaitCaughtUp(t, c)
 	t.Logf("%s installed a snapshot and caught up %v after its restart", follower.Name(), time.Since(restarted).Round(time.Millisecond))
 
-	want := map[string]uint64{state.StatusPending: uint64(len(acked) - len(toCancel)), state.StatusCanceled: uint64(len(toCancel))}
+	want := map[string]uint64{rpc.JobPending: uint64(len(acked) - len(toCancel)), rpc.JobCanceled: uint64(len(toCancel))}
 	for _, s := range c.Servers {
 		got, err := ftCounts(s, project, true)
 		if err != nil {
@@ -633,7 +632,7 @@ job "t" {
 	pending := runDetached(t, a, "-file", targeted, "t")
 	ids = append(ids, pending)
 	waitJob(t, a, pending, "pending with a reason naming the labels", func(j *pb.Job) bool {
-		return j.Status == state.StatusPending && strings.Contains(j.StatusReason, "a=b")
+		return j.Status == rpc.JobPending && strings.Contains(j.StatusReason, "a=b")
 	})
 
 	type jobRecord struct {
@@ -707,7 +706,7 @@ job "t" {
 			if id == pending {
 				// B's dispatcher may restate why it waits; what it is
 				// waiting for must not change.
-				if got.Status != state.StatusPending || !proto.Equal(got.Steps[0], want.Steps[0]) || fmt.Sprint(got.TargetLabels) != fmt.Sprint(want.TargetLabels) {
+				if got.Status != rpc.JobPending || !proto.Equal(got.Steps[0], want.Steps[0]) || fmt.Sprint(got.TargetLabels) != fmt.Sprint(want.TargetLabels) {
 					t.Errorf("%s: pending job %s after restore:\n%s\nbefore:\n%s", s.Name(), id, protojson.Format(got), protojson.Format(want))
 				}
 				continue
@@ -754,7 +753,7 @@ job "t" {
 	// register again, and a new job of the restored project runs.
 	for i, s := range b.Servers {
 		id := runDetached(t, s, "-project", "stored", "ok")
-		if j := waitFinished(t, s, id); j.Status != state.StatusSucceeded {
+		if j := waitFinished(t, s, id); j.Status != rpc.JobSucceeded {
 			t.Errorf("new job %s on %s after the restore is %s (%s)", id, s.Name(), j.Status, j.StatusReason)
 		} else if i == 0 {
 			t.Logf("the first new job on the restored cluster finished %v after the restore", time.Since(restoredAt).Round(time.Millisecond))

@@ -13,7 +13,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
@@ -70,7 +69,7 @@ func gcSettled(t *testing.T, c *testcluster.Cluster, project string, want uint64
 		if err != nil {
 			return false, err.Error()
 		}
-		return fmt.Sprint(got) == fmt.Sprint(map[string]uint64{state.StatusSucceeded: want}),
+		return fmt.Sprint(got) == fmt.Sprint(map[string]uint64{rpc.JobSucceeded: want}),
 			fmt.Sprintf("%s counts %v jobs by status, want %d succeeded and nothing else", l.Name(), got, want)
 	})
 }
@@ -242,7 +241,7 @@ func TestGCByAgePinAndDeleteThroughRestart(t *testing.T) {
 	if !strings.Contains(s.Logs(), "restored from snapshot") {
 		t.Error("the server did not restore a snapshot at its restart")
 	}
-	j := waitStatus(t, s, keep, state.StatusSucceeded)
+	j := waitStatus(t, s, keep, rpc.JobSucceeded)
 	if !j.Pinned || !strings.Contains(logText(logChunks(t, s, keep)), "Hello from outpost") {
 		t.Fatalf("after the restart the pinned job lost its pin or its logs: pinned %v", j.Pinned)
 	}

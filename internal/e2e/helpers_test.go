@@ -13,8 +13,8 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -156,7 +156,7 @@ func waitStatus(t *testing.T, s *testcluster.Server, id, status string) *pb.Job 
 
 func waitFinished(t *testing.T, s *testcluster.Server, id string) *pb.Job {
 	t.Helper()
-	return waitJob(t, s, id, "finished", func(j *pb.Job) bool { return state.Terminal(j.Status) })
+	return waitJob(t, s, id, "finished", func(j *pb.Job) bool { return rpc.JobTerminal(j.Status) })
 }
 
 // logChunks reads a job's stored log through the API.

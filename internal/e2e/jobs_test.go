@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 )
 
 // The first thing a user does: start the dev agent and run the example.
@@ -24,7 +24,7 @@ func TestDevAgentRunsHello(t *testing.T) {
 	id := queuedID(t, r)
 
 	j := statusJSON(t, s, id)
-	if j.Status != state.StatusSucceeded || j.ExitCode != 0 || j.FinishedAt == nil {
+	if j.Status != rpc.JobSucceeded || j.ExitCode != 0 || j.FinishedAt == nil {
 		t.Errorf("job status -json: status %q, exit code %d, finished %v; want succeeded, 0, set", j.Status, j.ExitCode, j.FinishedAt)
 	}
 
@@ -54,7 +54,7 @@ func TestFailingStep(t *testing.T) {
 		t.Errorf("the step's stderr is not on the CLI's stderr: %v", r)
 	}
 	j := statusJSON(t, s, queuedID(t, r))
-	if j.Status != state.StatusFailed || j.ExitCode != 3 || !strings.Contains(j.StatusReason, "exited with code 3") {
+	if j.Status != rpc.JobFailed || j.ExitCode != 3 || !strings.Contains(j.StatusReason, "exited with code 3") {
 		t.Errorf("status %q, exit code %d, reason %q; want failed, 3, a reason saying `exited with code 3`", j.Status, j.ExitCode, j.StatusReason)
 	}
 }
@@ -70,7 +70,7 @@ func TestTimeoutKillsStep(t *testing.T) {
 		t.Fatalf("a timed-out job must not exit 0: %v", r)
 	}
 	j := statusJSON(t, s, queuedID(t, r))
-	if j.Status != state.StatusFailed || !strings.Contains(j.StatusReason, "timed out") {
+	if j.Status != rpc.JobFailed || !strings.Contains(j.StatusReason, "timed out") {
 		t.Fatalf("status %q, reason %q; want failed, timed out", j.Status, j.StatusReason)
 	}
 	if j.StartedAt == nil || j.FinishedAt == nil {
@@ -110,7 +110,7 @@ job "long" {
 `)
 	id := runDetached(t, s, "-file", project, "long")
 
-	waitStatus(t, s, id, state.StatusRunning)
+	waitStatus(t, s, id, rpc.JobRunning)
 	testcluster.WaitFor(t, jobTimeout, func() (bool, string) {
 		text := logText(logChunks(t, s, id))
 		return strings.Contains(text, "stdout: started"), "first log line not visible yet; log:\n" + text
@@ -126,7 +126,7 @@ job "long" {
 	if !strings.Contains(r.stdout, id) {
 		t.Errorf("job cancel does not name the job: %v", r)
 	}
-	j := waitStatus(t, s, id, state.StatusCanceled)
+	j := waitStatus(t, s, id, rpc.JobCanceled)
 	if j.FinishedAt == nil {
 		t.Errorf("canceled job has no finish time")
 	}
@@ -182,7 +182,7 @@ job "chatty" {
 	if follow.Exited() {
 		t.Fatalf("job logs -f returned while the job still runs (%s):\n%s", follow.ExitState(), follow.Logs())
 	}
-	if j, err := getJob(t.Context(), s, id); err != nil || state.Terminal(j.Status) {
+	if j, err := getJob(t.Context(), s, id); err != nil || rpc.JobTerminal(j.Status) {
 		t.Fatalf("the job should be waiting for the gate: %v %v", j, err)
 	}
 
@@ -199,7 +199,7 @@ job "chatty" {
 	if first, second := lineIndex(out, "first"), lineIndex(out, "second"); first < 0 || second < first {
 		t.Errorf("job logs -f output lacks the second line after the first:\n%s", out)
 	}
-	if j := waitFinished(t, s, id); j.Status != state.StatusSucceeded {
+	if j := waitFinished(t, s, id); j.Status != rpc.JobSucceeded {
 		t.Errorf("job is %s (%s), want succeeded", j.Status, j.StatusReason)
 	}
 }
@@ -236,7 +236,7 @@ job "flaky" {
 	if err := follow.Wait(jobTimeout); err != nil {
 		t.Fatalf("job logs -f did not return: %v\n%s", err, follow.Logs())
 	}
-	if j := waitFinished(t, s, id); j.Status != state.StatusSucceeded || j.Attempt != 2 {
+	if j := waitFinished(t, s, id); j.Status != rpc.JobSucceeded || j.Attempt != 2 {
 		t.Fatalf("job is %s (%s) at attempt %d; want succeeded at attempt 2", j.Status, j.StatusReason, j.Attempt)
 	}
 	checkOrder := func(what, out string) {

@@ -16,8 +16,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
@@ -65,11 +65,11 @@ job "once" {
 	a.Freeze()
 	id := runDetached(t, s, "-file", project, "once")
 	assigned := waitJob(t, s, id, "assigned to "+a.ID(), func(j *pb.Job) bool {
-		return j.Status == state.StatusAssigned && j.RunnerId == a.ID()
+		return j.Status == rpc.JobAssigned && j.RunnerId == a.ID()
 	})
 	b := startAdopted(t, s, testcluster.RunnerOptions{Name: "takeback-b", Labels: labels, Capacity: 1})
 	done := waitFinished(t, s, id)
-	if done.Status != state.StatusSucceeded || done.RunnerId != b.ID() {
+	if done.Status != rpc.JobSucceeded || done.RunnerId != b.ID() {
 		t.Fatalf("job ended %s (%s) on %q, want succeeded on %s", done.Status, done.StatusReason, done.RunnerId, b.ID())
 	}
 	a.Thaw()
@@ -107,7 +107,7 @@ job "probe" {
 }
 `)
 	j := waitFinished(t, s, runDetached(t, s, "-file", probe, "probe"))
-	if j.Status != state.StatusSucceeded || j.RunnerId != r.ID() {
+	if j.Status != rpc.JobSucceeded || j.RunnerId != r.ID() {
 		t.Fatalf("probe job on %s: %s (%s) on %q", r.Name(), j.Status, j.StatusReason, j.RunnerId)
 	}
 }
@@ -144,12 +144,12 @@ job "again" {
 	a.Freeze()
 	id := runDetached(t, s, "-file", project, "again")
 	first := waitJob(t, s, id, "assigned to "+a.ID(), func(j *pb.Job) bool {
-		return j.Status == state.StatusAssigned && j.RunnerId == a.ID()
+		return j.Status == rpc.JobAssigned && j.RunnerId == a.ID()
 	})
 	a.WaitListed(s, "adopted", "down", runnerWait)
 	a.Thaw()
 	done := waitFinished(t, s, id)
-	if done.Status != state.StatusSucceeded || done.RunnerId != a.ID() {
+	if done.Status != rpc.JobSucceeded || done.RunnerId != a.ID() {
 		t.Fatalf("job ended %s (%s) on %q, want succeeded on %s", done.Status, done.StatusReason, done.RunnerId, a.ID())
 	}
 	if done.Lease == first.Lease {
@@ -217,7 +217,7 @@ job "hello" {
 			r.Restart()
 		}
 		j := waitFinished(t, leader, runDetached(t, leader, "-file", project, "hello"))
-		if j.Status != state.StatusSucceeded || j.RunnerId != r.ID() {
+		if j.Status != rpc.JobSucceeded || j.RunnerId != r.ID() {
 			t.Fatalf("restarted %v: job ended %s (%s) on %q, want succeeded on %s", restart, j.Status, j.StatusReason, j.RunnerId, r.ID())
 		}
 	}
@@ -265,7 +265,7 @@ job "` + c.name + `" {
 		t.Run(c.name, func(t *testing.T) {
 			id := runDetached(t, s, "-file", project, c.name)
 			j := waitFinished(t, s, id)
-			if j.Status != state.StatusSucceeded {
+			if j.Status != rpc.JobSucceeded {
 				t.Fatalf("job %s ended %s (%s), want succeeded", id, j.Status, j.StatusReason)
 			}
 			out := cliOK(t, s, "job", "logs", id)
@@ -405,9 +405,9 @@ job "times-out" {
 		end       func(t *testing.T, id string)
 		want      string
 	}{
-		{"ended", "ends", func(*testing.T, string) {}, state.StatusSucceeded},
-		{"canceled", "hangs", func(t *testing.T, id string) { cliOK(t, s, "job", "cancel", id) }, state.StatusCanceled},
-		{"timed out", "times-out", func(*testing.T, string) {}, state.StatusFailed},
+		{"ended", "ends", func(*testing.T, string) {}, rpc.JobSucceeded},
+		{"canceled", "hangs", func(t *testing.T, id string) { cliOK(t, s, "job", "cancel", id) }, rpc.JobCanceled},
+		{"timed out", "times-out", func(*testing.T, string) {}, rpc.JobFailed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/logcap"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -134,7 +134,7 @@ job "gigabyte" {
 		t.Fatalf("job logs -f did not return after the job ended: %v", err)
 	}
 	u.end()
-	if j.Status != state.StatusSucceeded {
+	if j.Status != rpc.JobSucceeded {
 		t.Fatalf("job ended %s (%s), want succeeded", j.Status, j.StatusReason)
 	}
 	lastLine := (size + 1000) / 1001 // numbered 1..lastLine, the last cut short
@@ -240,7 +240,7 @@ job "print" {
 		ids = append(ids, runDetached(t, s, "-file", project, "print"))
 	}
 	for _, id := range ids {
-		if j := waitJobFor(t, s, id, 5*time.Minute); j.Status != state.StatusSucceeded {
+		if j := waitJobFor(t, s, id, 5*time.Minute); j.Status != rpc.JobSucceeded {
 			t.Fatalf("job %s ended %s (%s)", id, j.Status, j.StatusReason)
 		}
 	}
@@ -261,7 +261,7 @@ func waitJobFor(t *testing.T, s *testcluster.Server, id string, timeout time.Dur
 			return false, err.Error()
 		}
 		job = j
-		return state.Terminal(j.Status), fmt.Sprintf("job %s is %s (%s)", id, j.Status, j.StatusReason)
+		return rpc.JobTerminal(j.Status), fmt.Sprintf("job %s is %s (%s)", id, j.Status, j.StatusReason)
 	})
 	return job
 }

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -107,7 +107,7 @@ job "two-steps" {
 	if got := logText(want[ids[1]].logs); !strings.Contains(got, "Howdy from outpost, workspace staging") {
 		t.Fatalf("variables and workspace not applied; log:\n%s", got)
 	}
-	if j := want[ids[3]].job; j.Status != state.StatusFailed || j.ExitCode != 3 {
+	if j := want[ids[3]].job; j.Status != rpc.JobFailed || j.ExitCode != 3 {
 		t.Fatalf("fail job: %s exit %d", j.Status, j.ExitCode)
 	}
 
@@ -192,7 +192,7 @@ func TestRunnerSlotsFreedWhenJobsFinish(t *testing.T) {
 	for i := range 3 {
 		id := runDetached(t, s, "-file", hello, "hello")
 		j := waitFinished(t, s, id)
-		if j.Status != state.StatusSucceeded {
+		if j.Status != rpc.JobSucceeded {
 			t.Fatalf("job %d (%s) is %s: %s", i+1, id, j.Status, j.StatusReason)
 		}
 	}

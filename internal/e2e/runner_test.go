@@ -18,8 +18,8 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -305,7 +305,7 @@ job "hi" {
 }
 `)
 	j := waitFinished(t, s, runDetached(t, s, "-file", project, "hi"))
-	if j.Status != state.StatusSucceeded {
+	if j.Status != rpc.JobSucceeded {
 		t.Errorf("job on a runner without gossip is %s (%s), want succeeded", j.Status, j.StatusReason)
 	}
 }
@@ -338,7 +338,7 @@ job "slow" {
 `)
 	id := runDetached(t, s, "-file", project, "slow")
 	w := watchJob(t, s, id)
-	j := waitStatus(t, s, id, state.StatusRunning)
+	j := waitStatus(t, s, id, rpc.JobRunning)
 	victim, rest := pick(t, j.RunnerId, a, b)
 	other := rest[0]
 	waitRecord(t, rec, "start", id, 1, victim.ID())
@@ -349,7 +349,7 @@ job "slow" {
 	waitJob(t, s, id, "attempt 2", func(j *pb.Job) bool { return j.Attempt >= 2 })
 	final := waitFinished(t, s, id)
 	trail := w.seen()
-	if final.Status != state.StatusSucceeded || final.Attempt != 2 || final.RunnerId != other.ID() {
+	if final.Status != rpc.JobSucceeded || final.Attempt != 2 || final.RunnerId != other.ID() {
 		t.Errorf("job ended %s (%s), attempt %d on runner %s; want succeeded, attempt 2 on the surviving runner %s; states seen:%s",
 			final.Status, final.StatusReason, final.Attempt, final.RunnerId, other.ID(), trailString(trail))
 	}
@@ -361,7 +361,7 @@ job "slow" {
 			if requeued == nil {
 				requeued = &trail[i]
 			}
-			if st.status == state.StatusPending && strings.Contains(st.reason, "lost") && strings.Contains(st.reason, victim.ID()) {
+			if st.status == rpc.JobPending && strings.Contains(st.reason, "lost") && strings.Contains(st.reason, victim.ID()) {
 				requeued = &trail[i]
 				break
 			}
@@ -427,7 +427,7 @@ job "slow" {
 }
 `)
 	id := runDetached(t, s, "-file", project, "slow")
-	j := waitStatus(t, s, id, state.StatusRunning)
+	j := waitStatus(t, s, id, rpc.JobRunning)
 	victim, rest := pick(t, j.RunnerId, a, b)
 	other := rest[0]
 	waitRecord(t, rec, "start", id, 1, victim.ID())
@@ -446,7 +446,7 @@ job "slow" {
 			other.ID(), stepPid, victim.ID())
 	}
 	final := waitFinished(t, s, id)
-	if final.Status != state.StatusSucceeded || final.Attempt != 2 || final.RunnerId != other.ID() {
+	if final.Status != rpc.JobSucceeded || final.Attempt != 2 || final.RunnerId != other.ID() {
 		t.Errorf("job ended %s (%s), attempt %d on %q; want succeeded, attempt 2 on %s", final.Status, final.StatusReason, final.Attempt, final.RunnerId, other.ID())
 	}
 	if ends := findRecords(readRecords(t, rec), "end", id, 1, ""); len(ends) != 0 {
@@ -502,7 +502,7 @@ job "offline" {
 
 			s.Restart()
 			j := waitFinished(t, s, id)
-			if j.Status != state.StatusSucceeded || j.Attempt != 1 || j.RunnerId != r.ID() || j.ExitCode != 0 {
+			if j.Status != rpc.JobSucceeded || j.Attempt != 1 || j.RunnerId != r.ID() || j.ExitCode != 0 {
 				t.Errorf("after the outage the job is %s (%s), attempt %d on %q, exit %d; want succeeded, attempt 1 on %s, exit 0",
 					j.Status, j.StatusReason, j.Attempt, j.RunnerId, j.ExitCode, r.ID())
 			}
@@ -572,14 +572,14 @@ job "probe" {
 `)
 	id := runDetached(t, s, "-file", project, "fenced")
 	w := watchJob(t, s, id)
-	first := waitStatus(t, s, id, state.StatusRunning)
+	first := waitStatus(t, s, id, rpc.JobRunning)
 	frozen, rest := pick(t, first.RunnerId, a, b)
 	other := rest[0]
 	waitRecord(t, rec, "start", id, 1, frozen.ID())
 
 	frozen.Freeze()
 	second := waitJob(t, s, id, "attempt 2 running on "+other.ID(), func(j *pb.Job) bool {
-		return j.Attempt == 2 && j.RunnerId == other.ID() && (j.Status == state.StatusRunning || state.Terminal(j.Status))
+		return j.Attempt == 2 && j.RunnerId == other.ID() && (j.Status == rpc.JobRunning || rpc.JobTerminal(j.Status))
 	})
 	if second.Lease == first.Lease {
 		t.Fatalf("attempt 2 has the lease of attempt 1 (%d)", first.Lease)
@@ -597,13 +597,13 @@ job "probe" {
 	cliOK(t, s, "runner", "profile", "set", "-name", "only-thawed", "-target-runner-id", frozen.ID())
 	frozen.WaitListed(s, "adopted", "ready", runnerWait)
 	probe := waitFinished(t, s, runDetached(t, s, "-file", project, "-var", "profile=only-thawed", "probe"))
-	if probe.Status != state.StatusSucceeded || probe.RunnerId != frozen.ID() {
+	if probe.Status != rpc.JobSucceeded || probe.RunnerId != frozen.ID() {
 		t.Errorf("probe job on the thawed runner: %s (%s) on %q", probe.Status, probe.StatusReason, probe.RunnerId)
 	}
 
 	final := waitFinished(t, s, id)
 	trail := w.seen()
-	if final.Status != state.StatusSucceeded || final.Attempt != 2 || final.RunnerId != other.ID() || final.Lease != second.Lease {
+	if final.Status != rpc.JobSucceeded || final.Attempt != 2 || final.RunnerId != other.ID() || final.Lease != second.Lease {
 		t.Errorf("job ended %s (%s), attempt %d on %q with lease %d; want succeeded, attempt 2 on %s with lease %d; states seen:%s",
 			final.Status, final.StatusReason, final.Attempt, final.RunnerId, final.Lease, other.ID(), second.Lease, trailString(trail))
 	}
@@ -639,7 +639,7 @@ job "probe" {
 	if !strings.Contains(text, "stdout: done attempt 2") {
 		t.Errorf("job log lacks attempt 2's last line; log:\n%s", text)
 	}
-	if j := statusJSON(t, s, id); j.Attempt != 2 || j.RunnerId != other.ID() || j.Status != state.StatusSucceeded {
+	if j := statusJSON(t, s, id); j.Attempt != 2 || j.RunnerId != other.ID() || j.Status != rpc.JobSucceeded {
 		t.Errorf("job status -json: %s attempt %d on %q; want succeeded, attempt 2 on %s", j.Status, j.Attempt, j.RunnerId, other.ID())
 	}
 }
@@ -664,7 +664,7 @@ job "probe" {
 `)
 	id := runDetached(t, s, "-file", project, "probe")
 	waitJob(t, s, id, "pending, waiting for adoption", func(j *pb.Job) bool {
-		return j.Status == state.StatusPending && strings.Contains(j.StatusReason, "pending adoption") &&
+		return j.Status == rpc.JobPending && strings.Contains(j.StatusReason, "pending adoption") &&
 			strings.Contains(j.StatusReason, "outpost runner adopt "+r.ID())
 	})
 	st := cliOK(t, s, "job", "status", id)
@@ -681,7 +681,7 @@ job "probe" {
 		t.Errorf("runner adopt does not confirm: %v", ad)
 	}
 	j := waitFinished(t, s, id)
-	if j.Status != state.StatusSucceeded || j.RunnerId != r.ID() {
+	if j.Status != rpc.JobSucceeded || j.RunnerId != r.ID() {
 		t.Errorf("after the adoption the job is %s (%s) on %q; want succeeded on %s", j.Status, j.StatusReason, j.RunnerId, r.ID())
 	}
 	if len(findRecords(readRecords(t, rec), "probe", id, 1, r.ID())) != 1 {
@@ -716,7 +716,7 @@ job "probe" {
 }
 `)
 	id := runDetached(t, s, "-file", project, "probe")
-	if j := waitFinished(t, s, id); j.Status != state.StatusSucceeded || j.RunnerId != r.ID() {
+	if j := waitFinished(t, s, id); j.Status != rpc.JobSucceeded || j.RunnerId != r.ID() {
 		t.Errorf("job is %s (%s) on %q; want succeeded on %s", j.Status, j.StatusReason, j.RunnerId, r.ID())
 	}
 	if len(findRecords(readRecords(t, rec), "probe", id, 1, r.ID())) != 1 {
@@ -786,13 +786,13 @@ job "anywhere" {
 		anywhere = append(anywhere, runDetached(t, s, "-file", project, "anywhere"))
 	}
 	for _, id := range anywhere {
-		if j := waitFinished(t, s, id); j.Status != state.StatusSucceeded || j.RunnerId != good.ID() {
+		if j := waitFinished(t, s, id); j.Status != rpc.JobSucceeded || j.RunnerId != good.ID() {
 			t.Errorf("job %s with no profile is %s (%s) on %q; want succeeded on the adopted runner %s", id, j.Status, j.StatusReason, j.RunnerId, good.ID())
 		}
 	}
 	for _, id := range []string{byID, byLabel} {
 		j := waitJob(t, s, id, "pending because its only runner was rejected", func(j *pb.Job) bool {
-			return j.Status == state.StatusPending && strings.Contains(j.StatusReason, "rejected")
+			return j.Status == rpc.JobPending && strings.Contains(j.StatusReason, "rejected")
 		})
 		if !strings.Contains(j.StatusReason, bad.ID()) {
 			t.Errorf("job %s's reason %q does not name the rejected runner %s", id, j.StatusReason, bad.ID())
@@ -845,16 +845,16 @@ job "quick" {
 
 	queued := runDetached(t, s, "-file", project, "quick")
 	waitJob(t, s, queued, "pending because its runner drains", func(j *pb.Job) bool {
-		return j.Status == state.StatusPending && strings.Contains(j.StatusReason, "draining")
+		return j.Status == rpc.JobPending && strings.Contains(j.StatusReason, "draining")
 	})
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if j := waitFinished(t, s, running); j.Status != state.StatusSucceeded {
+	if j := waitFinished(t, s, running); j.Status != rpc.JobSucceeded {
 		t.Errorf("the job running when the drain began is %s (%s), want succeeded", j.Status, j.StatusReason)
 	}
 	// The drain outlasts the job that was running.
-	if j, err := getJob(context.Background(), s, queued); err != nil || j.Status != state.StatusPending || !strings.Contains(j.StatusReason, "draining") {
+	if j, err := getJob(context.Background(), s, queued); err != nil || j.Status != rpc.JobPending || !strings.Contains(j.StatusReason, "draining") {
 		t.Errorf("with the runner still draining the new job is %v (%v); want pending, draining", j, err)
 	}
 	if recs := findRecords(readRecords(t, rec), "start", queued, 0, ""); len(recs) != 0 {
@@ -866,7 +866,7 @@ job "quick" {
 		t.Errorf("runner drain -undo does not confirm: %v", un)
 	}
 	r.WaitListed(s, "adopted", "ready", runnerWait)
-	if j := waitFinished(t, s, queued); j.Status != state.StatusSucceeded || j.RunnerId != r.ID() {
+	if j := waitFinished(t, s, queued); j.Status != rpc.JobSucceeded || j.RunnerId != r.ID() {
 		t.Errorf("after the drain ended the job is %s (%s) on %q; want succeeded on %s", j.Status, j.StatusReason, j.RunnerId, r.ID())
 	}
 }
@@ -896,7 +896,7 @@ job "slot" {
 		ids = append(ids, runDetached(t, s, "-file", project, "slot"))
 	}
 	for _, id := range ids {
-		if j := waitFinished(t, s, id); j.Status != state.StatusSucceeded || j.RunnerId != r.ID() {
+		if j := waitFinished(t, s, id); j.Status != rpc.JobSucceeded || j.RunnerId != r.ID() {
 			t.Errorf("job %s is %s (%s) on %q; want succeeded on %s", id, j.Status, j.StatusReason, j.RunnerId, r.ID())
 		}
 	}

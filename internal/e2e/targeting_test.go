@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -90,7 +90,7 @@ job "by-variable" {
 	}
 	for _, id := range ids {
 		j := waitFinished(t, s, id)
-		if j.Status != state.StatusSucceeded || j.Profile != want[id] || !allowed[want[id]][j.RunnerId] {
+		if j.Status != rpc.JobSucceeded || j.Profile != want[id] || !allowed[want[id]][j.RunnerId] {
 			t.Errorf("job %s (profile %q, want %q) is %s (%s) on %q, which profile %s does not target",
 				id, j.Profile, want[id], j.Status, j.StatusReason, j.RunnerId, want[id])
 		}
@@ -201,7 +201,7 @@ job "b" {
 		if err == nil && aDir != "" {
 			return true, ""
 		}
-		if j, jerr := getJob(t.Context(), s, idA); jerr == nil && state.Terminal(j.Status) {
+		if j, jerr := getJob(t.Context(), s, idA); jerr == nil && rpc.JobTerminal(j.Status) {
 			t.Fatalf("job a ended (%s: %s) before writing its directory; log:\n%s", j.Status, j.StatusReason, logText(logChunks(t, s, idA)))
 		}
 		return false, fmt.Sprintf("job a has not written its directory yet (%v)", err)
@@ -218,7 +218,7 @@ job "b" {
 	idB := runDetached(t, s, "-file", project, "b")
 	jb := waitFinished(t, s, idB)
 	logB := logText(logChunks(t, s, idB))
-	if jb.Status != state.StatusSucceeded {
+	if jb.Status != rpc.JobSucceeded {
 		t.Fatalf("job b is %s (%s); log:\n%s", jb.Status, jb.StatusReason, logB)
 	}
 	lines := stdoutLines(logB)
@@ -277,7 +277,7 @@ job "b" {
 	}
 	ja := waitFinished(t, s, idA)
 	logA := logText(logChunks(t, s, idA))
-	if ja.Status != state.StatusSucceeded || !strings.Contains(logA, "stdout: a-done") {
+	if ja.Status != rpc.JobSucceeded || !strings.Contains(logA, "stdout: a-done") {
 		t.Errorf("job a is %s (%s); log:\n%s", ja.Status, ja.StatusReason, logA)
 	}
 	if got := valueOf(stdoutLines(logA), "pwd="); got != aDir {
@@ -368,7 +368,7 @@ job "stranded" {
 	const want = "no adopted runner matches labels {env=nowhere}"
 	id := runDetached(t, s, "-file", project, "stranded")
 	waitJob(t, s, id, "pending: "+want, func(j *pb.Job) bool {
-		return j.Status == state.StatusPending && strings.Contains(j.StatusReason, want)
+		return j.Status == rpc.JobPending && strings.Contains(j.StatusReason, want)
 	})
 	st := cliOK(t, s, "job", "status", id)
 	if !strings.Contains(st.stdout, want) || !strings.Contains(st.stdout, "pending") {

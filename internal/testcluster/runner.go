@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -299,8 +300,8 @@ func RunnerMatches(x *pb.Runner, status, state string) bool {
 		return true
 	case "draining":
 		return x.Draining
-	case "ready":
-		return x.State == "ready" && !x.Draining
+	case rpc.RunnerReady:
+		return x.State == rpc.RunnerReady && !x.Draining
 	default:
 		return x.State == state
 	}

@@ -1,10 +1,10 @@
-package rpc
+package server
 
 import (
 	"slices"
 	"testing"
 
-	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -25,20 +25,20 @@ func TestVanished(t *testing.T) {
 		want          []string
 	}{
 		{name: "held attempts stay",
-			active: []*pb.Job{job("j-1", state.StatusRunning, 10, 2), job("j-2", state.StatusCanceling, 11, 2)},
+			active: []*pb.Job{job("j-1", rpc.JobRunning, 10, 2), job("j-2", rpc.JobCanceling, 11, 2)},
 			life:   2, seen: 11, running: []*pb.RunningJob{held("j-1", 10)}, done: []*pb.RunningJob{held("j-2", 11)}},
 		{name: "an unlisted attempt at or below the lease seen is gone",
-			active: []*pb.Job{job("j-1", state.StatusRunning, 10, 2)}, life: 2, seen: 10, want: []string{"j-1"}},
+			active: []*pb.Job{job("j-1", rpc.JobRunning, 10, 2)}, life: 2, seen: 10, want: []string{"j-1"}},
 		{name: "an attempt above the lease seen may not have arrived when the word was made",
-			active: []*pb.Job{job("j-1", state.StatusRunning, 12, 2)}, life: 2, seen: 11},
+			active: []*pb.Job{job("j-1", rpc.JobRunning, 12, 2)}, life: 2, seen: 11},
 		{name: "an attempt of an earlier life is gone whatever the lease",
-			active: []*pb.Job{job("j-1", state.StatusRunning, 50, 1)}, life: 2, seen: 0, want: []string{"j-1"}},
+			active: []*pb.Job{job("j-1", rpc.JobRunning, 50, 1)}, life: 2, seen: 0, want: []string{"j-1"}},
 		{name: "a late word from an earlier life leaves the later life's attempts alone",
-			active: []*pb.Job{job("j-1", state.StatusRunning, 5, 3)}, life: 2, seen: 40},
+			active: []*pb.Job{job("j-1", rpc.JobRunning, 5, 3)}, life: 2, seen: 40},
 		{name: "assignments not started are not taken here",
-			active: []*pb.Job{job("j-1", state.StatusAssigned, 5, 0)}, life: 2, seen: 40},
+			active: []*pb.Job{job("j-1", rpc.JobAssigned, 5, 0)}, life: 2, seen: 40},
 		{name: "an older lease held for the job does not cover a newer one",
-			active: []*pb.Job{job("j-1", state.StatusRunning, 20, 2)}, life: 2, seen: 30,
+			active: []*pb.Job{job("j-1", rpc.JobRunning, 20, 2)}, life: 2, seen: 30,
 			running: []*pb.RunningJob{held("j-1", 15)}, want: []string{"j-1"}},
 	}
 	for _, c := range cases {

@@ -1,4 +1,4 @@
-package rpc
+package server
 
 import (
 	"net/http"
@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/outpost-run/outpost/jobspec/project"
+	"github.com/outpost-run/outpost/rpc"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
 
@@ -28,8 +29,8 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	// send.
 	opts := append([]connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}, strictJSONCodecs()...)
 	public := func(path string, h http.Handler) { mux.Handle(path, limitUnaryBody(h, maxMessageBytes)) }
-	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects), hc: NewHTTPClient()}, opts...))
-	public(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: NewHTTPClient(), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...))
+	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects), hc: rpc.NewHTTPClient()}, opts...))
+	public(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: rpc.NewHTTPClient(), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...))
 	public(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	public(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
 	public(outpostv1connect.NewProjectServiceHandler(&ProjectService{b: b}, opts...))

@@ -1,4 +1,4 @@
-package rpc
+package server
 
 import (
 	"fmt"
@@ -9,10 +9,11 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 )
 
 func TestJobPageTokens(t *testing.T) {
-	f := state.JobFilter{Project: "web", Status: state.StatusFailed, CreatedAfter: time.Unix(1700000000, 5)}
+	f := state.JobFilter{Project: "web", Status: rpc.JobFailed, CreatedAfter: time.Unix(1700000000, 5)}
 	c := state.JobCursor{CreateIndex: 1 << 40, ID: "j-0123456789abcdef"}
 	got, err := jobCursor(jobToken(c, f), f)
 	if err != nil || *got != c {
@@ -73,7 +74,7 @@ func TestKeyPages(t *testing.T) {
 	if _, _, err := keyPage(items, id, tokenProjects, "project", token, 0); err == nil {
 		t.Fatal("a runner token was taken for a project listing")
 	}
-	if n := pageSize(5000); n != MaxPageSize {
-		t.Fatalf("pageSize(5000) = %d, want the cap %d", n, MaxPageSize)
+	if n := pageSize(5000); n != rpc.MaxPageSize {
+		t.Fatalf("pageSize(5000) = %d, want the cap %d", n, rpc.MaxPageSize)
 	}
 }

@@ -1,4 +1,4 @@
-package rpc
+package server
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/validate"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
@@ -93,7 +94,7 @@ func (s *RunnerService) Connect(ctx context.Context, stream *connect.BidiStream[
 	if err != nil {
 		return toConnect(err)
 	}
-	if runner.Status == RunnerRejected {
+	if runner.Status == rpc.RunnerRejected {
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("runner %s was rejected by an operator", runner.Id))
 	}
 	if err := s.b.ServeRunners(); err != nil {
@@ -156,7 +157,7 @@ func (c *runnerConn) end() {
 }
 
 func (c *runnerConn) sendRegistered(r *pb.Runner) error {
-	t := Timings(c.svc.b.LeasePeriod())
+	t := rpc.Timings(c.svc.b.LeasePeriod())
 	c.sendMu.Lock()
 	c.servers = c.svc.b.ServerAddrs()
 	servers := c.servers
@@ -237,7 +238,7 @@ func (c *runnerConn) deliver(ctx context.Context, status string, reg *pb.Registe
 		switch {
 		case errors.Is(err, state.ErrNotFound):
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("runner %s was forgotten by an operator; restart it to register anew", c.id))
-		case err == nil && r.Status == RunnerRejected:
+		case err == nil && r.Status == rpc.RunnerRejected:
 			c.logger.Info("closing stream of rejected runner")
 			return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("runner %s was rejected by an operator", c.id))
 		case !c.svc.b.RunnerFresh(c.id):
@@ -254,7 +255,7 @@ func (c *runnerConn) deliver(ctx context.Context, status string, reg *pb.Registe
 			status = r.Status
 		}
 		active := map[string]bool{}
-		if err == nil && r.Status == RunnerAdopted {
+		if err == nil && r.Status == rpc.RunnerAdopted {
 			for _, j := range st.ActiveJobs(ws, c.id) {
 				active[j.Id] = true
 				if assigned[j.Id] != j.Lease {
@@ -353,7 +354,7 @@ func (c *runnerConn) recorded(m *pb.RunnerMessage) bool {
 	if err != nil || j.Id != l.JobId {
 		return false
 	}
-	if state.Terminal(j.Status) && j.Status != state.StatusLost && j.Lease == l.Lease {
+	if rpc.JobTerminal(j.Status) && j.Status != rpc.JobLost && j.Lease == l.Lease {
 		return true // its result is in: the attempt's log is done
 	}
 	a := j.AttemptLog
@@ -469,7 +470,7 @@ func vanished(active []*pb.Job, life, seen uint64, running, unacked []*pb.Runnin
 	}
 	var out []*pb.LostJob
 	for _, j := range active {
-		if j.Status == state.StatusAssigned {
+		if j.Status == rpc.JobAssigned {
 			continue // not started: sent again, or taken back at its deadline
 		}
 		earlier := j.RunnerLife < life
@@ -514,7 +515,7 @@ func (c *runnerConn) fenceRunning(running []*pb.RunningJob) error {
 	st := c.svc.b.State()
 	for _, r := range running {
 		j, err := st.JobByID(nil, r.JobId)
-		if err != nil || j.Lease < r.Lease || (j.Lease == r.Lease && state.Active(j.Status)) {
+		if err != nil || j.Lease < r.Lease || (j.Lease == r.Lease && rpc.JobActive(j.Status)) {
 			continue
 		}
 		reason := fmt.Sprintf("this attempt is no longer current: job is %s (attempt %d, lease %d)", j.Status, j.Attempt, j.Lease)

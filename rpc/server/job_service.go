@@ -1,9 +1,7 @@
-package rpc
+package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +17,7 @@ import (
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/validate"
 	"github.com/outpost-run/outpost/jobspec/project"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
@@ -45,20 +44,10 @@ const parsedProjects = 128
 
 var _ outpostv1connect.JobServiceHandler = (*JobService)(nil)
 
-// NewJobID returns a random job id. 64 random bits keep collisions out of
-// reach; the FSM still refuses to overwrite an existing id.
-func NewJobID() string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand failed: %v", err))
-	}
-	return "j-" + hex.EncodeToString(b[:])
-}
-
 // BuildJob turns a resolved project job into a job record ready to submit.
 func BuildJob(r *project.ResolvedJob, now time.Time) *pb.Job {
 	j := &pb.Job{
-		Id:           NewJobID(),
+		Id:           rpc.NewJobID(),
 		Project:      r.Project,
 		Name:         r.Job,
 		Workspace:    r.Workspace,
@@ -177,7 +166,7 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 	if m.Id != "" && s.b.State().Collected(job.Id) {
 		return nil, errCollected(job.Id)
 	}
-	job.Status, job.StatusReason, job.Attempt = state.StatusPending, "waiting for a runner", 1
+	job.Status, job.StatusReason, job.Attempt = rpc.JobPending, "waiting for a runner", 1
 	job.CreateIndex, job.ModifyIndex, job.UpdatedAt = index, index, job.CreatedAt
 	return connect.NewResponse(&pb.SubmitJobResponse{Job: job}), nil
 }
@@ -335,8 +324,8 @@ func (s *JobService) ListJobs(ctx context.Context, req *connect.Request[pb.ListJ
 
 func validStatus(s string) bool {
 	switch s {
-	case state.StatusPending, state.StatusAssigned, state.StatusRunning, state.StatusCanceling,
-		state.StatusSucceeded, state.StatusFailed, state.StatusCanceled, state.StatusLost:
+	case rpc.JobPending, rpc.JobAssigned, rpc.JobRunning, rpc.JobCanceling,
+		rpc.JobSucceeded, rpc.JobFailed, rpc.JobCanceled, rpc.JobLost:
 		return true
 	}
 	return false
@@ -397,7 +386,7 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 		if len(chunks) > 0 {
 			after = chunks[len(chunks)-1].Seq
 		}
-		if !m.Follow || state.Terminal(j.Status) {
+		if !m.Follow || rpc.JobTerminal(j.Status) {
 			if m.Follow {
 				// A last empty message carries the final status.
 				if len(chunks) == 0 {

@@ -1,10 +1,9 @@
-package rpc
+package server
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
@@ -23,15 +23,6 @@ import (
 func HashSecret(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
 	return h[:]
-}
-
-// NewSecret returns a random secret with a readable prefix.
-func NewSecret(prefix string) string {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand failed: " + err.Error())
-	}
-	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // withLive fills the read-only fields a runner record does not store.
@@ -190,7 +181,7 @@ func (s *RunnerService) CreateRunnerToken(ctx context.Context, req *connect.Requ
 	if len(req.Msg.Description) > 256 {
 		return nil, invalid("description: at most 256 characters")
 	}
-	secret := NewSecret("opr_")
+	secret := rpc.NewSecret("opr_")
 	var idb [4]byte
 	_, _ = rand.Read(idb[:])
 	now := time.Now()
