@@ -41,25 +41,24 @@ func (c *JobStatusCommand) Run(args []string) int {
 	fs.BoolVar(&asJSON, "json", false, "")
 	var stale bool
 	fs.BoolVar(&stale, "stale", false, "")
-	if !c.Meta.parse(fs, args) {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		c.Meta.UI.Error("Error: job status takes exactly one argument, a job id")
-		return exitUsage
-	}
-	client, err := c.Meta.client()
-	if err != nil {
-		return c.Meta.errorf("%v", err)
-	}
-	resp, err := client.Jobs.GetJob(context.Background(), connect.NewRequest(&pb.GetJobRequest{Id: fs.Arg(0), Stale: stale}))
-	if err != nil {
-		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
-	}
-	j := resp.Msg.Job
-	if asJSON {
-		return c.Meta.printJSON(j)
-	}
+	return argCommand(c.Meta, fs, "a job id", args,
+		func(ctx context.Context, client *rpc.Client, id string) (*pb.Job, error) {
+			resp, err := client.Jobs.GetJob(ctx, connect.NewRequest(&pb.GetJobRequest{Id: id, Stale: stale}))
+			if err != nil {
+				return nil, err
+			}
+			return resp.Msg.Job, nil
+		},
+		func(j *pb.Job) int {
+			if asJSON {
+				return c.Meta.printJSON(j)
+			}
+			return c.show(j)
+		})
+}
+
+// show prints one job in the human layout.
+func (c *JobStatusCommand) show(j *pb.Job) int {
 	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
 	row("ID", j.Id)
