@@ -1,10 +1,14 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/validate"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -12,7 +16,8 @@ import (
 // a protobuf message whose type is fixed by the MessageType.
 type MessageType byte
 
-// Values are stored in the log forever: never renumber, only append.
+// Values are stored in the log forever: never renumber, only append. A new
+// type also needs its row in entryTypes below, and nothing else.
 const (
 	SubmitJobsType        MessageType = 1
 	AssignJobsType        MessageType = 2
@@ -35,88 +40,144 @@ const (
 	PinJobType            MessageType = 19
 )
 
-var typeNames = map[MessageType]string{
-	SubmitJobsType:        "SubmitJobs",
-	AssignJobsType:        "AssignJobs",
-	JobStartedType:        "JobStarted",
-	AppendLogsType:        "AppendLogs",
-	FinishJobType:         "FinishJob",
-	CancelJobType:         "CancelJob",
-	MarkLostType:          "MarkLost",
-	UpsertRunnerType:      "UpsertRunner",
-	UpsertProjectType:     "UpsertProject",
-	DeleteJobsType:        "DeleteJobs",
-	UpdateRunnerType:      "UpdateRunner",
-	RunnerTokenType:       "RunnerToken",
-	UpsertProfilesType:    "UpsertProfiles",
-	DeleteProfileType:     "DeleteProfile",
-	DeleteProjectType:     "DeleteProject",
-	SetPendingReasonsType: "SetPendingReasons",
-	RetryJobType:          "RetryJob",
-	RunnerReportsType:     "RunnerReports",
-	PinJobType:            "PinJob",
+// entryTypes is every log entry type this version knows, by type. Entries
+// change tables, not snapshot records: a type that writes an existing table
+// needs nothing in snapshot.go; only a new table needs a record kind there.
+var entryTypes = [128]entryType{
+	SubmitJobsType: {name: "SubmitJobs", entryFuncs: of(checkSubmitJobs,
+		func(st *state.Store, index uint64, b *pb.SubmitJobsEntry) any { return st.SubmitJobs(index, b.Jobs) })},
+	AssignJobsType: {name: "AssignJobs", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.AssignJobsEntry) any {
+			ids, err := st.AssignJobs(index, b)
+			if err != nil {
+				return err
+			}
+			return &AssignResult{Assigned: ids}
+		})},
+	JobStartedType: {name: "JobStarted", entryFuncs: of(
+		func(b *pb.JobStartedEntry) error { return needs(b.Report != nil, "report") },
+		func(st *state.Store, index uint64, b *pb.JobStartedEntry) any { return st.JobStarted(index, b.Report) })},
+	AppendLogsType: {name: "AppendLogs", entryFuncs: of(
+		func(b *pb.AppendLogsEntry) error { return needs(b.Report != nil, "report") },
+		func(st *state.Store, index uint64, b *pb.AppendLogsEntry) any { return st.AppendLogs(index, b.Report) })},
+	FinishJobType: {name: "FinishJob", entryFuncs: of(
+		func(b *pb.FinishJobEntry) error { return needs(b.Report != nil, "report") },
+		func(st *state.Store, index uint64, b *pb.FinishJobEntry) any { return st.FinishJob(index, b.Report) })},
+	CancelJobType: {name: "CancelJob", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.CancelJobEntry) any { return st.CancelJob(index, b) })},
+	MarkLostType: {name: "MarkLost", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.MarkLostEntry) any { return st.MarkLost(index, b) })},
+	UpsertRunnerType: {name: "UpsertRunner", entryFuncs: of(checkUpsertRunner,
+		func(st *state.Store, index uint64, b *pb.UpsertRunnerEntry) any {
+			return st.UpsertRunner(index, b.Runner)
+		})},
+	UpsertProjectType: {name: "UpsertProject", entryFuncs: of(checkUpsertProject,
+		func(st *state.Store, index uint64, b *pb.UpsertProjectEntry) any {
+			return st.UpsertProject(index, b.Project)
+		})},
+	DeleteJobsType: {name: "DeleteJobs", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.DeleteJobsEntry) any { return st.DeleteJobs(index, b) })},
+	UpdateRunnerType: {name: "UpdateRunner", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.RunnerUpdateEntry) any { return st.UpdateRunner(index, b) })},
+	RunnerTokenType: {name: "RunnerToken", entryFuncs: of(
+		func(b *pb.UpsertRunnerTokenEntry) error {
+			return needs(b.Token.GetId() != "" && len(b.Token.GetHash()) > 0, "token id and hash")
+		},
+		func(st *state.Store, index uint64, b *pb.UpsertRunnerTokenEntry) any {
+			return st.UpsertRunnerToken(index, b.Token)
+		})},
+	UpsertProfilesType: {name: "UpsertProfiles", entryFuncs: of(checkUpsertProfiles,
+		func(st *state.Store, index uint64, b *pb.UpsertProfilesEntry) any {
+			return st.UpsertProfiles(index, b.Profiles)
+		})},
+	DeleteProfileType: {name: "DeleteProfile", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.DeleteProfileEntry) any {
+			return st.DeleteProfile(index, b.Name)
+		})},
+	DeleteProjectType: {name: "DeleteProject", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.DeleteProjectEntry) any {
+			return st.DeleteProject(index, b.Name)
+		})},
+	SetPendingReasonsType: {name: "SetPendingReasons", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.SetPendingReasonsEntry) any {
+			return st.SetPendingReasons(index, b.Reasons)
+		})},
+	RetryJobType: {name: "RetryJob", entryFuncs: of(nil,
+		func(st *state.Store, index uint64, b *pb.RetryJobEntry) any { return st.RetryJob(index, b) })},
+	RunnerReportsType: {name: "RunnerReports", entryFuncs: of(checkRunnerReports,
+		func(st *state.Store, index uint64, b *pb.RunnerReportsEntry) any {
+			return &ReportsResult{Errors: st.ApplyReports(index, b.Time, b.Reports)}
+		})},
+	PinJobType: {name: "PinJob", entryFuncs: of(
+		func(b *pb.PinJobEntry) error { return needs(b.JobId != "", "job id") },
+		func(st *state.Store, index uint64, b *pb.PinJobEntry) any { return st.PinJob(index, b) })},
+}
+
+// entryType is one row of entryTypes.
+type entryType struct {
+	name string
+	entryFuncs
+}
+
+// entryFuncs are a type's body handling, typed once by of.
+type entryFuncs struct {
+	desc protoreflect.MessageDescriptor
+	// newBody returns an empty body, to decode into.
+	newBody func() proto.Message
+	// validate rejects a body that decodes but lacks what apply needs
+	// (a missingField error), so a corrupt or hand-made entry yields an
+	// error instead of a panic, or that carries values internal/validate
+	// refuses. nil when the type has no rule.
+	validate func(proto.Message) error
+	// apply hands the body to one state-store method and returns the
+	// proposer's result: an error or a typed result.
+	apply func(st *state.Store, index uint64, body proto.Message) any
+}
+
+// of types a row's functions by their body message M, so each row is
+// written against its own message and the assertion lives here once.
+func of[T any, M interface {
+	*T
+	proto.Message
+}](check func(M) error, apply func(*state.Store, uint64, M) any) entryFuncs {
+	ef := entryFuncs{
+		desc:    M(new(T)).ProtoReflect().Descriptor(),
+		newBody: func() proto.Message { return M(new(T)) },
+		apply:   func(st *state.Store, index uint64, body proto.Message) any { return apply(st, index, body.(M)) },
+	}
+	if check != nil {
+		ef.validate = func(body proto.Message) error { return check(body.(M)) }
+	}
+	return ef
+}
+
+// lookup returns t's row, or nil when this version does not know t.
+func lookup(t MessageType) *entryType {
+	if int(t) >= len(entryTypes) || entryTypes[t].apply == nil {
+		return nil
+	}
+	return &entryTypes[t]
 }
 
 func (t MessageType) String() string {
-	if n, ok := typeNames[t]; ok {
-		return n
+	if et := lookup(t); et != nil {
+		return et.name
 	}
 	return fmt.Sprintf("MessageType(%d)", byte(t))
 }
 
-// newBody returns an empty body message for t.
-func newBody(t MessageType) (proto.Message, error) {
-	switch t {
-	case SubmitJobsType:
-		return &pb.SubmitJobsEntry{}, nil
-	case AssignJobsType:
-		return &pb.AssignJobsEntry{}, nil
-	case JobStartedType:
-		return &pb.JobStartedEntry{}, nil
-	case AppendLogsType:
-		return &pb.AppendLogsEntry{}, nil
-	case FinishJobType:
-		return &pb.FinishJobEntry{}, nil
-	case CancelJobType:
-		return &pb.CancelJobEntry{}, nil
-	case MarkLostType:
-		return &pb.MarkLostEntry{}, nil
-	case UpsertRunnerType:
-		return &pb.UpsertRunnerEntry{}, nil
-	case UpsertProjectType:
-		return &pb.UpsertProjectEntry{}, nil
-	case DeleteJobsType:
-		return &pb.DeleteJobsEntry{}, nil
-	case UpdateRunnerType:
-		return &pb.RunnerUpdateEntry{}, nil
-	case RunnerTokenType:
-		return &pb.UpsertRunnerTokenEntry{}, nil
-	case UpsertProfilesType:
-		return &pb.UpsertProfilesEntry{}, nil
-	case DeleteProfileType:
-		return &pb.DeleteProfileEntry{}, nil
-	case DeleteProjectType:
-		return &pb.DeleteProjectEntry{}, nil
-	case SetPendingReasonsType:
-		return &pb.SetPendingReasonsEntry{}, nil
-	case RetryJobType:
-		return &pb.RetryJobEntry{}, nil
-	case RunnerReportsType:
-		return &pb.RunnerReportsEntry{}, nil
-	case PinJobType:
-		return &pb.PinJobEntry{}, nil
-	}
-	return nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
-}
-
 // Encode builds a log entry from a type and its body.
 func Encode(t MessageType, body proto.Message) ([]byte, error) {
-	want, err := newBody(t)
-	if err != nil {
-		return nil, err
+	et := lookup(t)
+	if et == nil {
+		return nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
 	}
-	if want.ProtoReflect().Descriptor() != body.ProtoReflect().Descriptor() {
-		return nil, fmt.Errorf("fsm: %s entry needs a %T body, got %T", t, want, body)
+	return et.encode(t, body)
+}
+
+func (et *entryType) encode(t MessageType, body proto.Message) ([]byte, error) {
+	if et.desc != body.ProtoReflect().Descriptor() {
+		return nil, fmt.Errorf("fsm: %s entry needs a %T body, got %T", t, et.newBody(), body)
 	}
 	b, err := proto.MarshalOptions{}.MarshalAppend([]byte{byte(t)}, body)
 	if err != nil {
@@ -125,18 +186,153 @@ func Encode(t MessageType, body proto.Message) ([]byte, error) {
 	return b, nil
 }
 
-// Decode splits a log entry into its type and body.
+// Decode splits a log entry into its type and its body.
 func Decode(data []byte) (MessageType, proto.Message, error) {
 	if len(data) == 0 {
 		return 0, nil, fmt.Errorf("fsm: empty log entry")
 	}
 	t := MessageType(data[0])
-	body, err := newBody(t)
-	if err != nil {
-		return t, nil, err
+	et := lookup(t)
+	if et == nil {
+		return t, nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
 	}
+	body := et.newBody()
 	if err := proto.Unmarshal(data[1:], body); err != nil {
 		return t, nil, fmt.Errorf("fsm: decode %s: %w", t, err)
 	}
 	return t, body, nil
+}
+
+// ErrInvalidEntry is what an entry that breaks a rule of internal/validate
+// gets back: a name, label or size no handler should have let in.
+var ErrInvalidEntry = errors.New("invalid entry")
+
+// missingField is a validate hook's verdict on an entry without a field
+// its apply needs.
+type missingField string
+
+func (m missingField) Error() string { return "no " + string(m) }
+
+// needs returns a missingField error for what unless ok.
+func needs(ok bool, what string) error {
+	if ok {
+		return nil
+	}
+	return missingField(what)
+}
+
+// check runs t's validate hook. Values checks apply internal/validate's
+// rules to the values an entry carries into the state (names, labels,
+// capacities), so no client, no other version and no forwarded raw apply
+// can store what the CLI and the handlers refuse. Every server applies the
+// same rules to the same entry, so all refuse it alike. Fields tests and
+// old entries leave empty are checked only when set.
+func (et *entryType) check(t MessageType, body proto.Message) error {
+	if et.validate == nil {
+		return nil
+	}
+	err := et.validate(body)
+	if err == nil {
+		return nil
+	}
+	if m, ok := err.(missingField); ok {
+		return fmt.Errorf("fsm: %s entry has no %s", t, string(m))
+	}
+	return fmt.Errorf("%s entry: %w: %w", t, err, ErrInvalidEntry)
+}
+
+func checkSubmitJobs(b *pb.SubmitJobsEntry) error {
+	for _, j := range b.Jobs {
+		if j.GetId() == "" {
+			return missingField("job id")
+		}
+	}
+	for _, j := range b.Jobs {
+		if err := checkJob(j); err != nil {
+			return fmt.Errorf("job %s: %w", j.GetId(), err)
+		}
+	}
+	return nil
+}
+
+func checkJob(j *pb.Job) error {
+	for _, c := range []struct {
+		value string
+		check func(string) error
+	}{{j.Project, validate.ProjectName}, {j.Name, validate.JobName}, {j.Workspace, validate.Workspace}, {j.Profile, validate.ProfileName}} {
+		if c.value != "" {
+			if err := c.check(c.value); err != nil {
+				return err
+			}
+		}
+	}
+	return validate.Labels(j.TargetLabels)
+}
+
+func checkUpsertRunner(b *pb.UpsertRunnerEntry) error {
+	if b.Runner.GetId() == "" {
+		return missingField("runner id")
+	}
+	r := b.Runner
+	if err := validate.RunnerID(r.Id); err != nil {
+		return err
+	}
+	if r.Name != "" {
+		if err := validate.RunnerName(r.Name); err != nil {
+			return err
+		}
+	}
+	if err := validate.Capacity(int64(r.Capacity)); err != nil {
+		return err
+	}
+	return validate.Labels(r.Labels)
+}
+
+func checkUpsertProject(b *pb.UpsertProjectEntry) error {
+	if b.Project.GetName() == "" {
+		return missingField("project name")
+	}
+	return validate.ProjectName(b.Project.GetName())
+}
+
+func checkUpsertProfiles(b *pb.UpsertProfilesEntry) error {
+	for _, p := range b.Profiles {
+		if p.GetName() == "" {
+			return missingField("profile name")
+		}
+	}
+	for _, p := range b.Profiles {
+		if err := validate.ProfileName(p.Name); err != nil {
+			return err
+		}
+		if err := validate.Labels(p.TargetLabels); err != nil {
+			return fmt.Errorf("profile %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+func checkRunnerReports(b *pb.RunnerReportsEntry) error {
+	// The last incomplete report names the error, as it always has.
+	var missing missingField
+	for _, r := range b.Reports {
+		switch m := r.GetMsg().(type) {
+		case *pb.RunnerMessage_Started:
+			if m.Started == nil {
+				missing = "started report"
+			}
+		case *pb.RunnerMessage_Logs:
+			if m.Logs == nil {
+				missing = "logs report"
+			}
+		case *pb.RunnerMessage_Finished:
+			if m.Finished == nil {
+				missing = "finished report"
+			}
+		}
+	}
+	if missing != "" {
+		return missing
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -12,8 +11,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/outpost-run/outpost/fsm/state"
-	"github.com/outpost-run/outpost/internal/validate"
-	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
 // FSM applies committed log entries to the state store. Restore swaps in a
@@ -114,196 +111,16 @@ func (f *FSM) Apply(l *raft.Log) any {
 		f.logger.Error("cannot apply log entry", "index", l.Index, "error", err)
 		return err
 	}
-	res := f.apply(l.Index, t, body)
+	et := &entryTypes[t]
+	var res any
+	if err := et.check(t, body); err != nil {
+		res = err
+	} else {
+		res = et.apply(f.State(), l.Index, body)
+	}
 	f.appliedByType[t].Add(1)
 	f.notifyApplied(l.Index)
 	return res
-}
-
-// ErrInvalidEntry is what an entry that breaks a rule of internal/validate
-// gets back: a name, label or size no handler should have let in.
-var ErrInvalidEntry = errors.New("invalid entry")
-
-// checkValues applies internal/validate's rules to the values an entry
-// carries into the state (names, labels, capacities), so no client, no
-// other version and no forwarded raw apply can store what the CLI and the
-// handlers refuse. Every server applies the same rules to the same entry,
-// so all refuse it alike. Fields tests and old entries leave empty are
-// checked only when set.
-func checkValues(body any) error {
-	switch b := body.(type) {
-	case *pb.SubmitJobsEntry:
-		for _, j := range b.Jobs {
-			if err := checkJob(j); err != nil {
-				return fmt.Errorf("job %s: %w", j.GetId(), err)
-			}
-		}
-	case *pb.UpsertRunnerEntry:
-		r := b.Runner
-		if err := validate.RunnerID(r.Id); err != nil {
-			return err
-		}
-		if r.Name != "" {
-			if err := validate.RunnerName(r.Name); err != nil {
-				return err
-			}
-		}
-		if err := validate.Capacity(int64(r.Capacity)); err != nil {
-			return err
-		}
-		return validate.Labels(r.Labels)
-	case *pb.UpsertProfilesEntry:
-		for _, p := range b.Profiles {
-			if err := validate.ProfileName(p.Name); err != nil {
-				return err
-			}
-			if err := validate.Labels(p.TargetLabels); err != nil {
-				return fmt.Errorf("profile %s: %w", p.Name, err)
-			}
-		}
-	case *pb.UpsertProjectEntry:
-		return validate.ProjectName(b.Project.GetName())
-	}
-	return nil
-}
-
-func checkJob(j *pb.Job) error {
-	for _, c := range []struct {
-		value string
-		check func(string) error
-	}{{j.Project, validate.ProjectName}, {j.Name, validate.JobName}, {j.Workspace, validate.Workspace}, {j.Profile, validate.ProfileName}} {
-		if c.value != "" {
-			if err := c.check(c.value); err != nil {
-				return err
-			}
-		}
-	}
-	return validate.Labels(j.TargetLabels)
-}
-
-// checkEntry rejects entries that decode but lack what their apply needs, so a
-// corrupt or hand-made entry yields an error instead of a panic, and entries
-// whose values break the rules of internal/validate.
-func checkEntry(t MessageType, body any) error {
-	missing := ""
-	switch b := body.(type) {
-	case *pb.SubmitJobsEntry:
-		for _, j := range b.Jobs {
-			if j.GetId() == "" {
-				missing = "job id"
-			}
-		}
-	case *pb.JobStartedEntry:
-		if b.Report == nil {
-			missing = "report"
-		}
-	case *pb.AppendLogsEntry:
-		if b.Report == nil {
-			missing = "report"
-		}
-	case *pb.FinishJobEntry:
-		if b.Report == nil {
-			missing = "report"
-		}
-	case *pb.UpsertRunnerEntry:
-		if b.Runner.GetId() == "" {
-			missing = "runner id"
-		}
-	case *pb.UpsertProjectEntry:
-		if b.Project.GetName() == "" {
-			missing = "project name"
-		}
-	case *pb.UpsertRunnerTokenEntry:
-		if b.Token.GetId() == "" || len(b.Token.GetHash()) == 0 {
-			missing = "token id and hash"
-		}
-	case *pb.RunnerReportsEntry:
-		for _, r := range b.Reports {
-			switch m := r.GetMsg().(type) {
-			case *pb.RunnerMessage_Started:
-				if m.Started == nil {
-					missing = "started report"
-				}
-			case *pb.RunnerMessage_Logs:
-				if m.Logs == nil {
-					missing = "logs report"
-				}
-			case *pb.RunnerMessage_Finished:
-				if m.Finished == nil {
-					missing = "finished report"
-				}
-			}
-		}
-	case *pb.PinJobEntry:
-		if b.JobId == "" {
-			missing = "job id"
-		}
-	case *pb.UpsertProfilesEntry:
-		for _, p := range b.Profiles {
-			if p.GetName() == "" {
-				missing = "profile name"
-			}
-		}
-	}
-	if missing != "" {
-		return fmt.Errorf("fsm: %s entry has no %s", t, missing)
-	}
-	if err := checkValues(body); err != nil {
-		return fmt.Errorf("%s entry: %w: %w", t, err, ErrInvalidEntry)
-	}
-	return nil
-}
-
-func (f *FSM) apply(index uint64, t MessageType, body any) any {
-	if err := checkEntry(t, body); err != nil {
-		return err
-	}
-	st := f.State()
-	switch b := body.(type) {
-	case *pb.SubmitJobsEntry:
-		return st.SubmitJobs(index, b.Jobs)
-	case *pb.AssignJobsEntry:
-		ids, err := st.AssignJobs(index, b)
-		if err != nil {
-			return err
-		}
-		return &AssignResult{Assigned: ids}
-	case *pb.JobStartedEntry:
-		return st.JobStarted(index, b.Report)
-	case *pb.AppendLogsEntry:
-		return st.AppendLogs(index, b.Report)
-	case *pb.FinishJobEntry:
-		return st.FinishJob(index, b.Report)
-	case *pb.CancelJobEntry:
-		return st.CancelJob(index, b)
-	case *pb.MarkLostEntry:
-		return st.MarkLost(index, b)
-	case *pb.UpsertRunnerEntry:
-		return st.UpsertRunner(index, b.Runner)
-	case *pb.UpsertProjectEntry:
-		return st.UpsertProject(index, b.Project)
-	case *pb.DeleteJobsEntry:
-		return st.DeleteJobs(index, b)
-	case *pb.RunnerUpdateEntry:
-		return st.UpdateRunner(index, b)
-	case *pb.UpsertRunnerTokenEntry:
-		return st.UpsertRunnerToken(index, b.Token)
-	case *pb.UpsertProfilesEntry:
-		return st.UpsertProfiles(index, b.Profiles)
-	case *pb.DeleteProfileEntry:
-		return st.DeleteProfile(index, b.Name)
-	case *pb.DeleteProjectEntry:
-		return st.DeleteProject(index, b.Name)
-	case *pb.SetPendingReasonsEntry:
-		return st.SetPendingReasons(index, b.Reasons)
-	case *pb.RetryJobEntry:
-		return st.RetryJob(index, b)
-	case *pb.RunnerReportsEntry:
-		return &ReportsResult{Errors: st.ApplyReports(index, b.Time, b.Reports)}
-	case *pb.PinJobEntry:
-		return st.PinJob(index, b)
-	}
-	return fmt.Errorf("fsm: no apply for %s", t)
 }
 
 // Snapshot implements raft.FSM: it captures an immutable view cheaply; the
