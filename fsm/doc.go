@@ -2,6 +2,11 @@
 // Apply that hands each to one state-store method, and snapshots that persist
 // and restore every table.
 //
+// Every entry type is one row of a table (entries.go). An entry of a type
+// this version does not know halts the FSM at that entry, unless its type
+// byte carries IgnoreUnknownTypeFlag: an older server must not go on
+// applying after a newer leader's entry it cannot apply.
+//
 // It owns no network code and imports neither agent, command nor runner;
 // servers call Encode to build entries and read results through State.
 package fsm

@@ -14,10 +14,22 @@ import (
 
 // MessageType is the first byte of every log entry; the rest is the body,
 // a protobuf message whose type is fixed by the MessageType.
+//
+// The byte's low seven bits are the type. The high bit is
+// IgnoreUnknownTypeFlag: set, it tells a server that does not know the
+// type that it may skip the entry; clear, such a server halts (see
+// Config.Halt). Types therefore stay below 128.
 type MessageType byte
 
-// Values are stored in the log forever: never renumber, only append. A new
-// type also needs its row in entryTypes below, and nothing else.
+// IgnoreUnknownTypeFlag, set in an entry's type byte, lets a server that
+// does not know the type skip the entry with a warning instead of halting.
+// Encode sets it for the types whose table row says ignorable; Decode
+// strips it.
+const IgnoreUnknownTypeFlag MessageType = 128
+
+// Values are stored in the log forever: never renumber, only append, and
+// stay below IgnoreUnknownTypeFlag. A new type also needs its row in
+// entryTypes below, and nothing else.
 const (
 	SubmitJobsType        MessageType = 1
 	AssignJobsType        MessageType = 2
@@ -43,7 +55,7 @@ const (
 // entryTypes is every log entry type this version knows, by type. Entries
 // change tables, not snapshot records: a type that writes an existing table
 // needs nothing in snapshot.go; only a new table needs a record kind there.
-var entryTypes = [128]entryType{
+var entryTypes = [IgnoreUnknownTypeFlag]entryType{
 	SubmitJobsType: {name: "SubmitJobs", entryFuncs: of(checkSubmitJobs,
 		func(st *state.Store, index uint64, b *pb.SubmitJobsEntry) any { return st.SubmitJobs(index, b.Jobs) })},
 	AssignJobsType: {name: "AssignJobs", entryFuncs: of(nil,
@@ -116,6 +128,11 @@ var entryTypes = [128]entryType{
 // entryType is one row of entryTypes.
 type entryType struct {
 	name string
+	// ignorable types are written with IgnoreUnknownTypeFlag, so servers
+	// older than the type skip them. Only for an entry whose absence
+	// leaves an old server's state correct (a hint, a statistic), never
+	// for one that changes a job, a runner or anything a read returns.
+	ignorable bool
 	entryFuncs
 }
 
@@ -153,7 +170,7 @@ func of[T any, M interface {
 
 // lookup returns t's row, or nil when this version does not know t.
 func lookup(t MessageType) *entryType {
-	if int(t) >= len(entryTypes) || entryTypes[t].apply == nil {
+	if t >= IgnoreUnknownTypeFlag || entryTypes[t].apply == nil {
 		return nil
 	}
 	return &entryTypes[t]
@@ -166,11 +183,15 @@ func (t MessageType) String() string {
 	return fmt.Sprintf("MessageType(%d)", byte(t))
 }
 
+// ErrUnknownType is what Decode and Encode return for a type this version
+// does not know.
+var ErrUnknownType = errors.New("unknown message type")
+
 // Encode builds a log entry from a type and its body.
 func Encode(t MessageType, body proto.Message) ([]byte, error) {
 	et := lookup(t)
 	if et == nil {
-		return nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
+		return nil, fmt.Errorf("fsm: %w %d", ErrUnknownType, byte(t))
 	}
 	return et.encode(t, body)
 }
@@ -179,22 +200,27 @@ func (et *entryType) encode(t MessageType, body proto.Message) ([]byte, error) {
 	if et.desc != body.ProtoReflect().Descriptor() {
 		return nil, fmt.Errorf("fsm: %s entry needs a %T body, got %T", t, et.newBody(), body)
 	}
-	b, err := proto.MarshalOptions{}.MarshalAppend([]byte{byte(t)}, body)
+	head := byte(t)
+	if et.ignorable {
+		head |= byte(IgnoreUnknownTypeFlag)
+	}
+	b, err := proto.MarshalOptions{}.MarshalAppend([]byte{head}, body)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: encode %s: %w", t, err)
 	}
 	return b, nil
 }
 
-// Decode splits a log entry into its type and its body.
+// Decode splits a log entry into its type, without IgnoreUnknownTypeFlag,
+// and its body. A type this version does not know is ErrUnknownType.
 func Decode(data []byte) (MessageType, proto.Message, error) {
 	if len(data) == 0 {
 		return 0, nil, fmt.Errorf("fsm: empty log entry")
 	}
-	t := MessageType(data[0])
+	t := MessageType(data[0]) &^ IgnoreUnknownTypeFlag
 	et := lookup(t)
 	if et == nil {
-		return t, nil, fmt.Errorf("fsm: unknown message type %d", byte(t))
+		return t, nil, fmt.Errorf("fsm: %w %d", ErrUnknownType, byte(t))
 	}
 	body := et.newBody()
 	if err := proto.Unmarshal(data[1:], body); err != nil {

@@ -3,13 +3,17 @@ package fsm
 import (
 	"bufio"
 	"encoding/hex"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outpost-run/outpost/fsm/state"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -114,5 +118,96 @@ func TestEveryTypeHasOneRow(t *testing.T) {
 	}
 	if got := MessageType(99).String(); got != "MessageType(99)" {
 		t.Errorf("unknown type prints as %q", got)
+	}
+}
+
+// haltRecorder is a Halt hook that keeps what it was told.
+type haltRecorder struct{ calls chan error }
+
+func newHaltRecorder() *haltRecorder { return &haltRecorder{calls: make(chan error, 8)} }
+
+func (h *haltRecorder) halt(err error) { h.calls <- err }
+
+// futureType is a type this version does not know: what a newer leader
+// writes.
+const futureType MessageType = 100
+
+// futureRow is the row a newer version would have for futureType.
+func futureRow(ignorable bool) *entryType {
+	return &entryType{name: "Future", ignorable: ignorable, entryFuncs: of(nil,
+		func(*state.Store, uint64, *pb.PinJobEntry) any { return nil })}
+}
+
+// TestUnknownTypeHalts applies entries the way Raft does: an unknown type
+// stops the FSM at that entry and it applies nothing after it; flagged
+// ignorable, it is skipped and the next entries apply.
+func TestUnknownTypeHalts(t *testing.T) {
+	for _, ignorable := range []bool{false, true} {
+		t.Run("ignorable="+strconv.FormatBool(ignorable), func(t *testing.T) {
+			h := newHaltRecorder()
+			f, err := NewWithConfig(Config{Logger: hclog.NewNullLogger(), Halt: h.halt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := &applier{t: t, f: f}
+			a.mustApply(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-1")}})
+			future, err := futureRow(ignorable).encode(futureType, &pb.PinJobEntry{JobId: "j-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if flagged := future[0]&byte(IgnoreUnknownTypeFlag) != 0; flagged != ignorable || MessageType(future[0])&^IgnoreUnknownTypeFlag != futureType {
+				t.Fatalf("type byte %#x for ignorable=%t", future[0], ignorable)
+			}
+			res := f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: future})
+			a.index = 2
+			after := a.apply(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-2")}})
+			_, j2err := f.State().JobByID(nil, "j-2")
+
+			if ignorable {
+				if res != nil || after != nil || f.Halted() != nil || len(h.calls) != 0 {
+					t.Fatalf("ignorable entry: apply = %v, next = %v, halted = %v", res, after, f.Halted())
+				}
+				if f.AppliedIndex() != 3 || j2err != nil {
+					t.Fatalf("applied index %d, j-2: %v; want 3 and the job", f.AppliedIndex(), j2err)
+				}
+				return
+			}
+			var unknown *UnknownTypeError
+			if err, _ := res.(error); !errors.As(err, &unknown) || unknown.Index != 2 || unknown.Type != futureType {
+				t.Fatalf("apply of the unknown type returned %v", res)
+			}
+			if err, _ := after.(error); !errors.Is(err, ErrHalted) {
+				t.Fatalf("apply after the halt returned %v, want ErrHalted", after)
+			}
+			if f.AppliedIndex() != 1 || !errors.Is(j2err, state.ErrNotFound) {
+				t.Fatalf("applied index %d, j-2: %v; want 1 and no job", f.AppliedIndex(), j2err)
+			}
+			if got := <-h.calls; !errors.As(got, &unknown) || len(h.calls) != 0 {
+				t.Fatalf("Halt got %v, then %d more calls; want one *UnknownTypeError", got, len(h.calls))
+			}
+			if _, err := f.Snapshot(); !errors.Is(err, ErrHalted) {
+				t.Fatalf("Snapshot after the halt: %v, want ErrHalted", err)
+			}
+			if err := f.Restore(nopCloser{}); !errors.Is(err, ErrHalted) {
+				t.Fatalf("Restore after the halt: %v, want ErrHalted", err)
+			}
+		})
+	}
+}
+
+// TestIgnoreFlagOnAKnownType: the flag only matters to servers that do
+// not know the type; the others apply the entry as usual.
+func TestIgnoreFlagOnAKnownType(t *testing.T) {
+	a := newApplier(t)
+	data, err := Encode(SubmitJobsType, &pb.SubmitJobsEntry{Jobs: []*pb.Job{job("j-1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[0] |= byte(IgnoreUnknownTypeFlag)
+	if res := a.f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data}); res != nil {
+		t.Fatalf("apply: %v", res)
+	}
+	if _, err := a.f.State().JobByID(nil, "j-1"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -29,6 +30,19 @@ type FSM struct {
 	// appliedByType counts applied entries by type: how a workload turns
 	// into log entries, which is what batching is judged by.
 	appliedByType [256]atomic.Uint64
+
+	// onHalt is Config.Halt.
+	onHalt func(error)
+	// halted is set, once, by the first entry of a type this server does
+	// not know; from then on Apply, Snapshot and Restore refuse, so the
+	// state never moves past that entry.
+	halted atomic.Pointer[haltState]
+}
+
+type haltState struct {
+	cause *UnknownTypeError
+	// refusal is what every later call gets back.
+	refusal error
 }
 
 // AppliedByType returns how many entries of each type this FSM applied
@@ -43,13 +57,77 @@ func (f *FSM) AppliedByType() map[string]uint64 {
 	return out
 }
 
-// New returns an FSM over an empty state store.
+// Config is what NewWithConfig needs.
+type Config struct {
+	Logger hclog.Logger
+	// Halt is told, once, that the log holds an entry of a type this
+	// server does not know and that was not flagged ignorable: the server
+	// is older than the leader that wrote it. The error is an
+	// *UnknownTypeError. By then the FSM refuses everything after the
+	// entry, so the state stays at the entry before it; Halt should stop
+	// the server so it can be upgraded. It runs on Raft's apply goroutine
+	// and must not wait for Raft (Raft's shutdown waits for Apply).
+	Halt func(error)
+}
+
+// UnknownTypeError is why an FSM halts: the entry at Index has a type
+// this version does not know, written by a newer leader.
+type UnknownTypeError struct {
+	Index uint64
+	Type  MessageType
+}
+
+func (e *UnknownTypeError) Error() string {
+	return fmt.Sprintf("fsm: log entry %d has type %d, which this server does not know: "+
+		"this server is older than the leader; upgrade it, then start it again on the same data directory",
+		e.Index, byte(e.Type))
+}
+
+func (e *UnknownTypeError) Unwrap() error { return ErrUnknownType }
+
+// ErrHalted is what an FSM that met an entry of an unknown type returns for
+// everything after it.
+var ErrHalted = errors.New("state machine halted")
+
+// New returns an FSM over an empty state store, with no Halt hook: an
+// entry of an unknown type still stops it applying, and says so in the
+// log.
 func New(logger hclog.Logger) (*FSM, error) {
+	return NewWithConfig(Config{Logger: logger})
+}
+
+// NewWithConfig returns an FSM over an empty state store.
+func NewWithConfig(cfg Config) (*FSM, error) {
 	st, err := state.New()
 	if err != nil {
 		return nil, err
 	}
-	return &FSM{logger: logger.Named("fsm"), state: st, applied: make(chan struct{})}, nil
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &FSM{logger: logger.Named("fsm"), state: st, applied: make(chan struct{}), onHalt: cfg.Halt}, nil
+}
+
+// Halted returns the entry that stopped this FSM, or nil while it applies.
+func (f *FSM) Halted() *UnknownTypeError {
+	if h := f.halted.Load(); h != nil {
+		return h.cause
+	}
+	return nil
+}
+
+// halt stops the FSM at the entry cause names. Raft goes on handing it
+// entries (it cannot be told to stop from here); each is refused.
+func (f *FSM) halt(cause *UnknownTypeError) error {
+	h := &haltState{cause: cause, refusal: fmt.Errorf("fsm: %w at log entry %d; nothing after it is applied: %w", ErrHalted, cause.Index, cause)}
+	f.halted.Store(h)
+	f.logger.Error("halting: the log holds an entry this server cannot apply",
+		"index", cause.Index, "type", byte(cause.Type), "error", cause)
+	if f.onHalt != nil {
+		f.onHalt(cause)
+	}
+	return h.refusal
 }
 
 func (f *FSM) notifyApplied(index uint64) {
@@ -103,11 +181,27 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	if h := f.halted.Load(); h != nil {
+		return h.refusal
+	}
 	t, body, err := Decode(l.Data)
+	if errors.Is(err, ErrUnknownType) {
+		// A newer leader wrote a type this version does not know. Applying
+		// what follows without it would diverge silently from the servers
+		// that know it, so this server stops, unless the leader said the
+		// entry may be skipped.
+		if MessageType(l.Data[0])&IgnoreUnknownTypeFlag != 0 {
+			f.logger.Warn("skipping a log entry of a type this server does not know; it is flagged ignorable",
+				"index", l.Index, "type", byte(t))
+			f.notifyApplied(l.Index)
+			return nil
+		}
+		return f.halt(&UnknownTypeError{Index: l.Index, Type: t})
+	}
 	if err != nil {
+		// A known type with a body that does not decode: every server
+		// refuses it alike, so the state stays the same everywhere.
 		f.notifyApplied(l.Index)
-		// A server running an older version meets a newer entry type: it
-		// must not diverge silently, so it says so loudly.
 		f.logger.Error("cannot apply log entry", "index", l.Index, "error", err)
 		return err
 	}
@@ -126,6 +220,11 @@ func (f *FSM) Apply(l *raft.Log) any {
 // Snapshot implements raft.FSM: it captures an immutable view cheaply; the
 // writing happens in Persist, off the apply path.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	// A halted FSM lags Raft's applied index: a snapshot labelled with
+	// that index would drop the unknown entry for good.
+	if h := f.halted.Load(); h != nil {
+		return nil, h.refusal
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return &snapshot{view: f.state.Snapshot(), index: f.lastIndex}, nil
@@ -141,6 +240,9 @@ func (f *FSM) AppliedIndex() uint64 {
 // Restore implements raft.FSM.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if h := f.halted.Load(); h != nil {
+		return h.refusal
+	}
 	st, err := ReadSnapshot(rc)
 	if err != nil {
 		return err
