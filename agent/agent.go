@@ -223,6 +223,15 @@ func (a *Agent) joinRunnerGossip(addrs []string) {
 	}()
 }
 
+// Halted delivers why the server stopped applying the log (see
+// Server.Halted); it never delivers for an agent without a server.
+func (a *Agent) Halted() <-chan error {
+	if a.server == nil {
+		return nil
+	}
+	return a.server.Halted()
+}
+
 // Runner returns the agent's runner, or nil.
 func (a *Agent) Runner() *runner.Runner { return a.runner }
 

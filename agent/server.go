@@ -81,19 +81,18 @@ type Server struct {
 	hadState   bool
 	shutdownCh chan struct{}
 	wg         sync.WaitGroup
+
+	// halted receives, once, why the FSM stopped applying the log.
+	halted chan error
 }
 
 // NewServer opens the server's stores, starts Raft and joins gossip.
 // httpAddr is the API address other servers forward writes to.
 func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, error) {
-	f, err := fsm.New(logger)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
 		cfg:              cfg,
 		logger:           logger.Named("server"),
-		fsm:              f,
+		halted:           make(chan error, 1),
 		liveness:         NewLiveness(cfg.RunnerTimeout),
 		peers:            newPeers(),
 		localRunnerToken: rpc.NewSecret("local_"),
@@ -102,6 +101,11 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 		// Buffered so Raft never blocks on us; leadership flaps are rare.
 		raftNotifyCh: make(chan bool, 16),
 	}
+	f, err := fsm.NewWithConfig(fsm.Config{Logger: logger, Halt: s.halt})
+	if err != nil {
+		return nil, err
+	}
+	s.fsm = f
 	// Before gossip starts: its loop refreshes the list.
 	s.serverAddrs.Store([]string{"http://" + httpAddr})
 	if err := s.setupRaft(); err != nil {
@@ -229,6 +233,21 @@ func (s *Server) closeStores() {
 		_ = s.closers[i]()
 	}
 }
+
+// halt is the FSM's Halt hook: the log holds an entry this server cannot
+// apply, so it must stop and be upgraded. The FSM has logged it. The hook
+// runs on Raft's apply goroutine, where waiting for Raft would deadlock,
+// so it only passes the news on; the agent shuts down.
+func (s *Server) halt(err error) {
+	select {
+	case s.halted <- err:
+	default:
+	}
+}
+
+// Halted delivers why the FSM stopped applying the log: the server is
+// older than the leader and must be shut down and upgraded.
+func (s *Server) Halted() <-chan error { return s.halted }
 
 // Shutdown stops leader work and Raft and closes the stores.
 func (s *Server) Shutdown() error {

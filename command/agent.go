@@ -101,21 +101,36 @@ func (c *AgentCommand) Run(args []string) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			c.reload(b, a, logger)
-			continue
-		}
-		logger.Info("shutting down", "signal", sig.String())
-		go func() {
-			for s := range sigs {
-				if s != syscall.SIGHUP {
-					logger.Warn("second signal: exiting without a clean shutdown")
-					os.Exit(exitError)
-				}
+	halted := a.Halted()
+wait:
+	for {
+		select {
+		case err := <-halted:
+			// No Leave: the server stays a member, to come back upgraded
+			// with its data.
+			logger.Error("shutting down: this server cannot apply the cluster's log", "error", err)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := a.Shutdown(ctx); err != nil {
+				logger.Error("shutdown", "error", err)
 			}
-		}()
-		break
+			return exitError
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				c.reload(b, a, logger)
+				continue
+			}
+			logger.Info("shutting down", "signal", sig.String())
+			go func() {
+				for s := range sigs {
+					if s != syscall.SIGHUP {
+						logger.Warn("second signal: exiting without a clean shutdown")
+						os.Exit(exitError)
+					}
+				}
+			}()
+			break wait
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
