@@ -113,23 +113,6 @@ func (s *Store) FinishJob(index uint64, r *pb.JobFinished) error {
 	return s.editJobs(index, func(e *jobEdits) error { return e.finished(r) })
 }
 
-// write runs fn in a write transaction and, unless it failed, records
-// index as the index of each table it names and commits.
-func (s *Store) write(index uint64, fn func(*memdb.Txn) error, tables ...string) error {
-	txn := s.txn()
-	defer txn.Abort()
-	if err := fn(txn); err != nil {
-		return err
-	}
-	for _, t := range tables {
-		if err := setIndex(txn, t, index); err != nil {
-			return err
-		}
-	}
-	txn.Commit()
-	return nil
-}
-
 // editJobs runs one report's change as its own transaction.
 func (s *Store) editJobs(index uint64, fn func(*jobEdits) error) error {
 	return s.write(index, func(txn *memdb.Txn) error {
@@ -656,5 +639,44 @@ func (s *Store) PinJob(index uint64, e *pb.PinJobEntry) error {
 		}
 		j.Pinned = e.Pinned
 		return s.putJob(txn, index, j)
+	}, TableJobs)
+}
+
+// SetPendingReasons records why queued jobs wait. Jobs no longer pending are
+// skipped: the reason was about a moment that has passed.
+func (s *Store) SetPendingReasons(index uint64, reasons []*pb.PendingReason) error {
+	return s.write(index, func(txn *memdb.Txn) error {
+		for _, r := range reasons {
+			j, err := getJob(txn, r.JobId)
+			if err != nil || j.Status != StatusPending || j.StatusReason == r.Reason {
+				continue
+			}
+			j.StatusReason = r.Reason
+			if err := s.putJob(txn, index, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, TableJobs)
+}
+
+// RetryJob runs a finished job again as its next attempt.
+func (s *Store) RetryJob(index uint64, e *pb.RetryJobEntry) error {
+	return s.write(index, func(txn *memdb.Txn) error {
+		j, err := getJob(txn, e.JobId)
+		if err != nil {
+			return err
+		}
+		if !Terminal(j.Status) {
+			return fmt.Errorf("job %s is %s; only a finished job can be retried: %w", j.Id, j.Status, ErrConflict)
+		}
+		prev := j.Status
+		requeue(j, nil, fmt.Sprintf("retried by a user after attempt %d %s", j.Attempt, prev))
+		j.CancelRequested, j.ExitCode, j.Error = false, 0, ""
+		j.UpdatedAt = e.Time
+		if err := s.putJob(txn, index, j); err != nil {
+			return err
+		}
+		return nil
 	}, TableJobs)
 }

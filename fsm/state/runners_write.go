@@ -102,35 +102,3 @@ func (s *Store) UpsertRunnerToken(index uint64, t *pb.RunnerToken) error {
 		return nil
 	}, TableTokens)
 }
-
-// RunnerTokenByHash finds an adoption token by the hash of its secret.
-func (s *Store) RunnerTokenByHash(hash []byte) (*pb.RunnerToken, error) {
-	raw, err := s.db.Txn(false).First(TableTokens, "hash", hash)
-	if err != nil {
-		return nil, fmt.Errorf("state: token lookup: %w", err)
-	}
-	if raw == nil {
-		return nil, fmt.Errorf("runner token: %w", ErrNotFound)
-	}
-	return raw.(*pb.RunnerToken), nil
-}
-
-// RunnerTokens lists the adoption tokens.
-func (s *Store) RunnerTokens() []*pb.RunnerToken { return tokensFrom(s.db.Txn(false)) }
-
-// UpsertProject creates or replaces a stored project.
-func (s *Store) UpsertProject(index uint64, p *pb.Project) error {
-	return s.write(index, func(txn *memdb.Txn) error {
-		p = proto.Clone(p).(*pb.Project)
-		if raw, _ := txn.First(TableProjects, "id", p.Name); raw != nil {
-			p.CreateIndex = raw.(*pb.Project).CreateIndex
-		} else {
-			p.CreateIndex = index
-		}
-		p.ModifyIndex = index
-		if err := txn.Insert(TableProjects, p); err != nil {
-			return fmt.Errorf("state: insert project %s: %w", p.Name, err)
-		}
-		return nil
-	}, TableProjects)
-}

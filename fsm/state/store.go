@@ -145,6 +145,21 @@ func tokensFrom(txn *memdb.Txn) []*pb.RunnerToken {
 	return all[*pb.RunnerToken](txn, nil, TableTokens, "id")
 }
 
+// RunnerTokenByHash finds an adoption token by the hash of its secret.
+func (s *Store) RunnerTokenByHash(hash []byte) (*pb.RunnerToken, error) {
+	raw, err := s.db.Txn(false).First(TableTokens, "hash", hash)
+	if err != nil {
+		return nil, fmt.Errorf("state: token lookup: %w", err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("runner token: %w", ErrNotFound)
+	}
+	return raw.(*pb.RunnerToken), nil
+}
+
+// RunnerTokens lists the adoption tokens.
+func (s *Store) RunnerTokens() []*pb.RunnerToken { return tokensFrom(s.db.Txn(false)) }
+
 // setIndex records that index last wrote table.
 func setIndex(txn *memdb.Txn, table string, index uint64) error {
 	if err := txn.Insert(TableIndex, &tableIndex{Key: table, Value: index}); err != nil {
@@ -673,6 +688,37 @@ func (s *Store) RunnerByID(ws memdb.WatchSet, id string) (*pb.Runner, error) {
 		ids[i] = r.Id
 	}
 	return nil, ambiguous(id, "runners", ids)
+}
+
+// Profiles lists runner profiles by name.
+func (s *Store) Profiles(ws memdb.WatchSet) []*pb.RunnerProfile {
+	return profilesFrom(s.db.Txn(false), ws)
+}
+
+func profilesFrom(txn *memdb.Txn, ws memdb.WatchSet) []*pb.RunnerProfile {
+	return all[*pb.RunnerProfile](txn, ws, TableProfiles, "id")
+}
+
+// ProfileByName returns one profile.
+func (s *Store) ProfileByName(name string) (*pb.RunnerProfile, error) {
+	raw, err := s.db.Txn(false).First(TableProfiles, "id", name)
+	if err != nil {
+		return nil, fmt.Errorf("state: profile lookup: %w", err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("runner profile %q: %w", name, ErrNotFound)
+	}
+	return raw.(*pb.RunnerProfile), nil
+}
+
+// DefaultProfile returns the default profile, or nil when none is set.
+func (s *Store) DefaultProfile() *pb.RunnerProfile {
+	for _, p := range s.Profiles(nil) {
+		if p.Default {
+			return p
+		}
+	}
+	return nil
 }
 
 // all returns every row of a table in the order of one of its indexes,
