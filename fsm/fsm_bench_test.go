@@ -12,6 +12,7 @@ import (
 
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/validate"
+	"github.com/outpost-run/outpost/rpc"
 
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -105,7 +106,7 @@ func BenchmarkFinishedJobHeap(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/job")
 		// Listing a project's history scans it without an index.
 		start := time.Now()
-		if got := a.f.State().CountJobs(state.JobFilter{Status: state.StatusSucceeded, Project: "web"}); got != n {
+		if got := a.f.State().CountJobs(state.JobFilter{Status: rpc.JobSucceeded, Project: "web"}); got != n {
 			b.Fatalf("%d jobs succeeded, want %d", got, n)
 		}
 		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "count-ms/100k")

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -205,7 +206,7 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 	eqList(t, "jobs in play", ws.Jobs(), gs.Jobs())
 	// Finished jobs live in their own table, kept encoded.
 	eqList(t, "all jobs", want.Jobs(nil, state.JobFilter{}), got.Jobs(nil, state.JobFilter{}))
-	if n := len(want.Jobs(nil, state.JobFilter{Status: state.StatusSucceeded})); n == 0 {
+	if n := len(want.Jobs(nil, state.JobFilter{Status: rpc.JobSucceeded})); n == 0 {
 		t.Fatal("no finished job in the state: the history table is not compared")
 	}
 	// A finished job's logs move into its history row.
@@ -214,7 +215,7 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 		wc, gc := want.LogChunks(nil, j.Id, 0), got.LogChunks(nil, j.Id, 0)
 		if len(wc) > 0 {
 			eqList(t, "log chunks of "+j.Id, wc, gc)
-			if state.Terminal(j.Status) {
+			if rpc.JobTerminal(j.Status) {
 				finishedLogs++
 			}
 		} else if len(gc) > 0 {

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -189,7 +190,7 @@ func TestPinnedJobsAreKept(t *testing.T) {
 		t.Fatalf("jobs left %v, want the three pinned", left)
 	}
 	j, _ := h.s.JobByID(nil, "j-1")
-	if !j.Pinned || j.Status != StatusSucceeded || len(h.s.LogChunks(nil, "j-1", 0)) != 1 {
+	if !j.Pinned || j.Status != rpc.JobSucceeded || len(h.s.LogChunks(nil, "j-1", 0)) != 1 {
 		t.Fatalf("pinned j-1: pinned %v, %s, %d log chunks", j.Pinned, j.Status, len(h.s.LogChunks(nil, "j-1", 0)))
 	}
 	err := h.s.DeleteJobs(h.next(), &pb.DeleteJobsEntry{JobIds: []string{"j-1"}})
@@ -340,8 +341,8 @@ func TestJobPagesNewestFirst(t *testing.T) {
 	}
 	h.finish("j-x2", 200, 200)
 	for _, f := range []JobFilter{
-		{Status: StatusSucceeded}, {Status: StatusPending}, {Project: "api"}, {Name: "build"},
-		{Workspace: "prod"}, {Name: "deploy", Status: StatusSucceeded}, {Workspace: "dev", Status: StatusSucceeded},
+		{Status: rpc.JobSucceeded}, {Status: rpc.JobPending}, {Project: "api"}, {Name: "build"},
+		{Workspace: "prod"}, {Name: "deploy", Status: rpc.JobSucceeded}, {Workspace: "dev", Status: rpc.JobSucceeded},
 		{CreatedAfter: at(3).AsTime()}, {CreatedBefore: at(3).AsTime()}, {CreatedAfter: at(2).AsTime(), CreatedBefore: at(8).AsTime(), Name: "deploy"},
 	} {
 		var scan []string

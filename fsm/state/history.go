@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -351,7 +352,7 @@ func (s *Store) writableHistory(txn *memdb.Txn) (*history, error) {
 // finishes and back when it is retried.
 func (s *Store) storeJob(txn *memdb.Txn, j *pb.Job) error {
 	old, _ := finishedByID(txn, j.Id)
-	if Terminal(j.Status) {
+	if rpc.JobTerminal(j.Status) {
 		// Written into the encoding, so every server (and a snapshot)
 		// keeps the same time for it.
 		if t := doneAt(j, nil); t != nil && j.DoneAt == nil {
@@ -359,7 +360,7 @@ func (s *Store) storeJob(txn *memdb.Txn, j *pb.Job) error {
 		}
 		// The log bookkeeping of an attempt in play is no use to history,
 		// except a lost attempt's: its result, and log, may still come.
-		if j.Status != StatusLost {
+		if j.Status != rpc.JobLost {
 			j.AttemptLog = nil
 		}
 		if _, err := txn.DeleteAll(TableJobs, "id", j.Id); err != nil {

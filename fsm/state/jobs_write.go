@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -26,7 +27,7 @@ func getJob(txn *memdb.Txn, id string) (*pb.Job, error) {
 	if j == nil {
 		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
 	}
-	if Terminal(j.Status) {
+	if rpc.JobTerminal(j.Status) {
 		return j, nil // decoded afresh from the history
 	}
 	return proto.Clone(j).(*pb.Job), nil
@@ -48,7 +49,7 @@ func (s *Store) SubmitJobs(index uint64, jobs []*pb.Job) error {
 				continue
 			}
 			j = proto.Clone(j).(*pb.Job)
-			j.Status = StatusPending
+			j.Status = rpc.JobPending
 			if j.StatusReason == "" {
 				j.StatusReason = "waiting for a runner"
 			}
@@ -73,10 +74,10 @@ func (s *Store) AssignJobs(index uint64, e *pb.AssignJobsEntry) ([]string, error
 	err := s.write(index, func(txn *memdb.Txn) error {
 		for _, a := range e.Assignments {
 			j, err := getJob(txn, a.JobId)
-			if err != nil || j.Status != StatusPending {
+			if err != nil || j.Status != rpc.JobPending {
 				continue
 			}
-			j.Status = StatusAssigned
+			j.Status = rpc.JobAssigned
 			j.StatusReason = "assigned to runner " + a.RunnerId
 			j.RunnerId = a.RunnerId
 			j.Lease = index
@@ -219,7 +220,7 @@ func (e *jobEdits) changed(j *pb.Job) {
 // first failure is returned.
 func (e *jobEdits) flush(errs []error) error {
 	for _, j := range e.dirty {
-		if Terminal(j.Status) && j.DoneAt == nil && e.at != nil {
+		if rpc.JobTerminal(j.Status) && j.DoneAt == nil && e.at != nil {
 			j.DoneAt = e.at
 		}
 		if err := e.s.putJob(e.txn, e.index, j); err != nil {
@@ -240,14 +241,14 @@ func (e *jobEdits) started(r *pb.JobStarted) error {
 		return err
 	}
 	switch j.Status {
-	case StatusAssigned:
-	case StatusRunning, StatusCanceling:
+	case rpc.JobAssigned:
+	case rpc.JobRunning, rpc.JobCanceling:
 		// A repeated report, or a start that raced a cancel: nothing new.
 		return nil
 	default:
 		return fmt.Errorf("job %s is %s: %w", j.Id, j.Status, ErrStaleLease)
 	}
-	j.Status = StatusRunning
+	j.Status = rpc.JobRunning
 	j.StatusReason = "running on runner " + j.RunnerId
 	j.RunnerLife = r.Life
 	j.StartedAt = r.Time
@@ -259,7 +260,7 @@ func (e *jobEdits) started(r *pb.JobStarted) error {
 func (e *jobEdits) logs(r *pb.JobLogs) error {
 	j, err := e.current(r.JobId, r.Lease)
 	attempt := uint32(0)
-	if r.FinalPiece > 0 && (errors.Is(err, ErrStaleLease) || (err == nil && j.Status == StatusLost)) {
+	if r.FinalPiece > 0 && (errors.Is(err, ErrStaleLease) || (err == nil && j.Status == rpc.JobLost)) {
 		// The final log of an attempt given up on whose result may still
 		// be taken (see lateResult) is taken with it.
 		if late, ok := e.lateLogs(r); ok {
@@ -270,7 +271,7 @@ func (e *jobEdits) logs(r *pb.JobLogs) error {
 		return err
 	}
 	if attempt == 0 {
-		if !Active(j.Status) {
+		if !rpc.JobActive(j.Status) {
 			return fmt.Errorf("job %s is %s: %w", j.Id, j.Status, ErrStaleLease)
 		}
 		attempt = j.Attempt
@@ -298,7 +299,7 @@ func asBytes(l *pb.LogLine) *pb.LogLine {
 func (e *jobEdits) finished(r *pb.JobFinished) error {
 	j, err := e.current(r.JobId, r.Lease)
 	late := false
-	if errors.Is(err, ErrStaleLease) || (err == nil && j.Status == StatusLost) {
+	if errors.Is(err, ErrStaleLease) || (err == nil && j.Status == rpc.JobLost) {
 		if lj, ok := e.lateResult(r); ok {
 			j, err, late = lj, nil, true
 		}
@@ -306,10 +307,10 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 	if err != nil {
 		return err
 	}
-	if !late && Terminal(j.Status) {
+	if !late && rpc.JobTerminal(j.Status) {
 		return nil
 	}
-	if !late && j.Status == StatusPending {
+	if !late && j.Status == rpc.JobPending {
 		return fmt.Errorf("job %s is pending: %w", j.Id, ErrStaleLease)
 	}
 	if r.Outcome == "lost" {
@@ -362,17 +363,17 @@ func (e *jobEdits) finished(r *pb.JobFinished) error {
 	j.PeakMemoryBytes, j.CpuTime = r.PeakMemoryBytes, r.CpuTime
 	switch r.Outcome {
 	case "succeeded":
-		j.Status = StatusSucceeded
+		j.Status = rpc.JobSucceeded
 		j.StatusReason = "all steps succeeded"
 		j.Error = ""
 	case "canceled":
-		j.Status = StatusCanceled
+		j.Status = rpc.JobCanceled
 		j.StatusReason = reasonOr(r.Reason, "canceled")
 		if j.CancelReason != "" {
 			j.StatusReason = j.CancelReason + " (" + j.StatusReason + ")"
 		}
 	default: // failed, timed_out
-		j.Status = StatusFailed
+		j.Status = rpc.JobFailed
 		j.StatusReason = reasonOr(r.Reason, "failed")
 		if !j.CancelRequested && retryLeft(j) {
 			requeue(j, r.Time, fmt.Sprintf("attempt %d failed: %s", j.Attempt, j.StatusReason))
@@ -407,7 +408,7 @@ func takesLate(j *pb.Job, lease uint64) bool {
 		return false
 	}
 	switch j.Status {
-	case StatusPending, StatusAssigned, StatusLost:
+	case rpc.JobPending, rpc.JobAssigned, rpc.JobLost:
 		return true
 	}
 	return false
@@ -417,7 +418,7 @@ func takesLate(j *pb.Job, lease uint64) bool {
 // take its result; a newer assignment not yet started is withdrawn by the
 // same change.
 func revive(j *pb.Job) {
-	j.Status = StatusRunning
+	j.Status = rpc.JobRunning
 	j.Lease, j.RunnerId, j.Attempt = j.LostLease, j.LostRunnerId, j.LostAttempt
 	j.LostLease, j.LostRunnerId, j.LostAttempt = 0, "", 0
 	j.NotBefore = nil
@@ -446,7 +447,7 @@ func requeue(j *pb.Job, now *timestamppb.Timestamp, why string) {
 	if j.Attempt > total {
 		total = j.Attempt
 	}
-	j.Status = StatusPending
+	j.Status = rpc.JobPending
 	j.StatusReason = fmt.Sprintf("%s; requeued as attempt %d of %d", why, j.Attempt, total)
 	// Error keeps what happened to the previous attempt while the next one
 	// runs (the status reason moves on at once); success clears it.
@@ -476,16 +477,16 @@ func (s *Store) CancelJob(index uint64, e *pb.CancelJobEntry) error {
 		}
 		reason := reasonOr(e.Reason, "canceled by user")
 		switch {
-		case Terminal(j.Status):
+		case rpc.JobTerminal(j.Status):
 			return fmt.Errorf("job %s already %s: %w", j.Id, j.Status, ErrConflict)
-		case j.Status == StatusPending, j.Status == StatusAssigned:
+		case j.Status == rpc.JobPending, j.Status == rpc.JobAssigned:
 			// An assigned job has not started: a runner runs steps only
 			// once its start is committed, and it no longer can be.
-			j.Status = StatusCanceled
+			j.Status = rpc.JobCanceled
 			j.StatusReason = reason
 			j.FinishedAt = e.Time
 		default:
-			j.Status = StatusCanceling
+			j.Status = rpc.JobCanceling
 			j.StatusReason = reason + "; waiting for runner " + j.RunnerId + " to stop it"
 		}
 		j.CancelRequested = true
@@ -514,10 +515,10 @@ func (s *Store) MarkLost(index uint64, e *pb.MarkLostEntry) error {
 		ed.at = e.Time
 		for _, l := range e.Jobs {
 			j, err := ed.current(l.JobId, l.Lease)
-			if err != nil || !Active(j.Status) || (e.AssignedOnly && j.Status != StatusAssigned) {
+			if err != nil || !rpc.JobActive(j.Status) || (e.AssignedOnly && j.Status != rpc.JobAssigned) {
 				continue
 			}
-			if j.Status == StatusAssigned {
+			if j.Status == rpc.JobAssigned {
 				withdraw(j, e.Reason, e.Time)
 			} else {
 				loseAttempt(j, e.Reason, e.Time)
@@ -533,12 +534,12 @@ func (s *Store) MarkLost(index uint64, e *pb.MarkLostEntry) error {
 // the queue again as the same attempt, under no lease.
 func withdraw(j *pb.Job, why string, now *timestamppb.Timestamp) {
 	if j.CancelRequested {
-		j.Status = StatusCanceled
+		j.Status = rpc.JobCanceled
 		j.StatusReason = reasonOr(j.CancelReason, "canceled") + " (before it started)"
 		j.FinishedAt = now
 		return
 	}
-	j.Status = StatusPending
+	j.Status = rpc.JobPending
 	j.StatusReason = fmt.Sprintf("assignment of attempt %d taken back: %s; waiting for a runner", j.Attempt, why)
 	j.RunnerId = ""
 	j.Lease = 0
@@ -557,14 +558,14 @@ func loseAttempt(j *pb.Job, why string, now *timestamppb.Timestamp) {
 	lease, runner, attempt := j.Lease, j.RunnerId, j.Attempt
 	switch {
 	case j.CancelRequested:
-		j.Status = StatusCanceled
+		j.Status = rpc.JobCanceled
 		j.StatusReason = "canceled; its runner was lost before confirming: " + why
 		j.FinishedAt = now
 		return
 	case j.Attempt <= allowed:
 		requeue(j, nil, lost)
 	default:
-		j.Status = StatusLost
+		j.Status = rpc.JobLost
 		j.StatusReason = lost + "; no attempts left"
 		j.FinishedAt = now
 	}
@@ -648,7 +649,7 @@ func (s *Store) SetPendingReasons(index uint64, reasons []*pb.PendingReason) err
 	return s.write(index, func(txn *memdb.Txn) error {
 		for _, r := range reasons {
 			j, err := getJob(txn, r.JobId)
-			if err != nil || j.Status != StatusPending || j.StatusReason == r.Reason {
+			if err != nil || j.Status != rpc.JobPending || j.StatusReason == r.Reason {
 				continue
 			}
 			j.StatusReason = r.Reason
@@ -667,7 +668,7 @@ func (s *Store) RetryJob(index uint64, e *pb.RetryJobEntry) error {
 		if err != nil {
 			return err
 		}
-		if !Terminal(j.Status) {
+		if !rpc.JobTerminal(j.Status) {
 			return fmt.Errorf("job %s is %s; only a finished job can be retried: %w", j.Id, j.Status, ErrConflict)
 		}
 		prev := j.Status

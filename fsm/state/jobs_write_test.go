@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -70,63 +71,63 @@ func TestJobTransitions(t *testing.T) {
 	}{
 		{name: "start with current lease", steps: []func(*Store) error{
 			func(s *Store) error { return s.JobStarted(3, &pb.JobStarted{JobId: "j-1", Lease: 2, Time: now}) },
-		}, wantStatus: StatusRunning, wantTry: 1},
+		}, wantStatus: rpc.JobRunning, wantTry: 1},
 		{name: "start with stale lease is fenced", steps: []func(*Store) error{
 			func(s *Store) error { return s.JobStarted(3, &pb.JobStarted{JobId: "j-1", Lease: 1, Time: now}) },
-		}, wantErr: ErrStaleLease, wantStatus: StatusAssigned, wantTry: 1},
-		{name: "finish succeeded", steps: []func(*Store) error{finish(2, "succeeded")}, wantStatus: StatusSucceeded, wantTry: 1},
-		{name: "finish twice is idempotent", steps: []func(*Store) error{finish(2, "succeeded"), finish(2, "succeeded")}, wantStatus: StatusSucceeded, wantTry: 1},
-		{name: "finish with stale lease is fenced", steps: []func(*Store) error{finish(7, "succeeded")}, wantErr: ErrStaleLease, wantStatus: StatusAssigned, wantTry: 1},
-		{name: "failure without retry ends failed", steps: []func(*Store) error{finish(2, "failed")}, wantStatus: StatusFailed, wantTry: 1},
-		{name: "failure with retry requeues", retry: retryOnce, steps: []func(*Store) error{finish(2, "failed")}, wantStatus: StatusPending, wantTry: 2},
-		{name: "old attempt cannot finish the retry", retry: retryOnce, steps: []func(*Store) error{finish(2, "failed"), finish(2, "succeeded")}, wantErr: ErrStaleLease, wantStatus: StatusPending, wantTry: 2},
+		}, wantErr: ErrStaleLease, wantStatus: rpc.JobAssigned, wantTry: 1},
+		{name: "finish succeeded", steps: []func(*Store) error{finish(2, "succeeded")}, wantStatus: rpc.JobSucceeded, wantTry: 1},
+		{name: "finish twice is idempotent", steps: []func(*Store) error{finish(2, "succeeded"), finish(2, "succeeded")}, wantStatus: rpc.JobSucceeded, wantTry: 1},
+		{name: "finish with stale lease is fenced", steps: []func(*Store) error{finish(7, "succeeded")}, wantErr: ErrStaleLease, wantStatus: rpc.JobAssigned, wantTry: 1},
+		{name: "failure without retry ends failed", steps: []func(*Store) error{finish(2, "failed")}, wantStatus: rpc.JobFailed, wantTry: 1},
+		{name: "failure with retry requeues", retry: retryOnce, steps: []func(*Store) error{finish(2, "failed")}, wantStatus: rpc.JobPending, wantTry: 2},
+		{name: "old attempt cannot finish the retry", retry: retryOnce, steps: []func(*Store) error{finish(2, "failed"), finish(2, "succeeded")}, wantErr: ErrStaleLease, wantStatus: rpc.JobPending, wantTry: 2},
 		{name: "cancel moves a running job to canceling", steps: []func(*Store) error{start(3, 2),
 			func(s *Store) error { return s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
-		}, wantStatus: StatusCanceling, wantTry: 1},
+		}, wantStatus: rpc.JobCanceling, wantTry: 1},
 		{name: "cancel ends an assigned job that has not started", steps: []func(*Store) error{
 			func(s *Store) error { return s.CancelJob(3, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
-		}, wantStatus: StatusCanceled, wantTry: 1},
+		}, wantStatus: rpc.JobCanceled, wantTry: 1},
 		{name: "a start after the cancel of an assigned job is fenced", steps: []func(*Store) error{
 			func(s *Store) error { return s.CancelJob(3, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
 			start(4, 2),
-		}, wantErr: ErrStaleLease, wantStatus: StatusCanceled, wantTry: 1},
+		}, wantErr: ErrStaleLease, wantStatus: rpc.JobCanceled, wantTry: 1},
 		{name: "cancel of a finished job conflicts", steps: []func(*Store) error{finish(2, "succeeded"),
 			func(s *Store) error { return s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
-		}, wantErr: ErrConflict, wantStatus: StatusSucceeded, wantTry: 1},
+		}, wantErr: ErrConflict, wantStatus: rpc.JobSucceeded, wantTry: 1},
 		{name: "lost job is requeued once by default", steps: []func(*Store) error{start(3, 2), lost(4, 2)},
-			wantStatus: StatusPending, wantTry: 2},
+			wantStatus: rpc.JobPending, wantTry: 2},
 		{name: "lost twice ends lost", steps: []func(*Store) error{start(3, 2), lost(4, 2), assign(5), start(6, 5), lost(7, 5)},
-			wantStatus: StatusLost, wantTry: 2},
+			wantStatus: rpc.JobLost, wantTry: 2},
 		{name: "an assignment that never started is taken back as the same attempt", steps: []func(*Store) error{lost(3, 2)},
-			wantStatus: StatusPending, wantTry: 1},
+			wantStatus: rpc.JobPending, wantTry: 1},
 		{name: "assigned_only leaves a started attempt alone", steps: []func(*Store) error{start(3, 2),
 			func(s *Store) error {
 				return s.MarkLost(4, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}, AssignedOnly: true, Reason: "late", Time: now})
 			},
-		}, wantStatus: StatusRunning, wantTry: 1},
+		}, wantStatus: rpc.JobRunning, wantTry: 1},
 		{name: "a lost attempt's late result is taken while the job waits", steps: []func(*Store) error{start(3, 2), lost(4, 2), lateFinish(5, 2, "succeeded")},
-			wantStatus: StatusSucceeded, wantTry: 1},
+			wantStatus: rpc.JobSucceeded, wantTry: 1},
 		{name: "a lost attempt's late result withdraws an assignment not started", steps: []func(*Store) error{start(3, 2), lost(4, 2), assign(5), lateFinish(6, 2, "succeeded")},
-			wantStatus: StatusSucceeded, wantTry: 1},
+			wantStatus: rpc.JobSucceeded, wantTry: 1},
 		{name: "a lost attempt's late failure is retried as usual", retry: retryOnce, steps: []func(*Store) error{start(3, 2), lost(4, 2), lateFinish(5, 2, "failed")},
-			wantStatus: StatusPending, wantTry: 2},
+			wantStatus: rpc.JobPending, wantTry: 2},
 		{name: "a lost attempt's late result is refused once a newer one started", steps: []func(*Store) error{start(3, 2), lost(4, 2), assign(5), start(6, 5), lateFinish(7, 2, "succeeded")},
-			wantErr: ErrStaleLease, wantStatus: StatusRunning, wantTry: 2},
+			wantErr: ErrStaleLease, wantStatus: rpc.JobRunning, wantTry: 2},
 		{name: "a late result replaces lost", steps: []func(*Store) error{start(3, 2), lost(4, 2), assign(5), start(6, 5), lost(7, 5), lateFinish(8, 5, "succeeded")},
-			wantStatus: StatusSucceeded, wantTry: 2},
+			wantStatus: rpc.JobSucceeded, wantTry: 2},
 		{name: "a runner that stopped the attempt itself loses it", steps: []func(*Store) error{start(3, 2), lateFinish(4, 2, "lost")},
-			wantStatus: StatusPending, wantTry: 2},
+			wantStatus: rpc.JobPending, wantTry: 2},
 		{name: "a self-stopped report of a lost attempt changes nothing", steps: []func(*Store) error{start(3, 2), lost(4, 2), lateFinish(5, 2, "lost")},
-			wantErr: ErrStaleLease, wantStatus: StatusPending, wantTry: 2},
+			wantErr: ErrStaleLease, wantStatus: rpc.JobPending, wantTry: 2},
 		{name: "lost with stale lease is ignored", steps: []func(*Store) error{
 			func(s *Store) error {
 				return s.MarkLost(3, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 1}}, Reason: "gone", Time: now})
 			},
-		}, wantStatus: StatusAssigned, wantTry: 1},
+		}, wantStatus: rpc.JobAssigned, wantTry: 1},
 		{name: "canceling job whose runner is lost ends canceled", steps: []func(*Store) error{start(3, 2),
 			func(s *Store) error { return s.CancelJob(4, &pb.CancelJobEntry{JobId: "j-1", Time: now}) },
 			lost(5, 2),
-		}, wantStatus: StatusCanceled, wantTry: 1},
+		}, wantStatus: rpc.JobCanceled, wantTry: 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -295,12 +296,12 @@ func TestJobFilters(t *testing.T) {
 	for _, j := range everything {
 		statuses[j.Status] = true
 	}
-	for _, want := range []string{StatusPending, StatusAssigned, StatusRunning, StatusCanceling, StatusSucceeded, StatusFailed, StatusLost} {
+	for _, want := range []string{rpc.JobPending, rpc.JobAssigned, rpc.JobRunning, rpc.JobCanceling, rpc.JobSucceeded, rpc.JobFailed, rpc.JobLost} {
 		if !statuses[want] {
 			t.Fatalf("fixture has no %s job; statuses: %v", want, statuses)
 		}
 	}
-	for _, status := range []string{"", StatusPending, StatusAssigned, StatusRunning, StatusCanceling, StatusSucceeded, StatusFailed, StatusLost} {
+	for _, status := range []string{"", rpc.JobPending, rpc.JobAssigned, rpc.JobRunning, rpc.JobCanceling, rpc.JobSucceeded, rpc.JobFailed, rpc.JobLost} {
 		for _, project := range []string{"", "web", "api", "none"} {
 			var want []string
 			for _, j := range everything {
@@ -405,10 +406,10 @@ func TestHistoryPrefixAndSnapshots(t *testing.T) {
 	if err := s.RetryJob(4, &pb.RetryJobEntry{JobId: "j-xyz", Time: now}); err != nil {
 		t.Fatal(err)
 	}
-	if j, err := s.JobByID(nil, "j-x"); err != nil || j.Id != "j-xyz" || j.Status != StatusPending {
+	if j, err := s.JobByID(nil, "j-x"); err != nil || j.Id != "j-xyz" || j.Status != rpc.JobPending {
 		t.Fatalf("prefix j-x after retry: %v %v", j, err)
 	}
-	if j, err := s.JobByID(nil, "j-abc2"); err != nil || j.Status != StatusSucceeded {
+	if j, err := s.JobByID(nil, "j-abc2"); err != nil || j.Status != rpc.JobSucceeded {
 		t.Fatalf("finished j-abc2: %v %v", j, err)
 	}
 	if _, err := s.JobByID(nil, "j-abc"); !errors.Is(err, ErrAmbiguous) {
@@ -472,7 +473,7 @@ func TestHistoryReadersWhileWriting(t *testing.T) {
 				readErr <- fmt.Errorf("a view holds %d jobs in play and %d finished (count %d); want %d in all", inPlay, finished, view.JobCount(), n)
 				return
 			}
-			_ = s.CountJobs(JobFilter{Status: StatusSucceeded, Project: "web"})
+			_ = s.CountJobs(JobFilter{Status: rpc.JobSucceeded, Project: "web"})
 			_, _ = s.JobByID(nil, "j-1")
 		}
 	}()
@@ -498,7 +499,7 @@ func TestHistoryReadersWhileWriting(t *testing.T) {
 	if err := <-readErr; err != nil {
 		t.Fatal(err)
 	}
-	if got, want := s.CountJobs(JobFilter{Status: StatusSucceeded}), n-(n+2)/3; got != want {
+	if got, want := s.CountJobs(JobFilter{Status: rpc.JobSucceeded}), n-(n+2)/3; got != want {
 		t.Fatalf("%d jobs succeeded, want %d", got, want)
 	}
 }
@@ -532,7 +533,7 @@ func TestReportBatchAppliesEveryReportOfAJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j1.Status != StatusSucceeded || !proto.Equal(j1.StartedAt, started) || !proto.Equal(j1.FinishedAt, done) || j1.ModifyIndex != 5 || j1.LogChunks != 2 {
+	if j1.Status != rpc.JobSucceeded || !proto.Equal(j1.StartedAt, started) || !proto.Equal(j1.FinishedAt, done) || j1.ModifyIndex != 5 || j1.LogChunks != 2 {
 		t.Errorf("j-1 = %s started %v finished %v modify %d chunks %d; want succeeded, both times, modify 5, 2 chunks",
 			j1.Status, j1.StartedAt.AsTime(), j1.FinishedAt.AsTime(), j1.ModifyIndex, j1.LogChunks)
 	}
@@ -549,7 +550,7 @@ func TestReportBatchAppliesEveryReportOfAJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j2.Status != StatusAssigned || j2.StartedAt != nil || j2.ModifyIndex != 4 {
+	if j2.Status != rpc.JobAssigned || j2.StartedAt != nil || j2.ModifyIndex != 4 {
 		t.Errorf("j-2 = %s started %v modify %d; the stale start must leave it assigned at index 4", j2.Status, j2.StartedAt, j2.ModifyIndex)
 	}
 }

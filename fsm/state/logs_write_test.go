@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -183,7 +184,7 @@ func TestLogFinalReplayEndsWithExactTail(t *testing.T) {
 	}
 	checkLog(t, s, 5, markerFor(33), 39, 50)
 	j, _ := s.JobByID(nil, "j-1")
-	if j.Status != StatusSucceeded || j.AttemptLog != nil || j.LogDroppedLines != 33 {
+	if j.Status != rpc.JobSucceeded || j.AttemptLog != nil || j.LogDroppedLines != 33 {
 		t.Errorf("job %s, attempt log %v, %d lines dropped", j.Status, j.AttemptLog, j.LogDroppedLines)
 	}
 	// A reader past the live chunks sees only what is new: lines 43-50.
@@ -235,7 +236,7 @@ func TestLogUnnumberedLinesCutAtTheLimit(t *testing.T) {
 	if len(got) != 21 || got[19] != "line 20" || !strings.HasPrefix(got[20], "! outpost: log truncated") {
 		t.Fatalf("stored log:\n%s", strings.Join(got, "\n"))
 	}
-	if j, _ := s.JobByID(nil, "j-1"); !j.LogsTruncated || j.Status != StatusSucceeded {
+	if j, _ := s.JobByID(nil, "j-1"); !j.LogsTruncated || j.Status != rpc.JobSucceeded {
 		t.Errorf("job %s, truncated %v", j.Status, j.LogsTruncated)
 	}
 }
@@ -269,7 +270,7 @@ func TestLogFinalOfALateResult(t *testing.T) {
 	if err := s.MarkLost(5, &pb.MarkLostEntry{Jobs: []*pb.LostJob{{JobId: "j-1", Lease: 2}}, Reason: "runner restarted", Time: now}); err != nil {
 		t.Fatal(err)
 	}
-	if j, _ := s.JobByID(nil, "j-1"); j.Status != StatusPending || j.Attempt != 2 {
+	if j, _ := s.JobByID(nil, "j-1"); j.Status != rpc.JobPending || j.Attempt != 2 {
 		t.Fatalf("after the loss the job is %s, attempt %d", j.Status, j.Attempt)
 	}
 	if err := s.AppendLogs(6, logsOf(3, 3, false)); !errors.Is(err, ErrStaleLease) {
@@ -282,7 +283,7 @@ func TestLogFinalOfALateResult(t *testing.T) {
 	}); !errors.Is(err[0], ErrLogIncomplete) || !errors.Is(err[1], ErrStaleLease) {
 		t.Fatalf("the late result before its final log, then a live report: %v", err)
 	}
-	if j, _ := s.JobByID(nil, "j-1"); j.Status != StatusPending || j.Lease != 0 {
+	if j, _ := s.JobByID(nil, "j-1"); j.Status != rpc.JobPending || j.Lease != 0 {
 		t.Fatalf("a refused late result changed the job: %s under lease %d", j.Status, j.Lease)
 	}
 	apply(t, s, 8, final(logsOf(3, 4, false), 1, false))
@@ -291,7 +292,7 @@ func TestLogFinalOfALateResult(t *testing.T) {
 	}
 	checkLog(t, s, 4, "", 0, 0)
 	j, _ := s.JobByID(nil, "j-1")
-	if j.Status != StatusSucceeded || j.Attempt != 1 {
+	if j.Status != rpc.JobSucceeded || j.Attempt != 1 {
 		t.Errorf("job %s, attempt %d; want succeeded, attempt 1", j.Status, j.Attempt)
 	}
 	for _, c := range s.LogChunks(nil, "j-1", 0) {

@@ -6,6 +6,7 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -34,7 +35,7 @@ func (r *Restore) insert(table string, obj any) error {
 // Job restores a job; raw, when not nil, is j's encoding as read, which a
 // finished job keeps (a copy of) instead of encoding it again.
 func (r *Restore) Job(j *pb.Job, raw []byte) error {
-	if !Terminal(j.Status) {
+	if !rpc.JobTerminal(j.Status) {
 		return r.insert(TableJobs, j)
 	}
 	// A job finished before done_at existed gets it from its own times

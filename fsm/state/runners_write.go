@@ -6,6 +6,7 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -57,17 +58,17 @@ func updateRunner(txn *memdb.Txn, index uint64, e *pb.RunnerUpdateEntry) error {
 	r := proto.Clone(raw.(*pb.Runner)).(*pb.Runner)
 	switch e.Action {
 	case RunnerAdopt:
-		r.Status, r.StatusReason = "adopted", reasonOr(e.Reason, "adopted by an operator")
+		r.Status, r.StatusReason = rpc.RunnerAdopted, reasonOr(e.Reason, "adopted by an operator")
 	case RunnerReject:
-		r.Status, r.StatusReason = "rejected", reasonOr(e.Reason, "rejected by an operator")
+		r.Status, r.StatusReason = rpc.RunnerRejected, reasonOr(e.Reason, "rejected by an operator")
 	case RunnerDrain:
 		r.Draining = true
 	case RunnerUndrain:
 		r.Draining = false
 	case RunnerReady:
-		r.State, r.LastSeen = "ready", e.Time
+		r.State, r.LastSeen = rpc.RunnerReady, e.Time
 	case RunnerDown:
-		r.State = "down"
+		r.State = rpc.RunnerDown
 		r.StatusReason = reasonOr(e.Reason, r.StatusReason)
 	case RunnerForget:
 		it, err := txn.Get(TableJobs, "runner_active", r.Id)

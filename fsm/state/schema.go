@@ -6,6 +6,7 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -137,7 +138,7 @@ func (activeRunnerIndex) FromObject(obj any) (bool, []byte, error) {
 	if !ok {
 		return false, nil, fmt.Errorf("activeRunnerIndex: %T is not a job", obj)
 	}
-	if j.RunnerId == "" || !Active(j.Status) {
+	if j.RunnerId == "" || !rpc.JobActive(j.Status) {
 		return false, nil, nil
 	}
 	return true, []byte(j.RunnerId + "\x00"), nil
@@ -196,7 +197,7 @@ func (queueIndex) FromObject(obj any) (bool, []byte, error) {
 	if !ok {
 		return false, nil, fmt.Errorf("queueIndex: %T is not a job", obj)
 	}
-	if j.Status != StatusPending {
+	if j.Status != rpc.JobPending {
 		return false, nil, nil
 	}
 	p := min(max(j.Priority, 0), 255)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-run/outpost/internal/logcap"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -35,32 +36,6 @@ var (
 	// the runner sends the final log and the result again.
 	ErrLogIncomplete = errors.New("final log incomplete")
 )
-
-// Job statuses.
-const (
-	StatusPending   = "pending"
-	StatusAssigned  = "assigned"
-	StatusRunning   = "running"
-	StatusCanceling = "canceling"
-	StatusSucceeded = "succeeded"
-	StatusFailed    = "failed"
-	StatusCanceled  = "canceled"
-	StatusLost      = "lost"
-)
-
-// Terminal reports whether a job in status s will never change again.
-func Terminal(s string) bool {
-	switch s {
-	case StatusSucceeded, StatusFailed, StatusCanceled, StatusLost:
-		return true
-	}
-	return false
-}
-
-// Active reports whether a job in status s holds a runner slot.
-func Active(s string) bool {
-	return s == StatusAssigned || s == StatusRunning || s == StatusCanceling
-}
 
 // Store is the state store. The zero value is not usable; call New.
 type Store struct {
@@ -312,7 +287,7 @@ func (s *Store) eachRow(ws memdb.WatchSet, f JobFilter, fn func(raw any, status 
 // eachInPlay calls fn for every job in play that matches f, using the
 // narrowest index.
 func eachInPlay(txn *memdb.Txn, ws memdb.WatchSet, f JobFilter, fn func(*pb.Job)) {
-	if f.Status != "" && Terminal(f.Status) {
+	if f.Status != "" && rpc.JobTerminal(f.Status) {
 		return
 	}
 	scan := func(index string, args ...any) {
@@ -328,9 +303,9 @@ func eachInPlay(txn *memdb.Txn, ws memdb.WatchSet, f JobFilter, fn func(*pb.Job)
 		}
 	}
 	switch {
-	case f.Status == StatusPending:
+	case f.Status == rpc.JobPending:
 		scan("queue_prefix", "")
-	case Active(f.Status):
+	case rpc.JobActive(f.Status):
 		scan("runner_active_prefix", "")
 	default:
 		scan("id")
@@ -349,7 +324,7 @@ type JobFilter struct {
 	CreatedAfter, CreatedBefore time.Time
 }
 
-func (f JobFilter) wantsFinished() bool { return f.Status == "" || Terminal(f.Status) }
+func (f JobFilter) wantsFinished() bool { return f.Status == "" || rpc.JobTerminal(f.Status) }
 
 func (f JobFilter) matchJob(j *pb.Job) bool {
 	return (f.Status == "" || j.Status == f.Status) && (f.Project == "" || j.Project == f.Project) &&
