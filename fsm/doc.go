@@ -7,6 +7,9 @@
 // byte carries IgnoreUnknownTypeFlag: an older server must not go on
 // applying after a newer leader's entry it cannot apply.
 //
-// It owns no network code and imports neither agent, command nor runner;
-// servers call Encode to build entries and read results through State.
+// It owns no network code and reaches neither agent, command, runner nor
+// rpc/server, not even through another package (scripts/check-imports.sh
+// checks the transitive imports); the status words come from the rpc
+// client package. Servers call Encode to build entries and read results
+// through State.
 package fsm
