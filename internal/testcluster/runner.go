@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -172,33 +173,34 @@ func runnerArgs(o RunnerOptions, gossipPort int) []string {
 // waitBanner waits until the log holds n start banners (one per start),
 // and records the id the last one names.
 func (r *Runner) waitBanner(n int) error {
-	deadline := time.Now().Add(r.opts.StartTimeout)
-	wait := pollMin
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.StartTimeout)
+	defer cancel()
+	var failed error
+	err := poll(ctx, func() (bool, string, error) {
 		m := bannerRE.FindAllStringSubmatch(r.Logs(), -1)
 		if len(m) >= n {
 			id := m[len(m)-1][1]
 			if r.id != "" && r.id != id {
-				return fmt.Errorf("%s came back as runner %s, not %s, on the same data dir %s", r.Name(), id, r.id, r.opts.DataDir)
+				failed = fmt.Errorf("%s came back as runner %s, not %s, on the same data dir %s", r.Name(), id, r.id, r.opts.DataDir)
+				return false, "", failed
 			}
 			// Written once, at the first start: a restart from another
 			// goroutine (TryRestart) must not race readers of ID.
 			if r.id == "" {
 				r.id = id
 			}
-			return nil
+			return true, "", nil
 		}
 		if r.Exited() {
-			return fmt.Errorf("%s exited (%s) before its start banner; log tail:\n%s", r.Name(), r.ExitState(), r.Tail(20))
+			failed = fmt.Errorf("%s exited (%s) before its start banner; log tail:\n%s", r.Name(), r.ExitState(), r.Tail(20))
+			return false, "", failed
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no start banner from %s; log tail:\n%s", r.Name(), r.Tail(20))
-		}
-		time.Sleep(wait)
-		if wait *= 2; wait > pollMax {
-			wait = pollMax
-		}
+		return false, "", nil
+	})
+	if err != nil && failed == nil {
+		return fmt.Errorf("no start banner from %s; log tail:\n%s", r.Name(), r.Tail(20))
 	}
+	return err
 }
 
 // ID returns the runner's id, as its start banner gave it.

@@ -5,15 +5,16 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/outpost-run/outpost/internal/testwait"
 )
 
-// Backoff bounds for polling: quick at first, so a condition that is
-// almost true costs little, then slower, so a long wait does not hammer a
-// server that is busy recovering.
-const (
-	pollMin = 10 * time.Millisecond
-	pollMax = 500 * time.Millisecond
-)
+// processBackoff polls quickly at first, so a condition that is almost
+// true costs little, then slower, so a long wait does not hammer a server
+// that is busy recovering.
+func processBackoff() testwait.Backoff {
+	return testwait.Backoff{Min: 10 * time.Millisecond, Max: 500 * time.Millisecond}
+}
 
 // WaitFor calls cond until it reports true, backing off between calls, and
 // fails the test if it has not within timeout. cond's message says what it
@@ -32,30 +33,17 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 }
 
 // poll calls cond until it reports true, returns an error, or ctx ends. The
-// error on timeout carries cond's last message.
+// error on timeout carries cond's last message. It is testwait.Poll with
+// the messages of this package's conditions.
 func poll(ctx context.Context, cond func() (bool, string, error)) error {
-	wait := pollMin
-	last := "condition never checked"
-	for {
+	return testwait.Poll(ctx, processBackoff(), func() (bool, error) {
 		ok, msg, err := cond()
-		if err != nil {
-			return err
+		switch {
+		case err != nil:
+			return false, testwait.Abort(err)
+		case ok || msg == "":
+			return ok, nil
 		}
-		if ok {
-			return nil
-		}
-		if msg != "" {
-			last = msg
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return errors.New(last)
-		case <-timer.C:
-		}
-		if wait *= 2; wait > pollMax {
-			wait = pollMax
-		}
-	}
+		return false, errors.New(msg)
+	})
 }
