@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outpost-run/outpost/internal/testwait"
 	"github.com/outpost-run/outpost/rpc"
 )
 
@@ -81,9 +83,9 @@ func TestLeaseKeeper(t *testing.T) {
 	// Without further confirmations the lease lapses at its stop time.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for seen.count() == 0 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, func() (bool, error) {
+		return seen.count() > 0, errors.New("the lease has not lapsed")
+	})
 	if seen.count() != 1 {
 		t.Fatalf("lapses seen: %v, want one", seen.epochs)
 	}

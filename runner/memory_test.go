@@ -1,9 +1,12 @@
 package runner
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/outpost-run/outpost/internal/testwait"
 )
 
 // newTrimRunner is a runner that is never connected, with a counting trim.
@@ -31,13 +34,13 @@ func (r *Runner) fakeJob(id string, running bool) {
 	r.jobsChanged()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// trimsReach waits until the runner has trimmed n times.
+func trimsReach(t *testing.T, trims *atomic.Int32, n int32) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	testwait.For(t, 10*time.Second, func() (bool, error) {
+		got := trims.Load()
+		return got == n, fmt.Errorf("%d trims, want %d", got, n)
+	})
 }
 
 // The idle trim comes once after the last job ends, never while a job
@@ -58,7 +61,7 @@ func TestIdleTrimOncePerIdlePeriod(t *testing.T) {
 	}
 
 	r.fakeJob("b", false)
-	waitFor(t, "the trim after the last job", func() bool { return trims.Load() == 1 })
+	trimsReach(t, trims, 1) // the trim after the last job
 	time.Sleep(50 * time.Millisecond)
 	if n := trims.Load(); n != 1 {
 		t.Fatalf("%d trims in one idle period, want 1", n)
@@ -66,7 +69,7 @@ func TestIdleTrimOncePerIdlePeriod(t *testing.T) {
 
 	r.fakeJob("c", true)
 	r.fakeJob("c", false)
-	waitFor(t, "the trim of the next idle period", func() bool { return trims.Load() == 2 })
+	trimsReach(t, trims, 2) // the trim of the next idle period
 }
 
 // A job that starts before the delay is over cancels the trim, and so does

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-run/outpost/internal/testwait"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -234,17 +236,10 @@ func TestMarkerLockAndTicks(t *testing.T) {
 	}
 	first := marker("1", "5000")
 	// Until its start line is written, the lock may not be held yet.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.For(t, 10*time.Second, func() (bool, error) {
 		execs, _, _ := ReadMarkers(dir)
-		if len(execs) == 1 && execs[0].Last > execs[0].Start {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first marker wrote no tick: %v", execs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(execs) == 1 && execs[0].Last > execs[0].Start, fmt.Errorf("the first marker wrote no tick: %v", execs)
+	})
 	second := marker("2", "100")
 	if err := second.Wait(); err != nil {
 		t.Fatalf("second marker: %v", err)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-run/outpost/internal/testwait"
 )
 
 // netHelperEnv makes the test binary, started inside a namespace, a tiny
@@ -82,13 +84,13 @@ func TestNetworkCut(t *testing.T) {
 		return err
 	}
 	fromA := func() error { return helper("ta", "dial "+addr).Run() }
-	deadline := time.Now().Add(10 * time.Second)
-	for fromClient() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the listener in tb never became reachable from the client")
+	testwait.For(t, 10*time.Second, func() (bool, error) {
+		err := fromClient()
+		if err != nil {
+			err = fmt.Errorf("the listener in tb is not reachable from the client: %w", err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 	if err := fromA(); err != nil {
 		t.Fatalf("ta cannot reach tb before any cut: %v", err)
 	}

@@ -12,6 +12,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/internal/testwait"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -79,24 +81,27 @@ func ftOthers(c *testcluster.Cluster, s *testcluster.Server) []*testcluster.Serv
 // than Cluster.WaitForLeader, as the time is an observation worth having.
 func ftElect(t *testing.T, c *testcluster.Cluster, old *testcluster.Server, since time.Time) (*testcluster.Server, time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(ftTimeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		l, err := c.Leader(ctx)
-		cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), ftTimeout)
+	defer cancel()
+	var leader *testcluster.Server
+	var took time.Duration
+	err := testwait.Poll(ctx, testwait.Backoff{Min: 20 * time.Millisecond, Max: 20 * time.Millisecond}, func() (bool, error) {
+		lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l, err := c.Leader(lctx)
+		lcancel()
 		switch {
 		case err != nil:
-			last = err.Error()
+			return false, err
 		case l == old:
-			last = old.Name() + " still leads"
-		default:
-			return l, time.Since(since)
+			return false, errors.New(old.Name() + " still leads")
 		}
-		time.Sleep(20 * time.Millisecond)
+		leader, took = l, time.Since(since)
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("no new leader within %v of the fault: %v", ftTimeout, err)
 	}
-	t.Fatalf("no new leader within %v of the fault: %s", ftTimeout, last)
-	return nil, 0
+	return leader, took
 }
 
 // ftPeers returns the Raft peers as s sees them (a consistent read), sorted
@@ -125,8 +130,9 @@ func ftPeersBecome(c *testcluster.Cluster, timeout time.Duration, want ...*testc
 		names = append(names, s.Name())
 	}
 	sort.Strings(names)
-	deadline := time.Now().Add(timeout)
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := testwait.Poll(ctx, testwait.Backoff{Min: 100 * time.Millisecond, Max: 100 * time.Millisecond}, func() (bool, error) {
 		var views []string
 		for _, s := range ftLive(c) {
 			got, err := ftPeers(context.Background(), s)
@@ -135,15 +141,16 @@ func ftPeersBecome(c *testcluster.Cluster, timeout time.Duration, want ...*testc
 				continue
 			}
 			if slices.Equal(got, names) {
-				return true, ""
+				return true, nil
 			}
 			views = append(views, fmt.Sprintf("%s lists %v", s.Name(), got))
 		}
-		if time.Now().After(deadline) {
-			return false, fmt.Sprintf("want raft peers %v; %s", names, strings.Join(views, "; "))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false, fmt.Errorf("want raft peers %v; %s", names, strings.Join(views, "; "))
+	})
+	if err != nil {
+		return false, err.Error()
 	}
+	return true, ""
 }
 
 // ftWaitPeers is ftPeersBecome that fails the test.
@@ -507,15 +514,19 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 		}
 	}
 	if errs := ftEach(toCancel, 16, func(id string) error {
-		for {
+		// Until it is not refused as unavailable, however long that takes.
+		return testwait.Poll(context.Background(), testwait.Backoff{Min: 100 * time.Millisecond, Max: 100 * time.Millisecond}, func() (bool, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			_, err := client.Jobs.CancelJob(ctx, connect.NewRequest(&pb.CancelJobRequest{Id: id, Reason: "test"}))
 			cancel()
-			if err == nil || !testcluster.IsUnavailable(err) {
-				return err
+			if err == nil {
+				return true, nil
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			if !testcluster.IsUnavailable(err) {
+				return false, testwait.Abort(err)
+			}
+			return false, err
+		})
 	}); len(errs) > 0 {
 		t.Fatalf("canceling: %s", ftFirstN(errs, 10))
 	}

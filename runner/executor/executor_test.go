@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-run/outpost/internal/testwait"
 )
 
 // testEnv is a small, predictable BaseEnv; tests that care about PATH set
@@ -663,21 +665,17 @@ func readPID(t *testing.T, path string) int {
 // zombie until init reaps it, which counts as gone.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.For(t, 5*time.Second, func() (bool, error) {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if errors.Is(err, os.ErrNotExist) {
-			return
+			return true, nil
 		}
 		// The state follows the parenthesised command name.
 		if i := strings.LastIndexByte(string(stat), ')'); err == nil && i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
-			return
+			return true, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d still running: %s", pid, stat)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false, fmt.Errorf("process %d still running: %s", pid, stat)
+	})
 }
 
 // hasExited asks the kernel, so a stop that comes just after the step

@@ -13,8 +13,20 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outpost-run/outpost/internal/testwait"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
+
+// waitQueued waits until n writes wait for the next commit.
+func waitQueued(t *testing.T, o *Outbox, n int) {
+	t.Helper()
+	testwait.For(t, 10*time.Second, func() (bool, error) {
+		o.mu.Lock()
+		queued := len(o.next.ops)
+		o.mu.Unlock()
+		return queued >= n, fmt.Errorf("%d writes queued for the next commit, want %d", queued, n)
+	})
+}
 
 // A result written before a crash is still there after a reopen, and gone
 // once deleted (acknowledged).
@@ -196,11 +208,7 @@ func TestOutboxGroupsConcurrentWrites(t *testing.T) {
 		wg.Add(1)
 		go put(i)
 	}
-	for queued := 0; queued < more; time.Sleep(time.Millisecond) {
-		o.mu.Lock()
-		queued = len(o.next.ops)
-		o.mu.Unlock()
-	}
+	waitQueued(t, o, more)
 	o.Delete("j-0", 1) // a delete rides along too
 	close(release)
 	wg.Wait()
@@ -382,11 +390,7 @@ func TestOutboxBadWriteFailsAlone(t *testing.T) {
 	<-entered
 	go func() { errs <- o.Put(&pb.JobFinished{JobId: strings.Repeat("x", bolt.MaxKeySize), Lease: 1}) }()
 	go func() { errs <- o.Put(&pb.JobFinished{JobId: "good", Lease: 1}) }()
-	for queued := 0; queued < 2; time.Sleep(time.Millisecond) {
-		o.mu.Lock()
-		queued = len(o.next.ops)
-		o.mu.Unlock()
-	}
+	waitQueued(t, o, 2)
 	close(release)
 	failed := 0
 	for range 3 {

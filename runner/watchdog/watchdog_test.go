@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/outpost-run/outpost/internal/testwait"
 	"github.com/outpost-run/outpost/runner/executor"
 )
 
@@ -130,13 +131,7 @@ func (r *running) pidList() []int {
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, timeout, func() (bool, error) { return cond(), fmt.Errorf("still waiting for %s", what) })
 }
 
 // alive says whether pid runs (a zombie does not).
