@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-run/outpost/agent/dispatch"
@@ -13,35 +17,161 @@ import (
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
-// monitorLeadership starts the leader's loops when this server gains
-// leadership and stops them when it loses it.
+// Everything a leader does beyond Raft (the dispatcher, the reaper, the
+// garbage collector and member reconciliation) starts in
+// establishLeadership and stops in revokeLeadership, so it all runs
+// together or not at all. A server that wins an election but cannot
+// establish leadership does not sit as a leader that does nothing: it
+// retries, and if it still cannot, hands leadership to another server.
+
+// establishAttempts is how many barriers a new leader tries before it
+// hands leadership over: a barrier fails when Raft cannot commit, and a
+// few failures in a row say this server is not fit to lead.
+const establishAttempts = 5
+
+// barrierTimeout bounds how long a barrier waits to enter Raft's queue; once
+// queued, it takes as long as applying the entries of earlier terms does.
+const barrierTimeout = time.Minute
+
+// errLeadershipEnded is returned by establishLeadership when leadership
+// was lost, or the server shut down, before it was established.
+var errLeadershipEnded = errors.New("leadership ended before it was established")
+
+// monitorLeadership runs the leader loop while Raft says this server leads.
+// Raft's notifications alternate, in order, so one loop at most runs.
 func (s *Server) monitorLeadership() {
 	defer s.wg.Done()
-	notify := s.raftNotify()
+	var stop, done chan struct{}
+	end := func() {
+		if stop == nil {
+			return
+		}
+		close(stop)
+		<-done
+		stop, done = nil, nil
+	}
 	for {
 		select {
 		case <-s.shutdownCh:
+			end()
 			return
-		case isLeader := <-notify:
-			if isLeader {
-				s.establishLeadership()
-			} else {
-				s.revokeLeadership()
+		case isLeader := <-s.raftNotifyCh:
+			if !isLeader {
+				end()
+				continue
 			}
+			if stop != nil {
+				continue
+			}
+			stop, done = make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				s.leaderLoop(stop)
+			}()
 		}
 	}
 }
 
-func (s *Server) raftNotify() <-chan bool { return s.raftNotifyCh }
+// leaderLoop runs from winning an election until stop closes (leadership
+// lost, or shutdown). It establishes leadership, retrying; if that keeps
+// failing, it hands leadership to another server and, should that fail
+// too (no other voter is up to date), tries again after a pause: it never
+// gives up while Raft says this server leads.
+func (s *Server) leaderLoop(stop <-chan struct{}) {
+	pause := s.establishPause()
+	for {
+		err := s.establishLeadership(stop)
+		if err == nil {
+			<-stop
+			s.revokeLeadership()
+			return
+		}
+		if errors.Is(err, errLeadershipEnded) {
+			return
+		}
+		switch {
+		case s.raft.State() != raft.Leader:
+			// Lost already: Raft's notification closes stop.
+		default:
+			s.logger.Error("cannot establish leadership; handing it to another server", "attempts", establishAttempts, "error", err)
+			if terr := s.raft.LeadershipTransfer().Error(); terr != nil {
+				s.logger.Error("handing leadership over failed; trying again to establish it", "error", terr, "retry_in", pause)
+			} else {
+				// Raft's notification that this server lost leadership
+				// closes stop; should it still lead after the pause, it
+				// tries again.
+				s.logger.Info("handed leadership over")
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(pause):
+		}
+	}
+}
+
+// establishPause is how long a leader that could not hand leadership over
+// waits before it tries to establish it again; half of it bounds the wait
+// between failed barriers, which starts at a sixteenth. All scale with
+// Raft's election timeout, the time the cluster takes to notice a dead
+// leader: with the default timings a new leader tries for about four
+// seconds before it hands over, an in-process test server for 200ms.
+func (s *Server) establishPause() time.Duration {
+	return max(4*s.cfg.RaftTiming.ElectionTimeout, 20*time.Millisecond)
+}
 
 // establishLeadership waits until every entry committed by earlier leaders
-// is applied, then rebuilds the leader's in-memory work from that state.
-func (s *Server) establishLeadership() {
-	s.revokeLeadership()
-	if err := s.raft.Barrier(time.Minute).Error(); err != nil {
-		s.logger.Error("barrier after gaining leadership failed", "error", err)
-		return
+// is applied (a barrier), retrying with backoff, then starts the leader's
+// work on that state. It returns errLeadershipEnded if stop closes first,
+// and the last barrier's error after establishAttempts failures.
+func (s *Server) establishLeadership(stop <-chan struct{}) error {
+	wait := max(s.cfg.RaftTiming.ElectionTimeout/4, 5*time.Millisecond)
+	for attempt := 1; ; attempt++ {
+		err := s.waitBarrier(stop)
+		if err == nil {
+			s.startLeaderWork()
+			return nil
+		}
+		if errors.Is(err, errLeadershipEnded) || attempt == establishAttempts {
+			return err
+		}
+		s.logger.Warn("barrier after gaining leadership failed; retrying", "attempt", attempt, "attempts", establishAttempts, "error", err, "retry_in", wait)
+		select {
+		case <-stop:
+			return errLeadershipEnded
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, s.establishPause()/2)
 	}
+}
+
+// waitBarrier runs one barrier, giving up on it if stop closes first (the
+// barrier itself ends soon after, with leadership lost or Raft shut down).
+func (s *Server) waitBarrier(stop <-chan struct{}) error {
+	errc := make(chan error, 1)
+	go func() {
+		if s.raftBarrier != nil {
+			errc <- s.raftBarrier(barrierTimeout)
+			return
+		}
+		errc <- s.raft.Barrier(barrierTimeout).Error()
+	}()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("barrier: %w", err)
+		}
+		return nil
+	case <-stop:
+		return errLeadershipEnded
+	}
+}
+
+// startLeaderWork rebuilds the leader's in-memory work from the state, now
+// complete, and starts it: the dispatcher, the reaper, the garbage
+// collector and the reconciliation of gossip members into Raft.
+func (s *Server) startLeaderWork() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	d := dispatch.New(dispatch.Config{
@@ -59,19 +189,25 @@ func (s *Server) establishLeadership() {
 	s.leaderReady.Store(true)
 	s.liveness.onOpenSet(d.Kick)
 	since := time.Now()
+	var wg sync.WaitGroup
+	for _, loop := range []func(){
+		func() { s.reap(ctx, since) },
+		func() { s.collectLoop(ctx) },
+		func() { s.reconcileLoop(ctx) },
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop() }()
+	}
 	go func() {
 		defer close(done)
-		reaperDone, gcDone := make(chan struct{}), make(chan struct{})
-		go func() { defer close(reaperDone); s.reap(ctx, since) }()
-		go func() { defer close(gcDone); s.collectLoop(ctx) }()
 		d.Run(ctx)
-		<-reaperDone
-		<-gcDone
+		wg.Wait()
 	}()
-	s.logger.Info("gained leadership: dispatcher, reaper and garbage collector running")
+	s.logger.Info("gained leadership: dispatcher, reaper, garbage collector and member reconciliation running")
 }
 
-// revokeLeadership stops the leader's loops, if they run.
+// revokeLeadership stops the leader's work, if it runs, and waits until
+// all of it has stopped.
 func (s *Server) revokeLeadership() {
 	s.leaderReady.Store(false)
 	s.leaderMu.Lock()
@@ -84,7 +220,7 @@ func (s *Server) revokeLeadership() {
 	s.liveness.onOpenSet(nil)
 	cancel()
 	<-done
-	s.logger.Info("leader loops stopped")
+	s.logger.Info("leader work stopped")
 }
 
 // reap watches runner liveness: a runner silent past the timeout is marked

@@ -9,6 +9,11 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// Membership: the gossip pool (gossip.go) says which servers exist; this
+// file turns that into Raft's configuration. Every server bootstraps from
+// it and rejoins failed members; the leader adds and removes voters
+// (reconcileLoop, started and stopped with the rest of its work).
+
 // setupGossip joins the memberlist pool and starts the loops that turn
 // membership into Raft membership.
 func (s *Server) setupGossip() error {
@@ -42,14 +47,17 @@ func (s *Server) setupGossip() error {
 	return nil
 }
 
-// watchMembership reacts to gossip: before the cluster forms it bootstraps
-// Raft once enough servers are seen; afterwards the leader keeps Raft's
-// voters in line with the servers in the pool.
+// watchMembership reacts to gossip on every server: before the cluster
+// forms it bootstraps Raft once enough servers are seen; it keeps the list
+// of server addresses and runners' gossip liveness current; and on the
+// leader it wakes member reconciliation (reconcileLoop), which is leader
+// work and runs only while leadership is established.
 func (s *Server) watchMembership() {
 	defer s.wg.Done()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	lastReconnect := time.Now()
+	published := false
 	for {
 		select {
 		case <-s.shutdownCh:
@@ -61,8 +69,12 @@ func (s *Server) watchMembership() {
 			lastReconnect = time.Now()
 			s.reconnectFailed()
 		}
-		if s.leaderName() != "" {
-			s.gossip.SetBootstrapped()
+		if !published && s.leaderName() != "" {
+			// Off this loop: publishing waits (up to seconds) until some
+			// member has the news, and one that has none left to tell,
+			// its peers gone, would hold up this loop and so Shutdown.
+			published = true
+			go s.gossip.SetBootstrapped()
 		}
 		s.refreshServerAddrs()
 		for _, m := range s.gossip.Members() {
@@ -71,7 +83,10 @@ func (s *Server) watchMembership() {
 			}
 		}
 		if s.raft.State() == raft.Leader {
-			s.reconcileMembers()
+			select {
+			case s.reconcileCh <- struct{}{}:
+			default: // a reconciliation is already due
+			}
 		} else if !s.hadState && s.cfg.BootstrapExpect > 1 {
 			s.maybeBootstrap()
 		}
@@ -137,6 +152,25 @@ func (s *Server) maybeBootstrap() {
 		return
 	}
 	s.hadState = true
+}
+
+// reconcileLoop keeps Raft's voters in line with the servers in the gossip
+// pool: at once when leadership is established (members may have come or
+// gone during the election), then whenever watchMembership wakes it. It is
+// leader work: it runs from establishLeadership until ctx ends with
+// revokeLeadership.
+func (s *Server) reconcileLoop(ctx context.Context) {
+	if s.gossip == nil {
+		return // -dev: a single server has no members to reconcile
+	}
+	for {
+		s.reconcileMembers()
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.reconcileCh:
+		}
+	}
 }
 
 // reconcileMembers adds alive servers missing from the Raft configuration

@@ -65,10 +65,18 @@ type Server struct {
 	// one) take turns.
 	gcMu sync.Mutex
 
+	// The leader's work (leader.go): started together once leadership is
+	// established, stopped together when it is revoked.
 	leaderMu     sync.Mutex
 	leaderCancel context.CancelFunc
 	leaderDone   chan struct{}
 	dispatcher   *dispatch.Dispatcher
+	// raftBarrier, when set (by tests only), replaces Raft's barrier in
+	// establishLeadership, to make a new leader fail to catch up.
+	raftBarrier func(timeout time.Duration) error
+	// reconcileCh wakes the leader's member reconciliation when gossip
+	// membership changes.
+	reconcileCh chan struct{}
 
 	raftNotifyCh chan bool
 	logCount     *countingLogStore
@@ -89,6 +97,12 @@ type Server struct {
 // NewServer opens the server's stores, starts Raft and joins gossip.
 // httpAddr is the API address other servers forward writes to.
 func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, error) {
+	return newServer(cfg, httpAddr, logger, nil)
+}
+
+// newServer is NewServer with a hook that adjusts the server before
+// anything in it runs: tests inject faults through it (agent/testing.go).
+func newServer(cfg *Config, httpAddr string, logger hclog.Logger, adjust func(*Server)) (*Server, error) {
 	s := &Server{
 		cfg:              cfg,
 		logger:           logger.Named("server"),
@@ -100,6 +114,10 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 		shutdownCh:       make(chan struct{}),
 		// Buffered so Raft never blocks on us; leadership flaps are rare.
 		raftNotifyCh: make(chan bool, 16),
+		reconcileCh:  make(chan struct{}, 1),
+	}
+	if adjust != nil {
+		adjust(s)
 	}
 	f, err := fsm.NewWithConfig(fsm.Config{Logger: logger, Halt: s.halt})
 	if err != nil {
@@ -190,9 +208,16 @@ func (s *Server) setupRaft() error {
 		}
 		snaps = fss
 		bind := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.cfg.Ports.Raft))
-		advertise, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(s.cfg.advertiseHost(), strconv.Itoa(s.cfg.Ports.Raft)))
-		if err != nil {
-			return fmt.Errorf("server: raft advertise address: %w", err)
+		// Port 0 (in-process tests) listens on a free port, which is known
+		// only once bound: the transport then advertises the address it
+		// listens on, so the bind address must be a specific IP.
+		var advertise net.Addr
+		if s.cfg.Ports.Raft != 0 {
+			addr, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(s.cfg.advertiseHost(), strconv.Itoa(s.cfg.Ports.Raft)))
+			if err != nil {
+				return fmt.Errorf("server: raft advertise address: %w", err)
+			}
+			advertise = addr
 		}
 		trans, err := raft.NewTCPTransportWithLogger(bind, advertise, 3, 10*time.Second, s.logger.Named("raft-net"))
 		if err != nil {
