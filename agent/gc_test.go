@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/testwait"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
@@ -28,13 +30,9 @@ func devServer(t *testing.T, adjust func(*Config)) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Shutdown() })
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.IsLeader() || !s.leaderReady.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the dev server did not lead within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, func() (bool, error) {
+		return s.IsLeader() && s.leaderReady.Load(), errors.New("the dev server has not established leadership")
+	})
 	return s
 }
 
@@ -75,17 +73,6 @@ func finishJobs(t *testing.T, s *Server, prefix string, n int) []string {
 	return ids
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // The leader's loop keeps the count bound, oldest first, and leaves
 // pinned jobs alone; a forced pass with an age of 0 takes the rest.
 func TestLeaderCollectsFinishedJobs(t *testing.T) {
@@ -96,9 +83,9 @@ func TestLeaderCollectsFinishedJobs(t *testing.T) {
 	}
 	ids = append(ids, finishJobs(t, s, "b", 6)...)
 	// 8 unpinned finished jobs, 5 allowed: the 3 oldest unpinned go.
-	waitFor(t, "the count bound", func() bool {
+	testwait.For(t, 15*time.Second, func() (bool, error) {
 		c, _, _ := s.State().FinishedStats()
-		return c == 5
+		return c == 5, fmt.Errorf("%d finished jobs, want the count bound of 5", c)
 	})
 	for i, id := range ids {
 		_, err := s.State().JobByID(nil, id)

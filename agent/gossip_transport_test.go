@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/outpost-run/outpost/internal/testwait"
 )
 
 // Packets handed to memberlist must stay intact after later packets
@@ -93,13 +95,10 @@ func TestGossipOverTransport(t *testing.T) {
 	if _, err := b.Join([]string{a.list.LocalNode().Address()}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for a.Alive() != 2 || b.Alive() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("members alive: a sees %d, b sees %d; want 2", a.Alive(), b.Alive())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, 20*time.Second, func() (bool, error) {
+		na, nb := a.Alive(), b.Alive()
+		return na == 2 && nb == 2, fmt.Errorf("members alive: a sees %d, b sees %d; want 2", na, nb)
+	})
 	addr := b.list.LocalNode().Address()
 	if err := b.Shutdown(); err != nil {
 		t.Fatal(err)
