@@ -250,10 +250,9 @@ func TestLeaderAddsJoiningServer(t *testing.T) {
 	cfg.BootstrapExpect = 3
 	cfg.RetryJoin = []string{agents[0].GossipAddr()}
 	joined := startTestAgent(t, cfg, newTestLogs(t), nil)
-	all := append(agents, joined)
 	testwait.For(t, 10*time.Second, func() (bool, error) {
-		leader := WaitForLeader(t, all...).Server()
-		fut := leader.raft.GetConfiguration()
+		// Every server knows the latest configuration, committed or not.
+		fut := agents[0].Server().raft.GetConfiguration()
 		if err := fut.Error(); err != nil {
 			return false, err
 		}
@@ -262,6 +261,7 @@ func TestLeaderAddsJoiningServer(t *testing.T) {
 				return true, nil
 			}
 		}
-		return false, fmt.Errorf("s4 is not a voter in %s's raft configuration %v", leader.cfg.NodeID, fut.Configuration().Servers)
+		return false, fmt.Errorf("s4 is not a voter in the raft configuration %v", fut.Configuration().Servers)
 	})
+	WaitForLeader(t, append(agents, joined)...)
 }

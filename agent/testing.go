@@ -62,7 +62,8 @@ func TestConfig(t testing.TB, name string) *Config {
 
 // TestServer starts a server that bootstraps a cluster of its own and
 // waits until it leads, with leadership established. adjust, if not nil,
-// changes its configuration (from TestConfig) first.
+// changes its configuration (from TestConfig) first. Only the server and
+// its API run: a runner the configuration asks for is not started.
 func TestServer(t testing.TB, adjust func(*Config)) *Agent {
 	t.Helper()
 	a := testServer(t, adjust, nil)
