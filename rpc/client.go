@@ -73,6 +73,14 @@ func ParseAddresses(list string) ([]string, error) {
 	return out, nil
 }
 
+// A connection that has received nothing for h2PingAfter is pinged, and
+// closed if no answer comes within h2PingTimeout. Runner streams carry a
+// heartbeat acknowledgement at least every 2 s, so they are rarely pinged.
+const (
+	h2PingAfter   = 3 * time.Second
+	h2PingTimeout = 2 * time.Second
+)
+
 // NewHTTPClient returns an HTTP client that speaks HTTP/2 without TLS to
 // http:// addresses, which the runner stream needs (it is bidirectional).
 func NewHTTPClient() *http.Client {
@@ -88,6 +96,14 @@ func NewHTTPClient() *http.Client {
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetHTTP2(true)
 	tr.Protocols.SetUnencryptedHTTP2(true)
+	// A connection whose packets were dropped for a while (a partition, a
+	// frozen peer) stays open but useless: TCP's retransmission timer has
+	// backed off to seconds, and every request multiplexed onto it waits
+	// for the next retransmission. The chaos test saw a server's relay to
+	// its leader and a runner's register fail for 9 s after a partition
+	// healed. Pinging a silent connection and closing it when the ping goes
+	// unanswered makes the next request dial afresh.
+	tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: h2PingAfter, PingTimeout: h2PingTimeout}
 	return &http.Client{Transport: tr}
 }
 
