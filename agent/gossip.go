@@ -221,14 +221,25 @@ func (g *Gossip) record(n *memberlist.Node, status string) {
 	g.mu.Unlock()
 }
 
-// Leave tells the pool this member is leaving on purpose, then stops.
-func (g *Gossip) Leave(timeout time.Duration) error {
+// AnnounceLeaving tells the pool this member is about to leave on
+// purpose, so that the leader neither adds it back to Raft meanwhile nor
+// takes its leave for a failure. It is idempotent.
+func (g *Gossip) AnnounceLeaving(timeout time.Duration) {
 	g.mu.Lock()
+	already := g.meta.Leaving
 	g.meta.Leaving = true
 	g.mu.Unlock()
+	if already {
+		return
+	}
 	if err := g.list.UpdateNode(timeout); err != nil {
 		g.logger.Warn("announcing leave", "error", err)
 	}
+}
+
+// Leave tells the pool this member is leaving on purpose, then stops.
+func (g *Gossip) Leave(timeout time.Duration) error {
+	g.AnnounceLeaving(timeout)
 	if err := g.list.Leave(timeout); err != nil {
 		return err
 	}

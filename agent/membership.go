@@ -194,7 +194,7 @@ func (s *Server) reconcileMembers() {
 		id := raft.ServerID(m.Name)
 		addr, present := inRaft[id]
 		switch {
-		case m.Status == "alive" && (!present || addr != raft.ServerAddress(m.Meta.Raft)):
+		case m.Status == "alive" && !m.Meta.Leaving && (!present || addr != raft.ServerAddress(m.Meta.Raft)):
 			s.logger.Info("adding server to raft", "server", m.Name, "addr", m.Meta.Raft)
 			if err := s.raft.AddVoter(id, raft.ServerAddress(m.Meta.Raft), 0, 10*time.Second).Error(); err != nil {
 				s.logger.Warn("adding server to raft failed", "server", m.Name, "error", err)
@@ -229,6 +229,18 @@ func (s *Server) Leave(ctx context.Context) {
 		} else {
 			s.logger.Info("handed over leadership")
 		}
+	}
+	if voters > 1 {
+		// Ask the leader to remove this server rather than count on it
+		// reading the leave from gossip: should the Leaving announcement
+		// reach it after memberlist's leave message, it would take the
+		// leave for a failure and keep this server as a voter.
+		s.gossip.AnnounceLeaving(5 * time.Second)
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := s.RemovePeer(rctx, s.cfg.NodeID); err != nil {
+			s.logger.Warn("asking the leader to remove this server failed; leaving gossip, from which the leader learns it", "error", err)
+		}
+		cancel()
 	}
 	if err := s.gossip.Leave(5 * time.Second); err != nil {
 		s.logger.Warn("leaving gossip", "error", err)
