@@ -119,7 +119,11 @@ func (j *jobSweep) kill() (int, error) {
 			case p.pid == j.s.self:
 			case p.state == 'Z':
 				j.reap(p)
-			case j.linked(p) && hasEnv(p.pid, j.marker):
+			// One killed before and still dying has given up its memory,
+			// environment included, before it turns zombie: it is still
+			// the job's, and must be waited for and reaped, or it stays a
+			// zombie of the runner's for good.
+			case j.linked(p) && (killed[p.pid] || hasEnv(p.pid, j.marker)):
 				victims = append(victims, p)
 			}
 		}
