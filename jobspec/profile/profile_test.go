@@ -141,7 +141,16 @@ func FuzzParse(f *testing.F) {
 func TestRenderRoundTrip(t *testing.T) {
 	in := &pb.RunnerProfile{Name: "p", TargetLabels: map[string]string{"os": "linux"}, Mode: "on_demand", Driver: "exec",
 		Limits: &pb.Limits{MemoryBytes: 64 << 20, Processes: 8, OpenFiles: 64, CpuSeconds: 30, Cpus: 0.25, FileSizeBytes: 1 << 20}}
-	src, err := Render(in)
+	if out, src := renderParse(t, in); !proto.Equal(out, in) {
+		t.Fatalf("round trip:\n got %v\nwant %v\n%s", out, in, src)
+	}
+}
+
+// renderParse renders p and parses the text back, as `profile inspect`
+// piped into `profile set` does, returning the profile read and the text.
+func renderParse(t *testing.T, p *pb.RunnerProfile) (*pb.RunnerProfile, []byte) {
+	t.Helper()
+	src, err := Render(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,9 +159,7 @@ func TestRenderRoundTrip(t *testing.T) {
 		t.Fatalf("%v\n%s", err, src)
 	}
 	out[0].Source, out[0].Filename = nil, ""
-	if !proto.Equal(out[0], in) {
-		t.Fatalf("round trip:\n got %v\nwant %v", out[0], in)
-	}
+	return out[0], src
 }
 
 // TestRenderStrings: strings HCL reads specially, which Go quoting left
@@ -162,17 +169,8 @@ func TestRenderStrings(t *testing.T) {
 	for _, tc := range renderCases {
 		t.Run(tc.name, func(t *testing.T) {
 			in := &pb.RunnerProfile{Name: "p", Mode: ModeOnDemand, Env: map[string]string{"V": tc.value, "EMPTY": ""}, User: tc.value}
-			src, err := Render(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := Parse("r.hcl", src)
-			if err != nil {
-				t.Fatalf("%v\n%s", err, src)
-			}
-			out[0].Source, out[0].Filename = nil, ""
-			if !proto.Equal(out[0], in) {
-				t.Fatalf("round trip of %q:\n got %v\nwant %v\n%s", tc.value, out[0], in, src)
+			if out, src := renderParse(t, in); !proto.Equal(out, in) {
+				t.Fatalf("round trip of %q:\n got %v\nwant %v\n%s", tc.value, out, in, src)
 			}
 		})
 	}
@@ -205,17 +203,8 @@ var renderCases = []struct{ name, value string }{
 func TestRenderKeys(t *testing.T) {
 	keys := map[string]string{"for": "a", "if": "b", "in": "c", "null": "d", "true": "e", "false": "f", "endfor": "g", "FOR": "h"}
 	in := &pb.RunnerProfile{Name: "p", Mode: ModeStatic, Env: keys, TargetLabels: keys}
-	src, err := Render(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Parse("r.hcl", src)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, src)
-	}
-	out[0].Source, out[0].Filename = nil, ""
-	if !proto.Equal(out[0], in) {
-		t.Fatalf("round trip:\n got %v\nwant %v\n%s", out[0], in, src)
+	if out, src := renderParse(t, in); !proto.Equal(out, in) {
+		t.Fatalf("round trip:\n got %v\nwant %v\n%s", out, in, src)
 	}
 }
 
