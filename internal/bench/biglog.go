@@ -57,12 +57,12 @@ func (e *env) bigLog(r *Report, size int64) {
 			if s.Exited() {
 				continue
 			}
-			peakDir[s.Name()] = max(peakDir[s.Name()], dirBytes(raftDir(s)))
+			peakDir[s.Name()] = max(peakDir[s.Name()], testcluster.DirSize(raftDir(s)))
 			peakRSS[s.Name()] = max(peakRSS[s.Name()], rssMiB(s.Pid()))
 		}
 	}
 	for _, s := range e.cluster.Servers {
-		before[s.Name()] = dirBytes(raftDir(s))
+		before[s.Name()] = testcluster.DirSize(raftDir(s))
 	}
 	stop := make(chan struct{})
 	var samplers sync.WaitGroup

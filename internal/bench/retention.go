@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -130,7 +129,7 @@ func (e *env) measureServers(r *Report, name, project string) {
 		raftDir := filepath.Join(s.Options().DataDir, "raft")
 		snap, snapAt := latestSnapshot(raftDir)
 		r.add(name, "RSS "+s.Name(), rssMiB(s.Pid()), "MiB", fmt.Sprintf("%s, %d jobs held", role, held))
-		r.add(name, "raft dir "+s.Name(), float64(dirBytes(raftDir))/(1<<20), "MiB", "raft.db and snapshots")
+		r.add(name, "raft dir "+s.Name(), float64(testcluster.DirSize(raftDir))/(1<<20), "MiB", "raft.db and snapshots")
 		r.add(name, "snapshot "+s.Name(), float64(snap)/(1<<20), "MiB", snapAt)
 	}
 	for _, s := range order {
@@ -172,20 +171,6 @@ func (e *env) restartTimed(s *testcluster.Server) (time.Duration, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// dirBytes is the size of the files under dir.
-func dirBytes(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // latestSnapshot is the size of the newest Raft snapshot in raftDir and

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,7 +47,7 @@ func sampleUsage(dir string, procs map[string]int) *usage {
 			for name, pid := range procs {
 				u.peakRSS[name] = max(u.peakRSS[name], rssBytes(pid))
 			}
-			u.peakDir = max(u.peakDir, dirSize(dir))
+			u.peakDir = max(u.peakDir, testcluster.DirSize(dir))
 			u.mu.Unlock()
 			select {
 			case <-u.stop:
@@ -78,20 +77,6 @@ func rssBytes(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-// dirSize is the size of the files under dir, as on disk they grow.
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 var markerRE = regexp.MustCompile(`^outpost: (\d+) lines \((\d+) bytes\) of output left out here`)
@@ -125,7 +110,7 @@ job "gigabyte" {
 }
 `)
 	raftDir := filepath.Join(s.DataDir(), "raft")
-	dirBefore := dirSize(raftDir)
+	dirBefore := testcluster.DirSize(raftDir)
 	u := sampleUsage(raftDir, map[string]int{"server": s.Pid(), "runner": r.Pid()})
 	id := runDetached(t, s, "-file", project, "gigabyte")
 	follow := testcluster.StartProcess(t, testcluster.ProcessOptions{Name: "logs-follow", Args: []string{"job", "logs", "-f", id}, Env: s.Env()})

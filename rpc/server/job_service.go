@@ -221,15 +221,9 @@ func applyProfile(st *state.Store, job *pb.Job, r *project.ResolvedJob) error {
 
 // RetryJob runs a finished job again as a new attempt.
 func (s *JobService) RetryJob(ctx context.Context, req *connect.Request[pb.RetryJobRequest]) (*connect.Response[pb.RetryJobResponse], error) {
-	if req.Msg.Id == "" {
-		return nil, invalid("id: a job id is required")
-	}
-	if err := s.b.ReadBarrier(ctx, false); err != nil {
-		return nil, toConnect(err)
-	}
-	j, err := s.b.State().JobByID(nil, req.Msg.Id)
+	j, err := s.jobToChange(ctx, req.Msg.Id)
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
 	}
 	if _, err := s.b.Apply(ctx, fsm.RetryJobType, &pb.RetryJobEntry{JobId: j.Id, Time: timestamppb.Now()}); err != nil {
 		return nil, toConnect(err)
@@ -331,18 +325,29 @@ func validStatus(s string) bool {
 	return false
 }
 
-// CancelJob asks a job to stop.
-func (s *JobService) CancelJob(ctx context.Context, req *connect.Request[pb.CancelJobRequest]) (*connect.Response[pb.CancelJobResponse], error) {
-	m := req.Msg
-	if m.Id == "" {
+// jobToChange resolves id (a full id or a unique prefix) to the job a
+// write is about, on a state that has every write before this request.
+// Its errors are ready for the caller.
+func (s *JobService) jobToChange(ctx context.Context, id string) (*pb.Job, error) {
+	if id == "" {
 		return nil, invalid("id: a job id is required")
 	}
 	if err := s.b.ReadBarrier(ctx, false); err != nil {
 		return nil, toConnect(err)
 	}
-	j, err := s.b.State().JobByID(nil, m.Id)
+	j, err := s.b.State().JobByID(nil, id)
 	if err != nil {
 		return nil, toConnect(err)
+	}
+	return j, nil
+}
+
+// CancelJob asks a job to stop.
+func (s *JobService) CancelJob(ctx context.Context, req *connect.Request[pb.CancelJobRequest]) (*connect.Response[pb.CancelJobResponse], error) {
+	m := req.Msg
+	j, err := s.jobToChange(ctx, m.Id)
+	if err != nil {
+		return nil, err
 	}
 	entry := &pb.CancelJobEntry{JobId: j.Id, Reason: m.Reason, Time: timestamppb.Now()}
 	if _, err := s.b.Apply(ctx, fsm.CancelJobType, entry); err != nil {
@@ -409,15 +414,9 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 // DeleteJob removes one finished job and its logs, leaving a tombstone so
 // its id is not used again.
 func (s *JobService) DeleteJob(ctx context.Context, req *connect.Request[pb.DeleteJobRequest]) (*connect.Response[pb.DeleteJobResponse], error) {
-	if req.Msg.Id == "" {
-		return nil, invalid("id: a job id is required")
-	}
-	if err := s.b.ReadBarrier(ctx, false); err != nil {
-		return nil, toConnect(err)
-	}
-	j, err := s.b.State().JobByID(nil, req.Msg.Id)
+	j, err := s.jobToChange(ctx, req.Msg.Id)
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
 	}
 	entry := &pb.DeleteJobsEntry{JobIds: []string{j.Id}, Time: timestamppb.Now()}
 	if _, err := s.b.Apply(ctx, fsm.DeleteJobsType, entry); err != nil {
@@ -428,15 +427,9 @@ func (s *JobService) DeleteJob(ctx context.Context, req *connect.Request[pb.Dele
 
 // PinJob pins or unpins a job.
 func (s *JobService) PinJob(ctx context.Context, req *connect.Request[pb.PinJobRequest]) (*connect.Response[pb.PinJobResponse], error) {
-	if req.Msg.Id == "" {
-		return nil, invalid("id: a job id is required")
-	}
-	if err := s.b.ReadBarrier(ctx, false); err != nil {
-		return nil, toConnect(err)
-	}
-	j, err := s.b.State().JobByID(nil, req.Msg.Id)
+	j, err := s.jobToChange(ctx, req.Msg.Id)
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
 	}
 	entry := &pb.PinJobEntry{JobId: j.Id, Pinned: !req.Msg.Unpin, Time: timestamppb.Now()}
 	if _, err := s.b.Apply(ctx, fsm.PinJobType, entry); err != nil {
