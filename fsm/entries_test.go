@@ -113,8 +113,8 @@ func TestEveryTypeHasOneRow(t *testing.T) {
 		}
 		last = MessageType(i)
 	}
-	if last != PinJobType {
-		t.Errorf("last type is %s, want %s", last, PinJobType)
+	if last != ACLUserDeleteType {
+		t.Errorf("last type is %s, want %s", last, ACLUserDeleteType)
 	}
 	if got := MessageType(99).String(); got != "MessageType(99)" {
 		t.Errorf("unknown type prints as %q", got)
