@@ -103,12 +103,15 @@ func (a *Agent) advertisedHTTP() string {
 
 func (a *Agent) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
-	rpcserver.Register(mux, a.server, a.logger)
-	mux.Handle("/v1/operator/snapshot", a.server.snapshotHandler())
+	guard := rpcserver.Register(mux, a.server, a.logger)
+	mux.Handle("/v1/operator/snapshot", guard.HTTP(a.server.snapshotHandler()))
 	if a.cfg.Dev || a.cfg.EnableDebug {
 		// Profiles of a running agent, for finding bottlenecks: go tool
-		// pprof http://ADDR/debug/pprof/profile
-		registerDebugHandlers(mux)
+		// pprof http://ADDR/debug/pprof/profile. Operator write, as
+		// snapshots: a heap profile shows what memory holds.
+		debug := http.NewServeMux()
+		registerDebugHandlers(debug)
+		mux.Handle("/debug/pprof/", guard.HTTP(debug))
 	}
 	// HTTP/1.1 for curl and browsers, h2c for runners' bidirectional
 	// streams; TLS adds ordinary HTTP/2.

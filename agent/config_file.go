@@ -36,7 +36,7 @@ type Overrides struct {
 	Runner      *RunnerBlock   `hcl:"runner,block"`
 	Ports       *PortsBlock    `hcl:"ports,block"`
 	TLS         *hclBodyIgnore `hcl:"tls,block"`
-	ACL         *hclBodyIgnore `hcl:"acl,block"`
+	ACL         *ACLBlock      `hcl:"acl,block"`
 	Telemetry   *hclBodyIgnore `hcl:"telemetry,block"`
 }
 
@@ -81,6 +81,12 @@ type RunnerBlock struct {
 	LogHead *string `hcl:"log_head,optional"`
 	LogTail *string `hcl:"log_tail,optional"`
 	LogRate *string `hcl:"log_rate,optional"`
+}
+
+// ACLBlock is `acl { … }`.
+type ACLBlock struct {
+	Enabled       *bool   `hcl:"enabled,optional"`
+	LoginTokenTTL *string `hcl:"login_token_ttl,optional"`
 }
 
 // PortsBlock is `ports { … }`.
@@ -140,7 +146,7 @@ func ParseConfig(filename string, src []byte) (*Overrides, error) {
 		return nil, hcldiag.Error(diags)
 	}
 	// Settings that look like security must not be silently ignored.
-	for name, b := range map[string]*hclBodyIgnore{"tls": o.TLS, "acl": o.ACL, "telemetry": o.Telemetry} {
+	for name, b := range map[string]*hclBodyIgnore{"tls": o.TLS, "telemetry": o.Telemetry} {
 		if b == nil {
 			continue
 		}
@@ -272,6 +278,16 @@ func (c *Config) Apply(o *Overrides) error {
 				return fmt.Errorf("config: runner %s: %w", b.name, err)
 			}
 			*b.dst = int(n)
+		}
+	}
+	if a := o.ACL; a != nil {
+		setB(&c.ACLEnabled, a.Enabled)
+		if a.LoginTokenTTL != nil {
+			d, err := time.ParseDuration(*a.LoginTokenTTL)
+			if err != nil || d < time.Minute {
+				return fmt.Errorf("config: acl login_token_ttl %q is not a duration of at least 1m", *a.LoginTokenTTL)
+			}
+			c.LoginTokenTTL = d
 		}
 	}
 	if p := o.Ports; p != nil {

@@ -188,8 +188,14 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 	if cfg.Dev {
 		b.WriteString("==> Ready. Try: outpost job run -file examples/hello/outpost.hcl hello\n")
 	} else if cfg.Server {
-		b.WriteString("==> WARNING: TLS and ACL tokens are not implemented in this version: the API and Raft\n")
-		b.WriteString("    are plain-text and unauthenticated. Run servers only on a network you trust.\n")
+		if cfg.ACLEnabled {
+			b.WriteString("         ACL: enabled, default deny; make the first token with `outpost acl bootstrap`\n")
+		} else {
+			b.WriteString("==> WARNING: ACLs are disabled (acl { enabled = false }): anyone who reaches the API\n")
+			b.WriteString("    controls the cluster.\n")
+		}
+		b.WriteString("==> WARNING: TLS is not implemented in this version: the API and Raft are plain-text.\n")
+		b.WriteString("    Run servers only on a network you trust.\n")
 	}
 	fmt.Fprint(c.Meta.Stdout, b.String())
 }

@@ -32,6 +32,9 @@ type Client struct {
 	Agent     outpostv1connect.AgentServiceClient
 	Operator  outpostv1connect.OperatorServiceClient
 	Projects  outpostv1connect.ProjectServiceClient
+	ACL       outpostv1connect.ACLServiceClient
+	// Token is the ACL token sent with every call ("" for none).
+	Token string
 }
 
 // NormalizeAddress accepts "host:port", "http://host:port" or
@@ -110,7 +113,13 @@ func NewHTTPClient() *http.Client {
 // NewClient returns a client for the servers in addrs, a comma-separated
 // list. With several, a request that cannot reach one server is sent to the
 // next, and the client stays with the one that answered.
-func NewClient(addrs string, hc *http.Client) (*Client, error) {
+//
+// Options: WithToken sends an ACL token on every call.
+func NewClient(addrs string, hc *http.Client, opts ...ClientOption) (*Client, error) {
+	var o clientOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	list, err := ParseAddresses(addrs)
 	if err != nil {
 		return nil, err
@@ -122,9 +131,10 @@ func NewClient(addrs string, hc *http.Client) (*Client, error) {
 	if len(list) > 1 {
 		hc = &http.Client{Transport: &failover{next: hc.Transport, addrs: list}, Timeout: hc.Timeout}
 	}
-	opt := connect.WithInterceptors(UnavailableOnReset())
+	opt := connect.WithInterceptors(UnavailableOnReset(), tokenInterceptor(o.token))
 	return &Client{
 		Address:   base,
+		Token:     o.token,
 		Addresses: list,
 		HTTP:      hc,
 		Jobs:      outpostv1connect.NewJobServiceClient(hc, base, opt),
@@ -132,6 +142,7 @@ func NewClient(addrs string, hc *http.Client) (*Client, error) {
 		Agent:     outpostv1connect.NewAgentServiceClient(hc, base, opt),
 		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base, opt),
 		Projects:  outpostv1connect.NewProjectServiceClient(hc, base, opt),
+		ACL:       outpostv1connect.NewACLServiceClient(hc, base, opt),
 	}, nil
 }
 

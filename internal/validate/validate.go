@@ -210,3 +210,8 @@ func quote(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// ACLName checks an ACL policy's or user's name.
+func ACLName(what, s string) error {
+	return check(s, what, profileRule, MaxNameLength, alnum, nameChar)
+}
