@@ -14,6 +14,7 @@ import (
 
 	"github.com/outpost-run/outpost/acl"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
