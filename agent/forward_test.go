@@ -158,10 +158,15 @@ func refusal(t *testing.T, s *Server, typ fsm.MessageType, body proto.Message) e
 // and message on the leader and on a follower.
 func TestForwardedAPIErrorsMatchTheLeaders(t *testing.T) {
 	leader, follower, _ := leaderAndFollower(t, nil)
+	token := BootstrapTestACL(t, leader, follower)
 	submitJob(t, leader.Server(), "j-pending")
 	waitJob(t, follower.Server(), "j-pending", rpc.JobPending, "")
 	jobs := func(a *Agent) outpostv1connect.JobServiceClient {
-		return outpostv1connect.NewJobServiceClient(http.DefaultClient, "http://"+a.HTTPAddr())
+		c, err := rpc.NewClient(a.HTTPAddr(), http.DefaultClient, rpc.WithToken(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Jobs
 	}
 	for _, c := range []struct {
 		name string
