@@ -160,25 +160,31 @@ func ParsePolicy(filename string, src []byte) (*Policy, error) {
 // optional attribute (acl) is None.
 func levelOf(a Area, expr hcl.Expression, required bool) (Level, hcl.Diagnostics) {
 	var word string
-	if !required {
-		if v, _ := expr.Value(nil); v.IsNull() {
+	if v, _ := expr.Value(nil); v.IsNull() {
+		if !required {
 			return None, nil
 		}
+		return None, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Missing required argument",
+			Detail: fmt.Sprintf("%s: policy = one of %s is required", a, wordsOf(a)), Subject: expr.Range().Ptr()}}
 	}
 	if d := gohcl.DecodeExpression(expr, nil, &word); d.HasErrors() {
 		return None, d
 	}
 	l, ok := levels[a][word]
 	if !ok {
-		var words []string
-		for w := range levels[a] {
-			words = append(words, fmt.Sprintf("%q", w))
-		}
-		slices.Sort(words)
 		return None, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid policy",
-			Detail: fmt.Sprintf("%s policy %q: want one of %s", a, word, strings.Join(words, ", ")), Subject: expr.Range().Ptr()}}
+			Detail: fmt.Sprintf("%s policy %q: want one of %s", a, word, wordsOf(a)), Subject: expr.Range().Ptr()}}
 	}
 	return l, nil
+}
+
+func wordsOf(a Area) string {
+	var words []string
+	for w := range levels[a] {
+		words = append(words, fmt.Sprintf("%q", w))
+	}
+	slices.Sort(words)
+	return strings.Join(words, ", ")
 }
 
 // checkPattern accepts project names and globs of them.
