@@ -148,7 +148,7 @@ func TestPassword(t *testing.T) {
 // twice as long each time; a reset clears it; keys are independent.
 func TestThrottle(t *testing.T) {
 	now := time.Unix(1000, 0)
-	th := NewThrottle()
+	th := NewThrottle(MaxUserFailures)
 	th.Now = func() time.Time { return now }
 	for i := 0; i < 4; i++ {
 		th.Fail("user:ann")

@@ -31,11 +31,18 @@ type throttled struct {
 // maxThrottleKeys bounds the memory a flood of source addresses takes.
 const maxThrottleKeys = 10000
 
-// NewThrottle returns the login throttle: 5 failures a minute, then 30s,
+// NewThrottle returns a login throttle: max failures a minute, then 30s,
 // doubling up to an hour.
-func NewThrottle() *Throttle {
-	return &Throttle{Max: 5, Window: time.Minute, Base: 30 * time.Second, MaxBlock: time.Hour, Now: time.Now}
+func NewThrottle(max int) *Throttle {
+	return &Throttle{Max: max, Window: time.Minute, Base: 30 * time.Second, MaxBlock: time.Hour, Now: time.Now}
 }
+
+// Login limits: per user, and per source address, which many users may
+// share behind a NAT, so it allows more.
+const (
+	MaxUserFailures = 5
+	MaxAddrFailures = 20
+)
 
 // Check returns how long key must still wait, 0 when it may try.
 func (t *Throttle) Check(key string) time.Duration {

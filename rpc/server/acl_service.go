@@ -38,7 +38,7 @@ var _ outpostv1connect.ACLServiceHandler = (*ACLService)(nil)
 
 // NewACLService returns the ACL service of a server.
 func NewACLService(b Backend, hc connect.HTTPClient) *ACLService {
-	return &ACLService{b: b, hc: hc, byUser: acl.NewThrottle(), byAddr: acl.NewThrottle()}
+	return &ACLService{b: b, hc: hc, byUser: acl.NewThrottle(acl.MaxUserFailures), byAddr: acl.NewThrottle(acl.MaxAddrFailures)}
 }
 
 // SecretPrefix starts every ACL secret, so one is recognizable in a leak.
