@@ -25,6 +25,8 @@ type Meta struct {
 
 	address string
 	token   string
+	// anonymous sends no token whatever is configured (login).
+	anonymous bool
 }
 
 // flagSet returns a flag set with the client flags when client is true.
@@ -47,8 +49,8 @@ Client options:
     Default: http://127.0.0.1:7700
 
   -token=<token>
-    An ACL token. Also OUTPOST_TOKEN. (Reserved: ACLs are not enforced
-    in this version.)`
+    An ACL token's secret. Also OUTPOST_TOKEN; without either, the token
+    that 'outpost login' stored (~/.config/outpost/token), if any.`
 
 // parse parses flags and reports a usage error in the CLI's words.
 func (m *Meta) parse(fs *flag.FlagSet, args []string) bool {
@@ -66,7 +68,27 @@ func (m *Meta) client() (*rpc.Client, error) {
 	if addr == "" {
 		addr = os.Getenv("OUTPOST_ADDR")
 	}
-	return rpc.NewClient(addr, nil)
+	token, err := m.resolveToken()
+	if err != nil {
+		return nil, err
+	}
+	return rpc.NewClient(addr, nil, rpc.WithToken(token))
+}
+
+// resolveToken is the token a command sends: -token, else OUTPOST_TOKEN,
+// else the one `outpost login` stored.
+func (m *Meta) resolveToken() (string, error) {
+	if m.anonymous {
+		return "", nil
+	}
+	if m.token != "" {
+		return m.token, nil
+	}
+	if v := os.Getenv("OUTPOST_TOKEN"); v != "" {
+		return v, nil
+	}
+	t, _, err := readTokenFile()
+	return t, err
 }
 
 // apiError turns an RPC error into one line a person can act on.

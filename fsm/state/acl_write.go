@@ -234,8 +234,12 @@ func (aclTokenHashIndex) FromArgs(args ...any) ([]byte, error) {
 func (sn *Snapshot) ACLPolicies() []*pb.ACLPolicy {
 	return all[*pb.ACLPolicy](sn.txn, nil, TableACLPolicies, "id")
 }
-func (sn *Snapshot) ACLTokens() []*pb.ACLToken { return all[*pb.ACLToken](sn.txn, nil, TableACLTokens, "id") }
-func (sn *Snapshot) ACLUsers() []*pb.ACLUser   { return all[*pb.ACLUser](sn.txn, nil, TableACLUsers, "id") }
+func (sn *Snapshot) ACLTokens() []*pb.ACLToken {
+	return all[*pb.ACLToken](sn.txn, nil, TableACLTokens, "id")
+}
+func (sn *Snapshot) ACLUsers() []*pb.ACLUser {
+	return all[*pb.ACLUser](sn.txn, nil, TableACLUsers, "id")
+}
 
 // ACLBootstrap is the index of the last bootstrap, 0 before any.
 func (sn *Snapshot) ACLBootstrap() uint64 {
