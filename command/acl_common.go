@@ -3,6 +3,7 @@ package command
 import (
 	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -176,5 +177,23 @@ func (m *Meta) printToken(t *pb.ACLToken, secret string) {
 	fmt.Fprintf(m.Stdout, "Expires:     %s\n", when(t.ExpiresAt))
 	if secret != "" {
 		fmt.Fprintln(m.Stdout, "The secret is shown this once; it is not stored on the servers.")
+	}
+}
+
+// parseInterspersed parses flags before and after positional arguments
+// (`acl user create NAME -policy P`), which the flag package alone stops
+// at, and returns the positional ones.
+func (m *Meta) parseInterspersed(fs *flag.FlagSet, args []string) ([]string, bool) {
+	var pos []string
+	for {
+		if !m.parse(fs, args) {
+			return nil, false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, true
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 }

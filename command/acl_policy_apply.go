@@ -43,14 +43,15 @@ func (c *ACLPolicyApplyCommand) Run(args []string) int {
 	var desc string
 	fs := c.Meta.flagSet("acl policy apply", true)
 	fs.StringVar(&desc, "description", "", "")
-	if !c.Meta.parse(fs, args) {
+	pos, ok := c.Meta.parseInterspersed(fs, args)
+	if !ok {
 		return exitUsage
 	}
-	if fs.NArg() != 2 {
+	if len(pos) != 2 {
 		c.Meta.UI.Error("Error: acl policy apply takes two arguments, NAME and FILE (or - for stdin)")
 		return exitUsage
 	}
-	name, file := fs.Arg(0), fs.Arg(1)
+	name, file := pos[0], pos[1]
 	var src []byte
 	var err error
 	if file == "-" {

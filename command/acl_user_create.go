@@ -37,22 +37,24 @@ func (c *ACLUserCreateCommand) Run(args []string) int {
 	fs := c.Meta.flagSet("acl user create", true)
 	fs.Var(&policies, "policy", "")
 	fs.BoolVar(&asJSON, "json", false, "")
-	if !c.Meta.parse(fs, args) {
+	pos, ok := c.Meta.parseInterspersed(fs, args)
+	if !ok {
 		return exitUsage
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		c.Meta.UI.Error("Error: acl user create takes exactly one argument, the user name")
 		return exitUsage
 	}
+	name := pos[0]
 	client, err := c.Meta.client()
 	if err != nil {
 		return c.Meta.errorf("%v", err)
 	}
-	pw, err := c.Meta.readPassword("Password for "+fs.Arg(0)+": ", true)
+	pw, err := c.Meta.readPassword("Password for "+name+": ", true)
 	if err != nil {
 		return c.Meta.errorf("%v", err)
 	}
-	resp, err := client.ACL.CreateUser(context.Background(), connect.NewRequest(&pb.CreateUserRequest{Name: fs.Arg(0), Policies: policies, Password: pw}))
+	resp, err := client.ACL.CreateUser(context.Background(), connect.NewRequest(&pb.CreateUserRequest{Name: name, Policies: policies, Password: pw}))
 	if err != nil {
 		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
 	}

@@ -111,7 +111,7 @@ func startEnvWith(t *testing.T, sz Sizes, serverHCL string) *env {
 	for _, s := range e.cluster.Servers {
 		e.clients = append(e.clients, s.Client())
 	}
-	all, err := rpc.NewClient(strings.Join(e.cluster.Addrs(), ","), nil)
+	all, err := rpc.NewClient(strings.Join(e.cluster.Addrs(), ","), nil, rpc.WithToken(e.cluster.Token()))
 	if err != nil {
 		t.Fatal(err)
 	}
