@@ -1,6 +1,10 @@
 package server
 
 import (
+	"fmt"
+	"sort"
+	"strings"
+
 	"github.com/outpost-run/outpost/acl"
 	c "github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
@@ -157,4 +161,18 @@ func (r Rule) String() string {
 		return "project read (filtered)"
 	}
 	return "?"
+}
+
+// MethodTable renders the method table as the Markdown rows website/acl.md
+// holds (a test keeps the page in sync): procedure, then what it needs.
+func MethodTable() string {
+	var rows []string
+	for p, r := range methodRules {
+		rows = append(rows, fmt.Sprintf("| `%s` | %s |", strings.TrimPrefix(p, "/outpost.v1."), r))
+	}
+	for p, r := range httpRules {
+		rows = append(rows, fmt.Sprintf("| `%s` (HTTP) | %s |", p, r))
+	}
+	sort.Strings(rows)
+	return "| method | needs |\n|---|---|\n" + strings.Join(rows, "\n") + "\n"
 }

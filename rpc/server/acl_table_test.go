@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -271,5 +273,16 @@ func TestTokenExpires(t *testing.T) {
 	_, err = short.Operator.Members(ctx, connect.NewRequest(&pb.MembersRequest{}))
 	if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("expired token: %v, want unauthenticated, expired", err)
+	}
+}
+
+// TestDocsHoldTheMethodTable: website/acl.md prints the table as it is.
+func TestDocsHoldTheMethodTable(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "website", "acl.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := rpcserver.MethodTable(); !strings.Contains(string(b), want) {
+		t.Fatalf("website/acl.md does not hold the method table; replace it with:\n%s", want)
 	}
 }
