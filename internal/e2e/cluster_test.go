@@ -703,6 +703,9 @@ job "t" {
 	if !strings.Contains(r.stdout, fmt.Sprintf("restored %d jobs", len(ids))) {
 		t.Errorf("restore does not report %d jobs: %v", len(ids), r)
 	}
+	// The ACL tables came with the snapshot: B now knows A's tokens, and
+	// its own bootstrap token is gone.
+	b.UseToken(a.Token())
 
 	// The same jobs, logs, projects and profiles on every server of B.
 	ftWaitCaughtUp(t, b)

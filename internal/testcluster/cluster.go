@@ -24,6 +24,15 @@ type Cluster struct {
 // Token returns the cluster's ACL management token.
 func (c *Cluster) Token() string { return c.token }
 
+// UseToken makes every server's Client and Env send token from now on:
+// after a snapshot restore, say, which brings the other cluster's tokens.
+func (c *Cluster) UseToken(token string) {
+	c.token = token
+	for _, s := range c.Servers {
+		s.setToken(c.t, token)
+	}
+}
+
 // bootstrapACL makes the management token through the first server (or
 // takes token, when given) and hands it to every server.
 func (c *Cluster) bootstrapACL(ctx context.Context, token string) error {

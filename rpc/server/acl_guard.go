@@ -64,6 +64,15 @@ func NewGuard(b Backend, logger hclog.Logger) *Guard {
 
 type authzKey struct{}
 
+type secretKey struct{}
+
+// CallerToken is the secret the call being served came with, for a
+// server that hands the call on to the leader, which checks it again.
+func CallerToken(ctx context.Context) string {
+	s, _ := ctx.Value(secretKey{}).(string)
+	return s
+}
+
 // authzFrom is the caller's authorizer; without the guard's, nothing is
 // allowed.
 func authzFrom(ctx context.Context) *acl.Authorizer {
@@ -109,11 +118,15 @@ func (g *Guard) check(ctx context.Context, procedure string, rule Rule, ok bool,
 		ctx = context.WithValue(ctx, authzKey{}, acl.Deny())
 		return acl.Resolved(ctx, acl.Identity{}), nil
 	}
-	id, authz, err := g.resolve(ctx, tokenFrom(h))
+	secret := tokenFrom(h)
+	id, authz, err := g.resolve(ctx, secret)
 	if err != nil {
 		return ctx, err
 	}
 	ctx = acl.Resolved(context.WithValue(ctx, authzKey{}, authz), id)
+	if secret != "" {
+		ctx = context.WithValue(ctx, secretKey{}, secret)
+	}
 	switch rule.Access {
 	case AccessToken:
 		if id.AccessorID == "" && !authz.IsManagement() {
