@@ -20,8 +20,9 @@ func (c *ACLTokenRevokeCommand) Help() string {
 	return strings.TrimSpace(`
 Usage: outpost acl token revoke [options] ACCESSOR
 
-  Revokes a token by accessor id: every server refuses it from the moment
-  the revocation is committed. Needs acl write.
+  Revokes a token by accessor id: every server refuses it as soon as it
+  has applied the revocation (the leader at once, followers within their
+  replication lag, milliseconds). Needs acl write.
 ` + clientHelp)
 }
 

@@ -2,7 +2,9 @@
 # failover. Start all three, each in its own shell:
 #   outpost agent -config examples/cluster/server1.hcl
 # On real machines, give each server its own address in bind_addr and keep
-# the same ports everywhere.
+# the same ports everywhere. ACLs are on: once the three agree on a leader,
+#   outpost acl bootstrap -address 127.0.0.1:1801
+# prints the management token; export OUTPOST_TOKEN=<its secret>.
 name      = "s1"
 data_dir  = "/tmp/outpost-cluster/s1"
 bind_addr = "127.0.0.1"

@@ -237,7 +237,8 @@ func (s *ACLService) GetToken(ctx context.Context, req *connect.Request[pb.GetTo
 	return connect.NewResponse(&pb.GetTokenResponse{Token: public(t)}), nil
 }
 
-// RevokeToken deletes a token; it is refused at once on every server.
+// RevokeToken deletes a token; each server refuses it once it has applied
+// the deletion.
 func (s *ACLService) RevokeToken(ctx context.Context, req *connect.Request[pb.RevokeTokenRequest]) (*connect.Response[pb.RevokeTokenResponse], error) {
 	if req.Msg.AccessorId == "" {
 		return nil, invalid("accessor_id: an accessor id is required")

@@ -274,6 +274,14 @@ func TestTokenExpires(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("expired token: %v, want unauthenticated, expired", err)
 	}
+	// The leader's GC deletes it through the log (every 10s).
+	testwait.For(t, 60*time.Second, func() (bool, error) {
+		_, err := c.ACL.GetToken(ctx, connect.NewRequest(&pb.GetTokenRequest{AccessorId: resp.Msg.Token.AccessorId}))
+		if connect.CodeOf(err) == connect.CodeNotFound {
+			return true, nil
+		}
+		return false, fmt.Errorf("expired token still stored: %v", err)
+	})
 }
 
 // TestDocsHoldTheMethodTable: website/acl.md prints the table as it is.
