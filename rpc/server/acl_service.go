@@ -358,8 +358,14 @@ func (s *ACLService) Login(ctx context.Context, req *connect.Request[pb.LoginReq
 		return nil, toConnect(err)
 	}
 	u, err := s.b.State().ACLUser(m.User)
-	ok := err == nil && acl.CheckPassword(m.Password, u.PasswordHash, u.Salt,
-		acl.PasswordParams{Time: u.ArgonTime, MemoryKiB: u.ArgonMemoryKib, Threads: uint8(u.ArgonThreads)})
+	if err != nil {
+		// Hash anyway, so an unknown user takes as long as a wrong
+		// password and the answer's timing does not tell them apart.
+		u = &pb.ACLUser{PasswordHash: make([]byte, 32), Salt: make([]byte, 16), ArgonTime: acl.DefaultPasswordParams.Time,
+			ArgonMemoryKib: acl.DefaultPasswordParams.MemoryKiB, ArgonThreads: uint32(acl.DefaultPasswordParams.Threads)}
+	}
+	ok := acl.CheckPassword(m.Password, u.PasswordHash, u.Salt,
+		acl.PasswordParams{Time: u.ArgonTime, MemoryKiB: u.ArgonMemoryKib, Threads: uint8(u.ArgonThreads)}) && err == nil
 	if !ok {
 		s.byUser.Fail(userKey)
 		s.byAddr.Fail(addrKey)
