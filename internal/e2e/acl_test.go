@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -191,5 +192,39 @@ func TestACLLoginLogoutCLI(t *testing.T) {
 	out, _, _ = s.CLI("acl", "token", "list")
 	if strings.Contains(out, "login: ann") {
 		t.Errorf("ann's login token still listed:\n%s", out)
+	}
+}
+
+// TestACLTokenTTLFromCLI: a token made with -ttl 2s works, then is refused
+// as expired, by the CLI.
+func TestACLTokenTTLFromCLI(t *testing.T) {
+	e2e(t)
+	s := testcluster.StartServer(t, testcluster.ServerOptions{Name: "acl-ttl"})
+	policy := writeFile(t, "ops.hcl", "operator { policy = \"read\" }\n")
+	if out, errOut, code := s.CLI("acl", "policy", "apply", "ops", policy); code != 0 {
+		t.Fatalf("policy apply: %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code := s.CLI("acl", "token", "create", "-name", "short", "-policy", "ops", "-ttl", "2s", "-json")
+	if code != 0 {
+		t.Fatalf("token create: %d\n%s%s", code, out, errOut)
+	}
+	var created struct {
+		Secret string `json:"secret"`
+		Token  struct {
+			ExpiresAt time.Time `json:"expiresAt"`
+		} `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.Token.ExpiresAt.IsZero() {
+		t.Fatalf("token create -json: %v\n%s", err, out)
+	}
+	env := []string{"OUTPOST_ADDR=" + s.Addr(), "OUTPOST_TOKEN=" + created.Secret}
+	if _, errOut, code := testcluster.RunCLI(t, testcluster.Binary(t), env, "members"); code != 0 {
+		t.Fatalf("members with a fresh token: %d %s", code, errOut)
+	}
+	testcluster.WaitFor(t, 30*time.Second, func() (bool, string) {
+		return !time.Now().Before(created.Token.ExpiresAt), "token not expired yet"
+	})
+	if _, errOut, code := testcluster.RunCLI(t, testcluster.Binary(t), env, "members"); code == 0 || !strings.Contains(errOut, "expired") {
+		t.Fatalf("members with an expired token: exit %d, %s", code, errOut)
 	}
 }
