@@ -156,9 +156,11 @@ func (g *Guard) resolve(ctx context.Context, secret string) (acl.Identity, *acl.
 	}
 	hash := acl.HashSecret(secret)
 	tok, err := st.ACLTokenByHash(hash)
-	if errors.Is(err, state.ErrNotFound) && !g.b.IsLeader() {
+	if errors.Is(err, state.ErrNotFound) {
 		// A token just created on the leader may not have reached this
-		// server: one barrier, and a second look.
+		// server, and a leader just elected may not have replayed the
+		// log yet: one barrier (Unavailable, which clients retry, while
+		// there is no ready leader), and a second look.
 		if berr := g.b.ReadBarrier(ctx, false); berr != nil {
 			return acl.Identity{}, nil, toConnect(berr)
 		}

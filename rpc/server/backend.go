@@ -88,8 +88,6 @@ type Backend interface {
 
 	// ACL is this server's ACL settings.
 	ACL() ACLSettings
-	// IsLeader reports whether this server leads right now.
-	IsLeader() bool
 	// ACLBootstrapReset is the reset index an operator wrote to
 	// <data_dir>/acl-bootstrap-reset, 0 when there is no such file;
 	// ClearACLBootstrapReset removes the file once it has been used.
