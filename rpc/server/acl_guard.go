@@ -136,7 +136,7 @@ func (g *Guard) check(ctx context.Context, procedure string, rule Rule, ok bool,
 		if !authz.Allows(rule.Area, rule.Level, "") {
 			return ctx, denied(rule.Area, rule.Level, "")
 		}
-	case AccessProject, AccessFiltered:
+	case AccessProject, AccessFiltered, AccessAnyProject:
 		if !authz.AnyProject(rule.Level) {
 			return ctx, denied(rule.Area, rule.Level, "")
 		}

@@ -35,6 +35,9 @@ const (
 	// AccessFiltered: a list that shows only what the token may read on
 	// projects; a token with read on no project is refused.
 	AccessFiltered
+	// AccessAnyProject: the level on at least one project, for what is
+	// shared by projects (runner profiles).
+	AccessAnyProject
 )
 
 // Rule is one row of the method table.
@@ -52,6 +55,9 @@ func global(a acl.Area, l acl.Level) Rule {
 }
 func onProject(l acl.Level) Rule { return Rule{Access: AccessProject, Area: acl.AreaProject, Level: l} }
 func filtered() Rule             { return Rule{Access: AccessFiltered, Area: acl.AreaProject, Level: acl.Read} }
+func anyProject(l acl.Level) Rule {
+	return Rule{Access: AccessAnyProject, Area: acl.AreaProject, Level: l}
+}
 
 // methodRules is the declared table procedure → required capability that
 // the ACL interceptor enforces (website/acl.md prints it; a test fails
@@ -86,8 +92,8 @@ var methodRules = map[string]Rule{
 	// Runner profiles say where jobs run: any project reader may read
 	// them (a job's targeting names them), only operators change them.
 	c.ProjectServiceSetProfileProcedure:    global(acl.AreaOperator, acl.Write),
-	c.ProjectServiceListProfilesProcedure:  onProject(acl.Read),
-	c.ProjectServiceGetProfileProcedure:    onProject(acl.Read),
+	c.ProjectServiceListProfilesProcedure:  anyProject(acl.Read),
+	c.ProjectServiceGetProfileProcedure:    anyProject(acl.Read),
 	c.ProjectServiceDeleteProfileProcedure: global(acl.AreaOperator, acl.Write),
 	c.ProjectServiceApplyProjectProcedure:  onProject(acl.Admin),
 	c.ProjectServiceListProjectsProcedure:  filtered(),
@@ -159,6 +165,8 @@ func (r Rule) String() string {
 		return acl.Need(r.Area, r.Level, "") + " on the request's project"
 	case AccessFiltered:
 		return "project read (filtered)"
+	case AccessAnyProject:
+		return acl.Need(r.Area, r.Level, "") + " on any project"
 	}
 	return "?"
 }
