@@ -202,3 +202,23 @@ func TestFollowerKnowsANewToken(t *testing.T) {
 		})
 	}
 }
+
+// TestACLsDisabled: with acl { enabled = false } every call goes through
+// without a token, and bootstrap and login say there is nothing to do.
+func TestACLsDisabled(t *testing.T) {
+	a := agent.TestServer(t, func(c *agent.Config) { c.ACLEnabled = false })
+	c, _ := rpc.NewClient(a.HTTPAddr(), nil)
+	ctx := context.Background()
+	if _, err := c.Operator.RaftPeers(ctx, connect.NewRequest(&pb.RaftPeersRequest{})); err != nil {
+		t.Errorf("operator call without a token: %v", err)
+	}
+	if _, err := c.Projects.ListProjects(ctx, connect.NewRequest(&pb.ListProjectsRequest{})); err != nil {
+		t.Errorf("list without a token: %v", err)
+	}
+	if _, err := c.ACL.Bootstrap(ctx, connect.NewRequest(&pb.ACLBootstrapRequest{})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Errorf("bootstrap with ACLs off: %v, want failed_precondition", err)
+	}
+	if _, err := c.ACL.Login(ctx, connect.NewRequest(&pb.LoginRequest{User: "x", Password: "y"})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Errorf("login with ACLs off: %v, want failed_precondition", err)
+	}
+}
