@@ -65,7 +65,7 @@ func (s *Server) RemovePeer(ctx context.Context, id string) error {
 		return err
 	}
 	if leader != "" {
-		c := outpostv1connect.NewOperatorServiceClient(s.peers.hc, "http://"+leader)
+		c := outpostv1connect.NewOperatorServiceClient(s.peers.hc, s.PeerURL(leader))
 		_, err := c.RemovePeer(ctx, connect.NewRequest(&pb.RemovePeerRequest{Id: id}))
 		return err
 	}

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,14 +36,21 @@ type Client struct {
 }
 
 // NormalizeAddress accepts "host:port", "http://host:port" or
-// "https://host:port" and returns a base URL.
-func NormalizeAddress(addr string) (string, error) {
+// "https://host:port" and returns a base URL; without a scheme, http.
+func NormalizeAddress(addr string) (string, error) { return NormalizeAddressScheme(addr, "http") }
+
+// NormalizeAddressScheme is NormalizeAddress with the scheme an address
+// without one gets: https when the client has a CA to verify with.
+func NormalizeAddressScheme(addr, scheme string) (string, error) {
 	addr = strings.TrimSpace(addr)
 	if addr == "" {
-		return DefaultAddress, nil
+		addr = DefaultAddress
+		if scheme == "https" {
+			addr = "https://" + strings.TrimPrefix(addr, "http://")
+		}
 	}
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		addr = scheme + "://" + addr
 	}
 	u, err := url.Parse(addr)
 	if err != nil {
@@ -58,13 +66,17 @@ func NormalizeAddress(addr string) (string, error) {
 }
 
 // ParseAddresses splits a comma-separated list of server addresses.
-func ParseAddresses(list string) ([]string, error) {
+func ParseAddresses(list string) ([]string, error) { return ParseAddressesScheme(list, "http") }
+
+// ParseAddressesScheme is ParseAddresses with NormalizeAddressScheme's
+// default scheme.
+func ParseAddressesScheme(list, scheme string) ([]string, error) {
 	var out []string
 	for _, a := range strings.Split(list, ",") {
 		if strings.TrimSpace(a) == "" && len(out) > 0 {
 			continue
 		}
-		n, err := NormalizeAddress(a)
+		n, err := NormalizeAddressScheme(a, scheme)
 		if err != nil {
 			return nil, err
 		}
@@ -83,7 +95,11 @@ const (
 
 // NewHTTPClient returns an HTTP client that speaks HTTP/2 without TLS to
 // http:// addresses, which the runner stream needs (it is bidirectional).
-func NewHTTPClient() *http.Client {
+func NewHTTPClient() *http.Client { return NewTLSHTTPClient(nil) }
+
+// NewTLSHTTPClient is NewHTTPClient for https:// addresses with cfg (nil:
+// plain h2c only): HTTP/2 negotiated by ALPN, with the same pings.
+func NewTLSHTTPClient(cfg *tls.Config) *http.Client {
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -95,7 +111,11 @@ func NewHTTPClient() *http.Client {
 	// knowledge (h2c) instead of HTTP/1.1.
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetHTTP2(true)
-	tr.Protocols.SetUnencryptedHTTP2(true)
+	if cfg == nil {
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	} else {
+		tr.TLSClientConfig = cfg
+	}
 	// A connection whose packets were dropped for a while (a partition, a
 	// frozen peer) stays open but useless: TCP's retransmission timer has
 	// backed off to seconds, and every request multiplexed onto it waits
@@ -111,12 +131,22 @@ func NewHTTPClient() *http.Client {
 // list. With several, a request that cannot reach one server is sent to the
 // next, and the client stays with the one that answered.
 func NewClient(addrs string, hc *http.Client) (*Client, error) {
-	list, err := ParseAddresses(addrs)
+	return NewClientTLS(addrs, hc, nil)
+}
+
+// NewClientTLS is NewClient over TLS with cfg (nil: none): addresses
+// without a scheme are https, and hc, when nil, verifies with cfg.
+func NewClientTLS(addrs string, hc *http.Client, cfg *tls.Config) (*Client, error) {
+	scheme := "http"
+	if cfg != nil {
+		scheme = "https"
+	}
+	list, err := ParseAddressesScheme(addrs, scheme)
 	if err != nil {
 		return nil, err
 	}
 	if hc == nil {
-		hc = NewHTTPClient()
+		hc = NewTLSHTTPClient(cfg)
 	}
 	base := list[0]
 	if len(list) > 1 {
