@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -161,7 +160,7 @@ func TestForwardedAPIErrorsMatchTheLeaders(t *testing.T) {
 	submitJob(t, leader.Server(), "j-pending")
 	waitJob(t, follower.Server(), "j-pending", rpc.JobPending, "")
 	jobs := func(a *Agent) outpostv1connect.JobServiceClient {
-		return outpostv1connect.NewJobServiceClient(http.DefaultClient, "http://"+a.HTTPAddr())
+		return outpostv1connect.NewJobServiceClient(TestHTTPClient(t), a.URL())
 	}
 	for _, c := range []struct {
 		name string

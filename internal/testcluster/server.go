@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"net"
@@ -79,7 +80,16 @@ type ServerOptions struct {
 	// ProcessOptions.Prefix), e.g. `ip netns exec NS` to run the server in
 	// a network namespace.
 	Prefix []string
+	// InsecureNoTLS runs a real server with -insecure-no-tls (benchmarks
+	// compare it with TLS). A -dev agent never has TLS.
+	InsecureNoTLS bool
+	// TLS replaces the shared server certificate (ServerTLS) with other
+	// files: a test that rotates one server's certificate needs its own.
+	TLS *TLSFiles
 }
+
+// tls reports whether the server's API is TLS.
+func (o ServerOptions) tls() bool { return !o.Dev && !o.InsecureNoTLS }
 
 // Server is an outpost server agent started by a test. It embeds its
 // Process, so Kill, Stop, Freeze, Thaw, Logs and the rest apply to it;
@@ -146,8 +156,16 @@ func launchServer(t testing.TB, opts ServerOptions) *Server {
 	if !opts.Dev && opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
+	if opts.tls() && opts.TLS == nil {
+		f := ServerTLS(t)
+		opts.TLS = &f
+	}
 	s := &Server{opts: opts}
-	client, err := rpc.NewClient(s.Addr(), nil)
+	var tc *tls.Config
+	if opts.tls() {
+		tc = ClientTLSConfig(t)
+	}
+	client, err := rpc.NewClientTLS(s.Addr(), nil, tc)
 	if err != nil {
 		t.Fatalf("testcluster: client for %s: %v", s.Addr(), err)
 	}
@@ -192,6 +210,11 @@ func serverArgs(o ServerOptions) []string {
 		for _, j := range o.RetryJoin {
 			args = append(args, "-retry-join="+j)
 		}
+		if o.InsecureNoTLS {
+			args = append(args, "-insecure-no-tls")
+		} else if o.TLS != nil {
+			args = append(args, o.TLS.args()...)
+		}
 	}
 	args = append(args,
 		"-name="+o.Name,
@@ -217,10 +240,15 @@ func (o ServerOptions) host() string {
 	return o.Host
 }
 
-// Addr returns the server's API address, "http://HOST:PORT" (HOST is
-// 127.0.0.1 unless ServerOptions.Host says otherwise).
+// Addr returns the server's API address, "https://HOST:PORT" ("http://"
+// for -dev and InsecureNoTLS; HOST is 127.0.0.1 unless
+// ServerOptions.Host says otherwise).
 func (s *Server) Addr() string {
-	return "http://" + net.JoinHostPort(s.opts.host(), strconv.Itoa(s.opts.HTTPPort))
+	scheme := "https://"
+	if !s.opts.tls() {
+		scheme = "http://"
+	}
+	return scheme + net.JoinHostPort(s.opts.host(), strconv.Itoa(s.opts.HTTPPort))
 }
 
 // Host returns the address the server listens on.
@@ -246,8 +274,15 @@ func (s *Server) Options() ServerOptions { return s.opts }
 // Client returns a typed API client for this server.
 func (s *Server) Client() *rpc.Client { return s.client }
 
-// Env returns the environment that points the CLI at this server.
-func (s *Server) Env() []string { return []string{"OUTPOST_ADDR=" + s.Addr()} }
+// Env returns the environment that points the CLI at this server: its
+// address and, under TLS, the test CA and client certificate (ClientEnv).
+func (s *Server) Env() []string {
+	env := []string{"OUTPOST_ADDR=" + s.Addr()}
+	if s.opts.tls() {
+		env = append(env, ClientEnv(s.t)...)
+	}
+	return env
+}
 
 // CLI runs an outpost command against this server (see RunCLI). Problems
 // running it are reported to the test that started the server; a subtest

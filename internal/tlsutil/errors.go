@@ -76,7 +76,7 @@ func (w *errorLogWriter) Write(p []byte) (int, error) {
 		return w.std.Write(p)
 	}
 	remote, msg, _ := strings.Cut(rest, ": ")
-	if strings.Contains(msg, "does not look like a TLS handshake") {
+	if strings.Contains(msg, "does not look like a TLS handshake") || strings.Contains(msg, "HTTP request to an HTTPS server") {
 		// PlainHTTPListener has said so already, with the request line.
 		return len(p), nil
 	}
