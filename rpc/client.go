@@ -97,8 +97,8 @@ const (
 // http:// addresses, which the runner stream needs (it is bidirectional).
 func NewHTTPClient() *http.Client { return NewTLSHTTPClient(nil) }
 
-// NewTLSHTTPClient is NewHTTPClient for https:// addresses with cfg (nil:
-// plain h2c only): HTTP/2 negotiated by ALPN, with the same pings.
+// NewTLSHTTPClient is NewHTTPClient that also reaches https:// addresses
+// with cfg: HTTP/2 negotiated by ALPN, with the same pings.
 func NewTLSHTTPClient(cfg *tls.Config) *http.Client {
 	tr := &http.Transport{
 		Proxy:               nil,
@@ -111,11 +111,8 @@ func NewTLSHTTPClient(cfg *tls.Config) *http.Client {
 	// knowledge (h2c) instead of HTTP/1.1.
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetHTTP2(true)
-	if cfg == nil {
-		tr.Protocols.SetUnencryptedHTTP2(true)
-	} else {
-		tr.TLSClientConfig = cfg
-	}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	tr.TLSClientConfig = cfg
 	// A connection whose packets were dropped for a while (a partition, a
 	// frozen peer) stays open but useless: TCP's retransmission timer has
 	// backed off to seconds, and every request multiplexed onto it waits

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -111,7 +110,7 @@ func startEnvWith(t *testing.T, sz Sizes, serverHCL string) *env {
 	for _, s := range e.cluster.Servers {
 		e.clients = append(e.clients, s.Client())
 	}
-	all, err := rpc.NewClient(strings.Join(e.cluster.Addrs(), ","), nil)
+	all, err := rpc.NewClientTLS(strings.Join(e.cluster.Addrs(), ","), nil, testcluster.ClientTLSConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +461,7 @@ func (e *env) saveProfiles(name, path string) {
 			continue
 		}
 		wg.Go(func() {
-			resp, err := http.Get(s.Addr() + path)
+			resp, err := s.Client().HTTP.Get(s.Addr() + path)
 			if err != nil {
 				e.t.Logf("profiling %s: %v", s.Name(), err)
 				return

@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"crypto/tls"
+	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -121,3 +122,10 @@ func ClientEnv(t testing.TB) []string {
 // ClientTLSConfig is the TLS configuration of test clients: the test CA,
 // the client certificate, servers verified as ServerName.
 func ClientTLSConfig(t testing.TB) *tls.Config { return sharedPKI(t).clientTLS.Clone() }
+
+// HTTPClient is a plain HTTP client, as curl is (HTTP/1.1 unless HTTP/2
+// is negotiated), that trusts the test CA and presents the client
+// certificate: for tests that post raw requests.
+func HTTPClient(t testing.TB) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: ClientTLSConfig(t)}}
+}
