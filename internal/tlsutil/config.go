@@ -259,7 +259,16 @@ func ClientConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, er
 		if err != nil {
 			return nil, fmt.Errorf("tls: load client certificate: %w", err)
 		}
-		t.Certificates = []tls.Certificate{cert}
+		// Said here, with the date: the server would only answer
+		// "expired certificate".
+		if cert.Leaf != nil && time.Now().After(cert.Leaf.NotAfter) {
+			return nil, fmt.Errorf("tls: the client certificate %s expired at %s: make a new one with `outpost tls cert create -client`",
+				certFile, cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		}
+		// Always sent: Go's default sends none when the certificate is not
+		// from a CA the server names, and the client would then go on
+		// as anonymous instead of hearing why its certificate is refused.
+		t.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	case certFile != "" || keyFile != "":
 		return nil, errors.New("tls: give both -client-cert and -client-key")
 	}

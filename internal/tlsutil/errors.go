@@ -162,6 +162,8 @@ func ExplainClientError(err error, addr, caFlag string) (string, bool) {
 	}
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return fmt.Sprintf("the server at %s does not speak TLS: use http:// (it runs -dev or -insecure-no-tls)", addr), true
 	case strings.Contains(msg, "Client sent an HTTP request to an HTTPS server"):
 		return fmt.Sprintf("server at %s speaks TLS; use https:// and -ca-cert", addr), true
 	case strings.Contains(msg, "remote error: tls: certificate required"),
