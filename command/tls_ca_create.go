@@ -14,7 +14,9 @@ import (
 // TLSCACreateCommand writes a new CA for a cluster's certificates.
 type TLSCACreateCommand struct{ Meta *Meta }
 
-func (c *TLSCACreateCommand) Synopsis() string { return "Create a certificate authority for the cluster" }
+func (c *TLSCACreateCommand) Synopsis() string {
+	return "Create a certificate authority for the cluster"
+}
 
 func (c *TLSCACreateCommand) Help() string {
 	return strings.TrimSpace(`

@@ -31,7 +31,7 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) {
 	// send.
 	opts := append([]connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}, strictJSONCodecs()...)
 	public := func(path string, h http.Handler) { mux.Handle(path, limitUnaryBody(h, maxMessageBytes)) }
-	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects), }, opts...))
+	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects)}, opts...))
 	runners, runnerHandler := outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...)
 	public(runners, requireRoleAt(outpostv1connect.RunnerServiceConnectProcedure, runnerStreamRoles, runnerHandler))
 	public(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
@@ -79,4 +79,3 @@ func requireRoleAt(procedure string, roles []tlsutil.Role, next http.Handler) ht
 		next.ServeHTTP(w, r)
 	})
 }
-
