@@ -184,7 +184,7 @@ func runnerArgs(o RunnerOptions, gossipPort int) []string {
 	if o.InsecureNoTLS {
 		args = append(args, "-insecure-no-tls")
 	} else if o.TLS != nil {
-		args = append(args, o.TLS.args()...)
+		args = append(args, o.TLS.Args()...)
 	}
 	return append(args, o.ExtraArgs...)
 }

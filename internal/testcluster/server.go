@@ -213,7 +213,7 @@ func serverArgs(o ServerOptions) []string {
 		if o.InsecureNoTLS {
 			args = append(args, "-insecure-no-tls")
 		} else if o.TLS != nil {
-			args = append(args, o.TLS.args()...)
+			args = append(args, o.TLS.Args()...)
 		}
 	}
 	args = append(args,

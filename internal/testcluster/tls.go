@@ -84,8 +84,8 @@ type TLSFiles struct {
 	CAFile, CertFile, KeyFile string
 }
 
-// args are the agent flags for f.
-func (f TLSFiles) args() []string {
+// Args are the agent flags for f: -ca-file, -cert-file, -key-file.
+func (f TLSFiles) Args() []string {
 	return []string{"-ca-file=" + f.CAFile, "-cert-file=" + f.CertFile, "-key-file=" + f.KeyFile}
 }
 
