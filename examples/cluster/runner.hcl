@@ -1,8 +1,8 @@
 # A runner agent for the loopback cluster of server1.hcl .. server3.hcl:
 #   outpost runner agent -config examples/cluster/runner.hcl
 # It connects out to the servers (any of them will do) and waits to be
-# adopted: outpost runner adopt <id> -address 127.0.0.1:1801 \
-#   -ca-cert /tmp/outpost-cluster/tls/outpost-agent-ca.pem
+# adopted: outpost runner adopt -address 127.0.0.1:1801 \
+#   -ca-cert /tmp/outpost-cluster/tls/outpost-agent-ca.pem <id>
 data_dir  = "/tmp/outpost-cluster/r1"
 bind_addr = "127.0.0.1"
 
