@@ -3,7 +3,6 @@ package agent
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -242,14 +241,17 @@ func (c *Config) Validate() error {
 // TLSEnabled reports whether the agent's ports and clients use TLS.
 func (c *Config) TLSEnabled() bool { return !c.InsecureNoTLS && c.TLS.CAFile != "" }
 
-// errNoTLS says how to set TLS up, for a production agent without it.
-const errNoTLS = `config: a production agent needs TLS (tls { ca_file cert_file key_file }, or -ca-file -cert-file -key-file).
+// errNoTLS says how to set TLS up, for a production agent of role
+// (server or runner) without it.
+func errNoTLS(role string) error {
+	return fmt.Errorf(`config: a production agent needs TLS (tls { ca_file cert_file key_file }, or -ca-file -cert-file -key-file).
 Make a CA once and a certificate per agent:
     outpost tls ca create
     outpost tls cert create -server      # for each server
     outpost tls cert create -runner      # for each runner
-then give the agent -ca-file=outpost-agent-ca.pem -cert-file=outpost-server-0.pem -key-file=outpost-server-0-key.pem
-(website/security.md). -dev runs without TLS; -insecure-no-tls runs a production agent without it (benchmarks only)`
+then give this %[1]s -ca-file=outpost-agent-ca.pem -cert-file=outpost-%[1]s-0.pem -key-file=outpost-%[1]s-0-key.pem
+(website/security.md). -dev runs without TLS; -insecure-no-tls runs a production agent without it (benchmarks only)`, role)
+}
 
 func (c *Config) validateTLS() error {
 	t := c.TLS
@@ -259,8 +261,10 @@ func (c *Config) validateTLS() error {
 		return fmt.Errorf("config: -insecure-no-tls (tls { disable = true }) and TLS files are both given; drop one")
 	case c.InsecureNoTLS || c.Dev && !given:
 		return nil
+	case !given && c.Server:
+		return errNoTLS("server")
 	case !given:
-		return errors.New(errNoTLS)
+		return errNoTLS("runner")
 	case t.CAFile == "" || t.CertFile == "" || t.KeyFile == "":
 		return fmt.Errorf("config: tls needs all of ca_file, cert_file and key_file (-ca-file -cert-file -key-file)")
 	}
