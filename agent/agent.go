@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outpost-run/outpost/internal/tlsutil"
+	"github.com/outpost-run/outpost/rpc"
 	rpcserver "github.com/outpost-run/outpost/rpc/server"
 	"github.com/outpost-run/outpost/runner"
 )
@@ -25,6 +29,9 @@ type Agent struct {
 	httpSrv  *http.Server
 	httpAddr string
 	runner   *runner.Runner
+	// runnerTLS is a runner-only agent's certificates (a server agent's
+	// are its server's).
+	runnerTLS *tlsutil.Configurator
 
 	runnerCancel context.CancelFunc
 	runnerDone   chan struct{}
@@ -101,6 +108,31 @@ func (a *Agent) advertisedHTTP() string {
 	return net.JoinHostPort(a.cfg.advertiseHost(), port)
 }
 
+// TLS is the agent's certificates, nil without TLS.
+func (a *Agent) TLS() *tlsutil.Configurator {
+	if a.server != nil {
+		return a.server.tls
+	}
+	return a.runnerTLS
+}
+
+// ReloadTLS rereads the certificate files (SIGHUP): new connections use
+// them, open ones keep theirs. Without TLS it does nothing.
+func (a *Agent) ReloadTLS() error {
+	if tc := a.TLS(); tc != nil {
+		return tc.Reload()
+	}
+	return nil
+}
+
+// URL is the agent's API base URL, https:// under TLS.
+func (a *Agent) URL() string {
+	if a.TLS() != nil {
+		return "https://" + a.httpAddr
+	}
+	return "http://" + a.httpAddr
+}
+
 func (a *Agent) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
 	guard := rpcserver.Register(mux, a.server, a.logger)
@@ -113,12 +145,21 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 		registerDebugHandlers(debug)
 		mux.Handle("/debug/pprof/", guard.HTTP(debug))
 	}
-	// HTTP/1.1 for curl and browsers, h2c for runners' bidirectional
-	// streams; TLS adds ordinary HTTP/2.
+	// HTTP/1.1 for curl and browsers, HTTP/2 for runners' bidirectional
+	// streams: over TLS negotiated by ALPN, without it as h2c.
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
-	protocols.SetUnencryptedHTTP2(true)
+	tc := a.server.tls
+	var handler http.Handler = mux
+	if tc == nil {
+		protocols.SetUnencryptedHTTP2(true)
+	} else {
+		// The role each client's certificate proves, for the role gates
+		// of rpc/server and the ACL checks.
+		handler = tlsutil.PeerRoleHandler(tc.Domain(), mux)
+	}
+	httpLog := a.logger.Named("http")
 	// Every request's context derives from baseCtx, canceled first at
 	// shutdown: long-lived streams (runners, log follows, blocking reads)
 	// then end at once instead of holding Shutdown until its deadline.
@@ -126,17 +167,24 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 	a.cancelRequests = cancelBase
 	a.httpSrv = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
-		Handler:           mux,
+		Handler:           handler,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          a.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		// TLS handshake errors become one WARN line that says why.
+		ErrorLog: tlsutil.ServerErrorLog(httpLog),
+	}
+	serve := func() error { return a.httpSrv.Serve(ln) }
+	if tc != nil {
+		a.httpSrv.TLSConfig = tc.IncomingHTTP()
+		plain := tlsutil.PlainHTTPListener(ln, httpLog)
+		serve = func() error { return a.httpSrv.ServeTLS(plain, "", "") }
 	}
 	go func() {
-		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.logger.Error("HTTP server stopped", "error", err)
 		}
 	}()
-	a.logger.Named("http").Info("API listening", "address", "http://"+a.httpAddr)
+	httpLog.Info("API listening", "address", a.URL(), "tls", tc != nil)
 }
 
 func (a *Agent) startRunner() error {
@@ -155,7 +203,7 @@ func (a *Agent) startRunner() error {
 		// The runner inside a server agent talks to its own server, which
 		// trusts it through a token that never leaves this process.
 		rc.ID = a.cfg.NodeID + "-runner"
-		rc.Servers = []string{"http://" + a.httpAddr}
+		rc.Servers = []string{a.URL()}
 		rc.Token = a.server.LocalRunnerToken()
 		rc.FixedServers = true
 		if rc.DataDir != "" {
@@ -166,6 +214,9 @@ func (a *Agent) startRunner() error {
 	}
 	if len(rc.Servers) == 0 {
 		return fmt.Errorf("agent: a runner needs at least one server address (-server)")
+	}
+	if err := a.runnerTLSClient(&rc); err != nil {
+		return err
 	}
 	r, err := runner.New(rc)
 	if err != nil {
@@ -198,6 +249,32 @@ func (a *Agent) startRunner() error {
 		defer close(a.runnerDone)
 		_ = r.Run(ctx)
 	}()
+	return nil
+}
+
+// runnerTLSClient sets the runner's connection up for TLS: its
+// certificate as the client certificate (the server's, for the runner
+// inside a server agent), and https:// for addresses given without a
+// scheme.
+func (a *Agent) runnerTLSClient(rc *runner.Config) error {
+	tc := a.TLS()
+	if tc == nil && a.cfg.TLSEnabled() {
+		var err error
+		if tc, err = tlsutil.NewConfigurator(a.cfg.TLS); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		a.runnerTLS = tc
+	}
+	if tc == nil {
+		return nil
+	}
+	rc.HTTPClient = rpc.NewTLSHTTPClient(tc.OutgoingRunner())
+	rc.Servers = slices.Clone(rc.Servers)
+	for i, s := range rc.Servers {
+		if !strings.Contains(s, "://") {
+			rc.Servers[i] = "https://" + s
+		}
+	}
 	return nil
 }
 

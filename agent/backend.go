@@ -128,7 +128,7 @@ func (s *Server) refreshServerAddrs() {
 	var addrs []string
 	for _, srv := range fut.Configuration().Servers {
 		if a := s.httpAddrOf(string(srv.ID)); a != "" {
-			addrs = append(addrs, "http://"+a)
+			addrs = append(addrs, s.PeerURL(a))
 		}
 	}
 	if len(addrs) == 0 {

@@ -26,6 +26,10 @@ type buildCase struct {
 	env   map[string]string
 	check func(t *testing.T, c *Config)
 	err   string
+	// tls keeps the case's own TLS settings; without it the case runs
+	// with OUTPOST_INSECURE_NO_TLS=true, as production agents need TLS
+	// or that escape and these cases are about other settings.
+	tls bool
 }
 
 func (tc buildCase) run(t *testing.T) (*Config, error) {
@@ -41,7 +45,12 @@ func (tc buildCase) run(t *testing.T) (*Config, error) {
 		}
 	}
 	b := NewBuilder(tc.cmd)
-	b.Getenv = func(k string) string { return tc.env[k] }
+	b.Getenv = func(k string) string {
+		if v, ok := tc.env[k]; ok || tc.tls || k != "OUTPOST_INSECURE_NO_TLS" {
+			return v
+		}
+		return "true"
+	}
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	b.AddFlags(fs)
@@ -432,9 +441,9 @@ func TestBuildErrors(t *testing.T) {
 		},
 		{
 			name:  "reserved block",
-			files: []file{{"tls.hcl", "tls {\n  enabled = true\n}\n"}},
-			args:  withServer("-config=@tls.hcl"),
-			err:   `@tls.hcl:1:5: Unsupported block: tls { } is reserved but not implemented in this version of outpost; remove it`,
+			files: []file{{"t.hcl", "telemetry {\n  enabled = true\n}\n"}},
+			args:  withServer("-config=@t.hcl"),
+			err:   `@t.hcl:1:11: Unsupported block: telemetry { } is reserved but not implemented in this version of outpost; remove it`,
 		},
 		{
 			name: "missing config file",
@@ -586,7 +595,7 @@ func TestBuildAgain(t *testing.T) {
 		}
 	}
 	write("log_level = \"info\"\nrunner {\n  labels = { env = \"prod\" }\n}\n")
-	env := map[string]string{}
+	env := map[string]string{"OUTPOST_INSECURE_NO_TLS": "true"}
 	b := NewBuilder(CommandRunnerAgent)
 	b.Getenv = func(k string) string { return env[k] }
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)

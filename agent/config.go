@@ -9,6 +9,7 @@ import (
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 
+	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/internal/validate"
 	"github.com/outpost-run/outpost/runner"
 )
@@ -62,6 +63,11 @@ type Config struct {
 	RunnerCapacity int
 	RunnerServers  []string
 	RunnerToken    string
+
+	// TLS is the tls { } block; InsecureNoTLS (-insecure-no-tls) runs a
+	// production agent without it, loudly.
+	TLS           tlsutil.Config
+	InsecureNoTLS bool
 
 	// RunnerLogs bound each job attempt's log on the runner.
 	RunnerLogs runner.LogLimits
@@ -148,6 +154,7 @@ func DefaultConfig() *Config {
 		RunnerCapacity:    4,
 		ACLEnabled:        true,
 		LoginTokenTTL:     DefaultLoginTokenTTL,
+		TLS:               tlsutil.Config{Domain: tlsutil.DefaultDomain, VerifyServerHostname: true},
 	}
 }
 
@@ -233,10 +240,49 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: runner %w", err)
 		}
 	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
 	if c.Runner {
 		if err := c.RunnerLogs.Validate(); err != nil {
 			return fmt.Errorf("config: runner %w", err)
 		}
+	}
+	return nil
+}
+
+// TLSEnabled reports whether the agent's ports and clients use TLS.
+func (c *Config) TLSEnabled() bool { return !c.InsecureNoTLS && c.TLS.CAFile != "" }
+
+// errNoTLS says how to set TLS up, for a production agent of role
+// (server or runner) without it.
+func errNoTLS(role string) error {
+	return fmt.Errorf(`config: a production agent needs TLS (tls { ca_file cert_file key_file }, or -ca-file -cert-file -key-file).
+Make a CA once and a certificate per agent:
+    outpost tls ca create
+    outpost tls cert create -server      # for each server
+    outpost tls cert create -runner      # for each runner
+then give this %[1]s -ca-file=outpost-agent-ca.pem -cert-file=outpost-%[1]s-0.pem -key-file=outpost-%[1]s-0-key.pem
+(website/security.md). -dev runs without TLS; -insecure-no-tls runs a production agent without it (benchmarks only)`, role)
+}
+
+func (c *Config) validateTLS() error {
+	t := c.TLS
+	given := t.CAFile != "" || t.CertFile != "" || t.KeyFile != ""
+	switch {
+	case c.InsecureNoTLS && given:
+		return fmt.Errorf("config: -insecure-no-tls (tls { disable = true }) and TLS files are both given; drop one")
+	case c.InsecureNoTLS || c.Dev && !given:
+		return nil
+	case !given && c.Server:
+		return errNoTLS("server")
+	case !given:
+		return errNoTLS("runner")
+	case t.CAFile == "" || t.CertFile == "" || t.KeyFile == "":
+		return fmt.Errorf("config: tls needs all of ca_file, cert_file and key_file (-ca-file -cert-file -key-file)")
+	}
+	if _, err := tlsutil.ParseMinVersion(t.MinVersion); err != nil {
+		return fmt.Errorf("config: tls %w", err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
+	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/jobspec/hcldiag"
 )
 
@@ -35,7 +36,7 @@ type Overrides struct {
 	Server      *ServerBlock   `hcl:"server,block"`
 	Runner      *RunnerBlock   `hcl:"runner,block"`
 	Ports       *PortsBlock    `hcl:"ports,block"`
-	TLS         *hclBodyIgnore `hcl:"tls,block"`
+	TLS         *TLSBlock      `hcl:"tls,block"`
 	ACL         *ACLBlock      `hcl:"acl,block"`
 	Telemetry   *hclBodyIgnore `hcl:"telemetry,block"`
 }
@@ -87,6 +88,19 @@ type RunnerBlock struct {
 type ACLBlock struct {
 	Enabled       *bool   `hcl:"enabled,optional"`
 	LoginTokenTTL *string `hcl:"login_token_ttl,optional"`
+}
+
+// TLSBlock is `tls { … }` (website/security.md). Disable is the
+// -insecure-no-tls escape, for benchmarks and trusted test networks.
+type TLSBlock struct {
+	Disable              *bool   `hcl:"disable,optional"`
+	CAFile               *string `hcl:"ca_file,optional"`
+	CertFile             *string `hcl:"cert_file,optional"`
+	KeyFile              *string `hcl:"key_file,optional"`
+	VerifyIncoming       *bool   `hcl:"verify_incoming,optional"`
+	VerifyServerHostname *bool   `hcl:"verify_server_hostname,optional"`
+	MinVersion           *string `hcl:"min_version,optional"`
+	Domain               *string `hcl:"domain,optional"`
 }
 
 // PortsBlock is `ports { … }`.
@@ -146,7 +160,7 @@ func ParseConfig(filename string, src []byte) (*Overrides, error) {
 		return nil, hcldiag.Error(diags)
 	}
 	// Settings that look like security must not be silently ignored.
-	for name, b := range map[string]*hclBodyIgnore{"tls": o.TLS, "telemetry": o.Telemetry} {
+	for name, b := range map[string]*hclBodyIgnore{"telemetry": o.Telemetry} {
 		if b == nil {
 			continue
 		}
@@ -290,6 +304,26 @@ func (c *Config) Apply(o *Overrides) error {
 			c.LoginTokenTTL = d
 		}
 	}
+	if t := o.TLS; t != nil {
+		setB(&c.InsecureNoTLS, t.Disable)
+		setS(&c.TLS.CAFile, t.CAFile)
+		setS(&c.TLS.CertFile, t.CertFile)
+		setS(&c.TLS.KeyFile, t.KeyFile)
+		setB(&c.TLS.VerifyIncoming, t.VerifyIncoming)
+		setB(&c.TLS.VerifyServerHostname, t.VerifyServerHostname)
+		if t.MinVersion != nil {
+			if _, err := tlsutil.ParseMinVersion(*t.MinVersion); err != nil {
+				return fmt.Errorf("config: tls %w", err)
+			}
+			c.TLS.MinVersion = *t.MinVersion
+		}
+		if t.Domain != nil {
+			if *t.Domain == "" || strings.ContainsAny(*t.Domain, " /") {
+				return fmt.Errorf("config: tls domain %q is not a DNS domain", *t.Domain)
+			}
+			c.TLS.Domain = *t.Domain
+		}
+	}
 	if p := o.Ports; p != nil {
 		setI(&c.Ports.HTTP, p.HTTP)
 		setI(&c.Ports.Raft, p.Raft)
@@ -321,7 +355,7 @@ func setB(dst *bool, v *bool) {
 // without rewriting either. (OUTPOST_ADDR and OUTPOST_RUNNER_TOKEN are
 // defaults instead; see Builder.Build.)
 func EnvOverrides(getenv func(string) string) (*Overrides, error) {
-	o := &Overrides{Server: &ServerBlock{}, Ports: &PortsBlock{}}
+	o := &Overrides{Server: &ServerBlock{}, Ports: &PortsBlock{}, TLS: &TLSBlock{}}
 	str := func(name string) *string {
 		if v := getenv(name); v != "" {
 			return &v
@@ -349,6 +383,16 @@ func EnvOverrides(getenv func(string) string) (*Overrides, error) {
 	o.Server.Encrypt = str("OUTPOST_ENCRYPT")
 	if v := getenv("OUTPOST_RETRY_JOIN"); v != "" {
 		o.Server.RetryJoin = strings.Split(v, ",")
+	}
+	o.TLS.CAFile = str("OUTPOST_CA_FILE")
+	o.TLS.CertFile = str("OUTPOST_CERT_FILE")
+	o.TLS.KeyFile = str("OUTPOST_KEY_FILE")
+	if v := getenv("OUTPOST_INSECURE_NO_TLS"); v != "" {
+		b, e := strconv.ParseBool(v)
+		if e != nil && err == nil {
+			err = fmt.Errorf("config: OUTPOST_INSECURE_NO_TLS=%q is not true or false", v)
+		}
+		o.TLS.Disable = &b
 	}
 	o.Ports.HTTP = num("OUTPOST_HTTP_PORT")
 	o.Ports.Raft = num("OUTPOST_RAFT_PORT")

@@ -13,7 +13,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown key", "name = \"a\"\nbogus = 1\n", `a.hcl:2:1: Unsupported argument: An argument named "bogus" is not expected here.`},
 		{"unknown block key", "server {\n  enabeld = true\n}\n", `a.hcl:2:3: Unsupported argument: An argument named "enabeld" is not expected here. Did you mean "enabled"?`},
 		{"wrong type", "ports {\n  http = \"x\"\n}\n", `a.hcl:2:11: Unsuitable value type: Unsuitable value: a number is required`},
-		{"reserved tls", "tls {\n  enabled = true\n}\n", `a.hcl:1:5: Unsupported block: tls { } is reserved but not implemented in this version of outpost; remove it`},
+		{"unknown tls key", "tls {\n  enabled = true\n}\n", `a.hcl:2:3: Unsupported argument: An argument named "enabled" is not expected here.`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,7 +140,7 @@ func TestConfigSizes(t *testing.T) {
 		}
 	}
 	c = DefaultConfig()
-	c.Runner, c.RunnerLogs.TailBytes = true, 4<<20
+	c.Runner, c.RunnerLogs.TailBytes, c.InsecureNoTLS = true, 4<<20, true
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "over the 4194304 bytes the servers keep") {
 		t.Errorf("head and tail over the servers' limit: %v", err)
 	}
@@ -181,5 +181,70 @@ func TestACLSettings(t *testing.T) {
 		if err != nil || c.ACLEnabled != tc.enabled || c.LoginTokenTTL != tc.ttl {
 			t.Errorf("%q: enabled %t ttl %s err %v", tc.src, c.ACLEnabled, c.LoginTokenTTL, err)
 		}
+	}
+}
+
+// The tls { } block, its flags and environment, and the rule that a
+// production agent has TLS or says -insecure-no-tls.
+func TestTLSConfig(t *testing.T) {
+	full := "tls {\n  ca_file = \"ca.pem\"\n  cert_file = \"s.pem\"\n  key_file = \"s-key.pem\"\n  verify_incoming = true\n  verify_server_hostname = false\n  min_version = \"tls12\"\n  domain = \"corp\"\n}\n"
+	cases := []struct {
+		name string
+		src  string
+		env  map[string]string
+		dev  bool
+		want func(c *Config) bool
+		err  string
+	}{
+		{name: "every setting", src: full, want: func(c *Config) bool {
+			return c.TLS.CAFile == "ca.pem" && c.TLS.CertFile == "s.pem" && c.TLS.KeyFile == "s-key.pem" && c.TLS.VerifyIncoming &&
+				!c.TLS.VerifyServerHostname && c.TLS.MinVersion == "tls12" && c.TLS.Domain == "corp" && c.TLSEnabled()
+		}},
+		{name: "defaults", src: "tls {\n  ca_file = \"ca.pem\"\n  cert_file = \"s.pem\"\n  key_file = \"k.pem\"\n}\n", want: func(c *Config) bool {
+			return c.TLS.Domain == "outpost" && c.TLS.VerifyServerHostname && !c.TLS.VerifyIncoming && c.TLS.MinVersion == ""
+		}},
+		{name: "environment over the file", src: full, env: map[string]string{"OUTPOST_CA_FILE": "env-ca.pem"}, want: func(c *Config) bool { return c.TLS.CAFile == "env-ca.pem" }},
+		{name: "no TLS", src: "", err: "config: a production agent needs TLS"},
+		{name: "dev needs none", src: "", dev: true, want: func(c *Config) bool { return !c.TLSEnabled() }},
+		{name: "escape", src: "tls {\n  disable = true\n}\n", want: func(c *Config) bool { return c.InsecureNoTLS && !c.TLSEnabled() }},
+		{name: "escape by environment", src: "", env: map[string]string{"OUTPOST_INSECURE_NO_TLS": "1"}, want: func(c *Config) bool { return c.InsecureNoTLS }},
+		{name: "escape and files", src: "tls {\n  disable = true\n  ca_file = \"ca.pem\"\n}\n", err: "both given"},
+		{name: "missing key", src: "tls {\n  ca_file = \"ca.pem\"\n  cert_file = \"s.pem\"\n}\n", err: "tls needs all of ca_file, cert_file and key_file"},
+		{name: "bad min_version", src: "tls {\n  min_version = \"tls11\"\n}\n", err: `min_version "tls11": use "tls12" or "tls13"`},
+		{name: "bad domain", src: "tls {\n  domain = \"a b\"\n}\n", err: `tls domain "a b" is not a DNS domain`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			if tc.dev {
+				c = DevConfig()
+			}
+			c.Server, c.DataDir, c.BootstrapExpect = true, "/d", 1
+			o, err := ParseConfig("a.hcl", []byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := EnvOverrides(func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Apply(o)
+			if err == nil {
+				err = c.Apply(env)
+			}
+			if err == nil {
+				err = c.Validate()
+			}
+			switch {
+			case tc.err != "":
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one with %q", err, tc.err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case !tc.want(c):
+				t.Fatalf("config %+v", c.TLS)
+			}
+		})
 	}
 }

@@ -32,6 +32,9 @@ func (b *Builder) AddFlags(fs *flag.FlagSet) {
 	if o.Ports == nil {
 		o.Ports = &PortsBlock{}
 	}
+	if o.TLS == nil {
+		o.TLS = &TLSBlock{}
+	}
 	fs.Var(listFlag{p: &b.ConfigPaths}, "config", "")
 	fs.Var(stringFlag{&o.Name}, "name", "")
 	fs.Var(stringFlag{&o.DataDir}, "data-dir", "")
@@ -39,6 +42,10 @@ func (b *Builder) AddFlags(fs *flag.FlagSet) {
 	fs.Var(stringFlag{&o.LogLevel}, "log-level", "")
 	fs.Var(intFlag{&o.Ports.Gossip}, "gossip-port", "")
 	fs.Var(labelsFlag{&o.Runner.Labels}, "label", "")
+	fs.Var(stringFlag{&o.TLS.CAFile}, "ca-file", "")
+	fs.Var(stringFlag{&o.TLS.CertFile}, "cert-file", "")
+	fs.Var(stringFlag{&o.TLS.KeyFile}, "key-file", "")
+	fs.Var(boolFlag{&o.TLS.Disable}, "insecure-no-tls", "")
 	switch b.Command {
 	case CommandAgent:
 		fs.BoolVar(&b.Dev, "dev", false, "")

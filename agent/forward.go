@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-run/outpost/fsm"
+	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
@@ -26,20 +27,36 @@ const leaderWait = 5 * time.Second
 // peers caches clients for other servers, keyed by HTTP address.
 type peers struct {
 	hc *http.Client
-	mu sync.Mutex
-	by map[string]outpostv1connect.ClusterServiceClient
+	// scheme is https under TLS, where hc presents this server's
+	// certificate and requires server.<domain> in the peer's.
+	scheme string
+	mu     sync.Mutex
+	by     map[string]outpostv1connect.ClusterServiceClient
 }
 
-func newPeers() *peers {
-	return &peers{hc: rpc.NewHTTPClient(), by: map[string]outpostv1connect.ClusterServiceClient{}}
+func newPeers(tc *tlsutil.Configurator) *peers {
+	p := &peers{hc: rpc.NewHTTPClient(), scheme: "http", by: map[string]outpostv1connect.ClusterServiceClient{}}
+	if tc != nil {
+		p.hc, p.scheme = rpc.NewTLSHTTPClient(tc.OutgoingServer()), "https"
+	}
+	return p
 }
+
+// url is the base URL of a server's API address.
+func (p *peers) url(addr string) string { return p.scheme + "://" + addr }
+
+// PeerHTTPClient implements rpcserver.Backend.
+func (s *Server) PeerHTTPClient() *http.Client { return s.peers.hc }
+
+// PeerURL implements rpcserver.Backend.
+func (s *Server) PeerURL(addr string) string { return s.peers.url(addr) }
 
 func (p *peers) cluster(addr string) outpostv1connect.ClusterServiceClient {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c, ok := p.by[addr]
 	if !ok {
-		c = outpostv1connect.NewClusterServiceClient(p.hc, "http://"+addr, connect.WithInterceptors(rpc.UnavailableOnReset()))
+		c = outpostv1connect.NewClusterServiceClient(p.hc, p.url(addr), connect.WithInterceptors(rpc.UnavailableOnReset()))
 		p.by[addr] = c
 	}
 	return c

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -162,7 +161,7 @@ func TestForwardedAPIErrorsMatchTheLeaders(t *testing.T) {
 	submitJob(t, leader.Server(), "j-pending")
 	waitJob(t, follower.Server(), "j-pending", rpc.JobPending, "")
 	jobs := func(a *Agent) outpostv1connect.JobServiceClient {
-		c, err := rpc.NewClient(a.HTTPAddr(), http.DefaultClient, rpc.WithToken(token))
+		c, err := rpc.NewClientTLS(a.URL(), TestHTTPClient(t), nil, rpc.WithToken(token))
 		if err != nil {
 			t.Fatal(err)
 		}

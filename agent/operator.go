@@ -66,7 +66,7 @@ func (s *Server) RemovePeer(ctx context.Context, id string) error {
 		return err
 	}
 	if leader != "" {
-		c := outpostv1connect.NewOperatorServiceClient(s.peers.hc, "http://"+leader)
+		c := outpostv1connect.NewOperatorServiceClient(s.peers.hc, s.PeerURL(leader))
 		req := connect.NewRequest(&pb.RemovePeerRequest{Id: id})
 		if tok := rpcserver.CallerToken(ctx); tok != "" {
 			// The leader checks the caller's token again.

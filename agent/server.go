@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-run/outpost/agent/dispatch"
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -38,6 +39,8 @@ type Server struct {
 	closers   []func() error
 	raftAddr  string
 
+	// tls is nil without TLS (-dev, -insecure-no-tls).
+	tls      *tlsutil.Configurator
 	liveness *Liveness
 	gossip   *Gossip // nil in -dev: a single server has no one to gossip with
 	peers    *peers
@@ -103,12 +106,20 @@ func NewServer(cfg *Config, httpAddr string, logger hclog.Logger) (*Server, erro
 // newServer is NewServer with a hook that adjusts the server before
 // anything in it runs: tests inject faults through it (agent/testing.go).
 func newServer(cfg *Config, httpAddr string, logger hclog.Logger, adjust func(*Server)) (*Server, error) {
+	var tc *tlsutil.Configurator
+	if cfg.TLSEnabled() {
+		var err error
+		if tc, err = tlsutil.NewConfigurator(cfg.TLS); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	s := &Server{
 		cfg:              cfg,
 		logger:           logger.Named("server"),
 		halted:           make(chan error, 1),
+		tls:              tc,
 		liveness:         NewLiveness(cfg.RunnerTimeout),
-		peers:            newPeers(),
+		peers:            newPeers(tc),
 		localRunnerToken: rpc.NewSecret("local_"),
 		httpAddr:         httpAddr,
 		shutdownCh:       make(chan struct{}),
@@ -125,7 +136,7 @@ func newServer(cfg *Config, httpAddr string, logger hclog.Logger, adjust func(*S
 	}
 	s.fsm = f
 	// Before gossip starts: its loop refreshes the list.
-	s.serverAddrs.Store([]string{"http://" + httpAddr})
+	s.serverAddrs.Store([]string{s.PeerURL(httpAddr)})
 	if err := s.setupRaft(); err != nil {
 		s.closeStores()
 		return nil, err
@@ -222,7 +233,7 @@ func (s *Server) setupRaft() error {
 			}
 			advertise = addr
 		}
-		trans, err := raft.NewTCPTransportWithLogger(bind, advertise, 3, 10*time.Second, s.logger.Named("raft-net"))
+		trans, err := s.raftTransport(bind, advertise)
 		if err != nil {
 			return fmt.Errorf("server: raft listener on %s: %w", bind, err)
 		}
@@ -251,6 +262,25 @@ func (s *Server) setupRaft() error {
 	s.raft = r
 	return nil
 }
+
+// raftTransport is Raft's TCP transport, over TLS (tlsStreamLayer)
+// unless TLS is off.
+func (s *Server) raftTransport(bind string, advertise net.Addr) (*raft.NetworkTransport, error) {
+	logger := s.logger.Named("raft-net")
+	if s.tls == nil {
+		return raft.NewTCPTransportWithLogger(bind, advertise, 3, 10*time.Second, logger)
+	}
+	layer, err := newTLSStreamLayer(bind, advertise, s.tls, logger)
+	if err != nil {
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
+	}), nil
+}
+
+// TLS is the server's certificates, nil without TLS.
+func (s *Server) TLS() *tlsutil.Configurator { return s.tls }
 
 // logCacheBytes bounds the Raft entries a server keeps in memory besides
 // the log on disk (512 entries at most).

@@ -55,7 +55,7 @@ func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if leader != "" {
-		target, _ := url.Parse("http://" + leader)
+		target, _ := url.Parse(s.PeerURL(leader))
 		proxy := httputil.NewSingleHostReverseProxy(target)
 		proxy.Transport = s.peers.hc.Transport
 		proxy.ServeHTTP(w, r)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -16,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/outpost-run/outpost/internal/testwait"
+	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
@@ -60,7 +63,56 @@ func TestConfig(t testing.TB, name string) *Config {
 		ElectionTimeout:    testRaftTimeout,
 		LeaderLeaseTimeout: testRaftTimeout,
 	}
+	cfg.TLS = testServerTLS(t)
 	return cfg
+}
+
+// The in-process servers run with TLS, as production servers must: one
+// CA and one server certificate per test binary, made with
+// internal/tlsutil into a directory of their own (a test's TempDir would
+// go with that test).
+var (
+	testTLSOnce sync.Once
+	testTLSCfg  tlsutil.Config
+	testTLSErr  error
+)
+
+// TestHTTPClient is an HTTP client for the test servers' API: it trusts
+// the test CA and presents the test server certificate, so it may call
+// the internal API too.
+func TestHTTPClient(t testing.TB) *http.Client {
+	t.Helper()
+	tc, err := tlsutil.NewConfigurator(testServerTLS(t))
+	if err != nil {
+		t.Fatalf("agent: test certificates: %v", err)
+	}
+	return rpc.NewTLSHTTPClient(tc.OutgoingServer())
+}
+
+func testServerTLS(t testing.TB) tlsutil.Config {
+	t.Helper()
+	testTLSOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "outpost-agent-test-pki-")
+		if err != nil {
+			testTLSErr = err
+			return
+		}
+		pki, err := tlsutil.NewPKI(dir, tlsutil.DefaultDomain)
+		if err != nil {
+			testTLSErr = err
+			return
+		}
+		cert, key, err := pki.Issue(tlsutil.RoleServer, "server", tlsutil.IssueOptions{})
+		if err != nil {
+			testTLSErr = err
+			return
+		}
+		testTLSCfg = pki.Config(cert, key)
+	})
+	if testTLSErr != nil {
+		t.Fatalf("agent: test certificates: %v", testTLSErr)
+	}
+	return testTLSCfg
 }
 
 // TestServer starts a server that bootstraps a cluster of its own and
@@ -268,7 +320,7 @@ func (l *testLogs) logger(cfg *Config) hclog.Logger {
 func BootstrapTestACL(t testing.TB, servers ...*Agent) string {
 	t.Helper()
 	leader := WaitForLeader(t, servers...)
-	c, err := rpc.NewClient(leader.HTTPAddr(), nil)
+	c, err := rpc.NewClient(leader.URL(), TestHTTPClient(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,8 +52,18 @@ Options:
   -runner-capacity=N   Jobs the in-agent runner runs at once, 1 to 4096. Default 4.
   -log-level=LEVEL     trace, debug, info, warn or error. Default info.
 
+TLS (required outside -dev; website/security.md):
+
+  -ca-file=FILE        The cluster's CA certificate (outpost tls ca create). Also OUTPOST_CA_FILE.
+  -cert-file=FILE      This agent's certificate: a server's (outpost tls cert create -server).
+                       Also OUTPOST_CERT_FILE.
+  -key-file=FILE       Its key. Also OUTPOST_KEY_FILE.
+  -insecure-no-tls     Run a production agent without TLS: plain-text, unauthenticated
+                       API and Raft. For benchmarks only; logs a warning banner.
+
   SIGHUP re-reads the config files and applies what can change while
-  running: the log level. SIGINT or SIGTERM leave the cluster gracefully
+  running: the log level and the TLS certificate files (CA, certificate
+  and key; new connections use them). SIGINT or SIGTERM leave the cluster gracefully
   (a leader hands over leadership first) and stop.
 `)
 }
@@ -97,6 +107,9 @@ func (c *AgentCommand) Run(args []string) int {
 		return exitError
 	}
 	c.banner(cfg, a, time.Since(start))
+	if cfg.InsecureNoTLS {
+		logger.Warn("running without TLS (-insecure-no-tls): API, runner streams and Raft are plain-text and unauthenticated")
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -151,8 +164,31 @@ func (c *AgentCommand) reload(b *agent.Builder, a *agent.Agent, logger hclog.Log
 	}
 	level := hclog.LevelFromString(cfg.LogLevel)
 	a.SetLogLevel(level)
+	reloadTLS(a, logger)
 	logger.Info("reloaded configuration", "log_level", level.String())
 }
+
+// reloadTLS rereads the certificate files the agent started with; a
+// file that fails to load leaves the old certificates in use.
+func reloadTLS(a *agent.Agent, logger hclog.Logger) {
+	tc := a.TLS()
+	if tc == nil {
+		return
+	}
+	if err := a.ReloadTLS(); err != nil {
+		logger.Error("reload: keeping the TLS certificates in use", "error", err)
+		return
+	}
+	cert := tc.Certificate()
+	logger.Info("reloaded TLS certificates", "serial", cert.SerialNumber.Text(16), "expires", cert.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// insecureBanner is printed by a production agent run with
+// -insecure-no-tls, as loud as -dev's.
+const insecureBanner = `==> WARNING: -insecure-no-tls: the API, the runner streams and Raft are plain-text and
+    unauthenticated: anyone who reaches these ports controls the cluster. For benchmarks
+    only; set up TLS with ` + "`outpost tls ca create`" + ` (website/security.md).
+`
 
 func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Duration) {
 	var b strings.Builder
@@ -171,7 +207,7 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 	fmt.Fprintf(&b, "        Name: %s\n", cfg.NodeID)
 	fmt.Fprintf(&b, "     Version: %s\n", agent.Version)
 	if cfg.Server {
-		fmt.Fprintf(&b, "    HTTP API: http://%s\n", a.HTTPAddr())
+		fmt.Fprintf(&b, "    HTTP API: %s\n", a.URL())
 		if !cfg.Dev {
 			fmt.Fprintf(&b, "        Raft: port %d, bootstrap_expect %d\n", cfg.Ports.Raft, cfg.BootstrapExpect)
 			fmt.Fprintf(&b, "      Gossip: port %d, encrypted %t\n", cfg.Ports.Gossip, cfg.GossipKey != "")
@@ -187,6 +223,8 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 	}
 	if cfg.Dev {
 		b.WriteString("==> Ready. Try: outpost job run -file examples/hello/outpost.hcl hello\n")
+	} else if cfg.InsecureNoTLS {
+		b.WriteString(insecureBanner)
 	} else if cfg.Server {
 		if cfg.ACLEnabled {
 			b.WriteString("         ACL: enabled, default deny; make the first token with `outpost acl bootstrap`\n")
@@ -194,8 +232,6 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 			b.WriteString("==> WARNING: ACLs are disabled (acl { enabled = false }): anyone who reaches the API\n")
 			b.WriteString("    controls the cluster.\n")
 		}
-		b.WriteString("==> WARNING: TLS is not implemented in this version: the API and Raft are plain-text.\n")
-		b.WriteString("    Run servers only on a network you trust.\n")
 	}
 	fmt.Fprint(c.Meta.Stdout, b.String())
 }

@@ -76,6 +76,17 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 		"runner profile inspect": func() (cli.Command, error) { return &RunnerProfileInspectCommand{Meta: m}, nil },
 		"runner profile delete":  func() (cli.Command, error) { return &RunnerProfileDeleteCommand{Meta: m}, nil },
 		"members":                func() (cli.Command, error) { return &MembersCommand{Meta: m}, nil },
+		"tls": func() (cli.Command, error) {
+			return &GroupCommand{name: "tls", synopsis: "Create the CA and certificates of a cluster's TLS"}, nil
+		},
+		"tls ca": func() (cli.Command, error) {
+			return &GroupCommand{name: "tls ca", synopsis: "The cluster's certificate authority"}, nil
+		},
+		"tls ca create": func() (cli.Command, error) { return &TLSCACreateCommand{Meta: m}, nil },
+		"tls cert": func() (cli.Command, error) {
+			return &GroupCommand{name: "tls cert", synopsis: "Certificates of servers, runners and clients"}, nil
+		},
+		"tls cert create": func() (cli.Command, error) { return &TLSCertCreateCommand{Meta: m}, nil },
 		"runner": func() (cli.Command, error) {
 			return &GroupCommand{name: "runner", synopsis: "Run, adopt and inspect runners"}, nil
 		},

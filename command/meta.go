@@ -2,10 +2,12 @@ package command
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/rpc"
 )
 
@@ -27,6 +30,31 @@ type Meta struct {
 	token   string
 	// anonymous sends no token whatever is configured (login).
 	anonymous bool
+	tls       tlsFlags
+}
+
+// tlsFlags are the client's TLS flags; each falls back to its variable.
+type tlsFlags struct {
+	caCert, clientCert, clientKey, serverName string
+}
+
+// config builds the client's TLS configuration, nil when no CA is given
+// (plain http:// addresses, or https:// verified by the system's roots).
+func (t tlsFlags) config(getenv func(string) string) (*tls.Config, error) {
+	pick := func(flag, env string) string {
+		if flag != "" {
+			return flag
+		}
+		return getenv(env)
+	}
+	ca := pick(t.caCert, "OUTPOST_CACERT")
+	cert := pick(t.clientCert, "OUTPOST_CLIENT_CERT")
+	key := pick(t.clientKey, "OUTPOST_CLIENT_KEY")
+	name := pick(t.serverName, "OUTPOST_TLS_SERVER_NAME")
+	if ca == "" && cert == "" && key == "" && name == "" {
+		return nil, nil
+	}
+	return tlsutil.ClientConfig(ca, cert, key, name)
 }
 
 // flagSet returns a flag set with the client flags when client is true.
@@ -36,6 +64,10 @@ func (m *Meta) flagSet(name string, client bool) *flag.FlagSet {
 	if client {
 		fs.StringVar(&m.address, "address", "", "")
 		fs.StringVar(&m.token, "token", "", "")
+		fs.StringVar(&m.tls.caCert, "ca-cert", "", "")
+		fs.StringVar(&m.tls.clientCert, "client-cert", "", "")
+		fs.StringVar(&m.tls.clientKey, "client-key", "", "")
+		fs.StringVar(&m.tls.serverName, "tls-server-name", "", "")
 	}
 	return fs
 }
@@ -46,11 +78,28 @@ Client options:
   -address=<addr>[,<addr>...]
     The server's HTTP API address; with several, the client moves to the
     next when one cannot be reached. Also OUTPOST_ADDR.
-    Default: http://127.0.0.1:7700
+    Default: http://127.0.0.1:7700 (https:// when a CA is given); an
+    address without a scheme is https:// when a CA is given.
 
   -token=<token>
     An ACL token's secret. Also OUTPOST_TOKEN; without either, the token
-    that 'outpost login' stored (~/.config/outpost/token), if any.`
+    that 'outpost login' stored (~/.config/outpost/token), if any.
+
+  -ca-cert=<path>
+    The CA certificate that verifies the server's (outpost tls ca
+    create's <domain>-agent-ca.pem). Also OUTPOST_CACERT.
+
+  -client-cert=<path>
+    A client certificate to present (outpost tls cert create -client),
+    for servers with verify_incoming. Also OUTPOST_CLIENT_CERT.
+
+  -client-key=<path>
+    The client certificate's key. Also OUTPOST_CLIENT_KEY.
+
+  -tls-server-name=<name>
+    The name the server's certificate must carry, when the address is
+    not one of its names (server.outpost for any server of the default
+    domain). Also OUTPOST_TLS_SERVER_NAME.`
 
 // parse parses flags and reports a usage error in the CLI's words.
 func (m *Meta) parse(fs *flag.FlagSet, args []string) bool {
@@ -72,7 +121,11 @@ func (m *Meta) client() (*rpc.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rpc.NewClient(addr, nil, rpc.WithToken(token))
+	tc, err := m.tls.config(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.NewClientTLS(addr, nil, tc, rpc.WithToken(token))
 }
 
 // resolveToken is the token a command sends: -token, else OUTPOST_TOKEN,
@@ -93,14 +146,39 @@ func (m *Meta) resolveToken() (string, error) {
 
 // apiError turns an RPC error into one line a person can act on.
 func (m *Meta) apiError(c *rpc.Client, err error) string {
+	if msg, ok := tlsutil.ExplainClientError(err, c.Address, "-ca-cert"); ok {
+		return msg
+	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
+		if msg, ok := m.plainAgainstTLS(c, ce); ok {
+			return msg
+		}
 		if ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "connect") {
 			return fmt.Sprintf("cannot reach an outpost server at %s: %s\nIs an agent running there? Start one with `outpost agent -dev`, or set -address / OUTPOST_ADDR.", c.Address, ce.Message())
 		}
 		return ce.Message()
 	}
 	return err.Error()
+}
+
+// plainAgainstTLS says so when a plain http:// client failed against a
+// server that speaks TLS: Go's server answers HTTP/1.1 with a 400 and
+// drops an h2c preface, which alone read as a broken server.
+func (m *Meta) plainAgainstTLS(c *rpc.Client, ce *connect.Error) (string, bool) {
+	u, err := url.Parse(c.Address)
+	if err != nil || u.Scheme != "http" {
+		return "", false
+	}
+	switch ce.Code() {
+	case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeInternal:
+	default:
+		return "", false
+	}
+	if strings.Contains(ce.Message(), "refused") || !tlsutil.SpeaksTLS(context.Background(), u.Host) {
+		return "", false
+	}
+	return fmt.Sprintf("server at %s speaks TLS; use https:// and -ca-cert (OUTPOST_CACERT)", u.Host), true
 }
 
 func (m *Meta) errorf(format string, args ...any) int {

@@ -53,6 +53,18 @@ Options:
   -config=PATH          HCL config file with a runner { } block; repeatable.
   -log-level=LEVEL      trace, debug, info, warn or error. Default info.
 
+TLS (required; website/security.md):
+
+  -ca-file=FILE         The cluster's CA certificate. Also OUTPOST_CA_FILE.
+  -cert-file=FILE       This runner's certificate (outpost tls cert create -runner).
+                        Also OUTPOST_CERT_FILE. Servers take runner streams only
+                        with a runner.<domain> certificate.
+  -key-file=FILE        Its key. Also OUTPOST_KEY_FILE.
+  -insecure-no-tls      Connect without TLS (to servers run with -insecure-no-tls).
+                        For benchmarks only.
+
+  SIGHUP re-reads the certificate files; new connections use them.
+
 Job logs (sizes in bytes, or with KiB, MiB, GiB):
 
   -log-head=SIZE        The first output of each job attempt kept whole. Default 1MiB.
@@ -102,14 +114,26 @@ func (c *RunnerAgentCommand) Run(args []string) int {
 	fmt.Fprintf(c.Meta.Stdout, "==> outpost runner %s started\n        Name: %s\n     Servers: %s\n    Capacity: %d\n      Labels: %s\n",
 		a.Runner().ID(), cfg.NodeID, strings.Join(cfg.RunnerServers, ", "), cfg.RunnerCapacity, kvFlag(cfg.RunnerLabels).String())
 
+	if cfg.InsecureNoTLS {
+		fmt.Fprint(c.Meta.Stdout, insecureBanner)
+		logger.Warn("running without TLS (-insecure-no-tls): the stream to the servers is plain-text and unauthenticated")
+	}
+
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	sig := <-sigs
+	for sig == syscall.SIGHUP {
+		reloadTLS(a, logger)
+		sig = <-sigs
+	}
 	logger.Info("shutting down: running jobs are stopped and their results kept in the outbox", "signal", sig.String())
 	go func() {
-		<-sigs
-		os.Exit(exitError)
+		for s := range sigs {
+			if s != syscall.SIGHUP {
+				os.Exit(exitError)
+			}
+		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,14 +39,21 @@ type Client struct {
 }
 
 // NormalizeAddress accepts "host:port", "http://host:port" or
-// "https://host:port" and returns a base URL.
-func NormalizeAddress(addr string) (string, error) {
+// "https://host:port" and returns a base URL; without a scheme, http.
+func NormalizeAddress(addr string) (string, error) { return NormalizeAddressScheme(addr, "http") }
+
+// NormalizeAddressScheme is NormalizeAddress with the scheme an address
+// without one gets: https when the client has a CA to verify with.
+func NormalizeAddressScheme(addr, scheme string) (string, error) {
 	addr = strings.TrimSpace(addr)
 	if addr == "" {
-		return DefaultAddress, nil
+		addr = DefaultAddress
+		if scheme == "https" {
+			addr = "https://" + strings.TrimPrefix(addr, "http://")
+		}
 	}
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		addr = scheme + "://" + addr
 	}
 	u, err := url.Parse(addr)
 	if err != nil {
@@ -61,13 +69,17 @@ func NormalizeAddress(addr string) (string, error) {
 }
 
 // ParseAddresses splits a comma-separated list of server addresses.
-func ParseAddresses(list string) ([]string, error) {
+func ParseAddresses(list string) ([]string, error) { return ParseAddressesScheme(list, "http") }
+
+// ParseAddressesScheme is ParseAddresses with NormalizeAddressScheme's
+// default scheme.
+func ParseAddressesScheme(list, scheme string) ([]string, error) {
 	var out []string
 	for _, a := range strings.Split(list, ",") {
 		if strings.TrimSpace(a) == "" && len(out) > 0 {
 			continue
 		}
-		n, err := NormalizeAddress(a)
+		n, err := NormalizeAddressScheme(a, scheme)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +98,11 @@ const (
 
 // NewHTTPClient returns an HTTP client that speaks HTTP/2 without TLS to
 // http:// addresses, which the runner stream needs (it is bidirectional).
-func NewHTTPClient() *http.Client {
+func NewHTTPClient() *http.Client { return NewTLSHTTPClient(nil) }
+
+// NewTLSHTTPClient is NewHTTPClient that also reaches https:// addresses
+// with cfg: HTTP/2 negotiated by ALPN, with the same pings.
+func NewTLSHTTPClient(cfg *tls.Config) *http.Client {
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -99,6 +115,7 @@ func NewHTTPClient() *http.Client {
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetHTTP2(true)
 	tr.Protocols.SetUnencryptedHTTP2(true)
+	tr.TLSClientConfig = cfg
 	// A connection whose packets were dropped for a while (a partition, a
 	// frozen peer) stays open but useless: TCP's retransmission timer has
 	// backed off to seconds, and every request multiplexed onto it waits
@@ -116,16 +133,26 @@ func NewHTTPClient() *http.Client {
 //
 // Options: WithToken sends an ACL token on every call.
 func NewClient(addrs string, hc *http.Client, opts ...ClientOption) (*Client, error) {
+	return NewClientTLS(addrs, hc, nil, opts...)
+}
+
+// NewClientTLS is NewClient over TLS with cfg (nil: none): addresses
+// without a scheme are https, and hc, when nil, verifies with cfg.
+func NewClientTLS(addrs string, hc *http.Client, cfg *tls.Config, opts ...ClientOption) (*Client, error) {
 	var o clientOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	list, err := ParseAddresses(addrs)
+	scheme := "http"
+	if cfg != nil {
+		scheme = "https"
+	}
+	list, err := ParseAddressesScheme(addrs, scheme)
 	if err != nil {
 		return nil, err
 	}
 	if hc == nil {
-		hc = NewHTTPClient()
+		hc = NewTLSHTTPClient(cfg)
 	}
 	base := list[0]
 	if len(list) > 1 {

@@ -136,3 +136,18 @@ func TestStaleConnectionIsReplaced(t *testing.T) {
 		t.Fatalf("request after the silent connection was replaced: %v", err)
 	}
 }
+
+// An address without a scheme is https:// once the client has a CA.
+func TestNormalizeAddressScheme(t *testing.T) {
+	for _, tc := range []struct{ in, scheme, want string }{
+		{"127.0.0.1:7700", "http", "http://127.0.0.1:7700"},
+		{"127.0.0.1:7700", "https", "https://127.0.0.1:7700"},
+		{"http://h:1", "https", "http://h:1"},
+		{"", "http", "http://127.0.0.1:7700"},
+		{"", "https", "https://127.0.0.1:7700"},
+	} {
+		if got, err := NormalizeAddressScheme(tc.in, tc.scheme); err != nil || got != tc.want {
+			t.Errorf("%q with %s: %q %v, want %q", tc.in, tc.scheme, got, err, tc.want)
+		}
+	}
+}

@@ -1,5 +1,9 @@
 # Server 3 of a 3-server cluster on one machine (loopback), for trying
-# failover. Start all three, each in its own shell:
+# failover. Make the certificates once (website/security.md):
+#   mkdir -p /tmp/outpost-cluster/tls && cd /tmp/outpost-cluster/tls
+#   outpost tls ca create && outpost tls cert create -server
+#   outpost tls cert create -runner && outpost tls cert create -client
+# Start all three, each in its own shell:
 #   outpost agent -config examples/cluster/server3.hcl
 # On real machines, give each server its own address in bind_addr and keep
 # the same ports everywhere.
@@ -23,4 +27,12 @@ ports {
   http   = 1803
   raft   = 1813
   gossip = 1823
+}
+
+# The three servers on this machine share one server certificate; on
+# separate machines give each its own (outpost tls cert create -server).
+tls {
+  ca_file   = "/tmp/outpost-cluster/tls/outpost-agent-ca.pem"
+  cert_file = "/tmp/outpost-cluster/tls/outpost-server-0.pem"
+  key_file  = "/tmp/outpost-cluster/tls/outpost-server-0-key.pem"
 }

@@ -44,7 +44,7 @@ func TestBench(t *testing.T) {
 	}()
 
 	// OUTPOST_BENCH_ONLY=throughput,pickup,failover,memory,scale,gossip,
-	// retention, biglog runs a subset.
+	// retention, biglog, tls runs a subset.
 	only := os.Getenv("OUTPOST_BENCH_ONLY")
 	want := func(name string) bool { return only == "" || strings.Contains(","+only+",", ","+name+",") }
 	if want("throughput") || want("throughput-noop") || want("pickup") || want("failover") || want("memory") {
@@ -92,5 +92,8 @@ func TestBench(t *testing.T) {
 	}
 	if want("gossip") {
 		t.Run("gossip", func(t *testing.T) { gossip(r, t, sz.GossipMembers) })
+	}
+	if want("tls") {
+		t.Run("tls", func(t *testing.T) { tlsCost(r, t, sz) })
 	}
 }

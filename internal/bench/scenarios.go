@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -79,6 +78,9 @@ type env struct {
 	// pprofDir, from OUTPOST_BENCH_PPROF, receives CPU profiles of every
 	// server taken during the noop throughput run.
 	pprofDir string
+	// insecure runs every agent with -insecure-no-tls (the tls scenario's
+	// baseline); otherwise all run with TLS, as in production.
+	insecure bool
 }
 
 func startEnv(t *testing.T, sz Sizes) *env { return startEnvWith(t, sz, "") }
@@ -86,10 +88,15 @@ func startEnv(t *testing.T, sz Sizes) *env { return startEnvWith(t, sz, "") }
 // startEnvWith starts the cluster with serverHCL as one more config file
 // of every server, when not empty.
 func startEnvWith(t *testing.T, sz Sizes, serverHCL string) *env {
-	e := &env{t: t, smoke: sz.Mode != "full", pprofDir: os.Getenv("OUTPOST_BENCH_PPROF")}
+	return startEnvTLS(t, sz, serverHCL, false)
+}
+
+// startEnvTLS is startEnvWith, without TLS when insecure.
+func startEnvTLS(t *testing.T, sz Sizes, serverHCL string, insecure bool) *env {
+	e := &env{t: t, smoke: sz.Mode != "full", pprofDir: os.Getenv("OUTPOST_BENCH_PPROF"), insecure: insecure}
 	// Multiplier 2 (400 ms heartbeat timeout): 1 made leaders step down
 	// under full load on two cores.
-	opts := testcluster.ServerOptions{Name: "bench", RaftMultiplier: 2, LogLevel: "warn"}
+	opts := testcluster.ServerOptions{Name: "bench", RaftMultiplier: 2, LogLevel: "warn", InsecureNoTLS: insecure}
 	if e.pprofDir != "" {
 		if err := os.MkdirAll(e.pprofDir, 0o755); err != nil {
 			t.Fatal(err)
@@ -111,7 +118,11 @@ func startEnvWith(t *testing.T, sz Sizes, serverHCL string) *env {
 	for _, s := range e.cluster.Servers {
 		e.clients = append(e.clients, s.Client())
 	}
-	all, err := rpc.NewClient(strings.Join(e.cluster.Addrs(), ","), nil, rpc.WithToken(e.cluster.Token()))
+	tc := testcluster.ClientTLSConfig(t)
+	if insecure {
+		tc = nil
+	}
+	all, err := rpc.NewClientTLS(strings.Join(e.cluster.Addrs(), ","), nil, tc, rpc.WithToken(e.cluster.Token()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +160,11 @@ func (e *env) startRunner(name string, capacity int, labels string, i int) *test
 		"-data-dir=" + dir, "-token=" + e.token, "-bind=127.0.0.1", "-log-level=warn"}
 	if labels != "" {
 		args = append(args, "-label="+labels)
+	}
+	if e.insecure {
+		args = append(args, "-insecure-no-tls")
+	} else {
+		args = append(args, testcluster.RunnerTLS(e.t).Args()...)
 	}
 	return testcluster.StartProcess(e.t, testcluster.ProcessOptions{Name: name, Args: args, DataDir: dir})
 }
@@ -242,7 +258,11 @@ func (e *env) waitFinished(project string, n int, timeout time.Duration) int {
 // Throughput: n jobs from `clients` concurrent clients; jobs/s from the
 // first submit to the last finish, and the log cost per job.
 func (e *env) throughput(r *Report, sz Sizes, driver string) {
-	name := "throughput/" + map[string]string{"": "true", "noop": "noop"}[driver]
+	e.throughputAs(r, sz, driver, "throughput/"+map[string]string{"": "true", "noop": "noop"}[driver])
+}
+
+// throughputAs is throughput, reported under name.
+func (e *env) throughputAs(r *Report, sz Sizes, driver, name string) {
 	project := fmt.Sprintf("tp%d", e.seq.Add(1))
 	_, before := e.leaderStatus()
 	cpuBefore := e.cpuByRole()
@@ -462,7 +482,7 @@ func (e *env) saveProfiles(name, path string) {
 			continue
 		}
 		wg.Go(func() {
-			resp, err := http.Get(s.Addr() + path)
+			resp, err := s.Client().HTTP.Get(s.Addr() + path)
 			if err != nil {
 				e.t.Logf("profiling %s: %v", s.Name(), err)
 				return

@@ -80,7 +80,7 @@ func TestRunnerLeavesCutOffServer(t *testing.T) {
 			r.WaitListed(leader, "adopted", "ready", 60*time.Second)
 			testcluster.WaitFor(t, 60*time.Second, func() (bool, string) {
 				b, err := os.ReadFile(filepath.Join(r.Options().DataDir, "servers.json"))
-				return err == nil && strings.Count(string(b), "http://") >= 2, "the runner has not learned the other servers: " + string(b)
+				return err == nil && strings.Count(string(b), "https://") >= 2, "the runner has not learned the other servers: " + string(b)
 			})
 
 			dir := t.TempDir()

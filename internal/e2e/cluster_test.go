@@ -47,7 +47,7 @@ func ftClient(t *testing.T, servers ...*testcluster.Server) *rpc.Client {
 	for _, s := range servers {
 		addrs = append(addrs, s.Addr())
 	}
-	c, err := rpc.NewClient(strings.Join(addrs, ","), nil, rpc.WithToken(servers[0].Token()))
+	c, err := rpc.NewClientTLS(strings.Join(addrs, ","), nil, testcluster.ClientTLSConfig(t), rpc.WithToken(servers[0].Token()))
 	if err != nil {
 		t.Fatal(err)
 	}

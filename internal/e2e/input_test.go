@@ -113,7 +113,7 @@ func postJSON(t *testing.T, url, body string) (int, []byte) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testcluster.HTTPClient(t).Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
 	}
@@ -207,7 +207,7 @@ func TestOversizedBodyIs413(t *testing.T) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.ContentLength = -1
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testcluster.HTTPClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestUnknownJSONFieldRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/proto")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testcluster.HTTPClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

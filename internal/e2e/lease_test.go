@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -260,7 +259,7 @@ job "` + c.name + `" {
 `)
 	}
 	project := writeFile(t, "outpost.hcl", b.String())
-	jc := outpostv1connect.NewJobServiceClient(http.DefaultClient, s.Addr(), connect.WithProtoJSON())
+	jc := outpostv1connect.NewJobServiceClient(testcluster.HTTPClient(t), s.Addr(), connect.WithProtoJSON())
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			id := runDetached(t, s, "-file", project, c.name)

@@ -283,8 +283,8 @@ func TestRunnerWithoutGossip(t *testing.T) {
 	// a refusal of -gossip-port=-1 so that the other tests can go on.
 	p := testcluster.StartProcess(t, testcluster.ProcessOptions{
 		Name: "nogossip-runner",
-		Args: []string{"runner", "agent", "-server=" + s.Addr(), "-name=nogossip-runner", "-data-dir=" + t.TempDir(),
-			"-token=" + tok, "-bind=127.0.0.1", "-gossip-port=-1", "-log-level=debug"},
+		Args: append([]string{"runner", "agent", "-server=" + s.Addr(), "-name=nogossip-runner", "-data-dir=" + t.TempDir(),
+			"-token=" + tok, "-bind=127.0.0.1", "-gossip-port=-1", "-log-level=debug"}, testcluster.RunnerTLS(t).Args()...),
 	})
 	banner := regexp.MustCompile(`==> outpost runner (r-\S+) started`)
 	testcluster.WaitFor(t, runnerWait, func() (bool, string) {

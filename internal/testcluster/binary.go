@@ -96,6 +96,9 @@ func Main(m *testing.M) {
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
 	}
+	if pkiVal != nil {
+		os.RemoveAll(pkiVal.pki.Dir)
+	}
 	os.Exit(code)
 }
 

@@ -486,3 +486,16 @@ func (p *Process) logf(format string, args ...any) {
 	defer f.Close()
 	fmt.Fprintf(f, "==== testcluster: %s: %s\n", time.Now().Format(time.RFC3339Nano), fmt.Sprintf(format, args...))
 }
+
+// Reload sends SIGHUP to the agent itself (not its process group, where
+// a runner's jobs live): it rereads its config and certificate files.
+func (p *Process) Reload() error {
+	pid := p.Pid()
+	if pid == 0 || p.Exited() {
+		return fmt.Errorf("%s is not running", p.name)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("%s: kill -HUP %d: %w", p.name, pid, err)
+	}
+	return nil
+}

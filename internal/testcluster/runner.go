@@ -69,6 +69,11 @@ type RunnerOptions struct {
 	// ProcessOptions.Prefix), e.g. `ip netns exec NS` to run the runner in
 	// a network namespace.
 	Prefix []string
+	// InsecureNoTLS runs the runner with -insecure-no-tls; it is implied
+	// when every server address is http:// (-dev servers).
+	InsecureNoTLS bool
+	// TLS replaces the shared runner certificate (RunnerTLS).
+	TLS *TLSFiles
 }
 
 // Runner is a runner agent started by a test. It embeds its Process, so
@@ -106,6 +111,15 @@ func StartRunner(t testing.TB, opts RunnerOptions) *Runner {
 	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = DefaultRunnerStartTimeout
+	}
+	plain := true
+	for _, a := range opts.Servers {
+		plain = plain && strings.HasPrefix(a, "http://")
+	}
+	opts.InsecureNoTLS = opts.InsecureNoTLS || plain
+	if !opts.InsecureNoTLS && opts.TLS == nil {
+		f := RunnerTLS(t)
+		opts.TLS = &f
 	}
 	gossipPort := -1
 	if opts.Gossip {
@@ -166,6 +180,11 @@ func runnerArgs(o RunnerOptions, gossipPort int) []string {
 	}
 	if o.Token != "" {
 		args = append(args, "-token="+o.Token)
+	}
+	if o.InsecureNoTLS {
+		args = append(args, "-insecure-no-tls")
+	} else if o.TLS != nil {
+		args = append(args, o.TLS.Args()...)
 	}
 	return append(args, o.ExtraArgs...)
 }

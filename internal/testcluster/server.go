@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"net"
@@ -83,7 +84,16 @@ type ServerOptions struct {
 	// (Cluster.Token); empty, StartServer bootstraps ACLs itself and keeps
 	// the token. -dev agents run without ACLs.
 	ACLToken string
+	// InsecureNoTLS runs a real server with -insecure-no-tls (benchmarks
+	// compare it with TLS). A -dev agent never has TLS.
+	InsecureNoTLS bool
+	// TLS replaces the shared server certificate (ServerTLS) with other
+	// files: a test that rotates one server's certificate needs its own.
+	TLS *TLSFiles
 }
+
+// tls reports whether the server's API is TLS.
+func (o ServerOptions) tls() bool { return !o.Dev && !o.InsecureNoTLS }
 
 // Server is an outpost server agent started by a test. It embeds its
 // Process, so Kill, Stop, Freeze, Thaw, Logs and the rest apply to it;
@@ -155,6 +165,10 @@ func launchServer(t testing.TB, opts ServerOptions) *Server {
 	if !opts.Dev && opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
+	if opts.tls() && opts.TLS == nil {
+		f := ServerTLS(t)
+		opts.TLS = &f
+	}
 	s := &Server{opts: opts}
 	s.setToken(t, opts.ACLToken)
 	s.Process = StartProcess(t, ProcessOptions{
@@ -197,6 +211,11 @@ func serverArgs(o ServerOptions) []string {
 		for _, j := range o.RetryJoin {
 			args = append(args, "-retry-join="+j)
 		}
+		if o.InsecureNoTLS {
+			args = append(args, "-insecure-no-tls")
+		} else if o.TLS != nil {
+			args = append(args, o.TLS.Args()...)
+		}
 	}
 	args = append(args,
 		"-name="+o.Name,
@@ -222,10 +241,15 @@ func (o ServerOptions) host() string {
 	return o.Host
 }
 
-// Addr returns the server's API address, "http://HOST:PORT" (HOST is
-// 127.0.0.1 unless ServerOptions.Host says otherwise).
+// Addr returns the server's API address, "https://HOST:PORT" ("http://"
+// for -dev and InsecureNoTLS; HOST is 127.0.0.1 unless
+// ServerOptions.Host says otherwise).
 func (s *Server) Addr() string {
-	return "http://" + net.JoinHostPort(s.opts.host(), strconv.Itoa(s.opts.HTTPPort))
+	scheme := "https://"
+	if !s.opts.tls() {
+		scheme = "http://"
+	}
+	return scheme + net.JoinHostPort(s.opts.host(), strconv.Itoa(s.opts.HTTPPort))
 }
 
 // Host returns the address the server listens on.
@@ -258,7 +282,11 @@ func (s *Server) Token() string { return s.token }
 
 // setToken makes the client send token from now on.
 func (s *Server) setToken(t testing.TB, token string) {
-	client, err := rpc.NewClient(s.Addr(), nil, rpc.WithToken(token))
+	var tc *tls.Config
+	if s.opts.tls() {
+		tc = ClientTLSConfig(t)
+	}
+	client, err := rpc.NewClientTLS(s.Addr(), nil, tc, rpc.WithToken(token))
 	if err != nil {
 		t.Fatalf("testcluster: client for %s: %v", s.Addr(), err)
 	}
@@ -298,10 +326,14 @@ func bootstrapVia(ctx context.Context, c *rpc.Client) (string, error) {
 	return secret, err
 }
 
-// Env returns the environment that points the CLI at this server, with
+// Env returns the environment that points the CLI at this server: its
+// address, under TLS the test CA and client certificate (ClientEnv), and
 // the cluster's ACL management token.
 func (s *Server) Env() []string {
 	env := []string{"OUTPOST_ADDR=" + s.Addr()}
+	if s.opts.tls() {
+		env = append(env, ClientEnv(s.t)...)
+	}
 	if s.token != "" {
 		env = append(env, "OUTPOST_TOKEN="+s.token)
 	}

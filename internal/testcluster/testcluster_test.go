@@ -77,7 +77,7 @@ func TestHostArgs(t *testing.T) {
 		t.Errorf("serverArgs with Host: %s", got)
 	}
 	s := &Server{opts: o}
-	if s.Addr() != "http://10.9.8.7:1" || s.GossipAddr() != "10.9.8.7:3" {
+	if s.Addr() != "https://10.9.8.7:1" || s.GossipAddr() != "10.9.8.7:3" {
 		t.Errorf("Addr %s, GossipAddr %s", s.Addr(), s.GossipAddr())
 	}
 	r := strings.Join(runnerArgs(RunnerOptions{Name: "r", Servers: []string{"http://10.9.8.7:1"}, DataDir: "/r", LogLevel: "info", Bind: "10.9.8.8"}, -1), " ")

@@ -24,8 +24,7 @@ import (
 
 // ACLService manages policies, tokens and users, and logs users in.
 type ACLService struct {
-	b  Backend
-	hc connect.HTTPClient
+	b Backend
 	// Failed logins, per user and per source address, on this server.
 	byUser, byAddr *acl.Throttle
 
@@ -37,8 +36,8 @@ type ACLService struct {
 var _ outpostv1connect.ACLServiceHandler = (*ACLService)(nil)
 
 // NewACLService returns the ACL service of a server.
-func NewACLService(b Backend, hc connect.HTTPClient) *ACLService {
-	return &ACLService{b: b, hc: hc, byUser: acl.NewThrottle(acl.MaxUserFailures), byAddr: acl.NewThrottle(acl.MaxAddrFailures)}
+func NewACLService(b Backend) *ACLService {
+	return &ACLService{b: b, byUser: acl.NewThrottle(acl.MaxUserFailures), byAddr: acl.NewThrottle(acl.MaxAddrFailures)}
 }
 
 // SecretPrefix starts every ACL secret, so one is recognizable in a leak.
@@ -100,7 +99,7 @@ func (s *ACLService) leaderClient(addr string) outpostv1connect.ACLServiceClient
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
 	if s.leaderAddr != addr {
-		s.leaderAddr, s.leader = addr, outpostv1connect.NewACLServiceClient(s.hc, "http://"+addr)
+		s.leaderAddr, s.leader = addr, outpostv1connect.NewACLServiceClient(s.b.PeerHTTPClient(), s.b.PeerURL(addr))
 	}
 	return s.leader
 }

@@ -25,7 +25,7 @@ func TestBootstrapOnce(t *testing.T) {
 	var dataDir string
 	a := agent.TestServer(t, func(c *agent.Config) { dataDir = c.DataDir })
 	first := agent.BootstrapTestACL(t, a)
-	c, _ := rpc.NewClient(a.HTTPAddr(), nil)
+	c, _ := rpc.NewClient(a.URL(), agent.TestHTTPClient(t))
 	ctx := context.Background()
 	_, err := c.ACL.Bootstrap(ctx, connect.NewRequest(&pb.ACLBootstrapRequest{}))
 	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "acl-bootstrap-reset") {
@@ -59,7 +59,7 @@ func TestBootstrapOnce(t *testing.T) {
 	}
 	// Both management tokens work.
 	for _, s := range []string{first, resp.Msg.Secret} {
-		mc, _ := rpc.NewClient(a.HTTPAddr(), nil, rpc.WithToken(s))
+		mc, _ := rpc.NewClient(a.URL(), agent.TestHTTPClient(t), rpc.WithToken(s))
 		if _, err := mc.ACL.ListTokens(ctx, connect.NewRequest(&pb.ListTokensRequest{})); err != nil {
 			t.Errorf("management token: %v", err)
 		}
@@ -74,7 +74,7 @@ func TestLoginLogoutAndThrottle(t *testing.T) {
 	a := agent.TestServer(t, nil)
 	mgmt := agent.BootstrapTestACL(t, a)
 	ctx := context.Background()
-	c, _ := rpc.NewClient(a.HTTPAddr(), nil, rpc.WithToken(mgmt))
+	c, _ := rpc.NewClient(a.URL(), agent.TestHTTPClient(t), rpc.WithToken(mgmt))
 	if _, err := c.ACL.UpsertPolicy(ctx, connect.NewRequest(&pb.UpsertPolicyRequest{Name: "ops", Rules: `operator { policy = "read" }`})); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestLoginLogoutAndThrottle(t *testing.T) {
 	if err != nil || len(users.Msg.Users) != 4 || len(users.Msg.Users[0].PasswordHash) != 0 {
 		t.Fatalf("list users: %v %v (hashes must not be listed)", users, err)
 	}
-	anon, _ := rpc.NewClient(a.HTTPAddr(), nil)
+	anon, _ := rpc.NewClient(a.URL(), agent.TestHTTPClient(t))
 	login := func(user, pw string) (*pb.LoginResponse, error) {
 		r, err := anon.ACL.Login(ctx, connect.NewRequest(&pb.LoginRequest{User: user, Password: pw}))
 		if err != nil {
@@ -102,7 +102,7 @@ func TestLoginLogoutAndThrottle(t *testing.T) {
 	if got.Token.User != "ann" || got.Token.ExpiresAt == nil {
 		t.Fatalf("login token %v: want ann's, expiring", got.Token)
 	}
-	ann, _ := rpc.NewClient(a.HTTPAddr(), nil, rpc.WithToken(got.Secret))
+	ann, _ := rpc.NewClient(a.URL(), agent.TestHTTPClient(t), rpc.WithToken(got.Secret))
 	if _, err := ann.Operator.Members(ctx, connect.NewRequest(&pb.MembersRequest{})); err != nil {
 		t.Fatalf("ann's policy: %v", err)
 	}
@@ -175,7 +175,7 @@ func TestFollowerKnowsANewToken(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	lc, _ := rpc.NewClient(leader.HTTPAddr(), nil, rpc.WithToken(mgmt))
+	lc, _ := rpc.NewClient(leader.URL(), agent.TestHTTPClient(t), rpc.WithToken(mgmt))
 	if _, err := lc.ACL.UpsertPolicy(ctx, connect.NewRequest(&pb.UpsertPolicyRequest{Name: "ops", Rules: `operator { policy = "read" }`})); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestFollowerKnowsANewToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fc, _ := rpc.NewClient(follower.HTTPAddr(), nil, rpc.WithToken(resp.Msg.Secret))
+		fc, _ := rpc.NewClient(follower.URL(), agent.TestHTTPClient(t), rpc.WithToken(resp.Msg.Secret))
 		if _, err := fc.Operator.Members(ctx, connect.NewRequest(&pb.MembersRequest{})); err != nil {
 			t.Fatalf("token %d on the follower right after its creation: %v", i, err)
 		}
@@ -207,7 +207,7 @@ func TestFollowerKnowsANewToken(t *testing.T) {
 // without a token, and bootstrap and login say there is nothing to do.
 func TestACLsDisabled(t *testing.T) {
 	a := agent.TestServer(t, func(c *agent.Config) { c.ACLEnabled = false })
-	c, _ := rpc.NewClient(a.HTTPAddr(), nil)
+	c, _ := rpc.NewClient(a.URL(), agent.TestHTTPClient(t))
 	ctx := context.Background()
 	if _, err := c.Operator.RaftPeers(ctx, connect.NewRequest(&pb.RaftPeersRequest{})); err != nil {
 		t.Errorf("operator call without a token: %v", err)

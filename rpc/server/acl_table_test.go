@@ -69,7 +69,7 @@ func TestEveryMethodHasARule(t *testing.T) {
 // call makes one request to procedure with an empty message over the
 // connect protocol's JSON form, as curl would, and returns the error code
 // ("" for none). Streaming methods are sent one enveloped message.
-func call(t *testing.T, addr, procedure string, m protoreflect.MethodDescriptor, token string) string {
+func call(t *testing.T, hc *http.Client, base, procedure string, m protoreflect.MethodDescriptor, token string) string {
 	t.Helper()
 	ctype, body := "application/json", []byte("{}")
 	if m.IsStreamingServer() || m.IsStreamingClient() {
@@ -79,7 +79,7 @@ func call(t *testing.T, addr, procedure string, m protoreflect.MethodDescriptor,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+procedure, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+procedure, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func call(t *testing.T, addr, procedure string, m protoreflect.MethodDescriptor,
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s: %v", procedure, err)
 	}
@@ -157,7 +157,8 @@ func weakerPolicy(r rpcserver.Rule) string {
 func TestEveryMethodRefusesMissingAndWeakTokens(t *testing.T) {
 	a := agent.TestServer(t, nil)
 	mgmt := agent.BootstrapTestACL(t, a)
-	c, err := rpc.NewClient(a.HTTPAddr(), nil, rpc.WithToken(mgmt))
+	hc := agent.TestHTTPClient(t)
+	c, err := rpc.NewClient(a.URL(), hc, rpc.WithToken(mgmt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,11 +189,11 @@ func TestEveryMethodRefusesMissingAndWeakTokens(t *testing.T) {
 				// bootstrap have tests of their own.
 				return
 			case rpcserver.AccessToken:
-				if got := call(t, a.HTTPAddr(), proc, m, ""); got != "unauthenticated" {
+				if got := call(t, hc, a.URL(), proc, m, ""); got != "unauthenticated" {
 					t.Errorf("no token: %q, want unauthenticated", got)
 				}
 			default:
-				if got := call(t, a.HTTPAddr(), proc, m, ""); got != "permission_denied" {
+				if got := call(t, hc, a.URL(), proc, m, ""); got != "permission_denied" {
 					t.Errorf("no token: %q, want permission_denied", got)
 				}
 				p := weakerPolicy(r)
@@ -202,30 +203,30 @@ func TestEveryMethodRefusesMissingAndWeakTokens(t *testing.T) {
 						p = "runner { policy = \"register\" }\n"
 					}
 				}
-				if got := call(t, a.HTTPAddr(), proc, m, tokenFor(p)); got != "permission_denied" {
+				if got := call(t, hc, a.URL(), proc, m, tokenFor(p)); got != "permission_denied" {
 					t.Errorf("token with\n%s: %q, want permission_denied", p, got)
 				}
 			}
 			if proc == "/outpost.v1.ACLService/Logout" {
 				return // would revoke the management token
 			}
-			if got := call(t, a.HTTPAddr(), proc, m, mgmt); got == "permission_denied" || got == "unauthenticated" {
+			if got := call(t, hc, a.URL(), proc, m, mgmt); got == "permission_denied" || got == "unauthenticated" {
 				t.Errorf("management token: %q", got)
 			}
 		})
 	}
 	t.Run("unknown token", func(t *testing.T) {
-		if got := call(t, a.HTTPAddr(), "/outpost.v1.JobService/ListJobs", procedures(t)["/outpost.v1.JobService/ListJobs"], "opt_nope"); got != "unauthenticated" {
+		if got := call(t, hc, a.URL(), "/outpost.v1.JobService/ListJobs", procedures(t)["/outpost.v1.JobService/ListJobs"], "opt_nope"); got != "unauthenticated" {
 			t.Errorf("unknown token: %q, want unauthenticated", got)
 		}
 	})
 	t.Run("http endpoints", func(t *testing.T) {
 		get := func(token string) int {
-			req, _ := http.NewRequest(http.MethodGet, "http://"+a.HTTPAddr()+"/v1/operator/snapshot", nil)
+			req, _ := http.NewRequest(http.MethodGet, a.URL()+"/v1/operator/snapshot", nil)
 			if token != "" {
 				req.Header.Set(rpc.TokenHeader, token)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := hc.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -250,7 +251,7 @@ func TestEveryMethodRefusesMissingAndWeakTokens(t *testing.T) {
 func TestTokenExpires(t *testing.T) {
 	a := agent.TestServer(t, nil)
 	mgmt := agent.BootstrapTestACL(t, a)
-	c, _ := rpc.NewClient(a.HTTPAddr(), nil, rpc.WithToken(mgmt))
+	c, _ := rpc.NewClient(a.URL(), agent.TestHTTPClient(t), rpc.WithToken(mgmt))
 	ctx := context.Background()
 	if _, err := c.ACL.UpsertPolicy(ctx, connect.NewRequest(&pb.UpsertPolicyRequest{Name: "ops", Rules: `operator { policy = "read" }`})); err != nil {
 		t.Fatal(err)
@@ -259,7 +260,7 @@ func TestTokenExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	short, _ := rpc.NewClient(a.HTTPAddr(), nil, rpc.WithToken(resp.Msg.Secret))
+	short, _ := rpc.NewClient(a.URL(), agent.TestHTTPClient(t), rpc.WithToken(resp.Msg.Secret))
 	if _, err := short.Operator.Members(ctx, connect.NewRequest(&pb.MembersRequest{})); err != nil {
 		t.Fatalf("fresh token: %v", err)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -60,6 +61,11 @@ type Backend interface {
 	ServerAddrs() []string
 	// LeaderAddr is the leader's API address, or "" when this server leads.
 	LeaderAddr(ctx context.Context) (string, error)
+	// PeerHTTPClient is the client this server reaches other servers
+	// with (with its server certificate under TLS), and PeerURL the base
+	// URL of another server's API address (https:// under TLS).
+	PeerHTTPClient() *http.Client
+	PeerURL(addr string) string
 	// GossipAddrs are the servers' gossip addresses, for runners to join.
 	GossipAddrs() []string
 	// Status describes this agent.

@@ -1,13 +1,15 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/jobspec/project"
-	"github.com/outpost-run/outpost/rpc"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 )
 
@@ -35,16 +37,54 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger) *Guard {
 	opts := append([]connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10),
 		connect.WithInterceptors(guard.Interceptor())}, strictJSONCodecs()...)
 	public := func(path string, h http.Handler) { mux.Handle(path, limitUnaryBody(h, maxMessageBytes)) }
-	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects), hc: rpc.NewHTTPClient()}, opts...))
-	public(outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), hc: rpc.NewHTTPClient(), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...))
+	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects)}, opts...))
+	runners, runnerHandler := outpostv1connect.NewRunnerServiceHandler(&RunnerService{b: b, logger: logger.Named("runner-stream"), reports: newReportBatcher(b, logger.Named("runner-reports"))}, opts...)
+	public(runners, requireRoleAt(outpostv1connect.RunnerServiceConnectProcedure, runnerStreamRoles, runnerHandler))
 	public(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	public(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
 	public(outpostv1connect.NewProjectServiceHandler(&ProjectService{b: b}, opts...))
-	public(outpostv1connect.NewACLServiceHandler(NewACLService(b, rpc.NewHTTPClient()), opts...))
+	public(outpostv1connect.NewACLServiceHandler(NewACLService(b), opts...))
 	// Only servers call the cluster service, in binary; its JSON stays
 	// connect's lenient one.
 	path, h := outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, connect.WithReadMaxBytes(maxClusterMessageBytes), connect.WithCompressMinBytes(32<<10),
 		connect.WithInterceptors(guard.Interceptor()))
-	mux.Handle(path, limitUnaryBody(h, maxClusterMessageBytes))
+	mux.Handle(path, requireRole(serverRoles, limitUnaryBody(h, maxClusterMessageBytes)))
 	return guard
+}
+
+// The role gates of the HTTP port, over TLS (a plain port is -dev's or
+// -insecure-no-tls's, and has none): the internal API takes only servers,
+// the runner stream only runners. The stream also takes a server's
+// certificate: the runner inside a server agent dials its own server
+// with it, and a server's certificate already opens the internal API.
+var (
+	serverRoles       = []tlsutil.Role{tlsutil.RoleServer}
+	runnerStreamRoles = []tlsutil.Role{tlsutil.RoleRunner, tlsutil.RoleServer}
+)
+
+// requireRole refuses, with connect's PermissionDenied, a TLS request
+// whose verified client certificate carries none of roles.
+func requireRole(roles []tlsutil.Role, next http.Handler) http.Handler {
+	roleErrors := connect.NewErrorWriter()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && !slices.Contains(roles, tlsutil.PeerRole(r.Context())) {
+			err := tlsutil.CheckRequestRole(r, roles[0])
+			_ = roleErrors.Write(w, r, connect.NewError(connect.CodePermissionDenied,
+				fmt.Errorf("%s is only for %ss: %w", r.URL.Path, roles[0], err)))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireRoleAt is requireRole for one procedure of a service.
+func requireRoleAt(procedure string, roles []tlsutil.Role, next http.Handler) http.Handler {
+	gated := requireRole(roles, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == procedure {
+			gated.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

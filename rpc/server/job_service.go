@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -33,7 +32,6 @@ const (
 type JobService struct {
 	b        Backend
 	projects *project.Cache
-	hc       *http.Client
 
 	leaderMu   sync.Mutex
 	leaderAddr string
@@ -479,7 +477,7 @@ func (s *JobService) GarbageCollect(ctx context.Context, req *connect.Request[pb
 	if addr != "" {
 		s.leaderMu.Lock()
 		if s.leaderAddr != addr {
-			s.leaderAddr, s.leader = addr, outpostv1connect.NewJobServiceClient(s.hc, "http://"+addr)
+			s.leaderAddr, s.leader = addr, outpostv1connect.NewJobServiceClient(s.b.PeerHTTPClient(), s.b.PeerURL(addr))
 		}
 		l := s.leader
 		s.leaderMu.Unlock()

@@ -47,7 +47,7 @@ func (s *RunnerService) onLeader(ctx context.Context) (outpostv1connect.RunnerSe
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
 	if s.leaderAddr != addr {
-		s.leaderAddr, s.leader = addr, outpostv1connect.NewRunnerServiceClient(s.hc, "http://"+addr)
+		s.leaderAddr, s.leader = addr, outpostv1connect.NewRunnerServiceClient(s.b.PeerHTTPClient(), s.b.PeerURL(addr))
 	}
 	return s.leader, nil
 }

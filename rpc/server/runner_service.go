@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -28,7 +27,6 @@ import (
 type RunnerService struct {
 	b       Backend
 	logger  hclog.Logger
-	hc      *http.Client
 	reports *reportBatcher
 
 	leaderMu   sync.Mutex
