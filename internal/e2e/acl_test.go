@@ -62,7 +62,7 @@ func TestACLReadFiltering(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &created); err != nil || created.Secret == "" {
 		t.Fatalf("token create -json: %v\n%s", err, out)
 	}
-	reader, err := rpc.NewClient(s.Addr(), nil, rpc.WithToken(created.Secret))
+	reader, err := rpc.NewClientTLS(s.Addr(), nil, testcluster.ClientTLSConfig(t), rpc.WithToken(created.Secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,12 +126,12 @@ func TestACLReadFiltering(t *testing.T) {
 
 	// The CLI with the reader's token lists a's job only; without a
 	// token it is refused and says how to get one.
-	env := []string{"OUTPOST_ADDR=" + s.Addr(), "OUTPOST_TOKEN=" + created.Secret}
+	env := append(testcluster.ClientEnv(t), "OUTPOST_ADDR="+s.Addr(), "OUTPOST_TOKEN="+created.Secret)
 	out, errOut, code = testcluster.RunCLI(t, testcluster.Binary(t), env, "job", "list")
 	if code != 0 || !strings.Contains(out, jobs["a"]) || strings.Contains(out, jobs["b"]) {
 		t.Errorf("job list as reader: exit %d\n%s%s", code, out, errOut)
 	}
-	_, errOut, code = testcluster.RunCLI(t, testcluster.Binary(t), []string{"OUTPOST_ADDR=" + s.Addr(), "XDG_CONFIG_HOME=" + t.TempDir()}, "job", "list")
+	_, errOut, code = testcluster.RunCLI(t, testcluster.Binary(t), append(testcluster.ClientEnv(t), "OUTPOST_ADDR="+s.Addr(), "XDG_CONFIG_HOME="+t.TempDir()), "job", "list")
 	if code == 0 || !strings.Contains(errOut, "permission denied") {
 		t.Errorf("job list without a token: exit %d, %s", code, errOut)
 	}
@@ -155,7 +155,7 @@ func TestACLLoginLogoutCLI(t *testing.T) {
 		t.Fatalf("user list: %d\n%s", code, out)
 	}
 	cfg := t.TempDir()
-	env := []string{"OUTPOST_ADDR=" + s.Addr(), "XDG_CONFIG_HOME=" + cfg}
+	env := append(testcluster.ClientEnv(t), "OUTPOST_ADDR="+s.Addr(), "XDG_CONFIG_HOME="+cfg)
 	if _, errOut, code := testcluster.RunCLIInput(t, testcluster.Binary(t), env, "wrong-pass\n", "login", "-user", "ann"); code == 0 || !strings.Contains(errOut, "login failed") {
 		t.Fatalf("login with a wrong password: exit %d, %s", code, errOut)
 	}
@@ -185,7 +185,7 @@ func TestACLLoginLogoutCLI(t *testing.T) {
 		t.Errorf("token file after logout: %v", err)
 	}
 	ctx := context.Background()
-	c, _ := rpc.NewClient(s.Addr(), nil, rpc.WithToken(strings.TrimSpace(string(secret))))
+	c, _ := rpc.NewClientTLS(s.Addr(), nil, testcluster.ClientTLSConfig(t), rpc.WithToken(strings.TrimSpace(string(secret))))
 	if _, err := c.Operator.Members(ctx, connect.NewRequest(&pb.MembersRequest{})); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Errorf("logged-out token: %v, want unauthenticated", err)
 	}
@@ -217,7 +217,7 @@ func TestACLTokenTTLFromCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &created); err != nil || created.Token.ExpiresAt.IsZero() {
 		t.Fatalf("token create -json: %v\n%s", err, out)
 	}
-	env := []string{"OUTPOST_ADDR=" + s.Addr(), "OUTPOST_TOKEN=" + created.Secret}
+	env := append(testcluster.ClientEnv(t), "OUTPOST_ADDR="+s.Addr(), "OUTPOST_TOKEN="+created.Secret)
 	if _, errOut, code := testcluster.RunCLI(t, testcluster.Binary(t), env, "members"); code != 0 {
 		t.Fatalf("members with a fresh token: %d %s", code, errOut)
 	}
