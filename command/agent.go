@@ -223,12 +223,15 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 	}
 	if cfg.Dev {
 		b.WriteString("==> Ready. Try: outpost job run -file examples/hello/outpost.hcl hello\n")
-	} else if cfg.InsecureNoTLS {
-		b.WriteString(insecureBanner)
-	} else if cfg.Server {
-		if cfg.ACLEnabled {
+	} else {
+		if cfg.InsecureNoTLS {
+			b.WriteString(insecureBanner)
+		}
+		switch {
+		case !cfg.Server:
+		case cfg.ACLEnabled:
 			b.WriteString("         ACL: enabled, default deny; make the first token with `outpost acl bootstrap`\n")
-		} else {
+		default:
 			b.WriteString("==> WARNING: ACLs are disabled (acl { enabled = false }): anyone who reaches the API\n")
 			b.WriteString("    controls the cluster.\n")
 		}
