@@ -98,6 +98,8 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 			return &GroupCommand{name: "runner token", synopsis: "Adoption tokens"}, nil
 		},
 		"runner token create": func() (cli.Command, error) { return &RunnerTokenCreateCommand{Meta: m}, nil },
+		"runner token list":   func() (cli.Command, error) { return &RunnerTokenListCommand{Meta: m}, nil },
+		"runner token revoke": func() (cli.Command, error) { return &RunnerTokenRevokeCommand{Meta: m}, nil },
 		"operator": func() (cli.Command, error) {
 			return &GroupCommand{name: "operator", synopsis: "Cluster administration"}, nil
 		},
