@@ -10,8 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outpost-run/outpost/audit"
 	rpcserver "github.com/outpost-run/outpost/rpc/server"
 	"github.com/outpost-run/outpost/runner"
 )
@@ -30,6 +32,9 @@ type Agent struct {
 	runnerDone   chan struct{}
 
 	cancelRequests context.CancelFunc
+
+	// audit is the server's audit log, nil when it keeps none.
+	audit *audit.Log
 
 	gossipMu      sync.Mutex
 	runnerGossip  *Gossip
@@ -65,6 +70,13 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 		a.server = srv
+		if path := a.cfg.AuditFile(); path != "" {
+			if a.audit, err = audit.Open(path, a.cfg.NodeID, a.logger); err != nil {
+				ln.Close()
+				_ = srv.Shutdown()
+				return err
+			}
+		}
 		a.serveHTTP(ln)
 		if a.cfg.BootstrapExpect == 1 {
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -103,12 +115,20 @@ func (a *Agent) advertisedHTTP() string {
 
 func (a *Agent) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
-	rpcserver.Register(mux, a.server, a.logger)
+	var interceptors []connect.Interceptor
+	if a.audit != nil {
+		interceptors = append(interceptors, audit.Interceptor(a.audit))
+	}
+	rpcserver.Register(mux, a.server, a.logger, interceptors...)
 	mux.Handle("/v1/operator/snapshot", a.server.snapshotHandler())
 	if a.cfg.Dev || a.cfg.EnableDebug {
 		// Profiles of a running agent, for finding bottlenecks: go tool
 		// pprof http://ADDR/debug/pprof/profile
 		registerDebugHandlers(mux)
+	}
+	var handler http.Handler = mux
+	if a.audit != nil {
+		handler = audit.Middleware(a.audit, mux)
 	}
 	// HTTP/1.1 for curl and browsers, h2c for runners' bidirectional
 	// streams; TLS adds ordinary HTTP/2.
@@ -123,7 +143,7 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 	a.cancelRequests = cancelBase
 	a.httpSrv = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
-		Handler:           mux,
+		Handler:           handler,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          a.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
@@ -160,6 +180,7 @@ func (a *Agent) startRunner() error {
 		}
 	} else {
 		rc.OnRegistered = a.joinRunnerGossip
+		rc.OnKeyring = a.applyRunnerKeyring
 	}
 	if len(rc.Servers) == 0 {
 		return fmt.Errorf("agent: a runner needs at least one server address (-server)")
@@ -176,6 +197,7 @@ func (a *Agent) startRunner() error {
 			Advertise: a.cfg.Advertise,
 			Port:      a.cfg.Ports.Gossip,
 			Key:       a.cfg.GossipKey,
+			DataDir:   a.cfg.DataDir,
 			Fast:      true,
 			Logger:    a.logger,
 			Meta:      NodeMeta{Role: RoleRunner, Capacity: a.cfg.RunnerCapacity, Labels: a.cfg.RunnerLabels, Version: Version},
@@ -221,6 +243,26 @@ func (a *Agent) joinRunnerGossip(addrs []string) {
 		a.gossipJoining = false
 		a.gossipMu.Unlock()
 	}()
+}
+
+// applyRunnerKeyring applies the keyring a server sent to the runner's
+// gossip and keeps it in the data dir for the next start.
+func (a *Agent) applyRunnerKeyring(keys []string, primary string) {
+	a.gossipMu.Lock()
+	g := a.runnerGossip
+	a.gossipMu.Unlock()
+	if g == nil || len(keys) == 0 {
+		return
+	}
+	if err := g.SetKeyring(keys, primary); err != nil {
+		a.logger.Error("cannot apply the cluster's gossip keyring", "error", err)
+		return
+	}
+	if err := saveKeyring(a.cfg.DataDir, keys, primary); err != nil {
+		a.logger.Error("cannot save the gossip keyring", "error", err)
+		return
+	}
+	a.logger.Named("gossip").Info("gossip keyring applied", "keys", len(keys), "primary", KeyFingerprint(primary))
 }
 
 // Halted delivers why the server stopped applying the log (see
@@ -272,6 +314,16 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		if a.server != nil {
 			err = a.server.Shutdown()
 		}
+		_ = a.audit.Close()
 	})
 	return err
+}
+
+// ReopenAudit reopens the audit log file (SIGHUP, after logrotate moved
+// it).
+func (a *Agent) ReopenAudit() error {
+	if a.audit == nil {
+		return nil
+	}
+	return a.audit.Reopen()
 }

@@ -39,6 +39,8 @@ func (b *Builder) AddFlags(fs *flag.FlagSet) {
 	fs.Var(stringFlag{&o.LogLevel}, "log-level", "")
 	fs.Var(intFlag{&o.Ports.Gossip}, "gossip-port", "")
 	fs.Var(labelsFlag{&o.Runner.Labels}, "label", "")
+	// Servers and runners gossip with the same key.
+	fs.Var(stringFlag{&o.Server.Encrypt}, "encrypt", "")
 	switch b.Command {
 	case CommandAgent:
 		fs.BoolVar(&b.Dev, "dev", false, "")
@@ -50,7 +52,6 @@ func (b *Builder) AddFlags(fs *flag.FlagSet) {
 		fs.Var(intFlag{&o.Ports.HTTP}, "http-port", "")
 		fs.Var(intFlag{&o.Ports.Raft}, "raft-port", "")
 		fs.Var(intFlag{&o.Server.RaftMultiplier}, "raft-multiplier", "")
-		fs.Var(stringFlag{&o.Server.Encrypt}, "encrypt", "")
 		fs.Var(intFlag{&o.Runner.Capacity}, "runner-capacity", "")
 	case CommandRunnerAgent:
 		fs.Var(listFlag{p: &o.Runner.Servers, commas: true}, "server", "")

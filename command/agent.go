@@ -117,6 +117,9 @@ wait:
 			return exitError
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
+				if err := a.ReopenAudit(); err != nil {
+					logger.Error("reopening the audit log", "error", err)
+				}
 				c.reload(b, a, logger)
 				continue
 			}

@@ -103,6 +103,11 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 		"operator": func() (cli.Command, error) {
 			return &GroupCommand{name: "operator", synopsis: "Cluster administration"}, nil
 		},
+		"operator keygen": func() (cli.Command, error) { return &OperatorKeygenCommand{Meta: m}, nil },
+		"operator gossip": func() (cli.Command, error) {
+			return &GroupCommand{name: "operator gossip", synopsis: "Manage gossip encryption"}, nil
+		},
+		"operator gossip keyring": func() (cli.Command, error) { return &OperatorGossipKeyringCommand{Meta: m}, nil },
 		"operator raft": func() (cli.Command, error) {
 			return &GroupCommand{name: "operator raft", synopsis: "Inspect and change the Raft peers"}, nil
 		},

@@ -32,6 +32,7 @@ type Client struct {
 	Agent     outpostv1connect.AgentServiceClient
 	Operator  outpostv1connect.OperatorServiceClient
 	Projects  outpostv1connect.ProjectServiceClient
+	Keyring   outpostv1connect.KeyringServiceClient
 }
 
 // NormalizeAddress accepts "host:port", "http://host:port" or
@@ -132,6 +133,7 @@ func NewClient(addrs string, hc *http.Client) (*Client, error) {
 		Agent:     outpostv1connect.NewAgentServiceClient(hc, base, opt),
 		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base, opt),
 		Projects:  outpostv1connect.NewProjectServiceClient(hc, base, opt),
+		Keyring:   outpostv1connect.NewKeyringServiceClient(hc, base, opt),
 	}, nil
 }
 

@@ -69,6 +69,8 @@ type RunnerOptions struct {
 	// ProcessOptions.Prefix), e.g. `ip netns exec NS` to run the runner in
 	// a network namespace.
 	Prefix []string
+	// GossipKey is -encrypt (see ServerOptions.GossipKey).
+	GossipKey string
 }
 
 // Runner is a runner agent started by a test. It embeds its Process, so
@@ -167,6 +169,7 @@ func runnerArgs(o RunnerOptions, gossipPort int) []string {
 	if o.Token != "" {
 		args = append(args, "-token="+o.Token)
 	}
+	args = append(args, encryptArg(o.GossipKey)...)
 	return append(args, o.ExtraArgs...)
 }
 

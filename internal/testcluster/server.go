@@ -79,6 +79,25 @@ type ServerOptions struct {
 	// ProcessOptions.Prefix), e.g. `ip netns exec NS` to run the server in
 	// a network namespace.
 	Prefix []string
+	// GossipKey is a real server's -encrypt, which every agent outside
+	// -dev needs; empty means GossipKey, shared by every agent a test
+	// starts, and "none" passes no -encrypt at all.
+	GossipKey string
+}
+
+// GossipKey is the gossip key (-encrypt) the harness gives every agent
+// outside -dev unless told otherwise.
+const GossipKey = "b3V0cG9zdC10ZXN0LWdvc3NpcC1rZXktMzItYnl0ZXM="
+
+// encryptArg is the -encrypt flag for a GossipKey option.
+func encryptArg(key string) []string {
+	switch key {
+	case "":
+		return []string{"-encrypt=" + GossipKey}
+	case "none":
+		return nil
+	}
+	return []string{"-encrypt=" + key}
 }
 
 // Server is an outpost server agent started by a test. It embeds its
@@ -192,6 +211,7 @@ func serverArgs(o ServerOptions) []string {
 		for _, j := range o.RetryJoin {
 			args = append(args, "-retry-join="+j)
 		}
+		args = append(args, encryptArg(o.GossipKey)...)
 	}
 	args = append(args,
 		"-name="+o.Name,
