@@ -39,6 +39,9 @@ type Agent struct {
 	gossipMu      sync.Mutex
 	runnerGossip  *Gossip
 	gossipJoining bool
+	// gossipAddrs are the servers' gossip addresses last heard, to join
+	// again once a new keyring lets this runner read the pool.
+	gossipAddrs []string
 	shutdownOnce  sync.Once
 }
 
@@ -226,6 +229,7 @@ func (a *Agent) startRunner() error {
 func (a *Agent) joinRunnerGossip(addrs []string) {
 	a.gossipMu.Lock()
 	g, joining := a.runnerGossip, a.gossipJoining
+	a.gossipAddrs = addrs
 	a.gossipMu.Unlock()
 	// Join when alone in the pool: at first contact, and again after every
 	// server went away (memberlist does not retry dead members).
@@ -249,20 +253,27 @@ func (a *Agent) joinRunnerGossip(addrs []string) {
 // gossip and keeps it in the data dir for the next start.
 func (a *Agent) applyRunnerKeyring(keys []string, primary string) {
 	a.gossipMu.Lock()
-	g := a.runnerGossip
+	g, addrs := a.runnerGossip, a.gossipAddrs
 	a.gossipMu.Unlock()
 	if g == nil || len(keys) == 0 {
+		return
+	}
+	// Saved first: once the pool sees this runner hold the keys, a
+	// restart must hold them too.
+	if err := saveKeyring(a.cfg.DataDir, keys, primary); err != nil {
+		a.logger.Error("cannot save the gossip keyring", "error", err)
 		return
 	}
 	if err := g.SetKeyring(keys, primary); err != nil {
 		a.logger.Error("cannot apply the cluster's gossip keyring", "error", err)
 		return
 	}
-	if err := saveKeyring(a.cfg.DataDir, keys, primary); err != nil {
-		a.logger.Error("cannot save the gossip keyring", "error", err)
-		return
-	}
 	a.logger.Named("gossip").Info("gossip keyring applied", "keys", len(keys), "primary", KeyFingerprint(primary))
+	// A runner that started with a key rotated out could not join; now
+	// it can.
+	if len(addrs) > 0 {
+		a.joinRunnerGossip(addrs)
+	}
 }
 
 // Halted delivers why the server stopped applying the log (see

@@ -154,9 +154,14 @@ func (g *Gossip) SetKeyring(keys []string, primary string) error {
 	leaving := g.meta.Leaving
 	g.mu.Unlock()
 	if !leaving {
-		if err := g.list.UpdateNode(5 * time.Second); err != nil {
-			g.logger.Warn("publishing metadata", "error", err)
-		}
+		// Published in the background: UpdateNode waits for the
+		// broadcast to go out, and the callers (the state watcher, the
+		// runner's stream) must not wait on gossip.
+		go func() {
+			if err := g.list.UpdateNode(5 * time.Second); err != nil {
+				g.logger.Warn("publishing metadata", "error", err)
+			}
+		}()
 	}
 	return nil
 }
@@ -182,10 +187,10 @@ func (s *Server) watchKeyring() {
 		ws := memdb.NewWatchSet()
 		k := s.State().GossipKeyring(ws)
 		if k != nil && (applied == nil || !proto.Equal(k, applied)) {
-			if err := s.gossip.SetKeyring(k.Keys, k.Primary); err != nil {
-				s.logger.Error("cannot apply the cluster's gossip keyring", "error", err)
-			} else if err := saveKeyring(s.cfg.DataDir, k.Keys, k.Primary); err != nil {
+			if err := saveKeyring(s.cfg.DataDir, k.Keys, k.Primary); err != nil {
 				s.logger.Error("cannot save the gossip keyring", "error", err)
+			} else if err := s.gossip.SetKeyring(k.Keys, k.Primary); err != nil {
+				s.logger.Error("cannot apply the cluster's gossip keyring", "error", err)
 			} else {
 				s.logger.Info("gossip keyring applied", "keys", len(k.Keys), "primary", KeyFingerprint(k.Primary))
 			}

@@ -53,7 +53,9 @@ func (c *OperatorKeygenCommand) Run(args []string) int {
 // OperatorGossipKeyringCommand lists and rotates the gossip keys.
 type OperatorGossipKeyringCommand struct{ Meta *Meta }
 
-func (c *OperatorGossipKeyringCommand) Synopsis() string { return "List, install, use and remove gossip keys" }
+func (c *OperatorGossipKeyringCommand) Synopsis() string {
+	return "List, install, use and remove gossip keys"
+}
 
 func (c *OperatorGossipKeyringCommand) Help() string {
 	return strings.TrimSpace(`
