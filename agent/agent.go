@@ -41,8 +41,8 @@ type Agent struct {
 	gossipJoining bool
 	// gossipAddrs are the servers' gossip addresses last heard, to join
 	// again once a new keyring lets this runner read the pool.
-	gossipAddrs []string
-	shutdownOnce  sync.Once
+	gossipAddrs  []string
+	shutdownOnce sync.Once
 }
 
 // New validates cfg and returns an agent; Start runs it.
