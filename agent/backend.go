@@ -68,7 +68,8 @@ func (s *Server) RegisterRunner(ctx context.Context, reg *pb.Register, addr stri
 	r.SecretHash = hash
 	r.State = rpc.RunnerReady
 	if r.Status == rpc.RunnerPending {
-		if tomb == nil && cur == nil {
+		if tomb == nil {
+			// A forgotten id back as pending: its token adopts nothing.
 			tomb = s.State().RunnerTombstone(reg.RunnerId)
 		}
 		switch {

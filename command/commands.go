@@ -86,10 +86,10 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 			return &RunnerActionCommand{Meta: m, action: "adopt", synopsis: "Approve a pending runner", help: "Adopts a pending runner (or a rejected one): it starts getting jobs."}, nil
 		},
 		"runner reject": func() (cli.Command, error) {
-			return &RunnerActionCommand{Meta: m, action: "reject", synopsis: "Refuse a runner", help: "Rejects a runner: its connection is closed, it is never sent work, and its jobs are requeued."}, nil
+			return &RunnerActionCommand{Meta: m, action: "reject", synopsis: "Refuse a runner", help: "Rejects a runner at once: the server holding its connection closes it, it is never sent work, its jobs are requeued, and every later registration with its secret is refused."}, nil
 		},
 		"runner forget": func() (cli.Command, error) {
-			return &RunnerActionCommand{Meta: m, action: "forget", synopsis: "Remove a runner's record", help: "Removes a runner's record. It must hold no jobs. If it connects again it registers as new."}, nil
+			return &RunnerActionCommand{Meta: m, action: "forget", synopsis: "Remove a runner's record", help: "Removes a runner's record. It must hold no jobs. Its id keeps a tombstone: a runner that registers that id again is pending, whatever adoption token it brings, until an operator adopts it; a secret the runner was rejected with is refused for good."}, nil
 		},
 		"runner drain": func() (cli.Command, error) {
 			return &RunnerActionCommand{Meta: m, action: "drain", synopsis: "Stop giving a runner new jobs", help: "Drains a runner: it finishes what it runs and takes nothing new."}, nil
