@@ -194,6 +194,7 @@ func (s *Server) startLeaderWork() {
 		func() { s.reap(ctx, since) },
 		func() { s.collectLoop(ctx) },
 		func() { s.reconcileLoop(ctx) },
+		func() { s.seedKeyring(ctx) },
 	} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop() }()

@@ -121,6 +121,14 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 		t.Fatalf("report results = %v, want only the stale finish refused", rep.Errors)
 	}
 	a.mustApply(PinJobType, &pb.PinJobEntry{JobId: "j-5", Pinned: true, Time: ts(13)})
+	// Runner identity and the gossip keyring.
+	a.mustApply(RunnerTokenType, &pb.UpsertRunnerTokenEntry{Token: &pb.RunnerToken{Id: "t-2", Hash: []byte{4, 5, 6}, CreatedAt: ts(13), MaxUses: 2, Projects: []string{"web"}}})
+	a.mustApply(RegisterRunnerType, &pb.RegisterRunnerEntry{TokenId: "t-2", Time: ts(14), Runner: &pb.Runner{Id: "r-3", Capacity: 1, State: "ready", SecretHash: []byte{7}}})
+	a.mustApply(UpdateRunnerType, &pb.RunnerUpdateEntry{RunnerId: "r-3", Action: "reject", Time: ts(14)})
+	a.mustApply(ForgetRunnerType, &pb.ForgetRunnerEntry{RunnerId: "r-3", Time: ts(15)})
+	a.mustApply(DeleteRunnerTokenType, &pb.DeleteRunnerTokenEntry{Id: "t-2"})
+	a.mustApply(GossipKeyringType, &pb.GossipKeyringEntry{Op: "init", Key: "a2V5a2V5a2V5a2V5a2V5aw=="})
+	a.mustApply(GossipKeyringType, &pb.GossipKeyringEntry{Op: "install", Key: "ZW52ZW52ZW52ZW52ZW52ZQ=="})
 
 	st := a.f.State()
 	for id, want := range map[string]string{"j-1": "pending", "j-2": "canceling", "j-3": "pending", "j-5": "succeeded"} {
@@ -149,6 +157,12 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	}
 	if r, _ := st.RunnerByID(nil, "r-2"); r.Status != "adopted" || !r.Draining {
 		t.Errorf("r-2 = %s draining=%t, want adopted and draining", r.Status, r.Draining)
+	}
+	if tomb := st.RunnerTombstone("r-3"); tomb == nil || len(tomb.RejectedSecretHashes) != 1 {
+		t.Errorf("forgotten rejected r-3 left tombstone %v, want one holding its secret's hash", tomb)
+	}
+	if k := st.GossipKeyring(nil); len(k.GetKeys()) != 2 || k.Primary != "a2V5a2V5a2V5a2V5a2V5aw==" {
+		t.Errorf("gossip keyring = %v", k)
 	}
 	if got := texts(st.LogChunks(nil, "j-1", 0)); got != "one,two,three" {
 		t.Errorf("j-1 logs = %q", got)
@@ -236,6 +250,15 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 	eqList(t, "runner tokens", ws.RunnerTokens(), gs.RunnerTokens())
 	eqList(t, "runner profiles", ws.Profiles(), gs.Profiles())
 	eqList(t, "tombstones", tombstones(t, ws), tombstones(t, gs))
+	// Tables of issue 15, which snapshots made before it lack.
+	if len(ws.RunnerTombstones())+len(gs.RunnerTombstones()) > 0 {
+		eqList(t, "runner tombstones", ws.RunnerTombstones(), gs.RunnerTombstones())
+	}
+	if w, g := ws.GossipKeyring(), gs.GossipKeyring(); w != nil || g != nil {
+		if w == nil || g == nil || !proto.Equal(w, g) {
+			t.Errorf("gossip keyring restored as %v, want %v", g, w)
+		}
+	}
 	wc, wp, _ := want.FinishedStats()
 	gc, gp, _ := got.FinishedStats()
 	if wc != gc || wp != gp {

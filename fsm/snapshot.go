@@ -33,6 +33,9 @@ const (
 	// entry that deleted jobs, oldest first. Snapshots written before
 	// garbage collection have none.
 	recordTombstones recordKind = 8
+	// Runner identity and the gossip keyring (issue 15): 30-39.
+	recordRunnerTombstone recordKind = 30
+	recordGossipKeyring   recordKind = 31
 )
 
 type snapshot struct {
@@ -96,6 +99,14 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 		if err == nil {
 			err = putMsg(recordProfile, p)
 		}
+	}
+	for _, t := range view.RunnerTombstones() {
+		if err == nil {
+			err = putMsg(recordRunnerTombstone, t)
+		}
+	}
+	if k := view.GossipKeyring(); k != nil && err == nil {
+		err = putMsg(recordGossipKeyring, k)
 	}
 	for _, j := range view.Jobs() {
 		if err == nil {
@@ -219,6 +230,16 @@ func restoreRecord(rs *state.Restore, kind recordKind, b []byte) error {
 		m := &pb.Tombstones{}
 		if err = proto.Unmarshal(b, m); err == nil {
 			err = rs.Tombstones(m)
+		}
+	case recordRunnerTombstone:
+		m := &pb.RunnerTombstone{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.RunnerTombstone(m)
+		}
+	case recordGossipKeyring:
+		m := &pb.GossipKeyring{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.GossipKeyring(m)
 		}
 	default:
 		return fmt.Errorf("fsm: unknown snapshot record kind %d", kind)

@@ -33,6 +33,7 @@ type Client struct {
 	Agent     outpostv1connect.AgentServiceClient
 	Operator  outpostv1connect.OperatorServiceClient
 	Projects  outpostv1connect.ProjectServiceClient
+	Keyring   outpostv1connect.KeyringServiceClient
 }
 
 // NormalizeAddress accepts "host:port", "http://host:port" or
@@ -159,6 +160,7 @@ func NewClientTLS(addrs string, hc *http.Client, cfg *tls.Config) (*Client, erro
 		Agent:     outpostv1connect.NewAgentServiceClient(hc, base, opt),
 		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base, opt),
 		Projects:  outpostv1connect.NewProjectServiceClient(hc, base, opt),
+		Keyring:   outpostv1connect.NewKeyringServiceClient(hc, base, opt),
 	}, nil
 }
 

@@ -22,6 +22,9 @@ const (
 	TableIndex    = "index"
 	TableTokens   = "runner_tokens"
 	TableProfiles = "runner_profiles"
+	// Runner identity and the gossip keyring (identity_write.go).
+	TableRunnerTombstones = "runner_tombstones"
+	TableGossipKeyring    = "gossip_keyring"
 
 	tableHistory = "job_history"
 )
@@ -95,6 +98,19 @@ func schema() *memdb.DBSchema {
 			Name: TableProfiles,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			},
+		},
+		TableRunnerTombstones: {
+			Name: TableRunnerTombstones,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		},
+		// One row: the keyring, under the id index of its constant key.
+		TableGossipKeyring: {
+			Name: TableGossipKeyring,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: keyringIndex{}},
 			},
 		},
 		TableIndex: {

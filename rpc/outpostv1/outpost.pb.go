@@ -1463,11 +1463,19 @@ type RunnerToken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// SHA-256 of the token; the token itself is shown once, at creation.
-	Hash          []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
-	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	CreateIndex   uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	Hash        []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreateIndex uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	// Runner identity (issue 15): how many registrations the token may
+	// still adopt (0 with max_uses 0: no limit), and what it is bound to.
+	MaxUses uint32 `protobuf:"varint,30,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	Used    uint32 `protobuf:"varint,31,opt,name=used,proto3" json:"used,omitempty"`
+	// The registering runner must carry every one of these labels.
+	Labels map[string]string `protobuf:"bytes,32,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The runners it adopts serve only these projects (empty = no binding).
+	Projects      []string `protobuf:"bytes,33,rep,name=projects,proto3" json:"projects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1542,6 +1550,34 @@ func (x *RunnerToken) GetCreateIndex() uint64 {
 		return x.CreateIndex
 	}
 	return 0
+}
+
+func (x *RunnerToken) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *RunnerToken) GetUsed() uint32 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+func (x *RunnerToken) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RunnerToken) GetProjects() []string {
+	if x != nil {
+		return x.Projects
+	}
+	return nil
 }
 
 type SubmitJobRequest struct {
@@ -3806,6 +3842,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Cancel
 	//	*ServerMessage_Ack
 	//	*ServerMessage_HeartbeatAck
+	//	*ServerMessage_GossipKeyring
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3893,6 +3930,15 @@ func (x *ServerMessage) GetHeartbeatAck() *HeartbeatAck {
 	return nil
 }
 
+func (x *ServerMessage) GetGossipKeyring() *GossipKeyring {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_GossipKeyring); ok {
+			return x.GossipKeyring
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -3917,6 +3963,11 @@ type ServerMessage_HeartbeatAck struct {
 	HeartbeatAck *HeartbeatAck `protobuf:"bytes,5,opt,name=heartbeat_ack,json=heartbeatAck,proto3,oneof"`
 }
 
+type ServerMessage_GossipKeyring struct {
+	// Sent at register and whenever the cluster's gossip keyring changes.
+	GossipKeyring *GossipKeyring `protobuf:"bytes,30,opt,name=gossip_keyring,json=gossipKeyring,proto3,oneof"`
+}
+
 func (*ServerMessage_Registered) isServerMessage_Msg() {}
 
 func (*ServerMessage_Assign) isServerMessage_Msg() {}
@@ -3926,6 +3977,8 @@ func (*ServerMessage_Cancel) isServerMessage_Msg() {}
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_HeartbeatAck) isServerMessage_Msg() {}
+
+func (*ServerMessage_GossipKeyring) isServerMessage_Msg() {}
 
 // Runners come by id, a page at a time.
 type ListRunnersRequest struct {
@@ -4249,7 +4302,11 @@ type CreateRunnerTokenRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Description string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
 	// Zero means the token does not expire.
-	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Registrations it may adopt; 0 is no limit.
+	MaxUses       uint32            `protobuf:"varint,30,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,31,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Projects      []string          `protobuf:"bytes,32,rep,name=projects,proto3" json:"projects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4294,6 +4351,27 @@ func (x *CreateRunnerTokenRequest) GetDescription() string {
 func (x *CreateRunnerTokenRequest) GetTtl() *durationpb.Duration {
 	if x != nil {
 		return x.Ttl
+	}
+	return nil
+}
+
+func (x *CreateRunnerTokenRequest) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *CreateRunnerTokenRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *CreateRunnerTokenRequest) GetProjects() []string {
+	if x != nil {
+		return x.Projects
 	}
 	return nil
 }
@@ -6066,6 +6144,491 @@ func (*DeleteProjectResponse) Descriptor() ([]byte, []int) {
 	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{82}
 }
 
+type ListRunnerTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunnerTokensRequest) Reset() {
+	*x = ListRunnerTokensRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunnerTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunnerTokensRequest) ProtoMessage() {}
+
+func (x *ListRunnerTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunnerTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListRunnerTokensRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{83}
+}
+
+type ListRunnerTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Without their hashes.
+	Tokens        []*RunnerToken `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunnerTokensResponse) Reset() {
+	*x = ListRunnerTokensResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunnerTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunnerTokensResponse) ProtoMessage() {}
+
+func (x *ListRunnerTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunnerTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListRunnerTokensResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *ListRunnerTokensResponse) GetTokens() []*RunnerToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeRunnerTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRunnerTokenRequest) Reset() {
+	*x = RevokeRunnerTokenRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRunnerTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRunnerTokenRequest) ProtoMessage() {}
+
+func (x *RevokeRunnerTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRunnerTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRunnerTokenRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *RevokeRunnerTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeRunnerTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRunnerTokenResponse) Reset() {
+	*x = RevokeRunnerTokenResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRunnerTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRunnerTokenResponse) ProtoMessage() {}
+
+func (x *RevokeRunnerTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRunnerTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeRunnerTokenResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{86}
+}
+
+// What stays of a forgotten runner: its id may register again only as
+// pending (an operator adopts it), and the secrets it was rejected with
+// never register again.
+type RunnerTombstone struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Id                   string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ForgottenAt          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=forgotten_at,json=forgottenAt,proto3" json:"forgotten_at,omitempty"`
+	RejectedSecretHashes [][]byte               `protobuf:"bytes,3,rep,name=rejected_secret_hashes,json=rejectedSecretHashes,proto3" json:"rejected_secret_hashes,omitempty"`
+	CreateIndex          uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex          uint64                 `protobuf:"varint,11,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *RunnerTombstone) Reset() {
+	*x = RunnerTombstone{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerTombstone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerTombstone) ProtoMessage() {}
+
+func (x *RunnerTombstone) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerTombstone.ProtoReflect.Descriptor instead.
+func (*RunnerTombstone) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *RunnerTombstone) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunnerTombstone) GetForgottenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ForgottenAt
+	}
+	return nil
+}
+
+func (x *RunnerTombstone) GetRejectedSecretHashes() [][]byte {
+	if x != nil {
+		return x.RejectedSecretHashes
+	}
+	return nil
+}
+
+func (x *RunnerTombstone) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *RunnerTombstone) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+// The cluster's gossip encryption keys (base64) and the one used to
+// encrypt; the others are accepted.
+type GossipKeyring struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []string               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Primary       string                 `protobuf:"bytes,2,opt,name=primary,proto3" json:"primary,omitempty"`
+	ModifyIndex   uint64                 `protobuf:"varint,10,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyring) Reset() {
+	*x = GossipKeyring{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyring) ProtoMessage() {}
+
+func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
+func (*GossipKeyring) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *GossipKeyring) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeyring) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *GossipKeyring) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+type GossipKeyringRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// list, install, use or remove.
+	Op            string `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringRequest) Reset() {
+	*x = GossipKeyringRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringRequest) ProtoMessage() {}
+
+func (x *GossipKeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeyringRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *GossipKeyringRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *GossipKeyringRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type GossipKeyCount struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Key     string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Primary bool                   `protobuf:"varint,2,opt,name=primary,proto3" json:"primary,omitempty"`
+	// Members of the gossip pool that hold this key, by role.
+	Servers       uint32 `protobuf:"varint,3,opt,name=servers,proto3" json:"servers,omitempty"`
+	Runners       uint32 `protobuf:"varint,4,opt,name=runners,proto3" json:"runners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyCount) Reset() {
+	*x = GossipKeyCount{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyCount) ProtoMessage() {}
+
+func (x *GossipKeyCount) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyCount.ProtoReflect.Descriptor instead.
+func (*GossipKeyCount) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *GossipKeyCount) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GossipKeyCount) GetPrimary() bool {
+	if x != nil {
+		return x.Primary
+	}
+	return false
+}
+
+func (x *GossipKeyCount) GetServers() uint32 {
+	if x != nil {
+		return x.Servers
+	}
+	return 0
+}
+
+func (x *GossipKeyCount) GetRunners() uint32 {
+	if x != nil {
+		return x.Runners
+	}
+	return 0
+}
+
+type GossipKeyringResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*GossipKeyCount      `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Gossip members seen, by role, to read the counts against.
+	Servers       uint32 `protobuf:"varint,2,opt,name=servers,proto3" json:"servers,omitempty"`
+	Runners       uint32 `protobuf:"varint,3,opt,name=runners,proto3" json:"runners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringResponse) Reset() {
+	*x = GossipKeyringResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringResponse) ProtoMessage() {}
+
+func (x *GossipKeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeyringResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *GossipKeyringResponse) GetKeys() []*GossipKeyCount {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeyringResponse) GetServers() uint32 {
+	if x != nil {
+		return x.Servers
+	}
+	return 0
+}
+
+func (x *GossipKeyringResponse) GetRunners() uint32 {
+	if x != nil {
+		return x.Runners
+	}
+	return 0
+}
+
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_outpost_proto_rawDesc = "" +
@@ -6250,7 +6813,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\fmodify_index\x18\x15 \x01(\x04R\vmodifyIndex\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x03\n" +
 	"\vRunnerToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\fR\x04hash\x12 \n" +
@@ -6260,7 +6823,14 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12!\n" +
 	"\fcreate_index\x18\n" +
-	" \x01(\x04R\vcreateIndex\"\xdf\x02\n" +
+	" \x01(\x04R\vcreateIndex\x12\x19\n" +
+	"\bmax_uses\x18\x1e \x01(\rR\amaxUses\x12\x12\n" +
+	"\x04used\x18\x1f \x01(\rR\x04used\x12;\n" +
+	"\x06labels\x18  \x03(\v2#.outpost.v1.RunnerToken.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bprojects\x18! \x03(\tR\bprojects\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdf\x02\n" +
 	"\x10SubmitJobRequest\x12%\n" +
 	"\x0eproject_source\x18\x01 \x01(\fR\rprojectSource\x12)\n" +
 	"\x10project_filename\x18\x02 \x01(\tR\x0fprojectFilename\x12\x18\n" +
@@ -6445,7 +7015,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tconfirmed\x18\x02 \x01(\bR\tconfirmed\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\aservers\x18\x04 \x03(\tR\aservers\"\x9a\x02\n" +
+	"\aservers\x18\x04 \x03(\tR\aservers\"\xde\x02\n" +
 	"\rServerMessage\x128\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2\x16.outpost.v1.RegisteredH\x00R\n" +
@@ -6453,7 +7023,8 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06assign\x18\x02 \x01(\v2\x12.outpost.v1.AssignH\x00R\x06assign\x124\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1a.outpost.v1.CancelAssignedH\x00R\x06cancel\x12#\n" +
 	"\x03ack\x18\x04 \x01(\v2\x0f.outpost.v1.AckH\x00R\x03ack\x12?\n" +
-	"\rheartbeat_ack\x18\x05 \x01(\v2\x18.outpost.v1.HeartbeatAckH\x00R\fheartbeatAckB\x05\n" +
+	"\rheartbeat_ack\x18\x05 \x01(\v2\x18.outpost.v1.HeartbeatAckH\x00R\fheartbeatAck\x12B\n" +
+	"\x0egossip_keyring\x18\x1e \x01(\v2\x19.outpost.v1.GossipKeyringH\x00R\rgossipKeyringB\x05\n" +
 	"\x03msg\"f\n" +
 	"\x12ListRunnersRequest\x12\x14\n" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\x12\x1b\n" +
@@ -6473,10 +7044,16 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\"B\n" +
 	"\x14RunnerActionResponse\x12*\n" +
-	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\"i\n" +
+	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\"\xa5\x02\n" +
 	"\x18CreateRunnerTokenRequest\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12+\n" +
-	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"^\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x19\n" +
+	"\bmax_uses\x18\x1e \x01(\rR\amaxUses\x12H\n" +
+	"\x06labels\x18\x1f \x03(\v20.outpost.v1.CreateRunnerTokenRequest.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bprojects\x18  \x03(\tR\bprojects\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\x19CreateRunnerTokenResponse\x12+\n" +
 	"\x04info\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x04info\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\"\x0f\n" +
@@ -6586,7 +7163,37 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x04jobs\x18\x02 \x03(\tR\x04jobs\"*\n" +
 	"\x14DeleteProjectRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
-	"\x15DeleteProjectResponse2\x9c\x05\n" +
+	"\x15DeleteProjectResponse\"\x19\n" +
+	"\x17ListRunnerTokensRequest\"K\n" +
+	"\x18ListRunnerTokensResponse\x12/\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x17.outpost.v1.RunnerTokenR\x06tokens\"*\n" +
+	"\x18RevokeRunnerTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
+	"\x19RevokeRunnerTokenResponse\"\xdc\x01\n" +
+	"\x0fRunnerTombstone\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12=\n" +
+	"\fforgotten_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vforgottenAt\x124\n" +
+	"\x16rejected_secret_hashes\x18\x03 \x03(\fR\x14rejectedSecretHashes\x12!\n" +
+	"\fcreate_index\x18\n" +
+	" \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\v \x01(\x04R\vmodifyIndex\"`\n" +
+	"\rGossipKeyring\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\x18\n" +
+	"\aprimary\x18\x02 \x01(\tR\aprimary\x12!\n" +
+	"\fmodify_index\x18\n" +
+	" \x01(\x04R\vmodifyIndex\"8\n" +
+	"\x14GossipKeyringRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"p\n" +
+	"\x0eGossipKeyCount\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aprimary\x18\x02 \x01(\bR\aprimary\x12\x18\n" +
+	"\aservers\x18\x03 \x01(\rR\aservers\x12\x18\n" +
+	"\arunners\x18\x04 \x01(\rR\arunners\"{\n" +
+	"\x15GossipKeyringResponse\x12.\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1a.outpost.v1.GossipKeyCountR\x04keys\x12\x18\n" +
+	"\aservers\x18\x02 \x01(\rR\aservers\x12\x18\n" +
+	"\arunners\x18\x03 \x01(\rR\arunners2\x9c\x05\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.outpost.v1.SubmitJobRequest\x1a\x1d.outpost.v1.SubmitJobResponse\x12E\n" +
@@ -6597,13 +7204,15 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\bReadLogs\x12\x1b.outpost.v1.ReadLogsRequest\x1a\x1c.outpost.v1.ReadLogsResponse0\x01\x12H\n" +
 	"\tDeleteJob\x12\x1c.outpost.v1.DeleteJobRequest\x1a\x1d.outpost.v1.DeleteJobResponse\x12?\n" +
 	"\x06PinJob\x12\x19.outpost.v1.PinJobRequest\x1a\x1a.outpost.v1.PinJobResponse\x12W\n" +
-	"\x0eGarbageCollect\x12!.outpost.v1.GarbageCollectRequest\x1a\".outpost.v1.GarbageCollectResponse2\xa3\x03\n" +
+	"\x0eGarbageCollect\x12!.outpost.v1.GarbageCollectRequest\x1a\".outpost.v1.GarbageCollectResponse2\xe4\x04\n" +
 	"\rRunnerService\x12C\n" +
 	"\aConnect\x12\x19.outpost.v1.RunnerMessage\x1a\x19.outpost.v1.ServerMessage(\x010\x01\x12N\n" +
 	"\vListRunners\x12\x1e.outpost.v1.ListRunnersRequest\x1a\x1f.outpost.v1.ListRunnersResponse\x12H\n" +
 	"\tGetRunner\x12\x1c.outpost.v1.GetRunnerRequest\x1a\x1d.outpost.v1.GetRunnerResponse\x12Q\n" +
 	"\fRunnerAction\x12\x1f.outpost.v1.RunnerActionRequest\x1a .outpost.v1.RunnerActionResponse\x12`\n" +
-	"\x11CreateRunnerToken\x12$.outpost.v1.CreateRunnerTokenRequest\x1a%.outpost.v1.CreateRunnerTokenResponse2O\n" +
+	"\x11CreateRunnerToken\x12$.outpost.v1.CreateRunnerTokenRequest\x1a%.outpost.v1.CreateRunnerTokenResponse\x12]\n" +
+	"\x10ListRunnerTokens\x12#.outpost.v1.ListRunnerTokensRequest\x1a$.outpost.v1.ListRunnerTokensResponse\x12`\n" +
+	"\x11RevokeRunnerToken\x12$.outpost.v1.RevokeRunnerTokenRequest\x1a%.outpost.v1.RevokeRunnerTokenResponse2O\n" +
 	"\fAgentService\x12?\n" +
 	"\x06Status\x12\x19.outpost.v1.StatusRequest\x1a\x1a.outpost.v1.StatusResponse2\xec\x01\n" +
 	"\x0fOperatorService\x12B\n" +
@@ -6626,7 +7235,9 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\fListProjects\x12\x1f.outpost.v1.ListProjectsRequest\x1a .outpost.v1.ListProjectsResponse\x12K\n" +
 	"\n" +
 	"GetProject\x12\x1d.outpost.v1.GetProjectRequest\x1a\x1e.outpost.v1.GetProjectResponse\x12T\n" +
-	"\rDeleteProject\x12 .outpost.v1.DeleteProjectRequest\x1a!.outpost.v1.DeleteProjectResponseB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
+	"\rDeleteProject\x12 .outpost.v1.DeleteProjectRequest\x1a!.outpost.v1.DeleteProjectResponse2f\n" +
+	"\x0eKeyringService\x12T\n" +
+	"\rGossipKeyring\x12 .outpost.v1.GossipKeyringRequest\x1a!.outpost.v1.GossipKeyringResponseB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_outpost_proto_rawDescOnce sync.Once
@@ -6640,7 +7251,7 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 105)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
@@ -6725,168 +7336,191 @@ var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*GetProjectResponse)(nil),        // 80: outpost.v1.GetProjectResponse
 	(*DeleteProjectRequest)(nil),      // 81: outpost.v1.DeleteProjectRequest
 	(*DeleteProjectResponse)(nil),     // 82: outpost.v1.DeleteProjectResponse
-	nil,                               // 83: outpost.v1.Step.EnvEntry
-	nil,                               // 84: outpost.v1.Job.VariablesEntry
-	nil,                               // 85: outpost.v1.Job.EnvEntry
-	nil,                               // 86: outpost.v1.Job.TargetLabelsEntry
-	nil,                               // 87: outpost.v1.RunnerProfile.TargetLabelsEntry
-	nil,                               // 88: outpost.v1.RunnerProfile.EnvEntry
-	nil,                               // 89: outpost.v1.Runner.LabelsEntry
-	nil,                               // 90: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                               // 91: outpost.v1.Register.LabelsEntry
-	nil,                               // 92: outpost.v1.StatusResponse.EntriesAppliedEntry
-	nil,                               // 93: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 94: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 95: google.protobuf.Timestamp
+	(*ListRunnerTokensRequest)(nil),   // 83: outpost.v1.ListRunnerTokensRequest
+	(*ListRunnerTokensResponse)(nil),  // 84: outpost.v1.ListRunnerTokensResponse
+	(*RevokeRunnerTokenRequest)(nil),  // 85: outpost.v1.RevokeRunnerTokenRequest
+	(*RevokeRunnerTokenResponse)(nil), // 86: outpost.v1.RevokeRunnerTokenResponse
+	(*RunnerTombstone)(nil),           // 87: outpost.v1.RunnerTombstone
+	(*GossipKeyring)(nil),             // 88: outpost.v1.GossipKeyring
+	(*GossipKeyringRequest)(nil),      // 89: outpost.v1.GossipKeyringRequest
+	(*GossipKeyCount)(nil),            // 90: outpost.v1.GossipKeyCount
+	(*GossipKeyringResponse)(nil),     // 91: outpost.v1.GossipKeyringResponse
+	nil,                               // 92: outpost.v1.Step.EnvEntry
+	nil,                               // 93: outpost.v1.Job.VariablesEntry
+	nil,                               // 94: outpost.v1.Job.EnvEntry
+	nil,                               // 95: outpost.v1.Job.TargetLabelsEntry
+	nil,                               // 96: outpost.v1.RunnerProfile.TargetLabelsEntry
+	nil,                               // 97: outpost.v1.RunnerProfile.EnvEntry
+	nil,                               // 98: outpost.v1.Runner.LabelsEntry
+	nil,                               // 99: outpost.v1.RunnerToken.LabelsEntry
+	nil,                               // 100: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 101: outpost.v1.Register.LabelsEntry
+	nil,                               // 102: outpost.v1.CreateRunnerTokenRequest.LabelsEntry
+	nil,                               // 103: outpost.v1.StatusResponse.EntriesAppliedEntry
+	nil,                               // 104: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 105: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 106: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	83,  // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	94,  // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	94,  // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	84,  // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	92,  // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	105, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	105, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	93,  // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,   // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	85,  // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	94,  // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	94,  // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	94,  // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	105, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	105, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,   // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	86,  // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
+	95,  // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
 	6,   // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
 	5,   // 11: outpost.v1.Job.attempt_log:type_name -> outpost.v1.AttemptLog
-	94,  // 12: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
-	95,  // 13: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	95,  // 14: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	95,  // 15: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	95,  // 16: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	95,  // 17: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	95,  // 18: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	95,  // 19: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
-	95,  // 20: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	105, // 12: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
+	106, // 13: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	106, // 14: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	106, // 15: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	106, // 16: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	106, // 17: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	106, // 18: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	106, // 19: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
+	106, // 20: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	3,   // 21: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	87,  // 22: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
-	88,  // 23: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
+	96,  // 22: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
+	97,  // 23: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
 	6,   // 24: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
-	89,  // 25: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	95,  // 26: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	95,  // 27: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	95,  // 28: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	95,  // 29: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
-	90,  // 30: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
-	2,   // 31: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	94,  // 32: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
-	2,   // 33: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
-	95,  // 34: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
-	95,  // 35: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
-	2,   // 36: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
-	2,   // 37: outpost.v1.PinJobResponse.job:type_name -> outpost.v1.Job
-	94,  // 38: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
-	2,   // 39: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
-	4,   // 40: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
-	2,   // 41: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
-	91,  // 42: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
-	29,  // 43: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
-	29,  // 44: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
-	29,  // 45: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	29,  // 46: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
-	95,  // 47: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
-	3,   // 48: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	95,  // 49: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
-	3,   // 50: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	94,  // 51: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
-	33,  // 52: outpost.v1.JobFinished.final_log:type_name -> outpost.v1.JobLogs
-	30,  // 53: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
-	31,  // 54: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
-	32,  // 55: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
-	33,  // 56: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
-	34,  // 57: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	94,  // 58: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	94,  // 59: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
-	2,   // 60: outpost.v1.Assign.job:type_name -> outpost.v1.Job
-	36,  // 61: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
-	37,  // 62: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
-	38,  // 63: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
-	39,  // 64: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	40,  // 65: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
-	9,   // 66: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
-	9,   // 67: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
-	2,   // 68: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
-	9,   // 69: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	94,  // 70: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	10,  // 71: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	92,  // 72: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
-	93,  // 73: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	53,  // 74: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	56,  // 75: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	62,  // 76: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
-	7,   // 77: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
-	7,   // 78: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	7,   // 79: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	7,   // 80: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
-	8,   // 81: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
-	8,   // 82: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
-	8,   // 83: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
-	11,  // 84: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	27,  // 85: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	13,  // 86: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	15,  // 87: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	23,  // 88: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	25,  // 89: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	17,  // 90: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
-	19,  // 91: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
-	21,  // 92: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
-	35,  // 93: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	42,  // 94: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	44,  // 95: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	46,  // 96: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	48,  // 97: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	50,  // 98: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	52,  // 99: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	55,  // 100: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	58,  // 101: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	60,  // 102: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	63,  // 103: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	65,  // 104: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	67,  // 105: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	69,  // 106: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	71,  // 107: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	73,  // 108: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	75,  // 109: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	77,  // 110: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	79,  // 111: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	81,  // 112: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	12,  // 113: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	28,  // 114: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	14,  // 115: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	16,  // 116: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	24,  // 117: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	26,  // 118: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	18,  // 119: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
-	20,  // 120: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
-	22,  // 121: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
-	41,  // 122: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	43,  // 123: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	45,  // 124: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	47,  // 125: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	49,  // 126: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	51,  // 127: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	54,  // 128: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	57,  // 129: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	59,  // 130: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	61,  // 131: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	64,  // 132: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	66,  // 133: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	68,  // 134: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	70,  // 135: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	72,  // 136: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	74,  // 137: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	76,  // 138: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	78,  // 139: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	80,  // 140: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	82,  // 141: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	113, // [113:142] is the sub-list for method output_type
-	84,  // [84:113] is the sub-list for method input_type
-	84,  // [84:84] is the sub-list for extension type_name
-	84,  // [84:84] is the sub-list for extension extendee
-	0,   // [0:84] is the sub-list for field type_name
+	98,  // 25: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	106, // 26: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	106, // 27: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	106, // 28: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	106, // 29: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	99,  // 30: outpost.v1.RunnerToken.labels:type_name -> outpost.v1.RunnerToken.LabelsEntry
+	100, // 31: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	2,   // 32: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
+	105, // 33: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	2,   // 34: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
+	106, // 35: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
+	106, // 36: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
+	2,   // 37: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
+	2,   // 38: outpost.v1.PinJobResponse.job:type_name -> outpost.v1.Job
+	105, // 39: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
+	2,   // 40: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
+	4,   // 41: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
+	2,   // 42: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
+	101, // 43: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	29,  // 44: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
+	29,  // 45: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
+	29,  // 46: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
+	29,  // 47: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
+	106, // 48: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	3,   // 49: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
+	106, // 50: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	3,   // 51: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
+	105, // 52: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
+	33,  // 53: outpost.v1.JobFinished.final_log:type_name -> outpost.v1.JobLogs
+	30,  // 54: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
+	31,  // 55: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
+	32,  // 56: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
+	33,  // 57: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
+	34,  // 58: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
+	105, // 59: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	105, // 60: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
+	2,   // 61: outpost.v1.Assign.job:type_name -> outpost.v1.Job
+	36,  // 62: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
+	37,  // 63: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
+	38,  // 64: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
+	39,  // 65: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
+	40,  // 66: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
+	88,  // 67: outpost.v1.ServerMessage.gossip_keyring:type_name -> outpost.v1.GossipKeyring
+	9,   // 68: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
+	9,   // 69: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
+	2,   // 70: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
+	9,   // 71: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
+	105, // 72: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	102, // 73: outpost.v1.CreateRunnerTokenRequest.labels:type_name -> outpost.v1.CreateRunnerTokenRequest.LabelsEntry
+	10,  // 74: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
+	103, // 75: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
+	104, // 76: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	53,  // 77: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	56,  // 78: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	62,  // 79: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
+	7,   // 80: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	7,   // 81: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	7,   // 82: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	7,   // 83: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	8,   // 84: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	8,   // 85: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	8,   // 86: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	10,  // 87: outpost.v1.ListRunnerTokensResponse.tokens:type_name -> outpost.v1.RunnerToken
+	106, // 88: outpost.v1.RunnerTombstone.forgotten_at:type_name -> google.protobuf.Timestamp
+	90,  // 89: outpost.v1.GossipKeyringResponse.keys:type_name -> outpost.v1.GossipKeyCount
+	11,  // 90: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	27,  // 91: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	13,  // 92: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	15,  // 93: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	23,  // 94: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	25,  // 95: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	17,  // 96: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
+	19,  // 97: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
+	21,  // 98: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
+	35,  // 99: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	42,  // 100: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	44,  // 101: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	46,  // 102: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	48,  // 103: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	83,  // 104: outpost.v1.RunnerService.ListRunnerTokens:input_type -> outpost.v1.ListRunnerTokensRequest
+	85,  // 105: outpost.v1.RunnerService.RevokeRunnerToken:input_type -> outpost.v1.RevokeRunnerTokenRequest
+	50,  // 106: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	52,  // 107: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	55,  // 108: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	58,  // 109: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	60,  // 110: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	63,  // 111: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	65,  // 112: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	67,  // 113: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	69,  // 114: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	71,  // 115: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	73,  // 116: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	75,  // 117: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	77,  // 118: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	79,  // 119: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	81,  // 120: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	89,  // 121: outpost.v1.KeyringService.GossipKeyring:input_type -> outpost.v1.GossipKeyringRequest
+	12,  // 122: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	28,  // 123: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	14,  // 124: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	16,  // 125: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	24,  // 126: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	26,  // 127: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	18,  // 128: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
+	20,  // 129: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
+	22,  // 130: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
+	41,  // 131: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	43,  // 132: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	45,  // 133: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	47,  // 134: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	49,  // 135: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	84,  // 136: outpost.v1.RunnerService.ListRunnerTokens:output_type -> outpost.v1.ListRunnerTokensResponse
+	86,  // 137: outpost.v1.RunnerService.RevokeRunnerToken:output_type -> outpost.v1.RevokeRunnerTokenResponse
+	51,  // 138: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	54,  // 139: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	57,  // 140: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	59,  // 141: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	61,  // 142: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	64,  // 143: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	66,  // 144: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	68,  // 145: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	70,  // 146: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	72,  // 147: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	74,  // 148: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	76,  // 149: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	78,  // 150: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	80,  // 151: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	82,  // 152: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	91,  // 153: outpost.v1.KeyringService.GossipKeyring:output_type -> outpost.v1.GossipKeyringResponse
+	122, // [122:154] is the sub-list for method output_type
+	90,  // [90:122] is the sub-list for method input_type
+	90,  // [90:90] is the sub-list for extension type_name
+	90,  // [90:90] is the sub-list for extension extendee
+	0,   // [0:90] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -6907,6 +7541,7 @@ func file_outpost_v1_outpost_proto_init() {
 		(*ServerMessage_Cancel)(nil),
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_HeartbeatAck)(nil),
+		(*ServerMessage_GossipKeyring)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -6914,9 +7549,9 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   94,
+			NumMessages:   105,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   7,
 		},
 		GoTypes:           file_outpost_v1_outpost_proto_goTypes,
 		DependencyIndexes: file_outpost_v1_outpost_proto_depIdxs,
