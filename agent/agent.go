@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outpost-run/outpost/audit"
 	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/rpc"
 	rpcserver "github.com/outpost-run/outpost/rpc/server"
@@ -38,10 +40,16 @@ type Agent struct {
 
 	cancelRequests context.CancelFunc
 
+	// audit is the server's audit log, nil when it keeps none.
+	audit *audit.Log
+
 	gossipMu      sync.Mutex
 	runnerGossip  *Gossip
 	gossipJoining bool
-	shutdownOnce  sync.Once
+	// gossipAddrs are the servers' gossip addresses last heard, to join
+	// again once a new keyring lets this runner read the pool.
+	gossipAddrs  []string
+	shutdownOnce sync.Once
 }
 
 // New validates cfg and returns an agent; Start runs it.
@@ -72,6 +80,13 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 		a.server = srv
+		if path := a.cfg.AuditFile(); path != "" {
+			if a.audit, err = audit.Open(path, a.cfg.NodeID, a.logger); err != nil {
+				ln.Close()
+				_ = srv.Shutdown()
+				return err
+			}
+		}
 		a.serveHTTP(ln)
 		if a.cfg.BootstrapExpect == 1 {
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -135,7 +150,11 @@ func (a *Agent) URL() string {
 
 func (a *Agent) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
-	guard := rpcserver.Register(mux, a.server, a.logger)
+	var interceptors []connect.Interceptor
+	if a.audit != nil {
+		interceptors = append(interceptors, audit.Interceptor(a.audit))
+	}
+	guard := rpcserver.Register(mux, a.server, a.logger, interceptors...)
 	mux.Handle("/v1/operator/snapshot", guard.HTTP(a.server.snapshotHandler()))
 	if a.cfg.Dev || a.cfg.EnableDebug {
 		// Profiles of a running agent, for finding bottlenecks: go tool
@@ -145,19 +164,22 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 		registerDebugHandlers(debug)
 		mux.Handle("/debug/pprof/", guard.HTTP(debug))
 	}
+	var handler http.Handler = mux
+	if a.audit != nil {
+		handler = audit.Middleware(a.audit, mux)
+	}
 	// HTTP/1.1 for curl and browsers, HTTP/2 for runners' bidirectional
 	// streams: over TLS negotiated by ALPN, without it as h2c.
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	tc := a.server.tls
-	var handler http.Handler = mux
 	if tc == nil {
 		protocols.SetUnencryptedHTTP2(true)
 	} else {
 		// The role each client's certificate proves, for the role gates
 		// of rpc/server and the ACL checks.
-		handler = tlsutil.PeerRoleHandler(tc.Domain(), mux)
+		handler = tlsutil.PeerRoleHandler(tc.Domain(), handler)
 	}
 	httpLog := a.logger.Named("http")
 	// Every request's context derives from baseCtx, canceled first at
@@ -211,6 +233,7 @@ func (a *Agent) startRunner() error {
 		}
 	} else {
 		rc.OnRegistered = a.joinRunnerGossip
+		rc.OnKeyring = a.applyRunnerKeyring
 	}
 	if len(rc.Servers) == 0 {
 		return fmt.Errorf("agent: a runner needs at least one server address (-server)")
@@ -230,6 +253,7 @@ func (a *Agent) startRunner() error {
 			Advertise: a.cfg.Advertise,
 			Port:      a.cfg.Ports.Gossip,
 			Key:       a.cfg.GossipKey,
+			DataDir:   a.cfg.DataDir,
 			Fast:      true,
 			Logger:    a.logger,
 			Meta:      NodeMeta{Role: RoleRunner, Capacity: a.cfg.RunnerCapacity, Labels: a.cfg.RunnerLabels, Version: Version},
@@ -284,6 +308,7 @@ func (a *Agent) runnerTLSClient(rc *runner.Config) error {
 func (a *Agent) joinRunnerGossip(addrs []string) {
 	a.gossipMu.Lock()
 	g, joining := a.runnerGossip, a.gossipJoining
+	a.gossipAddrs = addrs
 	a.gossipMu.Unlock()
 	// Join when alone in the pool: at first contact, and again after every
 	// server went away (memberlist does not retry dead members).
@@ -301,6 +326,33 @@ func (a *Agent) joinRunnerGossip(addrs []string) {
 		a.gossipJoining = false
 		a.gossipMu.Unlock()
 	}()
+}
+
+// applyRunnerKeyring applies the keyring a server sent to the runner's
+// gossip and keeps it in the data dir for the next start.
+func (a *Agent) applyRunnerKeyring(keys []string, primary string) {
+	a.gossipMu.Lock()
+	g, addrs := a.runnerGossip, a.gossipAddrs
+	a.gossipMu.Unlock()
+	if g == nil || len(keys) == 0 {
+		return
+	}
+	// Saved first: once the pool sees this runner hold the keys, a
+	// restart must hold them too.
+	if err := saveKeyring(a.cfg.DataDir, keys, primary); err != nil {
+		a.logger.Error("cannot save the gossip keyring", "error", err)
+		return
+	}
+	if err := g.SetKeyring(keys, primary); err != nil {
+		a.logger.Error("cannot apply the cluster's gossip keyring", "error", err)
+		return
+	}
+	a.logger.Named("gossip").Info("gossip keyring applied", "keys", len(keys), "primary", KeyFingerprint(primary))
+	// A runner that started with a key rotated out could not join; now
+	// it can.
+	if len(addrs) > 0 {
+		a.joinRunnerGossip(addrs)
+	}
 }
 
 // Halted delivers why the server stopped applying the log (see
@@ -352,6 +404,16 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		if a.server != nil {
 			err = a.server.Shutdown()
 		}
+		_ = a.audit.Close()
 	})
 	return err
+}
+
+// ReopenAudit reopens the audit log file (SIGHUP, after logrotate moved
+// it).
+func (a *Agent) ReopenAudit() error {
+	if a.audit == nil {
+		return nil
+	}
+	return a.audit.Reopen()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -40,36 +41,45 @@ func (s *Server) RegisterRunner(ctx context.Context, reg *pb.Register, addr stri
 		return nil, err
 	}
 	var r *pb.Runner
+	var tomb *pb.RunnerTombstone
 	if cur != nil && cur.Id == reg.RunnerId {
+		// The id is taken: only its own secret speaks for it, whatever
+		// token comes with a different one (issue 15's takeover).
 		if len(cur.SecretHash) > 0 && !bytes.Equal(cur.SecretHash, hash) && !trusted {
 			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf(
-				"runner %s is registered with a different secret; if its data dir was lost, remove the old record with `outpost runner forget %s` and restart it", cur.Id, cur.Id))
+				"runner %s is registered with a different secret; if its data dir was lost, an operator removes the old record with `outpost runner forget %s` and then adopts the restarted runner with `outpost runner adopt %s`", cur.Id, cur.Id, cur.Id))
 		}
 		if cur.Status == rpc.RunnerRejected {
 			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("runner %s was rejected by an operator", cur.Id))
 		}
 		r = proto.Clone(cur).(*pb.Runner)
 	} else {
+		tomb = s.State().RunnerTombstone(reg.RunnerId)
+		if tomb != nil && !trusted && slices.ContainsFunc(tomb.RejectedSecretHashes, func(h []byte) bool { return bytes.Equal(h, hash) }) {
+			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("runner %s was rejected by an operator; its secret is refused for good", reg.RunnerId))
+		}
 		r = &pb.Runner{Id: reg.RunnerId, FirstSeen: now, Status: rpc.RunnerPending,
 			StatusReason: fmt.Sprintf("waiting for adoption: run `outpost runner adopt %s`, or start the runner with a token from `outpost runner token create`", reg.RunnerId)}
+		if tomb != nil {
+			r.StatusReason = fmt.Sprintf("id %s was forgotten by an operator, so no token adopts it again: run `outpost runner adopt %s` if this is the runner you expect", reg.RunnerId, reg.RunnerId)
+		}
 	}
 	r.Name, r.Labels, r.Capacity, r.Version, r.Address = reg.Name, reg.Labels, reg.Capacity, reg.Version, addr
 	r.SecretHash = hash
 	r.State = rpc.RunnerReady
 	if r.Status == rpc.RunnerPending {
+		if tomb == nil {
+			// A forgotten id back as pending: its token adopts nothing.
+			tomb = s.State().RunnerTombstone(reg.RunnerId)
+		}
 		switch {
 		case trusted:
 			r.Status, r.StatusReason = rpc.RunnerAdopted, "adopted automatically: runs inside a server agent"
 			if s.cfg.Dev {
 				r.StatusReason = "adopted automatically by the dev agent"
 			}
-		case reg.Token != "":
-			tok, err := s.State().RunnerTokenByHash(rpcserver.HashSecret(reg.Token))
-			if err != nil || (tok.ExpiresAt != nil && tok.ExpiresAt.AsTime().Before(time.Now())) {
-				return nil, connect.NewError(connect.CodePermissionDenied, errors.New(
-					"the adoption token is unknown or expired; create one with `outpost runner token create`, or start without -token and adopt the runner with `outpost runner adopt`"))
-			}
-			r.Status, r.StatusReason = rpc.RunnerAdopted, "adopted with token "+tok.Id
+		case reg.Token != "" && tomb == nil:
+			return s.registerWithToken(ctx, r, reg.Token, now)
 		}
 	}
 	if cur != nil && cur.Id == reg.RunnerId && runnerSame(cur, r) {
@@ -77,6 +87,32 @@ func (s *Server) RegisterRunner(ctx context.Context, reg *pb.Register, addr stri
 	}
 	r.LastSeen = now
 	if _, err := s.Apply(ctx, fsm.UpsertRunnerType, &pb.UpsertRunnerEntry{Runner: r}); err != nil {
+		return nil, fmt.Errorf("recording runner %s: %w", r.Id, err)
+	}
+	return s.State().RunnerByID(nil, r.Id)
+}
+
+// registerWithToken adopts a pending runner with an adoption token. The
+// state machine decides (uses left, expiry, labels) and counts the use;
+// checking here first only gives a refused runner its answer sooner.
+func (s *Server) registerWithToken(ctx context.Context, r *pb.Runner, token string, now *timestamppb.Timestamp) (*pb.Runner, error) {
+	refuse := func(err error) error {
+		msg := strings.TrimSuffix(strings.TrimSuffix(err.Error(), ": "+state.ErrConflict.Error()), ": "+state.ErrNotFound.Error())
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf(
+			"%s; create a token with `outpost runner token create`, or start without -token and adopt the runner with `outpost runner adopt %s`", msg, r.Id))
+	}
+	tok, err := s.State().RunnerTokenByHash(rpcserver.HashSecret(token))
+	if err != nil {
+		return nil, refuse(errors.New("the adoption token is unknown or revoked"))
+	}
+	if err := state.TokenAdmits(tok, r.Labels, now); err != nil {
+		return nil, refuse(err)
+	}
+	r.LastSeen = now
+	if _, err := s.Apply(ctx, fsm.RegisterRunnerType, &pb.RegisterRunnerEntry{Runner: r, TokenId: tok.Id, Time: now}); err != nil {
+		if errors.Is(err, state.ErrConflict) || errors.Is(err, state.ErrNotFound) {
+			return nil, refuse(err)
+		}
 		return nil, fmt.Errorf("recording runner %s: %w", r.Id, err)
 	}
 	return s.State().RunnerByID(nil, r.Id)

@@ -61,6 +61,7 @@ func (tc buildCase) run(t *testing.T) (*Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	b.ConfigPaths = append([]string{baseKeyFile(t)}, b.ConfigPaths...)
 	c, err := b.Build()
 	if err != nil && tc.err != "" {
 		return nil, &placeholderErr{strings.ReplaceAll(err.Error(), dir, "@")}
@@ -269,7 +270,7 @@ func TestBuildPrecedence(t *testing.T) {
 			args:  withServer("-config=@a.hcl", "-bind=10.0.0.1", "-advertise=10.0.0.1", "-retry-join=x:1", "-encrypt=flag"),
 			env: map[string]string{
 				"OUTPOST_NAME": "e", "OUTPOST_DATA_DIR": "/e", "OUTPOST_BIND_ADDR": "10.0.0.2", "OUTPOST_ADVERTISE_ADDR": "10.0.0.3",
-				"OUTPOST_LOG_LEVEL": "error", "OUTPOST_BOOTSTRAP_EXPECT": "3", "OUTPOST_ENCRYPT": "env", "OUTPOST_RETRY_JOIN": "a:1,b:2",
+				"OUTPOST_LOG_LEVEL": "error", "OUTPOST_BOOTSTRAP_EXPECT": "3", "OUTPOST_ENCRYPT": "ZW52ZW52ZW52ZW52ZW52ZQ==", "OUTPOST_RETRY_JOIN": "a:1,b:2",
 				"OUTPOST_HTTP_PORT": "1", "OUTPOST_RAFT_PORT": "2", "OUTPOST_GOSSIP_PORT": "3",
 			},
 			check: func(t *testing.T, c *Config) {
@@ -279,7 +280,7 @@ func TestBuildPrecedence(t *testing.T) {
 				eq(t, "advertise", c.Advertise, "10.0.0.3")
 				eq(t, "log_level", c.LogLevel, "error")
 				eq(t, "bootstrap_expect", c.BootstrapExpect, 3)
-				eq(t, "encrypt", c.GossipKey, "env")
+				eq(t, "encrypt", c.GossipKey, "ZW52ZW52ZW52ZW52ZW52ZQ==")
 				eqList(t, "retry_join", c.RetryJoin, "a:1", "b:2")
 				eq(t, "ports", c.Ports, Ports{HTTP: 1, Raft: 2, Gossip: 3})
 			},
@@ -600,7 +601,7 @@ func TestBuildAgain(t *testing.T) {
 	b.Getenv = func(k string) string { return env[k] }
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	b.AddFlags(fs)
-	if err := fs.Parse([]string{"-config=" + path, "-server=a:1,b:1", "-label=zone=a", "-name=r1"}); err != nil {
+	if err := fs.Parse([]string{"-config=" + path, "-server=a:1,b:1", "-label=zone=a", "-name=r1", "-encrypt=" + TestGossipKey}); err != nil {
 		t.Fatal(err)
 	}
 	first, err := b.Build()
@@ -668,4 +669,16 @@ func TestFlagValuesParseAsTheStandardOnes(t *testing.T) {
 			t.Errorf("bool %q: %d arguments left, want %d", args, ours.NArg(), std.NArg())
 		}
 	}
+}
+
+// baseKeyFile is a config file, read before a case's own, that gives the
+// gossip key every agent outside -dev needs: cases that are not about the
+// key then need not say it, and those that are override it.
+func baseKeyFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "key.hcl")
+	if err := os.WriteFile(p, []byte("server {\n  encrypt = \""+TestGossipKey+"\"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

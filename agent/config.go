@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
@@ -57,6 +58,12 @@ type Config struct {
 
 	// GossipKey is a base64 AES key (16, 24 or 32 bytes) encrypting gossip.
 	GossipKey string
+
+	// AuditEnabled turns on the server's audit log at AuditPath, by
+	// default <data_dir>/audit/audit.log (see AuditFile). On by default
+	// outside -dev.
+	AuditEnabled bool
+	AuditPath    string
 
 	Runner         bool
 	RunnerLabels   map[string]string
@@ -155,6 +162,7 @@ func DefaultConfig() *Config {
 		ACLEnabled:        true,
 		LoginTokenTTL:     DefaultLoginTokenTTL,
 		TLS:               tlsutil.Config{Domain: tlsutil.DefaultDomain, VerifyServerHostname: true},
+		AuditEnabled:      true,
 	}
 }
 
@@ -194,7 +202,23 @@ func DevConfig() *Config {
 	c.RunnerTimeout = 5 * time.Second
 	// -dev is open, and its banner says so.
 	c.ACLEnabled = false
+	// -dev is open and in memory: no audit log unless asked for.
+	c.AuditEnabled = false
 	return c
+}
+
+// AuditFile is where the server writes its audit log, "" when it keeps
+// none.
+func (c *Config) AuditFile() string {
+	switch {
+	case !c.Server || !c.AuditEnabled:
+		return ""
+	case c.AuditPath != "":
+		return c.AuditPath
+	case c.DataDir != "":
+		return filepath.Join(c.DataDir, "audit", "audit.log")
+	}
+	return ""
 }
 
 // Validate checks a merged configuration.
@@ -207,6 +231,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server && c.BootstrapExpect < 1 {
 		return fmt.Errorf("config: -bootstrap-expect must be 1 or more")
+	}
+	if c.Server && c.AuditEnabled && c.AuditFile() == "" {
+		return fmt.Errorf("config: the audit log needs a file: set audit { path = \"...\" } or -data-dir")
 	}
 	if c.Dev && c.BootstrapExpect > 1 {
 		return fmt.Errorf("config: -dev runs a single server; drop -bootstrap-expect")
@@ -247,6 +274,13 @@ func (c *Config) Validate() error {
 		if err := c.RunnerLogs.Validate(); err != nil {
 			return fmt.Errorf("config: runner %w", err)
 		}
+	}
+	if c.GossipKey != "" {
+		if err := validate.GossipKey(c.GossipKey); err != nil {
+			return fmt.Errorf("config: encrypt: %w", err)
+		}
+	} else if !c.Dev && (c.Server || c.Ports.Gossip != -1) {
+		return fmt.Errorf("config: gossip encryption is required outside -dev: make a key once with `outpost operator keygen` and give every server and runner the same one with -encrypt=KEY (or OUTPOST_ENCRYPT, or server { encrypt = \"KEY\" })")
 	}
 	return nil
 }

@@ -39,6 +39,13 @@ type Overrides struct {
 	TLS         *TLSBlock      `hcl:"tls,block"`
 	ACL         *ACLBlock      `hcl:"acl,block"`
 	Telemetry   *hclBodyIgnore `hcl:"telemetry,block"`
+	Audit       *AuditBlock    `hcl:"audit,block"`
+}
+
+// AuditBlock is `audit { … }`: the server's audit log (website/audit.md).
+type AuditBlock struct {
+	Enabled *bool   `hcl:"enabled,optional"`
+	Path    *string `hcl:"path,optional"`
 }
 
 // hclBodyIgnore reserves a block whose settings later versions define.
@@ -261,6 +268,10 @@ func (c *Config) Apply(o *Overrides) error {
 			}
 			c.StartTimeout = d
 		}
+	}
+	if a := o.Audit; a != nil {
+		setB(&c.AuditEnabled, a.Enabled)
+		setS(&c.AuditPath, a.Path)
 	}
 	if r := o.Runner; r != nil {
 		setB(&c.Runner, r.Enabled)

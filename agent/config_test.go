@@ -220,6 +220,7 @@ func TestTLSConfig(t *testing.T) {
 				c = DevConfig()
 			}
 			c.Server, c.DataDir, c.BootstrapExpect = true, "/d", 1
+			c.GossipKey = TestGossipKey
 			o, err := ParseConfig("a.hcl", []byte(tc.src))
 			if err != nil {
 				t.Fatal(err)

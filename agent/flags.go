@@ -46,6 +46,8 @@ func (b *Builder) AddFlags(fs *flag.FlagSet) {
 	fs.Var(stringFlag{&o.TLS.CertFile}, "cert-file", "")
 	fs.Var(stringFlag{&o.TLS.KeyFile}, "key-file", "")
 	fs.Var(boolFlag{&o.TLS.Disable}, "insecure-no-tls", "")
+	// Servers and runners gossip with the same key.
+	fs.Var(stringFlag{&o.Server.Encrypt}, "encrypt", "")
 	switch b.Command {
 	case CommandAgent:
 		fs.BoolVar(&b.Dev, "dev", false, "")
@@ -57,7 +59,6 @@ func (b *Builder) AddFlags(fs *flag.FlagSet) {
 		fs.Var(intFlag{&o.Ports.HTTP}, "http-port", "")
 		fs.Var(intFlag{&o.Ports.Raft}, "raft-port", "")
 		fs.Var(intFlag{&o.Server.RaftMultiplier}, "raft-multiplier", "")
-		fs.Var(stringFlag{&o.Server.Encrypt}, "encrypt", "")
 		fs.Var(intFlag{&o.Runner.Capacity}, "runner-capacity", "")
 	case CommandRunnerAgent:
 		fs.Var(listFlag{p: &o.Runner.Servers, commas: true}, "server", "")

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -37,6 +36,9 @@ type NodeMeta struct {
 	Version  string            `json:"v,omitempty"`
 	Capacity int               `json:"c,omitempty"`
 	Labels   map[string]string `json:"l,omitempty"`
+	// Keys are the fingerprints (KeyFingerprint) of the gossip keys this
+	// member holds, for `operator gossip keyring -list`.
+	Keys []string `json:"k,omitempty"`
 }
 
 // DecodeMeta parses a member's metadata; members that are not outpost
@@ -51,6 +53,9 @@ func DecodeMeta(b []byte) NodeMeta {
 type Gossip struct {
 	logger hclog.Logger
 	list   *memberlist.Memberlist
+	// keyring is the member's gossip keyring; nil when gossip is not
+	// encrypted.
+	keyring *memberlist.Keyring
 
 	mu   sync.Mutex
 	meta NodeMeta
@@ -70,7 +75,10 @@ type GossipConfig struct {
 	Advertise string
 	Port      int
 	Key       string
-	Meta      NodeMeta
+	// DataDir holds the keyring last applied (keyring.go); it wins over
+	// Key, which may be a key rotated out since. Empty: Key alone.
+	DataDir string
+	Meta    NodeMeta
 	// Fast selects loopback/LAN-friendly probe timings (tests, dev).
 	Fast   bool
 	Logger hclog.Logger
@@ -87,12 +95,13 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		mc.GossipInterval = 100 * time.Millisecond
 		mc.SuspicionMult = 3
 	}
-	if cfg.Key != "" {
-		key, err := base64.StdEncoding.DecodeString(cfg.Key)
-		if err != nil {
-			return nil, fmt.Errorf("gossip: encrypt key is not base64: %w", err)
-		}
-		mc.SecretKey = key
+	kr, keys, err := newKeyring(cfg.DataDir, cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	if kr != nil {
+		mc.Keyring, g.keyring = kr, kr
+		g.meta.Keys = fingerprints(keys)
 	}
 	bind := cfg.BindAddr
 	if bind == "" {

@@ -195,6 +195,7 @@ func (s *Server) startLeaderWork() {
 		func() { s.collectLoop(ctx) },
 		func() { s.tokenGCLoop(ctx) },
 		func() { s.reconcileLoop(ctx) },
+		func() { s.seedKeyring(ctx) },
 	} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop() }()

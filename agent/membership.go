@@ -23,6 +23,7 @@ func (s *Server) setupGossip() error {
 		Advertise: s.cfg.Advertise,
 		Port:      s.cfg.Ports.Gossip,
 		Key:       s.cfg.GossipKey,
+		DataDir:   s.cfg.DataDir,
 		Fast:      s.cfg.RaftTiming.HeartbeatTimeout < time.Second,
 		Logger:    s.logger,
 		Meta: NodeMeta{
@@ -38,7 +39,8 @@ func (s *Server) setupGossip() error {
 		return err
 	}
 	s.gossip = g
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go s.watchKeyring()
 	go func() {
 		defer s.wg.Done()
 		g.RetryJoin(s.cfg.RetryJoin, s.shutdownCh)

@@ -45,6 +45,9 @@ const testRaftTimeout = 50 * time.Millisecond
 // second.
 const testWait = 30 * time.Second
 
+// TestGossipKey is the gossip key of test agents (32 bytes, base64).
+const TestGossipKey = "b3V0cG9zdC10ZXN0LWdvc3NpcC1rZXktMzItYnl0ZXM="
+
 // TestConfig returns the configuration TestServer and TestCluster start a
 // server named name with, before the caller's adjustments: a server on
 // 127.0.0.1 with every port free (0), data in a fresh t.TempDir() and Raft
@@ -57,6 +60,7 @@ func TestConfig(t testing.TB, name string) *Config {
 	cfg.BindAddr = "127.0.0.1"
 	cfg.Server = true
 	cfg.BootstrapExpect = 1
+	cfg.GossipKey = TestGossipKey
 	cfg.Ports = Ports{}
 	cfg.RaftTiming = RaftTiming{
 		HeartbeatTimeout:   testRaftTimeout,

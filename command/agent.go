@@ -47,7 +47,10 @@ Options:
   -raft-port=N         Raft port. Default 7701.
   -gossip-port=N       Gossip port (TCP and UDP). Default 7702.
   -raft-multiplier=N   Scale Raft timeouts, 1 (fastest failover) to 10. Default 5.
-  -encrypt=KEY         Base64 key (16/24/32 bytes) encrypting gossip.
+  -encrypt=KEY         Base64 key (16/24/32 bytes) encrypting gossip; required
+                       outside -dev (make one with ` + "`outpost operator keygen`" + `).
+                       Also OUTPOST_ENCRYPT. After a rotation the keyring kept
+                       in -data-dir wins (` + "`outpost operator gossip keyring`" + `).
   -label=k=v           A label of the in-agent runner; repeatable.
   -runner-capacity=N   Jobs the in-agent runner runs at once, 1 to 4096. Default 4.
   -log-level=LEVEL     trace, debug, info, warn or error. Default info.
@@ -61,9 +64,13 @@ TLS (required outside -dev; website/security.md):
   -insecure-no-tls     Run a production agent without TLS: plain-text, unauthenticated
                        API and Raft. For benchmarks only; logs a warning banner.
 
+  Outside -dev a server writes an audit log (audit { enabled path },
+  default <data-dir>/audit/audit.log).
+
   SIGHUP re-reads the config files and applies what can change while
   running: the log level and the TLS certificate files (CA, certificate
-  and key; new connections use them). SIGINT or SIGTERM leave the cluster gracefully
+  and key; new connections use them); it also reopens the audit log
+  (logrotate). SIGINT or SIGTERM leave the cluster gracefully
   (a leader hands over leadership first) and stop.
 `)
 }
@@ -130,6 +137,9 @@ wait:
 			return exitError
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
+				if err := a.ReopenAudit(); err != nil {
+					logger.Error("reopening the audit log", "error", err)
+				}
 				c.reload(b, a, logger)
 				continue
 			}

@@ -97,10 +97,10 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 			return &RunnerActionCommand{Meta: m, action: "adopt", synopsis: "Approve a pending runner", help: "Adopts a pending runner (or a rejected one): it starts getting jobs."}, nil
 		},
 		"runner reject": func() (cli.Command, error) {
-			return &RunnerActionCommand{Meta: m, action: "reject", synopsis: "Refuse a runner", help: "Rejects a runner: its connection is closed, it is never sent work, and its jobs are requeued."}, nil
+			return &RunnerActionCommand{Meta: m, action: "reject", synopsis: "Refuse a runner", help: "Rejects a runner at once: the server holding its connection closes it, it is never sent work, its jobs are requeued, and every later registration with its secret is refused."}, nil
 		},
 		"runner forget": func() (cli.Command, error) {
-			return &RunnerActionCommand{Meta: m, action: "forget", synopsis: "Remove a runner's record", help: "Removes a runner's record. It must hold no jobs. If it connects again it registers as new."}, nil
+			return &RunnerActionCommand{Meta: m, action: "forget", synopsis: "Remove a runner's record", help: "Removes a runner's record. It must hold no jobs. Its id keeps a tombstone: a runner that registers that id again is pending, whatever adoption token it brings, until an operator adopts it; a secret the runner was rejected with is refused for good."}, nil
 		},
 		"runner drain": func() (cli.Command, error) {
 			return &RunnerActionCommand{Meta: m, action: "drain", synopsis: "Stop giving a runner new jobs", help: "Drains a runner: it finishes what it runs and takes nothing new."}, nil
@@ -109,9 +109,16 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 			return &GroupCommand{name: "runner token", synopsis: "Adoption tokens"}, nil
 		},
 		"runner token create": func() (cli.Command, error) { return &RunnerTokenCreateCommand{Meta: m}, nil },
+		"runner token list":   func() (cli.Command, error) { return &RunnerTokenListCommand{Meta: m}, nil },
+		"runner token revoke": func() (cli.Command, error) { return &RunnerTokenRevokeCommand{Meta: m}, nil },
 		"operator": func() (cli.Command, error) {
 			return &GroupCommand{name: "operator", synopsis: "Cluster administration"}, nil
 		},
+		"operator keygen": func() (cli.Command, error) { return &OperatorKeygenCommand{Meta: m}, nil },
+		"operator gossip": func() (cli.Command, error) {
+			return &GroupCommand{name: "operator gossip", synopsis: "Manage gossip encryption"}, nil
+		},
+		"operator gossip keyring": func() (cli.Command, error) { return &OperatorGossipKeyringCommand{Meta: m}, nil },
 		"operator raft": func() (cli.Command, error) {
 			return &GroupCommand{name: "operator raft", synopsis: "Inspect and change the Raft peers"}, nil
 		},

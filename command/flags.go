@@ -47,3 +47,9 @@ func (f labelFlag) Set(v string) error {
 	f[k] = val
 	return nil
 }
+
+// stringsFlag is a repeatable flag of plain values.
+type stringsFlag []string
+
+func (f *stringsFlag) String() string     { return strings.Join(*f, ",") }
+func (f *stringsFlag) Set(v string) error { *f = append(*f, v); return nil }

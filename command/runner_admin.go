@@ -206,21 +206,38 @@ Usage: outpost runner token create [options]
   when it first connects, with no operator step. The token is printed once;
   servers keep only its hash.
 
+  A token adopts only new runner ids: it never lets a runner take an id
+  that is registered with another secret, and an id removed with
+  ` + "`outpost runner forget`" + ` comes back pending, for an operator to
+  adopt, whatever token it brings.
+
 Options:
 
   -description=TEXT   What the token is for.
   -ttl=DURATION       Expire the token after this long (e.g. 24h). Default: never.
+  -uses=N             Runners it may adopt; 0 is no limit. Default: 1, so a
+                      token that leaks adopts no one once used. Give a
+                      fleet's shared token -uses=0 and a -ttl.
+  -label=KEY=VALUE    Adopt only runners that carry this label. Repeatable.
+  -project=NAME       The runners it adopts serve only these projects.
+                      Repeatable. Default: no binding.
 ` + clientHelp)
 }
 
 func (c *RunnerTokenCreateCommand) Run(args []string) int {
 	var (
-		desc string
-		ttl  time.Duration
+		desc     string
+		ttl      time.Duration
+		uses     uint
+		labels   = labelFlag{}
+		projects stringsFlag
 	)
 	fs := c.Meta.flagSet("runner token create", true)
 	fs.StringVar(&desc, "description", "", "")
 	fs.DurationVar(&ttl, "ttl", 0, "")
+	fs.UintVar(&uses, "uses", 1, "")
+	fs.Var(labels, "label", "")
+	fs.Var(&projects, "project", "")
 	if !c.Meta.parse(fs, args) {
 		return exitUsage
 	}
@@ -228,7 +245,11 @@ func (c *RunnerTokenCreateCommand) Run(args []string) int {
 	if err != nil {
 		return c.Meta.errorf("%v", err)
 	}
-	req := &pb.CreateRunnerTokenRequest{Description: desc}
+	if uses > 1<<20 {
+		c.Meta.UI.Error("Error: -uses: at most 1048576 (or 0 for no limit)")
+		return exitUsage
+	}
+	req := &pb.CreateRunnerTokenRequest{Description: desc, MaxUses: uint32(uses), Labels: labels, Projects: projects}
 	if ttl > 0 {
 		req.Ttl = durationpb.New(ttl)
 	}
@@ -241,6 +262,114 @@ func (c *RunnerTokenCreateCommand) Run(args []string) int {
 	if resp.Msg.Info.ExpiresAt != nil {
 		exp = "expires " + timeString(resp.Msg.Info.ExpiresAt)
 	}
-	fmt.Fprintf(c.Meta.Stderr, "Token %s created (%s). Start runners with: outpost runner agent -token=<the token above> ...\n", resp.Msg.Info.Id, exp)
+	fmt.Fprintf(c.Meta.Stderr, "Token %s created (%s, %s). Start runners with: outpost runner agent -token=<the token above> ...\n", resp.Msg.Info.Id, tokenUses(resp.Msg.Info), exp)
 	return exitOK
+}
+
+func tokenUses(t *pb.RunnerToken) string {
+	if t.MaxUses == 0 {
+		return fmt.Sprintf("used %d, no limit", t.Used)
+	}
+	return fmt.Sprintf("%d of %d uses left", t.MaxUses-min(t.Used, t.MaxUses), t.MaxUses)
+}
+
+func tokenBindings(t *pb.RunnerToken) string {
+	var out []string
+	if len(t.Labels) > 0 {
+		out = append(out, "labels "+runnerLabels(&pb.Runner{Labels: t.Labels}))
+	}
+	if len(t.Projects) > 0 {
+		out = append(out, "projects "+strings.Join(t.Projects, ","))
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, "; ")
+}
+
+// RunnerTokenListCommand lists adoption tokens.
+type RunnerTokenListCommand struct{ Meta *Meta }
+
+func (c *RunnerTokenListCommand) Synopsis() string { return "List adoption tokens" }
+
+func (c *RunnerTokenListCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost runner token list [options]
+
+  Lists adoption tokens: id, uses left, bindings (labels, projects),
+  expiry and description. Never a token's secret: servers do not have it.
+
+Options:
+
+  -json    Print as JSON.
+` + clientHelp)
+}
+
+func (c *RunnerTokenListCommand) Run(args []string) int {
+	var asJSON bool
+	fs := c.Meta.flagSet("runner token list", true)
+	fs.BoolVar(&asJSON, "json", false, "")
+	if !c.Meta.parse(fs, args) {
+		return exitUsage
+	}
+	if fs.NArg() != 0 {
+		c.Meta.UI.Error("Error: runner token list takes no arguments")
+		return exitUsage
+	}
+	client, err := c.Meta.client()
+	if err != nil {
+		return c.Meta.errorf("%v", err)
+	}
+	resp, err := client.Runners.ListRunnerTokens(context.Background(), connect.NewRequest(&pb.ListRunnerTokensRequest{}))
+	if err != nil {
+		return c.Meta.errorf("%s", c.Meta.apiError(client, err))
+	}
+	if asJSON {
+		return c.Meta.printJSON(resp.Msg)
+	}
+	if len(resp.Msg.Tokens) == 0 {
+		fmt.Fprintln(c.Meta.Stdout, "No adoption tokens")
+		return exitOK
+	}
+	w := tabwriter.NewWriter(c.Meta.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tUSES\tBINDINGS\tEXPIRES\tDESCRIPTION")
+	for _, t := range resp.Msg.Tokens {
+		exp := "never"
+		if t.ExpiresAt != nil {
+			exp = timeString(t.ExpiresAt)
+			if !t.ExpiresAt.AsTime().After(time.Now()) {
+				exp += " (expired)"
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.Id, tokenUses(t), tokenBindings(t), exp, orDash(t.Description))
+	}
+	_ = w.Flush()
+	return exitOK
+}
+
+// RunnerTokenRevokeCommand deletes an adoption token.
+type RunnerTokenRevokeCommand struct{ Meta *Meta }
+
+func (c *RunnerTokenRevokeCommand) Synopsis() string { return "Revoke an adoption token" }
+
+func (c *RunnerTokenRevokeCommand) Help() string {
+	return strings.TrimSpace(`
+Usage: outpost runner token revoke [options] ID
+
+  Revokes an adoption token (its id from ` + "`outpost runner token list`" + `): no
+  runner registers with it any more. Runners it already adopted stay
+  adopted; ` + "`outpost runner reject`" + ` revokes one of them.
+` + clientHelp)
+}
+
+func (c *RunnerTokenRevokeCommand) Run(args []string) int {
+	fs := c.Meta.flagSet("runner token revoke", true)
+	return argCommand(c.Meta, fs, "a token id", args,
+		func(ctx context.Context, client *rpc.Client, id string) (*pb.RevokeRunnerTokenResponse, error) {
+			return answer(client.Runners.RevokeRunnerToken(ctx, connect.NewRequest(&pb.RevokeRunnerTokenRequest{Id: id})))
+		},
+		func(*pb.RevokeRunnerTokenResponse) int {
+			fmt.Fprintf(c.Meta.Stdout, "Token %s revoked\n", fs.Arg(0))
+			return exitOK
+		})
 }

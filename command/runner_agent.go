@@ -47,6 +47,10 @@ Options:
   -data-dir=DIR         Identity, outbox and job directories. Without it the
                         runner is new (and pending) at every start.
   -token=TOKEN          Adoption token. Also OUTPOST_RUNNER_TOKEN.
+  -encrypt=KEY          The cluster's gossip key; required unless
+                        -gossip-port=-1. Also OUTPOST_ENCRYPT. The keyring the
+                        servers send is kept in -data-dir and wins after a
+                        rotation.
   -gossip-port=N        Join the gossip pool on this port (0: any free port,
                         -1: do not join). Default 0.
   -bind=ADDR            Address for gossip. Default 0.0.0.0.

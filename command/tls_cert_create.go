@@ -51,12 +51,6 @@ Options:
 `)
 }
 
-// stringsFlag collects a repeatable flag.
-type stringsFlag []string
-
-func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
-func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
-
 func (c *TLSCertCreateCommand) Run(args []string) int {
 	var (
 		server, runner, client bool

@@ -59,6 +59,12 @@ const (
 	ACLTokenDeleteType  MessageType = 24
 	ACLUserUpsertType   MessageType = 25
 	ACLUserDeleteType   MessageType = 26
+
+	// Runner identity and the gossip keyring (issue 15): 30-39.
+	RegisterRunnerType    MessageType = 30
+	DeleteRunnerTokenType MessageType = 31
+	ForgetRunnerType      MessageType = 32
+	GossipKeyringType     MessageType = 33
 )
 
 // entryTypes is every log entry type this version knows, by type. Entries
@@ -168,6 +174,29 @@ var entryTypes = [IgnoreUnknownTypeFlag]entryType{
 		func(b *pb.ACLUserDeleteEntry) error { return needs(b.Name != "", "user name") },
 		func(st *state.Store, index uint64, b *pb.ACLUserDeleteEntry) any {
 			return st.DeleteACLUser(index, b.Name)
+		})},
+	RegisterRunnerType: {name: "RegisterRunner", entryFuncs: of(
+		func(b *pb.RegisterRunnerEntry) error {
+			if err := needs(b.TokenId != "" && b.Time != nil, "token id and time"); err != nil {
+				return err
+			}
+			return checkUpsertRunner(&pb.UpsertRunnerEntry{Runner: b.Runner})
+		},
+		func(st *state.Store, index uint64, b *pb.RegisterRunnerEntry) any {
+			return st.RegisterRunnerWithToken(index, b.Runner, b.TokenId, b.Time)
+		})},
+	DeleteRunnerTokenType: {name: "DeleteRunnerToken", entryFuncs: of(
+		func(b *pb.DeleteRunnerTokenEntry) error { return needs(b.Id != "", "token id") },
+		func(st *state.Store, index uint64, b *pb.DeleteRunnerTokenEntry) any {
+			return st.DeleteRunnerToken(index, b.Id)
+		})},
+	ForgetRunnerType: {name: "ForgetRunner", entryFuncs: of(
+		func(b *pb.ForgetRunnerEntry) error { return needs(b.RunnerId != "", "runner id") },
+		func(st *state.Store, index uint64, b *pb.ForgetRunnerEntry) any { return st.ForgetRunner(index, b) })},
+	GossipKeyringType: {name: "GossipKeyring", entryFuncs: of(
+		func(b *pb.GossipKeyringEntry) error { return needs(b.Op != "" && b.Key != "", "op and key") },
+		func(st *state.Store, index uint64, b *pb.GossipKeyringEntry) any {
+			return st.ApplyGossipKeyring(index, b)
 		})},
 }
 

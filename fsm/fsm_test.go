@@ -135,6 +135,14 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	a.mustApply(ACLTokenUpsertType, &pb.ACLTokenUpsertEntry{Token: &pb.ACLToken{AccessorId: "a-4", Hash: []byte{6}}})
 	a.mustApply(ACLTokenDeleteType, &pb.ACLTokenDeleteEntry{AccessorIds: []string{"a-4"}})
 	a.mustApply(ACLUserDeleteType, &pb.ACLUserDeleteEntry{Name: "bob"})
+	// Runner identity and the gossip keyring.
+	a.mustApply(RunnerTokenType, &pb.UpsertRunnerTokenEntry{Token: &pb.RunnerToken{Id: "t-2", Hash: []byte{4, 5, 6}, CreatedAt: ts(13), MaxUses: 2, Projects: []string{"web"}}})
+	a.mustApply(RegisterRunnerType, &pb.RegisterRunnerEntry{TokenId: "t-2", Time: ts(14), Runner: &pb.Runner{Id: "r-3", Capacity: 1, State: "ready", SecretHash: []byte{7}}})
+	a.mustApply(UpdateRunnerType, &pb.RunnerUpdateEntry{RunnerId: "r-3", Action: "reject", Time: ts(14)})
+	a.mustApply(ForgetRunnerType, &pb.ForgetRunnerEntry{RunnerId: "r-3", Time: ts(15)})
+	a.mustApply(DeleteRunnerTokenType, &pb.DeleteRunnerTokenEntry{Id: "t-2"})
+	a.mustApply(GossipKeyringType, &pb.GossipKeyringEntry{Op: "init", Key: "a2V5a2V5a2V5a2V5a2V5aw=="})
+	a.mustApply(GossipKeyringType, &pb.GossipKeyringEntry{Op: "install", Key: "ZW52ZW52ZW52ZW52ZW52ZQ=="})
 
 	st := a.f.State()
 	if _, err := st.ACLToken("a-2"); !errors.Is(err, state.ErrNotFound) {
@@ -169,6 +177,12 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	}
 	if r, _ := st.RunnerByID(nil, "r-2"); r.Status != "adopted" || !r.Draining {
 		t.Errorf("r-2 = %s draining=%t, want adopted and draining", r.Status, r.Draining)
+	}
+	if tomb := st.RunnerTombstone("r-3"); tomb == nil || len(tomb.RejectedSecretHashes) != 1 {
+		t.Errorf("forgotten rejected r-3 left tombstone %v, want one holding its secret's hash", tomb)
+	}
+	if k := st.GossipKeyring(nil); len(k.GetKeys()) != 2 || k.Primary != "a2V5a2V5a2V5a2V5a2V5aw==" {
+		t.Errorf("gossip keyring = %v", k)
 	}
 	if got := texts(st.LogChunks(nil, "j-1", 0)); got != "one,two,three" {
 		t.Errorf("j-1 logs = %q", got)
@@ -264,6 +278,15 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 	}
 	if w, g := ws.ACLBootstrap(), gs.ACLBootstrap(); w != g {
 		t.Errorf("restored acl bootstrap index %d, want %d", g, w)
+	}
+	// Tables of issue 15, which snapshots made before it lack.
+	if len(ws.RunnerTombstones())+len(gs.RunnerTombstones()) > 0 {
+		eqList(t, "runner tombstones", ws.RunnerTombstones(), gs.RunnerTombstones())
+	}
+	if w, g := ws.GossipKeyring(), gs.GossipKeyring(); w != nil || g != nil {
+		if w == nil || g == nil || !proto.Equal(w, g) {
+			t.Errorf("gossip keyring restored as %v, want %v", g, w)
+		}
 	}
 	wc, wp, _ := want.FinishedStats()
 	gc, gp, _ := got.FinishedStats()

@@ -39,6 +39,10 @@ const (
 	recordACLToken     recordKind = 21
 	recordACLUser      recordKind = 22
 	recordACLBootstrap recordKind = 23
+
+	// Runner identity and the gossip keyring (issue 15): 30-39.
+	recordRunnerTombstone recordKind = 30
+	recordGossipKeyring   recordKind = 31
 )
 
 type snapshot struct {
@@ -120,6 +124,14 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 	}
 	if i := view.ACLBootstrap(); i > 0 && err == nil {
 		err = putMsg(recordACLBootstrap, &pb.ACLBootstrapState{Index: i})
+	}
+	for _, t := range view.RunnerTombstones() {
+		if err == nil {
+			err = putMsg(recordRunnerTombstone, t)
+		}
+	}
+	if k := view.GossipKeyring(); k != nil && err == nil {
+		err = putMsg(recordGossipKeyring, k)
 	}
 	for _, j := range view.Jobs() {
 		if err == nil {
@@ -263,6 +275,16 @@ func restoreRecord(rs *state.Restore, kind recordKind, b []byte) error {
 		m := &pb.ACLBootstrapState{}
 		if err = proto.Unmarshal(b, m); err == nil {
 			err = rs.ACLBootstrap(m)
+		}
+	case recordRunnerTombstone:
+		m := &pb.RunnerTombstone{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.RunnerTombstone(m)
+		}
+	case recordGossipKeyring:
+		m := &pb.GossipKeyring{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.GossipKeyring(m)
 		}
 	default:
 		return fmt.Errorf("fsm: unknown snapshot record kind %d", kind)

@@ -33,6 +33,7 @@ type Client struct {
 	Agent     outpostv1connect.AgentServiceClient
 	Operator  outpostv1connect.OperatorServiceClient
 	Projects  outpostv1connect.ProjectServiceClient
+	Keyring   outpostv1connect.KeyringServiceClient
 	ACL       outpostv1connect.ACLServiceClient
 	// Token is the ACL token sent with every call ("" for none).
 	Token string
@@ -170,6 +171,7 @@ func NewClientTLS(addrs string, hc *http.Client, cfg *tls.Config, opts ...Client
 		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base, opt),
 		Projects:  outpostv1connect.NewProjectServiceClient(hc, base, opt),
 		ACL:       outpostv1connect.NewACLServiceClient(hc, base, opt),
+		Keyring:   outpostv1connect.NewKeyringServiceClient(hc, base, opt),
 	}, nil
 }
 

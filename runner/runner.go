@@ -51,6 +51,9 @@ type Config struct {
 	// OnRegistered, if set, is told the servers' gossip addresses each time
 	// the runner registers, so its agent can join the pool.
 	OnRegistered func(gossipAddrs []string)
+	// OnKeyring, if set, is given the cluster's gossip keyring each time
+	// a server sends it: at register and whenever it changes.
+	OnKeyring func(keys []string, primary string)
 	// FixedServers keeps the runner on Servers: it does not learn the
 	// cluster's other servers (a runner inside a server agent, trusted by
 	// that server alone).
@@ -522,6 +525,10 @@ func (r *Runner) connect(ctx context.Context, server string) (registered bool, e
 			r.servers.learn(m.HeartbeatAck.Servers)
 			if ok && m.HeartbeatAck.Confirmed {
 				r.lease.confirm(sent)
+			}
+		case *pb.ServerMessage_GossipKeyring:
+			if r.cfg.OnKeyring != nil {
+				r.cfg.OnKeyring(m.GossipKeyring.Keys, m.GossipKeyring.Primary)
 			}
 		case *pb.ServerMessage_Registered:
 			r.mu.Lock()

@@ -9,6 +9,8 @@
 # the same ports everywhere. ACLs are on: once the three agree on a leader,
 #   outpost acl bootstrap -address 127.0.0.1:1801
 # prints the management token; export OUTPOST_TOKEN=<its secret>.
+# Gossip is encrypted outside -dev: make one key with `outpost operator
+# keygen` and export it as OUTPOST_ENCRYPT in the shell of every agent.
 name      = "s1"
 data_dir  = "/tmp/outpost-cluster/s1"
 bind_addr = "127.0.0.1"

@@ -7,6 +7,8 @@
 #   outpost agent -config examples/cluster/server2.hcl
 # On real machines, give each server its own address in bind_addr and keep
 # the same ports everywhere.
+# Gossip is encrypted outside -dev: make one key with `outpost operator
+# keygen` and export it as OUTPOST_ENCRYPT in the shell of every agent.
 name      = "s2"
 data_dir  = "/tmp/outpost-cluster/s2"
 bind_addr = "127.0.0.1"

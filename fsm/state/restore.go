@@ -115,3 +115,11 @@ func (r *Restore) Commit() {
 	r.txn.Commit()
 }
 func (r *Restore) Abort() { r.txn.Abort() }
+
+// RunnerTombstone restores a forgotten runner's tombstone.
+func (r *Restore) RunnerTombstone(t *pb.RunnerTombstone) error {
+	return r.insert(TableRunnerTombstones, t)
+}
+
+// GossipKeyring restores the gossip keyring.
+func (r *Restore) GossipKeyring(k *pb.GossipKeyring) error { return r.insert(TableGossipKeyring, k) }

@@ -28,6 +28,9 @@ const (
 	TableACLTokens   = "acl_tokens"
 	TableACLUsers    = "acl_users"
 	TableACLMeta     = "acl_meta"
+	// Runner identity and the gossip keyring (identity_write.go).
+	TableRunnerTombstones = "runner_tombstones"
+	TableGossipKeyring    = "gossip_keyring"
 
 	tableHistory = "job_history"
 )
@@ -126,6 +129,19 @@ func schema() *memdb.DBSchema {
 			Name: TableACLMeta,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+			},
+		},
+		TableRunnerTombstones: {
+			Name: TableRunnerTombstones,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		},
+		// One row: the keyring, under the id index of its constant key.
+		TableGossipKeyring: {
+			Name: TableGossipKeyring,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: keyringIndex{}},
 			},
 		},
 		TableIndex: {

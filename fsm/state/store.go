@@ -79,6 +79,10 @@ func (sn *Snapshot) LogChunks() []*pb.LogChunk       { return allChunks(sn.txn) 
 func (sn *Snapshot) LatestIndex() uint64             { return latestIndex(sn.txn) }
 func (sn *Snapshot) RunnerTokens() []*pb.RunnerToken { return tokensFrom(sn.txn) }
 func (sn *Snapshot) Profiles() []*pb.RunnerProfile   { return profilesFrom(sn.txn, nil) }
+func (sn *Snapshot) RunnerTombstones() []*pb.RunnerTombstone {
+	return all[*pb.RunnerTombstone](sn.txn, nil, TableRunnerTombstones, "id")
+}
+func (sn *Snapshot) GossipKeyring() *pb.GossipKeyring { return keyringFrom(sn.txn, nil) }
 
 // FinishedJobs calls fn with each finished job's encoded pb.Job, as stored:
 // a snapshot writes them without decoding.

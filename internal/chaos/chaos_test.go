@@ -154,7 +154,7 @@ func TestChaos(t *testing.T) {
 		}
 		return out
 	}
-	token, _, _ := strings.Cut(cli("runner", "token", "create", "-description", "chaos"), "\n")
+	token, _, _ := strings.Cut(cli("runner", "token", "create", "-uses", "0", "-description", "chaos"), "\n")
 	token = strings.TrimSpace(token)
 	for _, pool := range slices.Sorted(maps.Values(pools)) {
 		cli("runner", "profile", "set", "-name", "chaos-pool-"+pool, "-target-label", "pool="+pool)

@@ -40,10 +40,11 @@ func startServerTimeout(t *testing.T, name, timeout string) *testcluster.Server 
 	return testcluster.StartServer(t, testcluster.ServerOptions{Name: name, ExtraArgs: []string{"-config=" + cfg}})
 }
 
-// newToken creates an adoption token with `runner token create`.
-func newToken(t *testing.T, s *testcluster.Server) string {
+// newToken creates an adoption token with `runner token create`, for any
+// number of runners (-uses=0) unless args say otherwise.
+func newToken(t *testing.T, s *testcluster.Server, args ...string) string {
 	t.Helper()
-	r := cliOK(t, s, "runner", "token", "create", "-description", t.Name())
+	r := cliOK(t, s, append([]string{"runner", "token", "create", "-uses=0", "-description", t.Name()}, args...)...)
 	tok, _, _ := strings.Cut(r.stdout, "\n")
 	if tok = strings.TrimSpace(tok); tok == "" {
 		t.Fatalf("runner token create printed no token on its first line: %v", r)

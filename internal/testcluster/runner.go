@@ -74,6 +74,8 @@ type RunnerOptions struct {
 	InsecureNoTLS bool
 	// TLS replaces the shared runner certificate (RunnerTLS).
 	TLS *TLSFiles
+	// GossipKey is -encrypt (see ServerOptions.GossipKey).
+	GossipKey string
 }
 
 // Runner is a runner agent started by a test. It embeds its Process, so
@@ -186,6 +188,7 @@ func runnerArgs(o RunnerOptions, gossipPort int) []string {
 	} else if o.TLS != nil {
 		args = append(args, o.TLS.Args()...)
 	}
+	args = append(args, encryptArg(o.GossipKey)...)
 	return append(args, o.ExtraArgs...)
 }
 

@@ -90,6 +90,25 @@ type ServerOptions struct {
 	// TLS replaces the shared server certificate (ServerTLS) with other
 	// files: a test that rotates one server's certificate needs its own.
 	TLS *TLSFiles
+	// GossipKey is a real server's -encrypt, which every agent outside
+	// -dev needs; empty means GossipKey, shared by every agent a test
+	// starts, and "none" passes no -encrypt at all.
+	GossipKey string
+}
+
+// GossipKey is the gossip key (-encrypt) the harness gives every agent
+// outside -dev unless told otherwise.
+const GossipKey = "b3V0cG9zdC10ZXN0LWdvc3NpcC1rZXktMzItYnl0ZXM="
+
+// encryptArg is the -encrypt flag for a GossipKey option.
+func encryptArg(key string) []string {
+	switch key {
+	case "":
+		return []string{"-encrypt=" + GossipKey}
+	case "none":
+		return nil
+	}
+	return []string{"-encrypt=" + key}
 }
 
 // tls reports whether the server's API is TLS.
@@ -216,6 +235,7 @@ func serverArgs(o ServerOptions) []string {
 		} else if o.TLS != nil {
 			args = append(args, o.TLS.Args()...)
 		}
+		args = append(args, encryptArg(o.GossipKey)...)
 	}
 	args = append(args,
 		"-name="+o.Name,

@@ -61,7 +61,7 @@ func TestServerArgs(t *testing.T) {
 		RetryJoin: []string{"127.0.0.1:4", "127.0.0.1:5"}, RaftMultiplier: 1,
 	}), " ")
 	want := "agent -server -bootstrap-expect=3 -data-dir=/d -bind=127.0.0.1 -runner -gossip-port=3 -raft-multiplier=1 " +
-		"-retry-join=127.0.0.1:4 -retry-join=127.0.0.1:5 -name=s1 -http-port=1 -raft-port=2 -log-level=info " +
+		"-retry-join=127.0.0.1:4 -retry-join=127.0.0.1:5 -encrypt=" + GossipKey + " -name=s1 -http-port=1 -raft-port=2 -log-level=info " +
 		"-label=a=1 -label=b=2 -runner-capacity=3"
 	if got != want {
 		t.Fatalf("serverArgs:\n got %s\nwant %s", got, want)

@@ -24,6 +24,7 @@
 package validate
 
 import (
+	"encoding/base64"
 	"fmt"
 	"maps"
 	"slices"
@@ -214,4 +215,18 @@ func quote(s string) string {
 // ACLName checks an ACL policy's or user's name.
 func ACLName(what, s string) error {
 	return check(s, what, profileRule, MaxNameLength, alnum, nameChar)
+}
+
+// GossipKey checks a gossip encryption key: base64 (standard, padded) of
+// 16, 24 or 32 bytes (AES-128, -192, -256), as `outpost operator keygen`
+// prints.
+func GossipKey(s string) error {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("gossip key is not base64; make one with `outpost operator keygen`")
+	}
+	if n := len(b); n != 16 && n != 24 && n != 32 {
+		return fmt.Errorf("gossip key is %d bytes; it must be 16, 24 or 32 (make one with `outpost operator keygen`)", n)
+	}
+	return nil
 }

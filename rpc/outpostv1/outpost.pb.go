@@ -1463,11 +1463,19 @@ type RunnerToken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// SHA-256 of the token; the token itself is shown once, at creation.
-	Hash          []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
-	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	CreateIndex   uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	Hash        []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreateIndex uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	// Runner identity (issue 15): how many registrations the token may
+	// still adopt (0 with max_uses 0: no limit), and what it is bound to.
+	MaxUses uint32 `protobuf:"varint,30,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	Used    uint32 `protobuf:"varint,31,opt,name=used,proto3" json:"used,omitempty"`
+	// The registering runner must carry every one of these labels.
+	Labels map[string]string `protobuf:"bytes,32,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The runners it adopts serve only these projects (empty = no binding).
+	Projects      []string `protobuf:"bytes,33,rep,name=projects,proto3" json:"projects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1542,6 +1550,34 @@ func (x *RunnerToken) GetCreateIndex() uint64 {
 		return x.CreateIndex
 	}
 	return 0
+}
+
+func (x *RunnerToken) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *RunnerToken) GetUsed() uint32 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+func (x *RunnerToken) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RunnerToken) GetProjects() []string {
+	if x != nil {
+		return x.Projects
+	}
+	return nil
 }
 
 type SubmitJobRequest struct {
@@ -3806,6 +3842,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Cancel
 	//	*ServerMessage_Ack
 	//	*ServerMessage_HeartbeatAck
+	//	*ServerMessage_GossipKeyring
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3893,6 +3930,15 @@ func (x *ServerMessage) GetHeartbeatAck() *HeartbeatAck {
 	return nil
 }
 
+func (x *ServerMessage) GetGossipKeyring() *GossipKeyring {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_GossipKeyring); ok {
+			return x.GossipKeyring
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -3917,6 +3963,11 @@ type ServerMessage_HeartbeatAck struct {
 	HeartbeatAck *HeartbeatAck `protobuf:"bytes,5,opt,name=heartbeat_ack,json=heartbeatAck,proto3,oneof"`
 }
 
+type ServerMessage_GossipKeyring struct {
+	// Sent at register and whenever the cluster's gossip keyring changes.
+	GossipKeyring *GossipKeyring `protobuf:"bytes,30,opt,name=gossip_keyring,json=gossipKeyring,proto3,oneof"`
+}
+
 func (*ServerMessage_Registered) isServerMessage_Msg() {}
 
 func (*ServerMessage_Assign) isServerMessage_Msg() {}
@@ -3926,6 +3977,8 @@ func (*ServerMessage_Cancel) isServerMessage_Msg() {}
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_HeartbeatAck) isServerMessage_Msg() {}
+
+func (*ServerMessage_GossipKeyring) isServerMessage_Msg() {}
 
 // Runners come by id, a page at a time.
 type ListRunnersRequest struct {
@@ -4249,7 +4302,11 @@ type CreateRunnerTokenRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Description string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
 	// Zero means the token does not expire.
-	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Registrations it may adopt; 0 is no limit.
+	MaxUses       uint32            `protobuf:"varint,30,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,31,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Projects      []string          `protobuf:"bytes,32,rep,name=projects,proto3" json:"projects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4294,6 +4351,27 @@ func (x *CreateRunnerTokenRequest) GetDescription() string {
 func (x *CreateRunnerTokenRequest) GetTtl() *durationpb.Duration {
 	if x != nil {
 		return x.Ttl
+	}
+	return nil
+}
+
+func (x *CreateRunnerTokenRequest) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *CreateRunnerTokenRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *CreateRunnerTokenRequest) GetProjects() []string {
+	if x != nil {
+		return x.Projects
 	}
 	return nil
 }
@@ -6066,6 +6144,491 @@ func (*DeleteProjectResponse) Descriptor() ([]byte, []int) {
 	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{82}
 }
 
+type ListRunnerTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunnerTokensRequest) Reset() {
+	*x = ListRunnerTokensRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunnerTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunnerTokensRequest) ProtoMessage() {}
+
+func (x *ListRunnerTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunnerTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListRunnerTokensRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{83}
+}
+
+type ListRunnerTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Without their hashes.
+	Tokens        []*RunnerToken `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunnerTokensResponse) Reset() {
+	*x = ListRunnerTokensResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunnerTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunnerTokensResponse) ProtoMessage() {}
+
+func (x *ListRunnerTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunnerTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListRunnerTokensResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *ListRunnerTokensResponse) GetTokens() []*RunnerToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeRunnerTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRunnerTokenRequest) Reset() {
+	*x = RevokeRunnerTokenRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRunnerTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRunnerTokenRequest) ProtoMessage() {}
+
+func (x *RevokeRunnerTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRunnerTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRunnerTokenRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *RevokeRunnerTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeRunnerTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRunnerTokenResponse) Reset() {
+	*x = RevokeRunnerTokenResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRunnerTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRunnerTokenResponse) ProtoMessage() {}
+
+func (x *RevokeRunnerTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRunnerTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeRunnerTokenResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{86}
+}
+
+// What stays of a forgotten runner: its id may register again only as
+// pending (an operator adopts it), and the secrets it was rejected with
+// never register again.
+type RunnerTombstone struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Id                   string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ForgottenAt          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=forgotten_at,json=forgottenAt,proto3" json:"forgotten_at,omitempty"`
+	RejectedSecretHashes [][]byte               `protobuf:"bytes,3,rep,name=rejected_secret_hashes,json=rejectedSecretHashes,proto3" json:"rejected_secret_hashes,omitempty"`
+	CreateIndex          uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex          uint64                 `protobuf:"varint,11,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *RunnerTombstone) Reset() {
+	*x = RunnerTombstone{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerTombstone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerTombstone) ProtoMessage() {}
+
+func (x *RunnerTombstone) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerTombstone.ProtoReflect.Descriptor instead.
+func (*RunnerTombstone) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *RunnerTombstone) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunnerTombstone) GetForgottenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ForgottenAt
+	}
+	return nil
+}
+
+func (x *RunnerTombstone) GetRejectedSecretHashes() [][]byte {
+	if x != nil {
+		return x.RejectedSecretHashes
+	}
+	return nil
+}
+
+func (x *RunnerTombstone) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *RunnerTombstone) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+// The cluster's gossip encryption keys (base64) and the one used to
+// encrypt; the others are accepted.
+type GossipKeyring struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []string               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Primary       string                 `protobuf:"bytes,2,opt,name=primary,proto3" json:"primary,omitempty"`
+	ModifyIndex   uint64                 `protobuf:"varint,10,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyring) Reset() {
+	*x = GossipKeyring{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyring) ProtoMessage() {}
+
+func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
+func (*GossipKeyring) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *GossipKeyring) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeyring) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *GossipKeyring) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+type GossipKeyringRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// list, install, use or remove.
+	Op            string `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringRequest) Reset() {
+	*x = GossipKeyringRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringRequest) ProtoMessage() {}
+
+func (x *GossipKeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeyringRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *GossipKeyringRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *GossipKeyringRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type GossipKeyCount struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Key     string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Primary bool                   `protobuf:"varint,2,opt,name=primary,proto3" json:"primary,omitempty"`
+	// Members of the gossip pool that hold this key, by role.
+	Servers       uint32 `protobuf:"varint,3,opt,name=servers,proto3" json:"servers,omitempty"`
+	Runners       uint32 `protobuf:"varint,4,opt,name=runners,proto3" json:"runners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyCount) Reset() {
+	*x = GossipKeyCount{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyCount) ProtoMessage() {}
+
+func (x *GossipKeyCount) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyCount.ProtoReflect.Descriptor instead.
+func (*GossipKeyCount) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *GossipKeyCount) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GossipKeyCount) GetPrimary() bool {
+	if x != nil {
+		return x.Primary
+	}
+	return false
+}
+
+func (x *GossipKeyCount) GetServers() uint32 {
+	if x != nil {
+		return x.Servers
+	}
+	return 0
+}
+
+func (x *GossipKeyCount) GetRunners() uint32 {
+	if x != nil {
+		return x.Runners
+	}
+	return 0
+}
+
+type GossipKeyringResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*GossipKeyCount      `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Gossip members seen, by role, to read the counts against.
+	Servers       uint32 `protobuf:"varint,2,opt,name=servers,proto3" json:"servers,omitempty"`
+	Runners       uint32 `protobuf:"varint,3,opt,name=runners,proto3" json:"runners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringResponse) Reset() {
+	*x = GossipKeyringResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringResponse) ProtoMessage() {}
+
+func (x *GossipKeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeyringResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *GossipKeyringResponse) GetKeys() []*GossipKeyCount {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeyringResponse) GetServers() uint32 {
+	if x != nil {
+		return x.Servers
+	}
+	return 0
+}
+
+func (x *GossipKeyringResponse) GetRunners() uint32 {
+	if x != nil {
+		return x.Runners
+	}
+	return 0
+}
+
 type ACLPolicy struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -6080,7 +6643,7 @@ type ACLPolicy struct {
 
 func (x *ACLPolicy) Reset() {
 	*x = ACLPolicy{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[83]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6092,7 +6655,7 @@ func (x *ACLPolicy) String() string {
 func (*ACLPolicy) ProtoMessage() {}
 
 func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[83]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6105,7 +6668,7 @@ func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicy.ProtoReflect.Descriptor instead.
 func (*ACLPolicy) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{83}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ACLPolicy) GetName() string {
@@ -6166,7 +6729,7 @@ type ACLToken struct {
 
 func (x *ACLToken) Reset() {
 	*x = ACLToken{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[84]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6178,7 +6741,7 @@ func (x *ACLToken) String() string {
 func (*ACLToken) ProtoMessage() {}
 
 func (x *ACLToken) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[84]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6191,7 +6754,7 @@ func (x *ACLToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLToken.ProtoReflect.Descriptor instead.
 func (*ACLToken) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{84}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ACLToken) GetAccessorId() string {
@@ -6275,7 +6838,7 @@ type ACLUser struct {
 
 func (x *ACLUser) Reset() {
 	*x = ACLUser{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[85]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6287,7 +6850,7 @@ func (x *ACLUser) String() string {
 func (*ACLUser) ProtoMessage() {}
 
 func (x *ACLUser) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[85]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6300,7 +6863,7 @@ func (x *ACLUser) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLUser.ProtoReflect.Descriptor instead.
 func (*ACLUser) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{85}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ACLUser) GetName() string {
@@ -6379,7 +6942,7 @@ type ACLBootstrapEntry struct {
 
 func (x *ACLBootstrapEntry) Reset() {
 	*x = ACLBootstrapEntry{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[86]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6391,7 +6954,7 @@ func (x *ACLBootstrapEntry) String() string {
 func (*ACLBootstrapEntry) ProtoMessage() {}
 
 func (x *ACLBootstrapEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[86]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6404,7 +6967,7 @@ func (x *ACLBootstrapEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrapEntry.ProtoReflect.Descriptor instead.
 func (*ACLBootstrapEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{86}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ACLBootstrapEntry) GetToken() *ACLToken {
@@ -6430,7 +6993,7 @@ type ACLPolicyUpsertEntry struct {
 
 func (x *ACLPolicyUpsertEntry) Reset() {
 	*x = ACLPolicyUpsertEntry{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[87]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6442,7 +7005,7 @@ func (x *ACLPolicyUpsertEntry) String() string {
 func (*ACLPolicyUpsertEntry) ProtoMessage() {}
 
 func (x *ACLPolicyUpsertEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[87]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6455,7 +7018,7 @@ func (x *ACLPolicyUpsertEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicyUpsertEntry.ProtoReflect.Descriptor instead.
 func (*ACLPolicyUpsertEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{87}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ACLPolicyUpsertEntry) GetPolicy() *ACLPolicy {
@@ -6474,7 +7037,7 @@ type ACLPolicyDeleteEntry struct {
 
 func (x *ACLPolicyDeleteEntry) Reset() {
 	*x = ACLPolicyDeleteEntry{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[88]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6486,7 +7049,7 @@ func (x *ACLPolicyDeleteEntry) String() string {
 func (*ACLPolicyDeleteEntry) ProtoMessage() {}
 
 func (x *ACLPolicyDeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[88]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6499,7 +7062,7 @@ func (x *ACLPolicyDeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLPolicyDeleteEntry.ProtoReflect.Descriptor instead.
 func (*ACLPolicyDeleteEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{88}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ACLPolicyDeleteEntry) GetName() string {
@@ -6518,7 +7081,7 @@ type ACLTokenUpsertEntry struct {
 
 func (x *ACLTokenUpsertEntry) Reset() {
 	*x = ACLTokenUpsertEntry{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[89]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6530,7 +7093,7 @@ func (x *ACLTokenUpsertEntry) String() string {
 func (*ACLTokenUpsertEntry) ProtoMessage() {}
 
 func (x *ACLTokenUpsertEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[89]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6543,7 +7106,7 @@ func (x *ACLTokenUpsertEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLTokenUpsertEntry.ProtoReflect.Descriptor instead.
 func (*ACLTokenUpsertEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{89}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ACLTokenUpsertEntry) GetToken() *ACLToken {
@@ -6562,7 +7125,7 @@ type ACLTokenDeleteEntry struct {
 
 func (x *ACLTokenDeleteEntry) Reset() {
 	*x = ACLTokenDeleteEntry{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[90]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6574,7 +7137,7 @@ func (x *ACLTokenDeleteEntry) String() string {
 func (*ACLTokenDeleteEntry) ProtoMessage() {}
 
 func (x *ACLTokenDeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[90]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6587,7 +7150,7 @@ func (x *ACLTokenDeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLTokenDeleteEntry.ProtoReflect.Descriptor instead.
 func (*ACLTokenDeleteEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{90}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ACLTokenDeleteEntry) GetAccessorIds() []string {
@@ -6606,7 +7169,7 @@ type ACLUserUpsertEntry struct {
 
 func (x *ACLUserUpsertEntry) Reset() {
 	*x = ACLUserUpsertEntry{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[91]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6618,7 +7181,7 @@ func (x *ACLUserUpsertEntry) String() string {
 func (*ACLUserUpsertEntry) ProtoMessage() {}
 
 func (x *ACLUserUpsertEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[91]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6631,7 +7194,7 @@ func (x *ACLUserUpsertEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLUserUpsertEntry.ProtoReflect.Descriptor instead.
 func (*ACLUserUpsertEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{91}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ACLUserUpsertEntry) GetUser() *ACLUser {
@@ -6650,7 +7213,7 @@ type ACLUserDeleteEntry struct {
 
 func (x *ACLUserDeleteEntry) Reset() {
 	*x = ACLUserDeleteEntry{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[92]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6662,7 +7225,7 @@ func (x *ACLUserDeleteEntry) String() string {
 func (*ACLUserDeleteEntry) ProtoMessage() {}
 
 func (x *ACLUserDeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[92]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6675,7 +7238,7 @@ func (x *ACLUserDeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLUserDeleteEntry.ProtoReflect.Descriptor instead.
 func (*ACLUserDeleteEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{92}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ACLUserDeleteEntry) GetName() string {
@@ -6695,7 +7258,7 @@ type ACLBootstrapState struct {
 
 func (x *ACLBootstrapState) Reset() {
 	*x = ACLBootstrapState{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[93]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6707,7 +7270,7 @@ func (x *ACLBootstrapState) String() string {
 func (*ACLBootstrapState) ProtoMessage() {}
 
 func (x *ACLBootstrapState) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[93]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6720,7 +7283,7 @@ func (x *ACLBootstrapState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrapState.ProtoReflect.Descriptor instead.
 func (*ACLBootstrapState) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{93}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ACLBootstrapState) GetIndex() uint64 {
@@ -6738,7 +7301,7 @@ type ACLBootstrapRequest struct {
 
 func (x *ACLBootstrapRequest) Reset() {
 	*x = ACLBootstrapRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[94]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6750,7 +7313,7 @@ func (x *ACLBootstrapRequest) String() string {
 func (*ACLBootstrapRequest) ProtoMessage() {}
 
 func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[94]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6763,7 +7326,7 @@ func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrapRequest.ProtoReflect.Descriptor instead.
 func (*ACLBootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{94}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{103}
 }
 
 type ACLBootstrapResponse struct {
@@ -6777,7 +7340,7 @@ type ACLBootstrapResponse struct {
 
 func (x *ACLBootstrapResponse) Reset() {
 	*x = ACLBootstrapResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[95]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6789,7 +7352,7 @@ func (x *ACLBootstrapResponse) String() string {
 func (*ACLBootstrapResponse) ProtoMessage() {}
 
 func (x *ACLBootstrapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[95]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6802,7 +7365,7 @@ func (x *ACLBootstrapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ACLBootstrapResponse.ProtoReflect.Descriptor instead.
 func (*ACLBootstrapResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{95}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ACLBootstrapResponse) GetToken() *ACLToken {
@@ -6830,7 +7393,7 @@ type UpsertPolicyRequest struct {
 
 func (x *UpsertPolicyRequest) Reset() {
 	*x = UpsertPolicyRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[96]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6842,7 +7405,7 @@ func (x *UpsertPolicyRequest) String() string {
 func (*UpsertPolicyRequest) ProtoMessage() {}
 
 func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[96]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6855,7 +7418,7 @@ func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertPolicyRequest.ProtoReflect.Descriptor instead.
 func (*UpsertPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{96}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *UpsertPolicyRequest) GetName() string {
@@ -6888,7 +7451,7 @@ type UpsertPolicyResponse struct {
 
 func (x *UpsertPolicyResponse) Reset() {
 	*x = UpsertPolicyResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[97]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6900,7 +7463,7 @@ func (x *UpsertPolicyResponse) String() string {
 func (*UpsertPolicyResponse) ProtoMessage() {}
 
 func (x *UpsertPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[97]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6913,7 +7476,7 @@ func (x *UpsertPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertPolicyResponse.ProtoReflect.Descriptor instead.
 func (*UpsertPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{97}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *UpsertPolicyResponse) GetPolicy() *ACLPolicy {
@@ -6932,7 +7495,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[98]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6944,7 +7507,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[98]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6957,7 +7520,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{98}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ListPoliciesRequest) GetStale() bool {
@@ -6976,7 +7539,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[99]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6988,7 +7551,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[99]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7001,7 +7564,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{99}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*ACLPolicy {
@@ -7021,7 +7584,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[100]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7033,7 +7596,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[100]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7046,7 +7609,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{100}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *GetPolicyRequest) GetName() string {
@@ -7072,7 +7635,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[101]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7084,7 +7647,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[101]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7097,7 +7660,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{101}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *ACLPolicy {
@@ -7116,7 +7679,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[102]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7128,7 +7691,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[102]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7141,7 +7704,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{102}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *DeletePolicyRequest) GetName() string {
@@ -7159,7 +7722,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[103]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7171,7 +7734,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[103]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7184,7 +7747,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{103}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{112}
 }
 
 type CreateTokenRequest struct {
@@ -7200,7 +7763,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[104]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7212,7 +7775,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[104]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7225,7 +7788,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{104}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -7266,7 +7829,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[105]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7278,7 +7841,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[105]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7291,7 +7854,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{105}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *CreateTokenResponse) GetToken() *ACLToken {
@@ -7317,7 +7880,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[106]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7329,7 +7892,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[106]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7342,7 +7905,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{106}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ListTokensRequest) GetStale() bool {
@@ -7361,7 +7924,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[107]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7373,7 +7936,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[107]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7386,7 +7949,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{107}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ListTokensResponse) GetTokens() []*ACLToken {
@@ -7407,7 +7970,7 @@ type GetTokenRequest struct {
 
 func (x *GetTokenRequest) Reset() {
 	*x = GetTokenRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[108]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7419,7 +7982,7 @@ func (x *GetTokenRequest) String() string {
 func (*GetTokenRequest) ProtoMessage() {}
 
 func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[108]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7432,7 +7995,7 @@ func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetTokenRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{108}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *GetTokenRequest) GetAccessorId() string {
@@ -7458,7 +8021,7 @@ type GetTokenResponse struct {
 
 func (x *GetTokenResponse) Reset() {
 	*x = GetTokenResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[109]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7470,7 +8033,7 @@ func (x *GetTokenResponse) String() string {
 func (*GetTokenResponse) ProtoMessage() {}
 
 func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[109]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7483,7 +8046,7 @@ func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetTokenResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{109}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *GetTokenResponse) GetToken() *ACLToken {
@@ -7502,7 +8065,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[110]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7514,7 +8077,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[110]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7527,7 +8090,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{110}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *RevokeTokenRequest) GetAccessorId() string {
@@ -7545,7 +8108,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[111]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7557,7 +8120,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[111]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7570,7 +8133,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{111}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{120}
 }
 
 type CreateUserRequest struct {
@@ -7584,7 +8147,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[112]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7596,7 +8159,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[112]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7609,7 +8172,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{112}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -7642,7 +8205,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[113]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7654,7 +8217,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[113]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7667,7 +8230,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{113}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *CreateUserResponse) GetUser() *ACLUser {
@@ -7686,7 +8249,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[114]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7698,7 +8261,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[114]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7711,7 +8274,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{114}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *ListUsersRequest) GetStale() bool {
@@ -7730,7 +8293,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[115]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7742,7 +8305,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[115]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7755,7 +8318,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{115}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *ListUsersResponse) GetUsers() []*ACLUser {
@@ -7774,7 +8337,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[116]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7786,7 +8349,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[116]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7799,7 +8362,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{116}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -7817,7 +8380,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[117]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7829,7 +8392,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[117]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7842,7 +8405,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{117}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{126}
 }
 
 type SetPasswordRequest struct {
@@ -7855,7 +8418,7 @@ type SetPasswordRequest struct {
 
 func (x *SetPasswordRequest) Reset() {
 	*x = SetPasswordRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[118]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7867,7 +8430,7 @@ func (x *SetPasswordRequest) String() string {
 func (*SetPasswordRequest) ProtoMessage() {}
 
 func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[118]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7880,7 +8443,7 @@ func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{118}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *SetPasswordRequest) GetName() string {
@@ -7905,7 +8468,7 @@ type SetPasswordResponse struct {
 
 func (x *SetPasswordResponse) Reset() {
 	*x = SetPasswordResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[119]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7917,7 +8480,7 @@ func (x *SetPasswordResponse) String() string {
 func (*SetPasswordResponse) ProtoMessage() {}
 
 func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[119]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7930,7 +8493,7 @@ func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordResponse.ProtoReflect.Descriptor instead.
 func (*SetPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{119}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{128}
 }
 
 type LoginRequest struct {
@@ -7943,7 +8506,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[120]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7955,7 +8518,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[120]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7968,7 +8531,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{120}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -7995,7 +8558,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[121]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8007,7 +8570,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[121]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8020,7 +8583,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{121}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{130}
 }
 
 func (x *LoginResponse) GetToken() *ACLToken {
@@ -8045,7 +8608,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[122]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8057,7 +8620,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[122]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8070,7 +8633,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{122}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{131}
 }
 
 type LogoutResponse struct {
@@ -8081,7 +8644,7 @@ type LogoutResponse struct {
 
 func (x *LogoutResponse) Reset() {
 	*x = LogoutResponse{}
-	mi := &file_outpost_v1_outpost_proto_msgTypes[123]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8093,7 +8656,7 @@ func (x *LogoutResponse) String() string {
 func (*LogoutResponse) ProtoMessage() {}
 
 func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_outpost_proto_msgTypes[123]
+	mi := &file_outpost_v1_outpost_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8106,7 +8669,7 @@ func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
 func (*LogoutResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{123}
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{132}
 }
 
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
@@ -8293,7 +8856,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\fmodify_index\x18\x15 \x01(\x04R\vmodifyIndex\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x03\n" +
 	"\vRunnerToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\fR\x04hash\x12 \n" +
@@ -8303,7 +8866,14 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12!\n" +
 	"\fcreate_index\x18\n" +
-	" \x01(\x04R\vcreateIndex\"\xdf\x02\n" +
+	" \x01(\x04R\vcreateIndex\x12\x19\n" +
+	"\bmax_uses\x18\x1e \x01(\rR\amaxUses\x12\x12\n" +
+	"\x04used\x18\x1f \x01(\rR\x04used\x12;\n" +
+	"\x06labels\x18  \x03(\v2#.outpost.v1.RunnerToken.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bprojects\x18! \x03(\tR\bprojects\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdf\x02\n" +
 	"\x10SubmitJobRequest\x12%\n" +
 	"\x0eproject_source\x18\x01 \x01(\fR\rprojectSource\x12)\n" +
 	"\x10project_filename\x18\x02 \x01(\tR\x0fprojectFilename\x12\x18\n" +
@@ -8488,7 +9058,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tconfirmed\x18\x02 \x01(\bR\tconfirmed\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\aservers\x18\x04 \x03(\tR\aservers\"\x9a\x02\n" +
+	"\aservers\x18\x04 \x03(\tR\aservers\"\xde\x02\n" +
 	"\rServerMessage\x128\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2\x16.outpost.v1.RegisteredH\x00R\n" +
@@ -8496,7 +9066,8 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x06assign\x18\x02 \x01(\v2\x12.outpost.v1.AssignH\x00R\x06assign\x124\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1a.outpost.v1.CancelAssignedH\x00R\x06cancel\x12#\n" +
 	"\x03ack\x18\x04 \x01(\v2\x0f.outpost.v1.AckH\x00R\x03ack\x12?\n" +
-	"\rheartbeat_ack\x18\x05 \x01(\v2\x18.outpost.v1.HeartbeatAckH\x00R\fheartbeatAckB\x05\n" +
+	"\rheartbeat_ack\x18\x05 \x01(\v2\x18.outpost.v1.HeartbeatAckH\x00R\fheartbeatAck\x12B\n" +
+	"\x0egossip_keyring\x18\x1e \x01(\v2\x19.outpost.v1.GossipKeyringH\x00R\rgossipKeyringB\x05\n" +
 	"\x03msg\"f\n" +
 	"\x12ListRunnersRequest\x12\x14\n" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\x12\x1b\n" +
@@ -8516,10 +9087,16 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\"B\n" +
 	"\x14RunnerActionResponse\x12*\n" +
-	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\"i\n" +
+	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\"\xa5\x02\n" +
 	"\x18CreateRunnerTokenRequest\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12+\n" +
-	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"^\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x19\n" +
+	"\bmax_uses\x18\x1e \x01(\rR\amaxUses\x12H\n" +
+	"\x06labels\x18\x1f \x03(\v20.outpost.v1.CreateRunnerTokenRequest.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bprojects\x18  \x03(\tR\bprojects\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\x19CreateRunnerTokenResponse\x12+\n" +
 	"\x04info\x18\x01 \x01(\v2\x17.outpost.v1.RunnerTokenR\x04info\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\"\x0f\n" +
@@ -8629,7 +9206,37 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x04jobs\x18\x02 \x03(\tR\x04jobs\"*\n" +
 	"\x14DeleteProjectRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
-	"\x15DeleteProjectResponse\"\x9d\x01\n" +
+	"\x15DeleteProjectResponse\"\x19\n" +
+	"\x17ListRunnerTokensRequest\"K\n" +
+	"\x18ListRunnerTokensResponse\x12/\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x17.outpost.v1.RunnerTokenR\x06tokens\"*\n" +
+	"\x18RevokeRunnerTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
+	"\x19RevokeRunnerTokenResponse\"\xdc\x01\n" +
+	"\x0fRunnerTombstone\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12=\n" +
+	"\fforgotten_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vforgottenAt\x124\n" +
+	"\x16rejected_secret_hashes\x18\x03 \x03(\fR\x14rejectedSecretHashes\x12!\n" +
+	"\fcreate_index\x18\n" +
+	" \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\v \x01(\x04R\vmodifyIndex\"`\n" +
+	"\rGossipKeyring\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\x18\n" +
+	"\aprimary\x18\x02 \x01(\tR\aprimary\x12!\n" +
+	"\fmodify_index\x18\n" +
+	" \x01(\x04R\vmodifyIndex\"8\n" +
+	"\x14GossipKeyringRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"p\n" +
+	"\x0eGossipKeyCount\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aprimary\x18\x02 \x01(\bR\aprimary\x12\x18\n" +
+	"\aservers\x18\x03 \x01(\rR\aservers\x12\x18\n" +
+	"\arunners\x18\x04 \x01(\rR\arunners\"{\n" +
+	"\x15GossipKeyringResponse\x12.\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1a.outpost.v1.GossipKeyCountR\x04keys\x12\x18\n" +
+	"\aservers\x18\x02 \x01(\rR\aservers\x12\x18\n" +
+	"\arunners\x18\x03 \x01(\rR\arunners\"\x9d\x01\n" +
 	"\tACLPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x14\n" +
@@ -8764,13 +9371,15 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\bReadLogs\x12\x1b.outpost.v1.ReadLogsRequest\x1a\x1c.outpost.v1.ReadLogsResponse0\x01\x12H\n" +
 	"\tDeleteJob\x12\x1c.outpost.v1.DeleteJobRequest\x1a\x1d.outpost.v1.DeleteJobResponse\x12?\n" +
 	"\x06PinJob\x12\x19.outpost.v1.PinJobRequest\x1a\x1a.outpost.v1.PinJobResponse\x12W\n" +
-	"\x0eGarbageCollect\x12!.outpost.v1.GarbageCollectRequest\x1a\".outpost.v1.GarbageCollectResponse2\xa3\x03\n" +
+	"\x0eGarbageCollect\x12!.outpost.v1.GarbageCollectRequest\x1a\".outpost.v1.GarbageCollectResponse2\xe4\x04\n" +
 	"\rRunnerService\x12C\n" +
 	"\aConnect\x12\x19.outpost.v1.RunnerMessage\x1a\x19.outpost.v1.ServerMessage(\x010\x01\x12N\n" +
 	"\vListRunners\x12\x1e.outpost.v1.ListRunnersRequest\x1a\x1f.outpost.v1.ListRunnersResponse\x12H\n" +
 	"\tGetRunner\x12\x1c.outpost.v1.GetRunnerRequest\x1a\x1d.outpost.v1.GetRunnerResponse\x12Q\n" +
 	"\fRunnerAction\x12\x1f.outpost.v1.RunnerActionRequest\x1a .outpost.v1.RunnerActionResponse\x12`\n" +
-	"\x11CreateRunnerToken\x12$.outpost.v1.CreateRunnerTokenRequest\x1a%.outpost.v1.CreateRunnerTokenResponse2O\n" +
+	"\x11CreateRunnerToken\x12$.outpost.v1.CreateRunnerTokenRequest\x1a%.outpost.v1.CreateRunnerTokenResponse\x12]\n" +
+	"\x10ListRunnerTokens\x12#.outpost.v1.ListRunnerTokensRequest\x1a$.outpost.v1.ListRunnerTokensResponse\x12`\n" +
+	"\x11RevokeRunnerToken\x12$.outpost.v1.RevokeRunnerTokenRequest\x1a%.outpost.v1.RevokeRunnerTokenResponse2O\n" +
 	"\fAgentService\x12?\n" +
 	"\x06Status\x12\x19.outpost.v1.StatusRequest\x1a\x1a.outpost.v1.StatusResponse2\xec\x01\n" +
 	"\x0fOperatorService\x12B\n" +
@@ -8793,7 +9402,9 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\fListProjects\x12\x1f.outpost.v1.ListProjectsRequest\x1a .outpost.v1.ListProjectsResponse\x12K\n" +
 	"\n" +
 	"GetProject\x12\x1d.outpost.v1.GetProjectRequest\x1a\x1e.outpost.v1.GetProjectResponse\x12T\n" +
-	"\rDeleteProject\x12 .outpost.v1.DeleteProjectRequest\x1a!.outpost.v1.DeleteProjectResponse2\x86\t\n" +
+	"\rDeleteProject\x12 .outpost.v1.DeleteProjectRequest\x1a!.outpost.v1.DeleteProjectResponse2f\n" +
+	"\x0eKeyringService\x12T\n" +
+	"\rGossipKeyring\x12 .outpost.v1.GossipKeyringRequest\x1a!.outpost.v1.GossipKeyringResponse2\x86\t\n" +
 	"\n" +
 	"ACLService\x12N\n" +
 	"\tBootstrap\x12\x1f.outpost.v1.ACLBootstrapRequest\x1a .outpost.v1.ACLBootstrapResponse\x12Q\n" +
@@ -8827,7 +9438,7 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 135)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 146)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
@@ -8912,256 +9523,279 @@ var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*GetProjectResponse)(nil),        // 80: outpost.v1.GetProjectResponse
 	(*DeleteProjectRequest)(nil),      // 81: outpost.v1.DeleteProjectRequest
 	(*DeleteProjectResponse)(nil),     // 82: outpost.v1.DeleteProjectResponse
-	(*ACLPolicy)(nil),                 // 83: outpost.v1.ACLPolicy
-	(*ACLToken)(nil),                  // 84: outpost.v1.ACLToken
-	(*ACLUser)(nil),                   // 85: outpost.v1.ACLUser
-	(*ACLBootstrapEntry)(nil),         // 86: outpost.v1.ACLBootstrapEntry
-	(*ACLPolicyUpsertEntry)(nil),      // 87: outpost.v1.ACLPolicyUpsertEntry
-	(*ACLPolicyDeleteEntry)(nil),      // 88: outpost.v1.ACLPolicyDeleteEntry
-	(*ACLTokenUpsertEntry)(nil),       // 89: outpost.v1.ACLTokenUpsertEntry
-	(*ACLTokenDeleteEntry)(nil),       // 90: outpost.v1.ACLTokenDeleteEntry
-	(*ACLUserUpsertEntry)(nil),        // 91: outpost.v1.ACLUserUpsertEntry
-	(*ACLUserDeleteEntry)(nil),        // 92: outpost.v1.ACLUserDeleteEntry
-	(*ACLBootstrapState)(nil),         // 93: outpost.v1.ACLBootstrapState
-	(*ACLBootstrapRequest)(nil),       // 94: outpost.v1.ACLBootstrapRequest
-	(*ACLBootstrapResponse)(nil),      // 95: outpost.v1.ACLBootstrapResponse
-	(*UpsertPolicyRequest)(nil),       // 96: outpost.v1.UpsertPolicyRequest
-	(*UpsertPolicyResponse)(nil),      // 97: outpost.v1.UpsertPolicyResponse
-	(*ListPoliciesRequest)(nil),       // 98: outpost.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),      // 99: outpost.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),          // 100: outpost.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),         // 101: outpost.v1.GetPolicyResponse
-	(*DeletePolicyRequest)(nil),       // 102: outpost.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),      // 103: outpost.v1.DeletePolicyResponse
-	(*CreateTokenRequest)(nil),        // 104: outpost.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),       // 105: outpost.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),         // 106: outpost.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),        // 107: outpost.v1.ListTokensResponse
-	(*GetTokenRequest)(nil),           // 108: outpost.v1.GetTokenRequest
-	(*GetTokenResponse)(nil),          // 109: outpost.v1.GetTokenResponse
-	(*RevokeTokenRequest)(nil),        // 110: outpost.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),       // 111: outpost.v1.RevokeTokenResponse
-	(*CreateUserRequest)(nil),         // 112: outpost.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),        // 113: outpost.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),          // 114: outpost.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),         // 115: outpost.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),         // 116: outpost.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),        // 117: outpost.v1.DeleteUserResponse
-	(*SetPasswordRequest)(nil),        // 118: outpost.v1.SetPasswordRequest
-	(*SetPasswordResponse)(nil),       // 119: outpost.v1.SetPasswordResponse
-	(*LoginRequest)(nil),              // 120: outpost.v1.LoginRequest
-	(*LoginResponse)(nil),             // 121: outpost.v1.LoginResponse
-	(*LogoutRequest)(nil),             // 122: outpost.v1.LogoutRequest
-	(*LogoutResponse)(nil),            // 123: outpost.v1.LogoutResponse
-	nil,                               // 124: outpost.v1.Step.EnvEntry
-	nil,                               // 125: outpost.v1.Job.VariablesEntry
-	nil,                               // 126: outpost.v1.Job.EnvEntry
-	nil,                               // 127: outpost.v1.Job.TargetLabelsEntry
-	nil,                               // 128: outpost.v1.RunnerProfile.TargetLabelsEntry
-	nil,                               // 129: outpost.v1.RunnerProfile.EnvEntry
-	nil,                               // 130: outpost.v1.Runner.LabelsEntry
-	nil,                               // 131: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                               // 132: outpost.v1.Register.LabelsEntry
-	nil,                               // 133: outpost.v1.StatusResponse.EntriesAppliedEntry
-	nil,                               // 134: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 135: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 136: google.protobuf.Timestamp
+	(*ListRunnerTokensRequest)(nil),   // 83: outpost.v1.ListRunnerTokensRequest
+	(*ListRunnerTokensResponse)(nil),  // 84: outpost.v1.ListRunnerTokensResponse
+	(*RevokeRunnerTokenRequest)(nil),  // 85: outpost.v1.RevokeRunnerTokenRequest
+	(*RevokeRunnerTokenResponse)(nil), // 86: outpost.v1.RevokeRunnerTokenResponse
+	(*RunnerTombstone)(nil),           // 87: outpost.v1.RunnerTombstone
+	(*GossipKeyring)(nil),             // 88: outpost.v1.GossipKeyring
+	(*GossipKeyringRequest)(nil),      // 89: outpost.v1.GossipKeyringRequest
+	(*GossipKeyCount)(nil),            // 90: outpost.v1.GossipKeyCount
+	(*GossipKeyringResponse)(nil),     // 91: outpost.v1.GossipKeyringResponse
+	(*ACLPolicy)(nil),                 // 92: outpost.v1.ACLPolicy
+	(*ACLToken)(nil),                  // 93: outpost.v1.ACLToken
+	(*ACLUser)(nil),                   // 94: outpost.v1.ACLUser
+	(*ACLBootstrapEntry)(nil),         // 95: outpost.v1.ACLBootstrapEntry
+	(*ACLPolicyUpsertEntry)(nil),      // 96: outpost.v1.ACLPolicyUpsertEntry
+	(*ACLPolicyDeleteEntry)(nil),      // 97: outpost.v1.ACLPolicyDeleteEntry
+	(*ACLTokenUpsertEntry)(nil),       // 98: outpost.v1.ACLTokenUpsertEntry
+	(*ACLTokenDeleteEntry)(nil),       // 99: outpost.v1.ACLTokenDeleteEntry
+	(*ACLUserUpsertEntry)(nil),        // 100: outpost.v1.ACLUserUpsertEntry
+	(*ACLUserDeleteEntry)(nil),        // 101: outpost.v1.ACLUserDeleteEntry
+	(*ACLBootstrapState)(nil),         // 102: outpost.v1.ACLBootstrapState
+	(*ACLBootstrapRequest)(nil),       // 103: outpost.v1.ACLBootstrapRequest
+	(*ACLBootstrapResponse)(nil),      // 104: outpost.v1.ACLBootstrapResponse
+	(*UpsertPolicyRequest)(nil),       // 105: outpost.v1.UpsertPolicyRequest
+	(*UpsertPolicyResponse)(nil),      // 106: outpost.v1.UpsertPolicyResponse
+	(*ListPoliciesRequest)(nil),       // 107: outpost.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),      // 108: outpost.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),          // 109: outpost.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),         // 110: outpost.v1.GetPolicyResponse
+	(*DeletePolicyRequest)(nil),       // 111: outpost.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),      // 112: outpost.v1.DeletePolicyResponse
+	(*CreateTokenRequest)(nil),        // 113: outpost.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),       // 114: outpost.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),         // 115: outpost.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),        // 116: outpost.v1.ListTokensResponse
+	(*GetTokenRequest)(nil),           // 117: outpost.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),          // 118: outpost.v1.GetTokenResponse
+	(*RevokeTokenRequest)(nil),        // 119: outpost.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),       // 120: outpost.v1.RevokeTokenResponse
+	(*CreateUserRequest)(nil),         // 121: outpost.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),        // 122: outpost.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),          // 123: outpost.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),         // 124: outpost.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),         // 125: outpost.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),        // 126: outpost.v1.DeleteUserResponse
+	(*SetPasswordRequest)(nil),        // 127: outpost.v1.SetPasswordRequest
+	(*SetPasswordResponse)(nil),       // 128: outpost.v1.SetPasswordResponse
+	(*LoginRequest)(nil),              // 129: outpost.v1.LoginRequest
+	(*LoginResponse)(nil),             // 130: outpost.v1.LoginResponse
+	(*LogoutRequest)(nil),             // 131: outpost.v1.LogoutRequest
+	(*LogoutResponse)(nil),            // 132: outpost.v1.LogoutResponse
+	nil,                               // 133: outpost.v1.Step.EnvEntry
+	nil,                               // 134: outpost.v1.Job.VariablesEntry
+	nil,                               // 135: outpost.v1.Job.EnvEntry
+	nil,                               // 136: outpost.v1.Job.TargetLabelsEntry
+	nil,                               // 137: outpost.v1.RunnerProfile.TargetLabelsEntry
+	nil,                               // 138: outpost.v1.RunnerProfile.EnvEntry
+	nil,                               // 139: outpost.v1.Runner.LabelsEntry
+	nil,                               // 140: outpost.v1.RunnerToken.LabelsEntry
+	nil,                               // 141: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 142: outpost.v1.Register.LabelsEntry
+	nil,                               // 143: outpost.v1.CreateRunnerTokenRequest.LabelsEntry
+	nil,                               // 144: outpost.v1.StatusResponse.EntriesAppliedEntry
+	nil,                               // 145: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 146: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 147: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	124, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	135, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	135, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	125, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	133, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	146, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	146, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	134, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,   // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	126, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	135, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	135, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	135, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	146, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	146, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,   // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	127, // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
+	136, // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
 	6,   // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
 	5,   // 11: outpost.v1.Job.attempt_log:type_name -> outpost.v1.AttemptLog
-	135, // 12: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
-	136, // 13: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	136, // 14: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	136, // 15: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	136, // 16: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	136, // 17: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	136, // 18: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	136, // 19: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
-	136, // 20: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	146, // 12: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
+	147, // 13: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	147, // 14: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	147, // 15: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	147, // 16: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	147, // 17: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	147, // 18: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	147, // 19: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
+	147, // 20: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	3,   // 21: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	128, // 22: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
-	129, // 23: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
+	137, // 22: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
+	138, // 23: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
 	6,   // 24: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
-	130, // 25: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	136, // 26: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	136, // 27: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	136, // 28: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	136, // 29: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
-	131, // 30: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
-	2,   // 31: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	135, // 32: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
-	2,   // 33: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
-	136, // 34: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
-	136, // 35: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
-	2,   // 36: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
-	2,   // 37: outpost.v1.PinJobResponse.job:type_name -> outpost.v1.Job
-	135, // 38: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
-	2,   // 39: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
-	4,   // 40: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
-	2,   // 41: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
-	132, // 42: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
-	29,  // 43: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
-	29,  // 44: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
-	29,  // 45: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
-	29,  // 46: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
-	136, // 47: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
-	3,   // 48: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	136, // 49: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
-	3,   // 50: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	135, // 51: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
-	33,  // 52: outpost.v1.JobFinished.final_log:type_name -> outpost.v1.JobLogs
-	30,  // 53: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
-	31,  // 54: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
-	32,  // 55: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
-	33,  // 56: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
-	34,  // 57: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	135, // 58: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	135, // 59: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
-	2,   // 60: outpost.v1.Assign.job:type_name -> outpost.v1.Job
-	36,  // 61: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
-	37,  // 62: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
-	38,  // 63: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
-	39,  // 64: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
-	40,  // 65: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
-	9,   // 66: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
-	9,   // 67: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
-	2,   // 68: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
-	9,   // 69: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	135, // 70: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	10,  // 71: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	133, // 72: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
-	134, // 73: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
-	53,  // 74: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
-	56,  // 75: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
-	62,  // 76: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
-	7,   // 77: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
-	7,   // 78: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	7,   // 79: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
-	7,   // 80: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
-	8,   // 81: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
-	8,   // 82: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
-	8,   // 83: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
-	136, // 84: outpost.v1.ACLToken.created_at:type_name -> google.protobuf.Timestamp
-	136, // 85: outpost.v1.ACLToken.expires_at:type_name -> google.protobuf.Timestamp
-	84,  // 86: outpost.v1.ACLBootstrapEntry.token:type_name -> outpost.v1.ACLToken
-	83,  // 87: outpost.v1.ACLPolicyUpsertEntry.policy:type_name -> outpost.v1.ACLPolicy
-	84,  // 88: outpost.v1.ACLTokenUpsertEntry.token:type_name -> outpost.v1.ACLToken
-	85,  // 89: outpost.v1.ACLUserUpsertEntry.user:type_name -> outpost.v1.ACLUser
-	84,  // 90: outpost.v1.ACLBootstrapResponse.token:type_name -> outpost.v1.ACLToken
-	83,  // 91: outpost.v1.UpsertPolicyResponse.policy:type_name -> outpost.v1.ACLPolicy
-	83,  // 92: outpost.v1.ListPoliciesResponse.policies:type_name -> outpost.v1.ACLPolicy
-	83,  // 93: outpost.v1.GetPolicyResponse.policy:type_name -> outpost.v1.ACLPolicy
-	135, // 94: outpost.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
-	84,  // 95: outpost.v1.CreateTokenResponse.token:type_name -> outpost.v1.ACLToken
-	84,  // 96: outpost.v1.ListTokensResponse.tokens:type_name -> outpost.v1.ACLToken
-	84,  // 97: outpost.v1.GetTokenResponse.token:type_name -> outpost.v1.ACLToken
-	85,  // 98: outpost.v1.CreateUserResponse.user:type_name -> outpost.v1.ACLUser
-	85,  // 99: outpost.v1.ListUsersResponse.users:type_name -> outpost.v1.ACLUser
-	84,  // 100: outpost.v1.LoginResponse.token:type_name -> outpost.v1.ACLToken
-	11,  // 101: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	27,  // 102: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	13,  // 103: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	15,  // 104: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	23,  // 105: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	25,  // 106: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	17,  // 107: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
-	19,  // 108: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
-	21,  // 109: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
-	35,  // 110: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	42,  // 111: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	44,  // 112: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	46,  // 113: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	48,  // 114: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	50,  // 115: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	52,  // 116: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	55,  // 117: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	58,  // 118: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	60,  // 119: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	63,  // 120: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	65,  // 121: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	67,  // 122: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	69,  // 123: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	71,  // 124: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	73,  // 125: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	75,  // 126: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	77,  // 127: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	79,  // 128: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	81,  // 129: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	94,  // 130: outpost.v1.ACLService.Bootstrap:input_type -> outpost.v1.ACLBootstrapRequest
-	96,  // 131: outpost.v1.ACLService.UpsertPolicy:input_type -> outpost.v1.UpsertPolicyRequest
-	98,  // 132: outpost.v1.ACLService.ListPolicies:input_type -> outpost.v1.ListPoliciesRequest
-	100, // 133: outpost.v1.ACLService.GetPolicy:input_type -> outpost.v1.GetPolicyRequest
-	102, // 134: outpost.v1.ACLService.DeletePolicy:input_type -> outpost.v1.DeletePolicyRequest
-	104, // 135: outpost.v1.ACLService.CreateToken:input_type -> outpost.v1.CreateTokenRequest
-	106, // 136: outpost.v1.ACLService.ListTokens:input_type -> outpost.v1.ListTokensRequest
-	108, // 137: outpost.v1.ACLService.GetToken:input_type -> outpost.v1.GetTokenRequest
-	110, // 138: outpost.v1.ACLService.RevokeToken:input_type -> outpost.v1.RevokeTokenRequest
-	112, // 139: outpost.v1.ACLService.CreateUser:input_type -> outpost.v1.CreateUserRequest
-	114, // 140: outpost.v1.ACLService.ListUsers:input_type -> outpost.v1.ListUsersRequest
-	116, // 141: outpost.v1.ACLService.DeleteUser:input_type -> outpost.v1.DeleteUserRequest
-	118, // 142: outpost.v1.ACLService.SetPassword:input_type -> outpost.v1.SetPasswordRequest
-	120, // 143: outpost.v1.ACLService.Login:input_type -> outpost.v1.LoginRequest
-	122, // 144: outpost.v1.ACLService.Logout:input_type -> outpost.v1.LogoutRequest
-	12,  // 145: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	28,  // 146: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	14,  // 147: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	16,  // 148: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	24,  // 149: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	26,  // 150: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	18,  // 151: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
-	20,  // 152: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
-	22,  // 153: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
-	41,  // 154: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	43,  // 155: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	45,  // 156: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	47,  // 157: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	49,  // 158: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	51,  // 159: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	54,  // 160: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	57,  // 161: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	59,  // 162: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	61,  // 163: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	64,  // 164: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	66,  // 165: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	68,  // 166: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	70,  // 167: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	72,  // 168: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	74,  // 169: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	76,  // 170: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	78,  // 171: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	80,  // 172: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	82,  // 173: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	95,  // 174: outpost.v1.ACLService.Bootstrap:output_type -> outpost.v1.ACLBootstrapResponse
-	97,  // 175: outpost.v1.ACLService.UpsertPolicy:output_type -> outpost.v1.UpsertPolicyResponse
-	99,  // 176: outpost.v1.ACLService.ListPolicies:output_type -> outpost.v1.ListPoliciesResponse
-	101, // 177: outpost.v1.ACLService.GetPolicy:output_type -> outpost.v1.GetPolicyResponse
-	103, // 178: outpost.v1.ACLService.DeletePolicy:output_type -> outpost.v1.DeletePolicyResponse
-	105, // 179: outpost.v1.ACLService.CreateToken:output_type -> outpost.v1.CreateTokenResponse
-	107, // 180: outpost.v1.ACLService.ListTokens:output_type -> outpost.v1.ListTokensResponse
-	109, // 181: outpost.v1.ACLService.GetToken:output_type -> outpost.v1.GetTokenResponse
-	111, // 182: outpost.v1.ACLService.RevokeToken:output_type -> outpost.v1.RevokeTokenResponse
-	113, // 183: outpost.v1.ACLService.CreateUser:output_type -> outpost.v1.CreateUserResponse
-	115, // 184: outpost.v1.ACLService.ListUsers:output_type -> outpost.v1.ListUsersResponse
-	117, // 185: outpost.v1.ACLService.DeleteUser:output_type -> outpost.v1.DeleteUserResponse
-	119, // 186: outpost.v1.ACLService.SetPassword:output_type -> outpost.v1.SetPasswordResponse
-	121, // 187: outpost.v1.ACLService.Login:output_type -> outpost.v1.LoginResponse
-	123, // 188: outpost.v1.ACLService.Logout:output_type -> outpost.v1.LogoutResponse
-	145, // [145:189] is the sub-list for method output_type
-	101, // [101:145] is the sub-list for method input_type
-	101, // [101:101] is the sub-list for extension type_name
-	101, // [101:101] is the sub-list for extension extendee
-	0,   // [0:101] is the sub-list for field type_name
+	139, // 25: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	147, // 26: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	147, // 27: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	147, // 28: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	147, // 29: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	140, // 30: outpost.v1.RunnerToken.labels:type_name -> outpost.v1.RunnerToken.LabelsEntry
+	141, // 31: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	2,   // 32: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
+	146, // 33: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	2,   // 34: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
+	147, // 35: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
+	147, // 36: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
+	2,   // 37: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
+	2,   // 38: outpost.v1.PinJobResponse.job:type_name -> outpost.v1.Job
+	146, // 39: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
+	2,   // 40: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
+	4,   // 41: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
+	2,   // 42: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
+	142, // 43: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	29,  // 44: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
+	29,  // 45: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
+	29,  // 46: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
+	29,  // 47: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
+	147, // 48: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	3,   // 49: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
+	147, // 50: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	3,   // 51: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
+	146, // 52: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
+	33,  // 53: outpost.v1.JobFinished.final_log:type_name -> outpost.v1.JobLogs
+	30,  // 54: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
+	31,  // 55: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
+	32,  // 56: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
+	33,  // 57: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
+	34,  // 58: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
+	146, // 59: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	146, // 60: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
+	2,   // 61: outpost.v1.Assign.job:type_name -> outpost.v1.Job
+	36,  // 62: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
+	37,  // 63: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
+	38,  // 64: outpost.v1.ServerMessage.cancel:type_name -> outpost.v1.CancelAssigned
+	39,  // 65: outpost.v1.ServerMessage.ack:type_name -> outpost.v1.Ack
+	40,  // 66: outpost.v1.ServerMessage.heartbeat_ack:type_name -> outpost.v1.HeartbeatAck
+	88,  // 67: outpost.v1.ServerMessage.gossip_keyring:type_name -> outpost.v1.GossipKeyring
+	9,   // 68: outpost.v1.ListRunnersResponse.runners:type_name -> outpost.v1.Runner
+	9,   // 69: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
+	2,   // 70: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
+	9,   // 71: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
+	146, // 72: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	143, // 73: outpost.v1.CreateRunnerTokenRequest.labels:type_name -> outpost.v1.CreateRunnerTokenRequest.LabelsEntry
+	10,  // 74: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
+	144, // 75: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
+	145, // 76: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	53,  // 77: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
+	56,  // 78: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
+	62,  // 79: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
+	7,   // 80: outpost.v1.SetProfileRequest.profile:type_name -> outpost.v1.RunnerProfile
+	7,   // 81: outpost.v1.SetProfileResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	7,   // 82: outpost.v1.ListProfilesResponse.profiles:type_name -> outpost.v1.RunnerProfile
+	7,   // 83: outpost.v1.GetProfileResponse.profile:type_name -> outpost.v1.RunnerProfile
+	8,   // 84: outpost.v1.ApplyProjectResponse.project:type_name -> outpost.v1.Project
+	8,   // 85: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
+	8,   // 86: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
+	10,  // 87: outpost.v1.ListRunnerTokensResponse.tokens:type_name -> outpost.v1.RunnerToken
+	147, // 88: outpost.v1.RunnerTombstone.forgotten_at:type_name -> google.protobuf.Timestamp
+	90,  // 89: outpost.v1.GossipKeyringResponse.keys:type_name -> outpost.v1.GossipKeyCount
+	147, // 90: outpost.v1.ACLToken.created_at:type_name -> google.protobuf.Timestamp
+	147, // 91: outpost.v1.ACLToken.expires_at:type_name -> google.protobuf.Timestamp
+	93,  // 92: outpost.v1.ACLBootstrapEntry.token:type_name -> outpost.v1.ACLToken
+	92,  // 93: outpost.v1.ACLPolicyUpsertEntry.policy:type_name -> outpost.v1.ACLPolicy
+	93,  // 94: outpost.v1.ACLTokenUpsertEntry.token:type_name -> outpost.v1.ACLToken
+	94,  // 95: outpost.v1.ACLUserUpsertEntry.user:type_name -> outpost.v1.ACLUser
+	93,  // 96: outpost.v1.ACLBootstrapResponse.token:type_name -> outpost.v1.ACLToken
+	92,  // 97: outpost.v1.UpsertPolicyResponse.policy:type_name -> outpost.v1.ACLPolicy
+	92,  // 98: outpost.v1.ListPoliciesResponse.policies:type_name -> outpost.v1.ACLPolicy
+	92,  // 99: outpost.v1.GetPolicyResponse.policy:type_name -> outpost.v1.ACLPolicy
+	146, // 100: outpost.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	93,  // 101: outpost.v1.CreateTokenResponse.token:type_name -> outpost.v1.ACLToken
+	93,  // 102: outpost.v1.ListTokensResponse.tokens:type_name -> outpost.v1.ACLToken
+	93,  // 103: outpost.v1.GetTokenResponse.token:type_name -> outpost.v1.ACLToken
+	94,  // 104: outpost.v1.CreateUserResponse.user:type_name -> outpost.v1.ACLUser
+	94,  // 105: outpost.v1.ListUsersResponse.users:type_name -> outpost.v1.ACLUser
+	93,  // 106: outpost.v1.LoginResponse.token:type_name -> outpost.v1.ACLToken
+	11,  // 107: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	27,  // 108: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	13,  // 109: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	15,  // 110: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	23,  // 111: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	25,  // 112: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	17,  // 113: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
+	19,  // 114: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
+	21,  // 115: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
+	35,  // 116: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	42,  // 117: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	44,  // 118: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	46,  // 119: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	48,  // 120: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	83,  // 121: outpost.v1.RunnerService.ListRunnerTokens:input_type -> outpost.v1.ListRunnerTokensRequest
+	85,  // 122: outpost.v1.RunnerService.RevokeRunnerToken:input_type -> outpost.v1.RevokeRunnerTokenRequest
+	50,  // 123: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	52,  // 124: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	55,  // 125: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	58,  // 126: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	60,  // 127: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	63,  // 128: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	65,  // 129: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	67,  // 130: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	69,  // 131: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	71,  // 132: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	73,  // 133: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	75,  // 134: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	77,  // 135: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	79,  // 136: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	81,  // 137: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	89,  // 138: outpost.v1.KeyringService.GossipKeyring:input_type -> outpost.v1.GossipKeyringRequest
+	103, // 139: outpost.v1.ACLService.Bootstrap:input_type -> outpost.v1.ACLBootstrapRequest
+	105, // 140: outpost.v1.ACLService.UpsertPolicy:input_type -> outpost.v1.UpsertPolicyRequest
+	107, // 141: outpost.v1.ACLService.ListPolicies:input_type -> outpost.v1.ListPoliciesRequest
+	109, // 142: outpost.v1.ACLService.GetPolicy:input_type -> outpost.v1.GetPolicyRequest
+	111, // 143: outpost.v1.ACLService.DeletePolicy:input_type -> outpost.v1.DeletePolicyRequest
+	113, // 144: outpost.v1.ACLService.CreateToken:input_type -> outpost.v1.CreateTokenRequest
+	115, // 145: outpost.v1.ACLService.ListTokens:input_type -> outpost.v1.ListTokensRequest
+	117, // 146: outpost.v1.ACLService.GetToken:input_type -> outpost.v1.GetTokenRequest
+	119, // 147: outpost.v1.ACLService.RevokeToken:input_type -> outpost.v1.RevokeTokenRequest
+	121, // 148: outpost.v1.ACLService.CreateUser:input_type -> outpost.v1.CreateUserRequest
+	123, // 149: outpost.v1.ACLService.ListUsers:input_type -> outpost.v1.ListUsersRequest
+	125, // 150: outpost.v1.ACLService.DeleteUser:input_type -> outpost.v1.DeleteUserRequest
+	127, // 151: outpost.v1.ACLService.SetPassword:input_type -> outpost.v1.SetPasswordRequest
+	129, // 152: outpost.v1.ACLService.Login:input_type -> outpost.v1.LoginRequest
+	131, // 153: outpost.v1.ACLService.Logout:input_type -> outpost.v1.LogoutRequest
+	12,  // 154: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	28,  // 155: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	14,  // 156: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	16,  // 157: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	24,  // 158: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	26,  // 159: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	18,  // 160: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
+	20,  // 161: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
+	22,  // 162: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
+	41,  // 163: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	43,  // 164: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	45,  // 165: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	47,  // 166: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	49,  // 167: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	84,  // 168: outpost.v1.RunnerService.ListRunnerTokens:output_type -> outpost.v1.ListRunnerTokensResponse
+	86,  // 169: outpost.v1.RunnerService.RevokeRunnerToken:output_type -> outpost.v1.RevokeRunnerTokenResponse
+	51,  // 170: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	54,  // 171: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	57,  // 172: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	59,  // 173: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	61,  // 174: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	64,  // 175: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	66,  // 176: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	68,  // 177: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	70,  // 178: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	72,  // 179: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	74,  // 180: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	76,  // 181: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	78,  // 182: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	80,  // 183: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	82,  // 184: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	91,  // 185: outpost.v1.KeyringService.GossipKeyring:output_type -> outpost.v1.GossipKeyringResponse
+	104, // 186: outpost.v1.ACLService.Bootstrap:output_type -> outpost.v1.ACLBootstrapResponse
+	106, // 187: outpost.v1.ACLService.UpsertPolicy:output_type -> outpost.v1.UpsertPolicyResponse
+	108, // 188: outpost.v1.ACLService.ListPolicies:output_type -> outpost.v1.ListPoliciesResponse
+	110, // 189: outpost.v1.ACLService.GetPolicy:output_type -> outpost.v1.GetPolicyResponse
+	112, // 190: outpost.v1.ACLService.DeletePolicy:output_type -> outpost.v1.DeletePolicyResponse
+	114, // 191: outpost.v1.ACLService.CreateToken:output_type -> outpost.v1.CreateTokenResponse
+	116, // 192: outpost.v1.ACLService.ListTokens:output_type -> outpost.v1.ListTokensResponse
+	118, // 193: outpost.v1.ACLService.GetToken:output_type -> outpost.v1.GetTokenResponse
+	120, // 194: outpost.v1.ACLService.RevokeToken:output_type -> outpost.v1.RevokeTokenResponse
+	122, // 195: outpost.v1.ACLService.CreateUser:output_type -> outpost.v1.CreateUserResponse
+	124, // 196: outpost.v1.ACLService.ListUsers:output_type -> outpost.v1.ListUsersResponse
+	126, // 197: outpost.v1.ACLService.DeleteUser:output_type -> outpost.v1.DeleteUserResponse
+	128, // 198: outpost.v1.ACLService.SetPassword:output_type -> outpost.v1.SetPasswordResponse
+	130, // 199: outpost.v1.ACLService.Login:output_type -> outpost.v1.LoginResponse
+	132, // 200: outpost.v1.ACLService.Logout:output_type -> outpost.v1.LogoutResponse
+	154, // [154:201] is the sub-list for method output_type
+	107, // [107:154] is the sub-list for method input_type
+	107, // [107:107] is the sub-list for extension type_name
+	107, // [107:107] is the sub-list for extension extendee
+	0,   // [0:107] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -9182,6 +9816,7 @@ func file_outpost_v1_outpost_proto_init() {
 		(*ServerMessage_Cancel)(nil),
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_HeartbeatAck)(nil),
+		(*ServerMessage_GossipKeyring)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -9189,9 +9824,9 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   135,
+			NumMessages:   146,
 			NumExtensions: 0,
-			NumServices:   7,
+			NumServices:   8,
 		},
 		GoTypes:           file_outpost_v1_outpost_proto_goTypes,
 		DependencyIndexes: file_outpost_v1_outpost_proto_depIdxs,

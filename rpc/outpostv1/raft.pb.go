@@ -1246,6 +1246,220 @@ func (x *RunnerReportsEntry) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// A registration that adopts with a token: the state machine checks the
+// token (expiry, uses left, label binding) and counts the use in the same
+// step, so a single-use token adopts one runner however many race for it.
+type RegisterRunnerEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runner        *Runner                `protobuf:"bytes,1,opt,name=runner,proto3" json:"runner,omitempty"`
+	TokenId       string                 `protobuf:"bytes,2,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterRunnerEntry) Reset() {
+	*x = RegisterRunnerEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterRunnerEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterRunnerEntry) ProtoMessage() {}
+
+func (x *RegisterRunnerEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterRunnerEntry.ProtoReflect.Descriptor instead.
+func (*RegisterRunnerEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RegisterRunnerEntry) GetRunner() *Runner {
+	if x != nil {
+		return x.Runner
+	}
+	return nil
+}
+
+func (x *RegisterRunnerEntry) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *RegisterRunnerEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+type DeleteRunnerTokenEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRunnerTokenEntry) Reset() {
+	*x = DeleteRunnerTokenEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRunnerTokenEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRunnerTokenEntry) ProtoMessage() {}
+
+func (x *DeleteRunnerTokenEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRunnerTokenEntry.ProtoReflect.Descriptor instead.
+func (*DeleteRunnerTokenEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeleteRunnerTokenEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// Forget removes the runner and leaves a RunnerTombstone.
+type ForgetRunnerEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunnerId      string                 `protobuf:"bytes,1,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetRunnerEntry) Reset() {
+	*x = ForgetRunnerEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetRunnerEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetRunnerEntry) ProtoMessage() {}
+
+func (x *ForgetRunnerEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetRunnerEntry.ProtoReflect.Descriptor instead.
+func (*ForgetRunnerEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ForgetRunnerEntry) GetRunnerId() string {
+	if x != nil {
+		return x.RunnerId
+	}
+	return ""
+}
+
+func (x *ForgetRunnerEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// A change to the gossip keyring: init (only when it is empty: the
+// leader's own key), install, use or remove.
+type GossipKeyringEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringEntry) Reset() {
+	*x = GossipKeyringEntry{}
+	mi := &file_outpost_v1_raft_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringEntry) ProtoMessage() {}
+
+func (x *GossipKeyringEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_raft_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringEntry.ProtoReflect.Descriptor instead.
+func (*GossipKeyringEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_raft_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GossipKeyringEntry) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *GossipKeyringEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 var File_outpost_v1_raft_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_raft_proto_rawDesc = "" +
@@ -1321,7 +1535,19 @@ const file_outpost_v1_raft_proto_rawDesc = "" +
 	"\x12RunnerReportsEntry\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x123\n" +
 	"\areports\x18\x02 \x03(\v2\x19.outpost.v1.RunnerMessageR\areports\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x8c\x01\n" +
+	"\x13RegisterRunnerEntry\x12*\n" +
+	"\x06runner\x18\x01 \x01(\v2\x12.outpost.v1.RunnerR\x06runner\x12\x19\n" +
+	"\btoken_id\x18\x02 \x01(\tR\atokenId\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"(\n" +
+	"\x16DeleteRunnerTokenEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"`\n" +
+	"\x11ForgetRunnerEntry\x12\x1b\n" +
+	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"6\n" +
+	"\x12GossipKeyringEntry\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03keyB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_raft_proto_rawDescOnce sync.Once
@@ -1335,7 +1561,7 @@ func file_outpost_v1_raft_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_raft_proto_rawDescData
 }
 
-var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_outpost_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_outpost_v1_raft_proto_goTypes = []any{
 	(*SubmitJobsEntry)(nil),        // 0: outpost.v1.SubmitJobsEntry
 	(*Assignment)(nil),             // 1: outpost.v1.Assignment
@@ -1360,45 +1586,52 @@ var file_outpost_v1_raft_proto_goTypes = []any{
 	(*SetPendingReasonsEntry)(nil), // 20: outpost.v1.SetPendingReasonsEntry
 	(*RetryJobEntry)(nil),          // 21: outpost.v1.RetryJobEntry
 	(*RunnerReportsEntry)(nil),     // 22: outpost.v1.RunnerReportsEntry
-	(*Job)(nil),                    // 23: outpost.v1.Job
-	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
-	(*JobStarted)(nil),             // 25: outpost.v1.JobStarted
-	(*JobLogs)(nil),                // 26: outpost.v1.JobLogs
-	(*JobFinished)(nil),            // 27: outpost.v1.JobFinished
-	(*Runner)(nil),                 // 28: outpost.v1.Runner
-	(*Project)(nil),                // 29: outpost.v1.Project
-	(*RunnerToken)(nil),            // 30: outpost.v1.RunnerToken
-	(*RunnerProfile)(nil),          // 31: outpost.v1.RunnerProfile
-	(*RunnerMessage)(nil),          // 32: outpost.v1.RunnerMessage
+	(*RegisterRunnerEntry)(nil),    // 23: outpost.v1.RegisterRunnerEntry
+	(*DeleteRunnerTokenEntry)(nil), // 24: outpost.v1.DeleteRunnerTokenEntry
+	(*ForgetRunnerEntry)(nil),      // 25: outpost.v1.ForgetRunnerEntry
+	(*GossipKeyringEntry)(nil),     // 26: outpost.v1.GossipKeyringEntry
+	(*Job)(nil),                    // 27: outpost.v1.Job
+	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
+	(*JobStarted)(nil),             // 29: outpost.v1.JobStarted
+	(*JobLogs)(nil),                // 30: outpost.v1.JobLogs
+	(*JobFinished)(nil),            // 31: outpost.v1.JobFinished
+	(*Runner)(nil),                 // 32: outpost.v1.Runner
+	(*Project)(nil),                // 33: outpost.v1.Project
+	(*RunnerToken)(nil),            // 34: outpost.v1.RunnerToken
+	(*RunnerProfile)(nil),          // 35: outpost.v1.RunnerProfile
+	(*RunnerMessage)(nil),          // 36: outpost.v1.RunnerMessage
 }
 var file_outpost_v1_raft_proto_depIdxs = []int32{
-	23, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
+	27, // 0: outpost.v1.SubmitJobsEntry.jobs:type_name -> outpost.v1.Job
 	1,  // 1: outpost.v1.AssignJobsEntry.assignments:type_name -> outpost.v1.Assignment
-	24, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
-	25, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
-	26, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
-	24, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
-	27, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
-	24, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
+	28, // 2: outpost.v1.AssignJobsEntry.time:type_name -> google.protobuf.Timestamp
+	29, // 3: outpost.v1.JobStartedEntry.report:type_name -> outpost.v1.JobStarted
+	30, // 4: outpost.v1.AppendLogsEntry.report:type_name -> outpost.v1.JobLogs
+	28, // 5: outpost.v1.AppendLogsEntry.time:type_name -> google.protobuf.Timestamp
+	31, // 6: outpost.v1.FinishJobEntry.report:type_name -> outpost.v1.JobFinished
+	28, // 7: outpost.v1.CancelJobEntry.time:type_name -> google.protobuf.Timestamp
 	7,  // 8: outpost.v1.MarkLostEntry.jobs:type_name -> outpost.v1.LostJob
-	24, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
-	28, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
-	29, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
-	24, // 12: outpost.v1.DeleteJobsEntry.time:type_name -> google.protobuf.Timestamp
-	24, // 13: outpost.v1.PinJobEntry.time:type_name -> google.protobuf.Timestamp
-	24, // 14: outpost.v1.Tombstones.time:type_name -> google.protobuf.Timestamp
-	24, // 15: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
-	30, // 16: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
-	31, // 17: outpost.v1.UpsertProfilesEntry.profiles:type_name -> outpost.v1.RunnerProfile
+	28, // 9: outpost.v1.MarkLostEntry.time:type_name -> google.protobuf.Timestamp
+	32, // 10: outpost.v1.UpsertRunnerEntry.runner:type_name -> outpost.v1.Runner
+	33, // 11: outpost.v1.UpsertProjectEntry.project:type_name -> outpost.v1.Project
+	28, // 12: outpost.v1.DeleteJobsEntry.time:type_name -> google.protobuf.Timestamp
+	28, // 13: outpost.v1.PinJobEntry.time:type_name -> google.protobuf.Timestamp
+	28, // 14: outpost.v1.Tombstones.time:type_name -> google.protobuf.Timestamp
+	28, // 15: outpost.v1.RunnerUpdateEntry.time:type_name -> google.protobuf.Timestamp
+	34, // 16: outpost.v1.UpsertRunnerTokenEntry.token:type_name -> outpost.v1.RunnerToken
+	35, // 17: outpost.v1.UpsertProfilesEntry.profiles:type_name -> outpost.v1.RunnerProfile
 	19, // 18: outpost.v1.SetPendingReasonsEntry.reasons:type_name -> outpost.v1.PendingReason
-	24, // 19: outpost.v1.RetryJobEntry.time:type_name -> google.protobuf.Timestamp
-	32, // 20: outpost.v1.RunnerReportsEntry.reports:type_name -> outpost.v1.RunnerMessage
-	24, // 21: outpost.v1.RunnerReportsEntry.time:type_name -> google.protobuf.Timestamp
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	28, // 19: outpost.v1.RetryJobEntry.time:type_name -> google.protobuf.Timestamp
+	36, // 20: outpost.v1.RunnerReportsEntry.reports:type_name -> outpost.v1.RunnerMessage
+	28, // 21: outpost.v1.RunnerReportsEntry.time:type_name -> google.protobuf.Timestamp
+	32, // 22: outpost.v1.RegisterRunnerEntry.runner:type_name -> outpost.v1.Runner
+	28, // 23: outpost.v1.RegisterRunnerEntry.time:type_name -> google.protobuf.Timestamp
+	28, // 24: outpost.v1.ForgetRunnerEntry.time:type_name -> google.protobuf.Timestamp
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_raft_proto_init() }
@@ -1413,7 +1646,7 @@ func file_outpost_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_raft_proto_rawDesc), len(file_outpost_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -78,6 +78,12 @@ var methodRules = map[string]Rule{
 	c.RunnerServiceGetRunnerProcedure:         global(acl.AreaRunner, acl.Register),
 	c.RunnerServiceRunnerActionProcedure:      global(acl.AreaRunner, acl.Admin),
 	c.RunnerServiceCreateRunnerTokenProcedure: global(acl.AreaRunner, acl.Register),
+	c.RunnerServiceListRunnerTokensProcedure:  global(acl.AreaRunner, acl.Register),
+	c.RunnerServiceRevokeRunnerTokenProcedure: global(acl.AreaRunner, acl.Admin),
+
+	// The gossip keyring: listing and changing it are one method, and a
+	// key is a secret, so all of it takes operator write.
+	c.KeyringServiceGossipKeyringProcedure: global(acl.AreaOperator, acl.Write),
 
 	c.AgentServiceStatusProcedure: openRule(),
 

@@ -68,6 +68,9 @@ type Backend interface {
 	PeerURL(addr string) string
 	// GossipAddrs are the servers' gossip addresses, for runners to join.
 	GossipAddrs() []string
+	// GossipKeyHolders counts, for each of keys, the live gossip members
+	// (servers, runners) that report holding it, and the live members.
+	GossipKeyHolders(keys []string) (holders []KeyHolders, members KeyHolders)
 	// Status describes this agent.
 	Status() *pb.StatusResponse
 	// CollectJobs runs a garbage-collection pass of finished jobs on this
@@ -100,3 +103,6 @@ type Backend interface {
 	ACLBootstrapReset() (uint64, error)
 	ClearACLBootstrapReset()
 }
+
+// KeyHolders counts gossip members by role.
+type KeyHolders struct{ Servers, Runners uint32 }

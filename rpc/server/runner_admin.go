@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
+	"github.com/outpost-run/outpost/internal/validate"
 	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
@@ -144,6 +146,14 @@ func (s *RunnerService) RunnerAction(ctx context.Context, req *connect.Request[p
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	if m.Action == state.RunnerForget {
+		// Forget leaves a tombstone: the id comes back only by an
+		// operator's adopt, never by a token alone.
+		if _, err := s.b.Apply(ctx, fsm.ForgetRunnerType, &pb.ForgetRunnerEntry{RunnerId: r.Id, Time: timestamppb.Now()}); err != nil {
+			return nil, toConnect(err)
+		}
+		return connect.NewResponse(&pb.RunnerActionResponse{Runner: s.withLive(s.b.State(), r)}), nil
+	}
 	entry := &pb.RunnerUpdateEntry{RunnerId: r.Id, Action: m.Action, Time: timestamppb.Now()}
 	if _, err := s.b.Apply(ctx, fsm.UpdateRunnerType, entry); err != nil {
 		return nil, toConnect(err)
@@ -160,9 +170,6 @@ func (s *RunnerService) RunnerAction(ctx context.Context, req *connect.Request[p
 				return nil, toConnect(err)
 			}
 		}
-	}
-	if m.Action == state.RunnerForget {
-		return connect.NewResponse(&pb.RunnerActionResponse{Runner: s.withLive(s.b.State(), r)}), nil
 	}
 	st := s.b.State()
 	r, err = st.RunnerByID(nil, r.Id)
@@ -181,6 +188,17 @@ func (s *RunnerService) CreateRunnerToken(ctx context.Context, req *connect.Requ
 	if len(req.Msg.Description) > 256 {
 		return nil, invalid("description: at most 256 characters")
 	}
+	if err := validate.Labels(req.Msg.Labels); err != nil {
+		return nil, invalid("labels: %v", err)
+	}
+	if len(req.Msg.Projects) > 64 {
+		return nil, invalid("projects: at most 64")
+	}
+	for _, p := range req.Msg.Projects {
+		if err := validate.ProjectName(p); err != nil {
+			return nil, invalid("projects: %v", err)
+		}
+	}
 	secret := rpc.NewSecret("opr_")
 	var idb [4]byte
 	_, _ = rand.Read(idb[:])
@@ -190,6 +208,9 @@ func (s *RunnerService) CreateRunnerToken(ctx context.Context, req *connect.Requ
 		Hash:        HashSecret(secret),
 		Description: req.Msg.Description,
 		CreatedAt:   timestamppb.New(now),
+		MaxUses:     req.Msg.MaxUses,
+		Labels:      req.Msg.Labels,
+		Projects:    slices.Sorted(slices.Values(req.Msg.Projects)),
 	}
 	if ttl > 0 {
 		t.ExpiresAt = timestamppb.New(now.Add(ttl))
@@ -200,4 +221,31 @@ func (s *RunnerService) CreateRunnerToken(ctx context.Context, req *connect.Requ
 	info := proto.Clone(t).(*pb.RunnerToken)
 	info.Hash = nil
 	return connect.NewResponse(&pb.CreateRunnerTokenResponse{Info: info, Token: secret}), nil
+}
+
+// ListRunnerTokens lists the adoption tokens: ids, uses, bindings and
+// expiry, never a secret or its hash.
+func (s *RunnerService) ListRunnerTokens(ctx context.Context, req *connect.Request[pb.ListRunnerTokensRequest]) (*connect.Response[pb.ListRunnerTokensResponse], error) {
+	if err := s.b.ReadBarrier(ctx, false); err != nil {
+		return nil, toConnect(err)
+	}
+	resp := &pb.ListRunnerTokensResponse{}
+	for _, t := range s.b.State().RunnerTokens() {
+		t = proto.Clone(t).(*pb.RunnerToken)
+		t.Hash = nil
+		resp.Tokens = append(resp.Tokens, t)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// RevokeRunnerToken deletes an adoption token: no runner registers with
+// it any more; those it adopted stay adopted (reject them to revoke them).
+func (s *RunnerService) RevokeRunnerToken(ctx context.Context, req *connect.Request[pb.RevokeRunnerTokenRequest]) (*connect.Response[pb.RevokeRunnerTokenResponse], error) {
+	if req.Msg.Id == "" {
+		return nil, invalid("id: a token id (t-…) from `outpost runner token list` is required")
+	}
+	if _, err := s.b.Apply(ctx, fsm.DeleteRunnerTokenType, &pb.DeleteRunnerTokenEntry{Id: req.Msg.Id}); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.RevokeRunnerTokenResponse{}), nil
 }

@@ -225,6 +225,8 @@ func (c *runnerConn) reconcile(ctx context.Context, reg *pb.Register) error {
 func (c *runnerConn) deliver(ctx context.Context, status string, reg *pb.Register) error {
 	assigned := map[string]uint64{}
 	canceled := map[string]uint64{}
+	// The gossip keyring last sent: at register, then on every change.
+	var keyring *pb.GossipKeyring
 	// What the runner runs, or has a result for, needs no Assign again.
 	for _, r := range append(append([]*pb.RunningJob(nil), reg.Running...), reg.Unacked...) {
 		assigned[r.JobId] = r.Lease
@@ -251,6 +253,15 @@ func (c *runnerConn) deliver(ctx context.Context, status string, reg *pb.Registe
 				return err
 			}
 			status = r.Status
+		}
+		if k := st.GossipKeyring(ws); k != nil && (keyring == nil || k.ModifyIndex != keyring.ModifyIndex) {
+			// Only to adopted runners: the keys admit to the pool.
+			if err == nil && r.Status == rpc.RunnerAdopted {
+				if err := c.send(&pb.ServerMessage{Msg: &pb.ServerMessage_GossipKeyring{GossipKeyring: k}}); err != nil {
+					return err
+				}
+				keyring = k
+			}
 		}
 		active := map[string]bool{}
 		if err == nil && r.Status == rpc.RunnerAdopted {

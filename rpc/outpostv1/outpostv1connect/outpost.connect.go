@@ -41,6 +41,8 @@ const (
 	ClusterServiceName = "outpost.v1.ClusterService"
 	// ProjectServiceName is the fully-qualified name of the ProjectService service.
 	ProjectServiceName = "outpost.v1.ProjectService"
+	// KeyringServiceName is the fully-qualified name of the KeyringService service.
+	KeyringServiceName = "outpost.v1.KeyringService"
 	// ACLServiceName is the fully-qualified name of the ACLService service.
 	ACLServiceName = "outpost.v1.ACLService"
 )
@@ -85,6 +87,12 @@ const (
 	// RunnerServiceCreateRunnerTokenProcedure is the fully-qualified name of the RunnerService's
 	// CreateRunnerToken RPC.
 	RunnerServiceCreateRunnerTokenProcedure = "/outpost.v1.RunnerService/CreateRunnerToken"
+	// RunnerServiceListRunnerTokensProcedure is the fully-qualified name of the RunnerService's
+	// ListRunnerTokens RPC.
+	RunnerServiceListRunnerTokensProcedure = "/outpost.v1.RunnerService/ListRunnerTokens"
+	// RunnerServiceRevokeRunnerTokenProcedure is the fully-qualified name of the RunnerService's
+	// RevokeRunnerToken RPC.
+	RunnerServiceRevokeRunnerTokenProcedure = "/outpost.v1.RunnerService/RevokeRunnerToken"
 	// AgentServiceStatusProcedure is the fully-qualified name of the AgentService's Status RPC.
 	AgentServiceStatusProcedure = "/outpost.v1.AgentService/Status"
 	// OperatorServiceMembersProcedure is the fully-qualified name of the OperatorService's Members RPC.
@@ -127,6 +135,9 @@ const (
 	// ProjectServiceDeleteProjectProcedure is the fully-qualified name of the ProjectService's
 	// DeleteProject RPC.
 	ProjectServiceDeleteProjectProcedure = "/outpost.v1.ProjectService/DeleteProject"
+	// KeyringServiceGossipKeyringProcedure is the fully-qualified name of the KeyringService's
+	// GossipKeyring RPC.
+	KeyringServiceGossipKeyringProcedure = "/outpost.v1.KeyringService/GossipKeyring"
 	// ACLServiceBootstrapProcedure is the fully-qualified name of the ACLService's Bootstrap RPC.
 	ACLServiceBootstrapProcedure = "/outpost.v1.ACLService/Bootstrap"
 	// ACLServiceUpsertPolicyProcedure is the fully-qualified name of the ACLService's UpsertPolicy RPC.
@@ -451,6 +462,8 @@ type RunnerServiceClient interface {
 	GetRunner(context.Context, *connect.Request[outpostv1.GetRunnerRequest]) (*connect.Response[outpostv1.GetRunnerResponse], error)
 	RunnerAction(context.Context, *connect.Request[outpostv1.RunnerActionRequest]) (*connect.Response[outpostv1.RunnerActionResponse], error)
 	CreateRunnerToken(context.Context, *connect.Request[outpostv1.CreateRunnerTokenRequest]) (*connect.Response[outpostv1.CreateRunnerTokenResponse], error)
+	ListRunnerTokens(context.Context, *connect.Request[outpostv1.ListRunnerTokensRequest]) (*connect.Response[outpostv1.ListRunnerTokensResponse], error)
+	RevokeRunnerToken(context.Context, *connect.Request[outpostv1.RevokeRunnerTokenRequest]) (*connect.Response[outpostv1.RevokeRunnerTokenResponse], error)
 }
 
 // NewRunnerServiceClient constructs a client for the outpost.v1.RunnerService service. By default,
@@ -494,6 +507,18 @@ func NewRunnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(runnerServiceMethods.ByName("CreateRunnerToken")),
 			connect.WithClientOptions(opts...),
 		),
+		listRunnerTokens: connect.NewClient[outpostv1.ListRunnerTokensRequest, outpostv1.ListRunnerTokensResponse](
+			httpClient,
+			baseURL+RunnerServiceListRunnerTokensProcedure,
+			connect.WithSchema(runnerServiceMethods.ByName("ListRunnerTokens")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeRunnerToken: connect.NewClient[outpostv1.RevokeRunnerTokenRequest, outpostv1.RevokeRunnerTokenResponse](
+			httpClient,
+			baseURL+RunnerServiceRevokeRunnerTokenProcedure,
+			connect.WithSchema(runnerServiceMethods.ByName("RevokeRunnerToken")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -504,6 +529,8 @@ type runnerServiceClient struct {
 	getRunner         *connect.Client[outpostv1.GetRunnerRequest, outpostv1.GetRunnerResponse]
 	runnerAction      *connect.Client[outpostv1.RunnerActionRequest, outpostv1.RunnerActionResponse]
 	createRunnerToken *connect.Client[outpostv1.CreateRunnerTokenRequest, outpostv1.CreateRunnerTokenResponse]
+	listRunnerTokens  *connect.Client[outpostv1.ListRunnerTokensRequest, outpostv1.ListRunnerTokensResponse]
+	revokeRunnerToken *connect.Client[outpostv1.RevokeRunnerTokenRequest, outpostv1.RevokeRunnerTokenResponse]
 }
 
 // Connect calls outpost.v1.RunnerService.Connect.
@@ -531,6 +558,16 @@ func (c *runnerServiceClient) CreateRunnerToken(ctx context.Context, req *connec
 	return c.createRunnerToken.CallUnary(ctx, req)
 }
 
+// ListRunnerTokens calls outpost.v1.RunnerService.ListRunnerTokens.
+func (c *runnerServiceClient) ListRunnerTokens(ctx context.Context, req *connect.Request[outpostv1.ListRunnerTokensRequest]) (*connect.Response[outpostv1.ListRunnerTokensResponse], error) {
+	return c.listRunnerTokens.CallUnary(ctx, req)
+}
+
+// RevokeRunnerToken calls outpost.v1.RunnerService.RevokeRunnerToken.
+func (c *runnerServiceClient) RevokeRunnerToken(ctx context.Context, req *connect.Request[outpostv1.RevokeRunnerTokenRequest]) (*connect.Response[outpostv1.RevokeRunnerTokenResponse], error) {
+	return c.revokeRunnerToken.CallUnary(ctx, req)
+}
+
 // RunnerServiceHandler is an implementation of the outpost.v1.RunnerService service.
 type RunnerServiceHandler interface {
 	// Opened by the runner; the server never dials a runner.
@@ -539,6 +576,8 @@ type RunnerServiceHandler interface {
 	GetRunner(context.Context, *connect.Request[outpostv1.GetRunnerRequest]) (*connect.Response[outpostv1.GetRunnerResponse], error)
 	RunnerAction(context.Context, *connect.Request[outpostv1.RunnerActionRequest]) (*connect.Response[outpostv1.RunnerActionResponse], error)
 	CreateRunnerToken(context.Context, *connect.Request[outpostv1.CreateRunnerTokenRequest]) (*connect.Response[outpostv1.CreateRunnerTokenResponse], error)
+	ListRunnerTokens(context.Context, *connect.Request[outpostv1.ListRunnerTokensRequest]) (*connect.Response[outpostv1.ListRunnerTokensResponse], error)
+	RevokeRunnerToken(context.Context, *connect.Request[outpostv1.RevokeRunnerTokenRequest]) (*connect.Response[outpostv1.RevokeRunnerTokenResponse], error)
 }
 
 // NewRunnerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -578,6 +617,18 @@ func NewRunnerServiceHandler(svc RunnerServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(runnerServiceMethods.ByName("CreateRunnerToken")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runnerServiceListRunnerTokensHandler := connect.NewUnaryHandler(
+		RunnerServiceListRunnerTokensProcedure,
+		svc.ListRunnerTokens,
+		connect.WithSchema(runnerServiceMethods.ByName("ListRunnerTokens")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runnerServiceRevokeRunnerTokenHandler := connect.NewUnaryHandler(
+		RunnerServiceRevokeRunnerTokenProcedure,
+		svc.RevokeRunnerToken,
+		connect.WithSchema(runnerServiceMethods.ByName("RevokeRunnerToken")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.v1.RunnerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RunnerServiceConnectProcedure:
@@ -590,6 +641,10 @@ func NewRunnerServiceHandler(svc RunnerServiceHandler, opts ...connect.HandlerOp
 			runnerServiceRunnerActionHandler.ServeHTTP(w, r)
 		case RunnerServiceCreateRunnerTokenProcedure:
 			runnerServiceCreateRunnerTokenHandler.ServeHTTP(w, r)
+		case RunnerServiceListRunnerTokensProcedure:
+			runnerServiceListRunnerTokensHandler.ServeHTTP(w, r)
+		case RunnerServiceRevokeRunnerTokenProcedure:
+			runnerServiceRevokeRunnerTokenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -617,6 +672,14 @@ func (UnimplementedRunnerServiceHandler) RunnerAction(context.Context, *connect.
 
 func (UnimplementedRunnerServiceHandler) CreateRunnerToken(context.Context, *connect.Request[outpostv1.CreateRunnerTokenRequest]) (*connect.Response[outpostv1.CreateRunnerTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.RunnerService.CreateRunnerToken is not implemented"))
+}
+
+func (UnimplementedRunnerServiceHandler) ListRunnerTokens(context.Context, *connect.Request[outpostv1.ListRunnerTokensRequest]) (*connect.Response[outpostv1.ListRunnerTokensResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.RunnerService.ListRunnerTokens is not implemented"))
+}
+
+func (UnimplementedRunnerServiceHandler) RevokeRunnerToken(context.Context, *connect.Request[outpostv1.RevokeRunnerTokenRequest]) (*connect.Response[outpostv1.RevokeRunnerTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.RunnerService.RevokeRunnerToken is not implemented"))
 }
 
 // AgentServiceClient is a client for the outpost.v1.AgentService service.
@@ -1183,6 +1246,76 @@ func (UnimplementedProjectServiceHandler) GetProject(context.Context, *connect.R
 
 func (UnimplementedProjectServiceHandler) DeleteProject(context.Context, *connect.Request[outpostv1.DeleteProjectRequest]) (*connect.Response[outpostv1.DeleteProjectResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ProjectService.DeleteProject is not implemented"))
+}
+
+// KeyringServiceClient is a client for the outpost.v1.KeyringService service.
+type KeyringServiceClient interface {
+	GossipKeyring(context.Context, *connect.Request[outpostv1.GossipKeyringRequest]) (*connect.Response[outpostv1.GossipKeyringResponse], error)
+}
+
+// NewKeyringServiceClient constructs a client for the outpost.v1.KeyringService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewKeyringServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) KeyringServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	keyringServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("KeyringService").Methods()
+	return &keyringServiceClient{
+		gossipKeyring: connect.NewClient[outpostv1.GossipKeyringRequest, outpostv1.GossipKeyringResponse](
+			httpClient,
+			baseURL+KeyringServiceGossipKeyringProcedure,
+			connect.WithSchema(keyringServiceMethods.ByName("GossipKeyring")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// keyringServiceClient implements KeyringServiceClient.
+type keyringServiceClient struct {
+	gossipKeyring *connect.Client[outpostv1.GossipKeyringRequest, outpostv1.GossipKeyringResponse]
+}
+
+// GossipKeyring calls outpost.v1.KeyringService.GossipKeyring.
+func (c *keyringServiceClient) GossipKeyring(ctx context.Context, req *connect.Request[outpostv1.GossipKeyringRequest]) (*connect.Response[outpostv1.GossipKeyringResponse], error) {
+	return c.gossipKeyring.CallUnary(ctx, req)
+}
+
+// KeyringServiceHandler is an implementation of the outpost.v1.KeyringService service.
+type KeyringServiceHandler interface {
+	GossipKeyring(context.Context, *connect.Request[outpostv1.GossipKeyringRequest]) (*connect.Response[outpostv1.GossipKeyringResponse], error)
+}
+
+// NewKeyringServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewKeyringServiceHandler(svc KeyringServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	keyringServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("KeyringService").Methods()
+	keyringServiceGossipKeyringHandler := connect.NewUnaryHandler(
+		KeyringServiceGossipKeyringProcedure,
+		svc.GossipKeyring,
+		connect.WithSchema(keyringServiceMethods.ByName("GossipKeyring")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.v1.KeyringService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case KeyringServiceGossipKeyringProcedure:
+			keyringServiceGossipKeyringHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedKeyringServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedKeyringServiceHandler struct{}
+
+func (UnimplementedKeyringServiceHandler) GossipKeyring(context.Context, *connect.Request[outpostv1.GossipKeyringRequest]) (*connect.Response[outpostv1.GossipKeyringResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.KeyringService.GossipKeyring is not implemented"))
 }
 
 // ACLServiceClient is a client for the outpost.v1.ACLService service.
