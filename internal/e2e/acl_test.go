@@ -193,6 +193,22 @@ func TestACLLoginLogoutCLI(t *testing.T) {
 	if strings.Contains(out, "login: ann") {
 		t.Errorf("ann's login token still listed:\n%s", out)
 	}
+	// The audit log has the logins and user changes, and never a
+	// password or a secret.
+	audit, err := os.ReadFile(filepath.Join(s.DataDir(), "audit", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secretText := range []string{"s3cret-pass", "wrong-pass", strings.TrimSpace(string(secret)), s.Token()} {
+		if strings.Contains(string(audit), secretText) {
+			t.Errorf("the audit log holds a secret (%.6s…)", secretText)
+		}
+	}
+	for _, method := range []string{"ACLService/Login", "ACLService/CreateUser", "ACLService/Logout"} {
+		if !strings.Contains(string(audit), method) {
+			t.Errorf("the audit log has no %s line", method)
+		}
+	}
 }
 
 // TestACLTokenTTLFromCLI: a token made with -ttl 2s works, then is refused
