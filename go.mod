@@ -16,7 +16,9 @@ require (
 	github.com/mitchellh/cli v1.1.5
 	github.com/zclconf/go-cty v1.20.0
 	go.etcd.io/bbolt v1.5.0
+	golang.org/x/crypto v0.44.0
 	golang.org/x/sys v0.45.0
+	golang.org/x/term v0.37.0
 	google.golang.org/protobuf v1.36.11
 )
 
@@ -51,7 +53,6 @@ require (
 	github.com/sean-/seed v0.0.0-20170313163322-e2103e2c3529 // indirect
 	github.com/shopspring/decimal v1.2.0 // indirect
 	github.com/spf13/cast v1.3.1 // indirect
-	golang.org/x/crypto v0.44.0 // indirect
 	golang.org/x/mod v0.29.0 // indirect
 	golang.org/x/net v0.47.0 // indirect
 	golang.org/x/sync v0.20.0 // indirect

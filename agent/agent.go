@@ -154,12 +154,15 @@ func (a *Agent) serveHTTP(ln net.Listener) {
 	if a.audit != nil {
 		interceptors = append(interceptors, audit.Interceptor(a.audit))
 	}
-	rpcserver.Register(mux, a.server, a.logger, interceptors...)
-	mux.Handle("/v1/operator/snapshot", a.server.snapshotHandler())
+	guard := rpcserver.Register(mux, a.server, a.logger, interceptors...)
+	mux.Handle("/v1/operator/snapshot", guard.HTTP(a.server.snapshotHandler()))
 	if a.cfg.Dev || a.cfg.EnableDebug {
 		// Profiles of a running agent, for finding bottlenecks: go tool
-		// pprof http://ADDR/debug/pprof/profile
-		registerDebugHandlers(mux)
+		// pprof http://ADDR/debug/pprof/profile. Operator write, as
+		// snapshots: a heap profile shows what memory holds.
+		debug := http.NewServeMux()
+		registerDebugHandlers(debug)
+		mux.Handle("/debug/pprof/", guard.HTTP(debug))
 	}
 	var handler http.Handler = mux
 	if a.audit != nil {

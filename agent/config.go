@@ -103,7 +103,16 @@ type Config struct {
 	// a bound off.
 	JobGCThreshold   time.Duration
 	JobGCMaxFinished int
+
+	// ACLEnabled enforces ACL tokens on every API call (the production
+	// default; -dev turns it off). LoginTokenTTL is the lifetime of the
+	// token `outpost login` gets.
+	ACLEnabled    bool
+	LoginTokenTTL time.Duration
 }
+
+// DefaultLoginTokenTTL is a day, after Itential's API keys (1440 minutes).
+const DefaultLoginTokenTTL = 24 * time.Hour
 
 // Retention defaults: a day, as most job runners keep history (Nomad
 // keeps 4h), and 100,000 finished jobs, about 60 MB of state per server.
@@ -150,6 +159,8 @@ func DefaultConfig() *Config {
 		JobGCThreshold:    DefaultJobGCThreshold,
 		JobGCMaxFinished:  DefaultJobGCMaxFinished,
 		RunnerCapacity:    4,
+		ACLEnabled:        true,
+		LoginTokenTTL:     DefaultLoginTokenTTL,
 		TLS:               tlsutil.Config{Domain: tlsutil.DefaultDomain, VerifyServerHostname: true},
 		AuditEnabled:      true,
 	}
@@ -189,6 +200,8 @@ func DevConfig() *Config {
 		LeaderLeaseTimeout: 50 * time.Millisecond,
 	}
 	c.RunnerTimeout = 5 * time.Second
+	// -dev is open, and its banner says so.
+	c.ACLEnabled = false
 	// -dev is open and in memory: no audit log unless asked for.
 	c.AuditEnabled = false
 	return c

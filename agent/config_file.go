@@ -37,7 +37,7 @@ type Overrides struct {
 	Runner      *RunnerBlock   `hcl:"runner,block"`
 	Ports       *PortsBlock    `hcl:"ports,block"`
 	TLS         *TLSBlock      `hcl:"tls,block"`
-	ACL         *hclBodyIgnore `hcl:"acl,block"`
+	ACL         *ACLBlock      `hcl:"acl,block"`
 	Telemetry   *hclBodyIgnore `hcl:"telemetry,block"`
 	Audit       *AuditBlock    `hcl:"audit,block"`
 }
@@ -89,6 +89,12 @@ type RunnerBlock struct {
 	LogHead *string `hcl:"log_head,optional"`
 	LogTail *string `hcl:"log_tail,optional"`
 	LogRate *string `hcl:"log_rate,optional"`
+}
+
+// ACLBlock is `acl { … }`.
+type ACLBlock struct {
+	Enabled       *bool   `hcl:"enabled,optional"`
+	LoginTokenTTL *string `hcl:"login_token_ttl,optional"`
 }
 
 // TLSBlock is `tls { … }` (website/security.md). Disable is the
@@ -161,7 +167,7 @@ func ParseConfig(filename string, src []byte) (*Overrides, error) {
 		return nil, hcldiag.Error(diags)
 	}
 	// Settings that look like security must not be silently ignored.
-	for name, b := range map[string]*hclBodyIgnore{"acl": o.ACL, "telemetry": o.Telemetry} {
+	for name, b := range map[string]*hclBodyIgnore{"telemetry": o.Telemetry} {
 		if b == nil {
 			continue
 		}
@@ -297,6 +303,16 @@ func (c *Config) Apply(o *Overrides) error {
 				return fmt.Errorf("config: runner %s: %w", b.name, err)
 			}
 			*b.dst = int(n)
+		}
+	}
+	if a := o.ACL; a != nil {
+		setB(&c.ACLEnabled, a.Enabled)
+		if a.LoginTokenTTL != nil {
+			d, err := time.ParseDuration(*a.LoginTokenTTL)
+			if err != nil || d < time.Minute {
+				return fmt.Errorf("config: acl login_token_ttl %q is not a duration of at least 1m", *a.LoginTokenTTL)
+			}
+			c.LoginTokenTTL = d
 		}
 	}
 	if t := o.TLS; t != nil {

@@ -146,6 +146,44 @@ func TestConfigSizes(t *testing.T) {
 	}
 }
 
+// TestACLSettings: ACLs are on by default and off in -dev; the acl block
+// turns them off and sets the login token lifetime, with its bound.
+func TestACLSettings(t *testing.T) {
+	if c := DefaultConfig(); !c.ACLEnabled || c.LoginTokenTTL != 24*time.Hour {
+		t.Errorf("default: enabled %t, ttl %s; want on, 24h", c.ACLEnabled, c.LoginTokenTTL)
+	}
+	if DevConfig().ACLEnabled {
+		t.Error("-dev has ACLs on")
+	}
+	cases := []struct {
+		src     string
+		enabled bool
+		ttl     time.Duration
+		err     string
+	}{
+		{"acl {\n  enabled = false\n}\n", false, 24 * time.Hour, ""},
+		{"acl {\n  login_token_ttl = \"1h\"\n}\n", true, time.Hour, ""},
+		{"acl {\n  login_token_ttl = \"10s\"\n}\n", true, 0, "at least 1m"},
+		{"acl {\n  tokens = 1\n}\n", true, 0, "a.hcl:2:3: Unsupported argument"},
+	}
+	for _, tc := range cases {
+		c := DefaultConfig()
+		o, err := ParseConfig("a.hcl", []byte(tc.src))
+		if err == nil {
+			err = c.Apply(o)
+		}
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err = %v, want %q", tc.src, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || c.ACLEnabled != tc.enabled || c.LoginTokenTTL != tc.ttl {
+			t.Errorf("%q: enabled %t ttl %s err %v", tc.src, c.ACLEnabled, c.LoginTokenTTL, err)
+		}
+	}
+}
+
 // The tls { } block, its flags and environment, and the rule that a
 // production agent has TLS or says -insecure-no-tls.
 func TestTLSConfig(t *testing.T) {

@@ -157,10 +157,15 @@ func refusal(t *testing.T, s *Server, typ fsm.MessageType, body proto.Message) e
 // and message on the leader and on a follower.
 func TestForwardedAPIErrorsMatchTheLeaders(t *testing.T) {
 	leader, follower, _ := leaderAndFollower(t, nil)
+	token := BootstrapTestACL(t, leader, follower)
 	submitJob(t, leader.Server(), "j-pending")
 	waitJob(t, follower.Server(), "j-pending", rpc.JobPending, "")
 	jobs := func(a *Agent) outpostv1connect.JobServiceClient {
-		return outpostv1connect.NewJobServiceClient(TestHTTPClient(t), a.URL())
+		c, err := rpc.NewClientTLS(a.URL(), TestHTTPClient(t), nil, rpc.WithToken(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Jobs
 	}
 	for _, c := range []struct {
 		name string

@@ -193,6 +193,7 @@ func (s *Server) startLeaderWork() {
 	for _, loop := range []func(){
 		func() { s.reap(ctx, since) },
 		func() { s.collectLoop(ctx) },
+		func() { s.tokenGCLoop(ctx) },
 		func() { s.reconcileLoop(ctx) },
 		func() { s.seedKeyring(ctx) },
 	} {

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/raft"
 
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/rpc/outpostv1/outpostv1connect"
 	rpcserver "github.com/outpost-run/outpost/rpc/server"
@@ -66,7 +67,12 @@ func (s *Server) RemovePeer(ctx context.Context, id string) error {
 	}
 	if leader != "" {
 		c := outpostv1connect.NewOperatorServiceClient(s.peers.hc, s.PeerURL(leader))
-		_, err := c.RemovePeer(ctx, connect.NewRequest(&pb.RemovePeerRequest{Id: id}))
+		req := connect.NewRequest(&pb.RemovePeerRequest{Id: id})
+		if tok := rpcserver.CallerToken(ctx); tok != "" {
+			// The leader checks the caller's token again.
+			req.Header().Set(rpc.TokenHeader, tok)
+		}
+		_, err := c.RemovePeer(ctx, req)
 		return err
 	}
 	fut := s.raft.GetConfiguration()

@@ -148,6 +148,9 @@ func newServer(cfg *Config, httpAddr string, logger hclog.Logger, adjust func(*S
 			return nil, err
 		}
 	}
+	if !cfg.ACLEnabled && !cfg.Dev {
+		s.logger.Warn("ACLs are DISABLED (acl { enabled = false }): anyone who can reach the HTTP API controls this cluster")
+	}
 	s.submits = newSubmitBatcher(s)
 	s.leases = newLeaseConfirmer(s)
 	s.wg.Add(3)

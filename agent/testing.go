@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/outpost-run/outpost/internal/testwait"
 	"github.com/outpost-run/outpost/internal/tlsutil"
 	"github.com/outpost-run/outpost/rpc"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
 // In-process test servers, for this package's tests and any other's: real
@@ -314,4 +316,31 @@ func (l *testLogs) logger(cfg *Config) hclog.Logger {
 		Level:  hclog.LevelFromString(cfg.LogLevel),
 		Output: l,
 	})
+}
+
+// BootstrapTestACL makes the management token of a test cluster through
+// the leader's ACL bootstrap, as `outpost acl bootstrap` does, and
+// returns its secret. Test servers run with ACLs on, as production does.
+func BootstrapTestACL(t testing.TB, servers ...*Agent) string {
+	t.Helper()
+	leader := WaitForLeader(t, servers...)
+	c, err := rpc.NewClient(leader.URL(), TestHTTPClient(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secret string
+	testwait.For(t, testWait, func() (bool, error) {
+		resp, err := c.ACL.Bootstrap(context.Background(), connect.NewRequest(&pb.ACLBootstrapRequest{}))
+		if err != nil {
+			// Unavailable (a leader still settling) is tried again;
+			// anything else ends the wait.
+			if connect.CodeOf(err) != connect.CodeUnavailable {
+				return false, testwait.Abort(err)
+			}
+			return false, err
+		}
+		secret = resp.Msg.Secret
+		return true, nil
+	})
+	return secret
 }

@@ -233,11 +233,18 @@ func (c *AgentCommand) banner(cfg *agent.Config, a *agent.Agent, took time.Durat
 	}
 	if cfg.Dev {
 		b.WriteString("==> Ready. Try: outpost job run -file examples/hello/outpost.hcl hello\n")
-	} else if cfg.InsecureNoTLS {
-		b.WriteString(insecureBanner)
-	} else if cfg.Server {
-		b.WriteString("==> WARNING: ACL tokens are not enforced in this version: anyone with a certificate\n")
-		b.WriteString("    of the cluster's CA, or none, can use the API. Run servers only on a network you trust.\n")
+	} else {
+		if cfg.InsecureNoTLS {
+			b.WriteString(insecureBanner)
+		}
+		switch {
+		case !cfg.Server:
+		case cfg.ACLEnabled:
+			b.WriteString("         ACL: enabled, default deny; make the first token with `outpost acl bootstrap`\n")
+		default:
+			b.WriteString("==> WARNING: ACLs are disabled (acl { enabled = false }): anyone who reaches the API\n")
+			b.WriteString("    controls the cluster.\n")
+		}
 	}
 	fmt.Fprint(c.Meta.Stdout, b.String())
 }

@@ -131,6 +131,33 @@ func Commands(m *Meta) map[string]cli.CommandFactory {
 		"operator snapshot restore": func() (cli.Command, error) { return &OperatorSnapshotRestoreCommand{Meta: m}, nil },
 		"operator snapshot inspect": func() (cli.Command, error) { return &OperatorSnapshotInspectCommand{Meta: m}, nil },
 		watchdog.Command:            func() (cli.Command, error) { return &RunnerWatchdogCommand{Meta: m}, nil },
+		"acl": func() (cli.Command, error) {
+			return &GroupCommand{name: "acl", synopsis: "Access control: policies, tokens and users"}, nil
+		},
+		"acl bootstrap": func() (cli.Command, error) { return &ACLBootstrapCommand{Meta: m}, nil },
+		"acl policy": func() (cli.Command, error) {
+			return &GroupCommand{name: "acl policy", synopsis: "ACL policies: what a token may do"}, nil
+		},
+		"acl policy apply":  func() (cli.Command, error) { return &ACLPolicyApplyCommand{Meta: m}, nil },
+		"acl policy list":   func() (cli.Command, error) { return &ACLPolicyListCommand{Meta: m}, nil },
+		"acl policy info":   func() (cli.Command, error) { return &ACLPolicyInfoCommand{Meta: m}, nil },
+		"acl policy delete": func() (cli.Command, error) { return &ACLPolicyDeleteCommand{Meta: m}, nil },
+		"acl token": func() (cli.Command, error) {
+			return &GroupCommand{name: "acl token", synopsis: "ACL tokens"}, nil
+		},
+		"acl token create": func() (cli.Command, error) { return &ACLTokenCreateCommand{Meta: m}, nil },
+		"acl token list":   func() (cli.Command, error) { return &ACLTokenListCommand{Meta: m}, nil },
+		"acl token info":   func() (cli.Command, error) { return &ACLTokenInfoCommand{Meta: m}, nil },
+		"acl token revoke": func() (cli.Command, error) { return &ACLTokenRevokeCommand{Meta: m}, nil },
+		"acl user": func() (cli.Command, error) {
+			return &GroupCommand{name: "acl user", synopsis: "Users who log in with a password"}, nil
+		},
+		"acl user create": func() (cli.Command, error) { return &ACLUserCreateCommand{Meta: m}, nil },
+		"acl user list":   func() (cli.Command, error) { return &ACLUserListCommand{Meta: m}, nil },
+		"acl user delete": func() (cli.Command, error) { return &ACLUserDeleteCommand{Meta: m}, nil },
+		"acl user passwd": func() (cli.Command, error) { return &ACLUserPasswdCommand{Meta: m}, nil },
+		"login":           func() (cli.Command, error) { return &LoginCommand{Meta: m}, nil },
+		"logout":          func() (cli.Command, error) { return &LogoutCommand{Meta: m}, nil },
 	}
 }
 

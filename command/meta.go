@@ -28,7 +28,9 @@ type Meta struct {
 
 	address string
 	token   string
-	tls     tlsFlags
+	// anonymous sends no token whatever is configured (login).
+	anonymous bool
+	tls       tlsFlags
 }
 
 // tlsFlags are the client's TLS flags; each falls back to its variable.
@@ -80,8 +82,8 @@ Client options:
     address without a scheme is https:// when a CA is given.
 
   -token=<token>
-    An ACL token. Also OUTPOST_TOKEN. (Reserved: ACLs are not enforced
-    in this version.)
+    An ACL token's secret. Also OUTPOST_TOKEN; without either, the token
+    that 'outpost login' stored (~/.config/outpost/token), if any.
 
   -ca-cert=<path>
     The CA certificate that verifies the server's (outpost tls ca
@@ -115,11 +117,31 @@ func (m *Meta) client() (*rpc.Client, error) {
 	if addr == "" {
 		addr = os.Getenv("OUTPOST_ADDR")
 	}
+	token, err := m.resolveToken()
+	if err != nil {
+		return nil, err
+	}
 	tc, err := m.tls.config(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	return rpc.NewClientTLS(addr, nil, tc)
+	return rpc.NewClientTLS(addr, nil, tc, rpc.WithToken(token))
+}
+
+// resolveToken is the token a command sends: -token, else OUTPOST_TOKEN,
+// else the one `outpost login` stored.
+func (m *Meta) resolveToken() (string, error) {
+	if m.anonymous {
+		return "", nil
+	}
+	if m.token != "" {
+		return m.token, nil
+	}
+	if v := os.Getenv("OUTPOST_TOKEN"); v != "" {
+		return v, nil
+	}
+	t, _, err := readTokenFile()
+	return t, err
 }
 
 // apiError turns an RPC error into one line a person can act on.

@@ -51,6 +51,7 @@ func (c *OperatorSnapshotSaveCommand) Run(args []string) int {
 		u += "?stale"
 	}
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil)
+	setToken(req, client)
 	resp, err := client.HTTP.Do(req)
 	if err != nil {
 		return c.Meta.errorf("cannot reach %s: %v", client.Address, err)
@@ -126,6 +127,7 @@ func (c *OperatorSnapshotRestoreCommand) Run(args []string) int {
 		return c.Meta.errorf("%v", err)
 	}
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPut, client.Address+"/v1/operator/snapshot", f)
+	setToken(req, client)
 	resp, err := client.HTTP.Do(req)
 	if err != nil {
 		return c.Meta.errorf("cannot reach %s: %v", client.Address, err)

@@ -51,6 +51,15 @@ const (
 	RunnerReportsType     MessageType = 18
 	PinJobType            MessageType = 19
 
+	// ACL (20-29 are reserved for it).
+	ACLBootstrapType    MessageType = 20
+	ACLPolicyUpsertType MessageType = 21
+	ACLPolicyDeleteType MessageType = 22
+	ACLTokenUpsertType  MessageType = 23
+	ACLTokenDeleteType  MessageType = 24
+	ACLUserUpsertType   MessageType = 25
+	ACLUserDeleteType   MessageType = 26
+
 	// Runner identity and the gossip keyring (issue 15): 30-39.
 	RegisterRunnerType    MessageType = 30
 	DeleteRunnerTokenType MessageType = 31
@@ -129,6 +138,43 @@ var entryTypes = [IgnoreUnknownTypeFlag]entryType{
 	PinJobType: {name: "PinJob", entryFuncs: of(
 		func(b *pb.PinJobEntry) error { return needs(b.JobId != "", "job id") },
 		func(st *state.Store, index uint64, b *pb.PinJobEntry) any { return st.PinJob(index, b) })},
+	ACLBootstrapType: {name: "ACLBootstrap", entryFuncs: of(
+		func(b *pb.ACLBootstrapEntry) error {
+			return needs(b.Token.GetAccessorId() != "" && len(b.Token.GetHash()) > 0, "token accessor and hash")
+		},
+		func(st *state.Store, index uint64, b *pb.ACLBootstrapEntry) any { return st.ACLBootstrap(index, b) })},
+	ACLPolicyUpsertType: {name: "ACLPolicyUpsert", entryFuncs: of(
+		func(b *pb.ACLPolicyUpsertEntry) error { return needs(b.Policy.GetName() != "", "policy name") },
+		func(st *state.Store, index uint64, b *pb.ACLPolicyUpsertEntry) any {
+			return st.UpsertACLPolicy(index, b.Policy)
+		})},
+	ACLPolicyDeleteType: {name: "ACLPolicyDelete", entryFuncs: of(
+		func(b *pb.ACLPolicyDeleteEntry) error { return needs(b.Name != "", "policy name") },
+		func(st *state.Store, index uint64, b *pb.ACLPolicyDeleteEntry) any {
+			return st.DeleteACLPolicy(index, b.Name)
+		})},
+	ACLTokenUpsertType: {name: "ACLTokenUpsert", entryFuncs: of(
+		func(b *pb.ACLTokenUpsertEntry) error {
+			return needs(b.Token.GetAccessorId() != "" && len(b.Token.GetHash()) > 0, "token accessor and hash")
+		},
+		func(st *state.Store, index uint64, b *pb.ACLTokenUpsertEntry) any {
+			return st.InsertACLToken(index, b.Token)
+		})},
+	ACLTokenDeleteType: {name: "ACLTokenDelete", entryFuncs: of(
+		func(b *pb.ACLTokenDeleteEntry) error { return needs(len(b.AccessorIds) > 0, "token accessor") },
+		func(st *state.Store, index uint64, b *pb.ACLTokenDeleteEntry) any {
+			return st.DeleteACLTokens(index, b.AccessorIds)
+		})},
+	ACLUserUpsertType: {name: "ACLUserUpsert", entryFuncs: of(
+		func(b *pb.ACLUserUpsertEntry) error { return needs(b.User.GetName() != "", "user name") },
+		func(st *state.Store, index uint64, b *pb.ACLUserUpsertEntry) any {
+			return st.UpsertACLUser(index, b.User)
+		})},
+	ACLUserDeleteType: {name: "ACLUserDelete", entryFuncs: of(
+		func(b *pb.ACLUserDeleteEntry) error { return needs(b.Name != "", "user name") },
+		func(st *state.Store, index uint64, b *pb.ACLUserDeleteEntry) any {
+			return st.DeleteACLUser(index, b.Name)
+		})},
 	RegisterRunnerType: {name: "RegisterRunner", entryFuncs: of(
 		func(b *pb.RegisterRunnerEntry) error {
 			if err := needs(b.TokenId != "" && b.Time != nil, "token id and time"); err != nil {

@@ -121,6 +121,20 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 		t.Fatalf("report results = %v, want only the stale finish refused", rep.Errors)
 	}
 	a.mustApply(PinJobType, &pb.PinJobEntry{JobId: "j-5", Pinned: true, Time: ts(13)})
+	a.mustApply(ACLBootstrapType, &pb.ACLBootstrapEntry{Token: &pb.ACLToken{AccessorId: "a-1", Hash: []byte{1}, Management: true, CreatedAt: ts(14)}})
+	if err, _ := a.apply(ACLBootstrapType, &pb.ACLBootstrapEntry{Token: &pb.ACLToken{AccessorId: "a-9", Hash: []byte{9}}}).(error); !errors.Is(err, state.ErrConflict) {
+		t.Errorf("second bootstrap: err = %v, want a conflict", err)
+	}
+	a.mustApply(ACLPolicyUpsertType, &pb.ACLPolicyUpsertEntry{Policy: &pb.ACLPolicy{Name: "web", Rules: `project "web" { policy = "read" }`}})
+	a.mustApply(ACLPolicyUpsertType, &pb.ACLPolicyUpsertEntry{Policy: &pb.ACLPolicy{Name: "gone"}})
+	a.mustApply(ACLPolicyDeleteType, &pb.ACLPolicyDeleteEntry{Name: "gone"})
+	a.mustApply(ACLUserUpsertType, &pb.ACLUserUpsertEntry{User: &pb.ACLUser{Name: "ann", Policies: []string{"web"}, PasswordHash: []byte{2}, Salt: []byte{3}, ArgonTime: 1, ArgonMemoryKib: 8, ArgonThreads: 1}})
+	a.mustApply(ACLUserUpsertType, &pb.ACLUserUpsertEntry{User: &pb.ACLUser{Name: "bob"}})
+	a.mustApply(ACLTokenUpsertType, &pb.ACLTokenUpsertEntry{Token: &pb.ACLToken{AccessorId: "a-2", Hash: []byte{4}, User: "bob", ExpiresAt: ts(20)}})
+	a.mustApply(ACLTokenUpsertType, &pb.ACLTokenUpsertEntry{Token: &pb.ACLToken{AccessorId: "a-3", Hash: []byte{5}, Policies: []string{"web"}}})
+	a.mustApply(ACLTokenUpsertType, &pb.ACLTokenUpsertEntry{Token: &pb.ACLToken{AccessorId: "a-4", Hash: []byte{6}}})
+	a.mustApply(ACLTokenDeleteType, &pb.ACLTokenDeleteEntry{AccessorIds: []string{"a-4"}})
+	a.mustApply(ACLUserDeleteType, &pb.ACLUserDeleteEntry{Name: "bob"})
 	// Runner identity and the gossip keyring.
 	a.mustApply(RunnerTokenType, &pb.UpsertRunnerTokenEntry{Token: &pb.RunnerToken{Id: "t-2", Hash: []byte{4, 5, 6}, CreatedAt: ts(13), MaxUses: 2, Projects: []string{"web"}}})
 	a.mustApply(RegisterRunnerType, &pb.RegisterRunnerEntry{TokenId: "t-2", Time: ts(14), Runner: &pb.Runner{Id: "r-3", Capacity: 1, State: "ready", SecretHash: []byte{7}}})
@@ -131,6 +145,12 @@ func TestApplyEveryTypeAndSnapshot(t *testing.T) {
 	a.mustApply(GossipKeyringType, &pb.GossipKeyringEntry{Op: "install", Key: "ZW52ZW52ZW52ZW52ZW52ZQ=="})
 
 	st := a.f.State()
+	if _, err := st.ACLToken("a-2"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("token of deleted user: err = %v, want not found", err)
+	}
+	if tok, err := st.ACLTokenByHash([]byte{5}); err != nil || tok.AccessorId != "a-3" {
+		t.Errorf("token by hash = %v, %v", tok, err)
+	}
 	for id, want := range map[string]string{"j-1": "pending", "j-2": "canceling", "j-3": "pending", "j-5": "succeeded"} {
 		j, err := st.JobByID(nil, id)
 		if err != nil {
@@ -250,6 +270,15 @@ func assertSameState(t *testing.T, want, got *state.Store) {
 	eqList(t, "runner tokens", ws.RunnerTokens(), gs.RunnerTokens())
 	eqList(t, "runner profiles", ws.Profiles(), gs.Profiles())
 	eqList(t, "tombstones", tombstones(t, ws), tombstones(t, gs))
+	// Snapshots from before ACLs have none.
+	if ws.ACLBootstrap() > 0 {
+		eqList(t, "acl policies", ws.ACLPolicies(), gs.ACLPolicies())
+		eqList(t, "acl tokens", ws.ACLTokens(), gs.ACLTokens())
+		eqList(t, "acl users", ws.ACLUsers(), gs.ACLUsers())
+	}
+	if w, g := ws.ACLBootstrap(), gs.ACLBootstrap(); w != g {
+		t.Errorf("restored acl bootstrap index %d, want %d", g, w)
+	}
 	// Tables of issue 15, which snapshots made before it lack.
 	if len(ws.RunnerTombstones())+len(gs.RunnerTombstones()) > 0 {
 		eqList(t, "runner tombstones", ws.RunnerTombstones(), gs.RunnerTombstones())

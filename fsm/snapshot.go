@@ -33,6 +33,13 @@ const (
 	// entry that deleted jobs, oldest first. Snapshots written before
 	// garbage collection have none.
 	recordTombstones recordKind = 8
+
+	// ACL (20-29 are reserved for it).
+	recordACLPolicy    recordKind = 20
+	recordACLToken     recordKind = 21
+	recordACLUser      recordKind = 22
+	recordACLBootstrap recordKind = 23
+
 	// Runner identity and the gossip keyring (issue 15): 30-39.
 	recordRunnerTombstone recordKind = 30
 	recordGossipKeyring   recordKind = 31
@@ -99,6 +106,24 @@ func WriteSnapshot(w io.Writer, view *state.Snapshot, index uint64) error {
 		if err == nil {
 			err = putMsg(recordProfile, p)
 		}
+	}
+	for _, p := range view.ACLPolicies() {
+		if err == nil {
+			err = putMsg(recordACLPolicy, p)
+		}
+	}
+	for _, t := range view.ACLTokens() {
+		if err == nil {
+			err = putMsg(recordACLToken, t)
+		}
+	}
+	for _, u := range view.ACLUsers() {
+		if err == nil {
+			err = putMsg(recordACLUser, u)
+		}
+	}
+	if i := view.ACLBootstrap(); i > 0 && err == nil {
+		err = putMsg(recordACLBootstrap, &pb.ACLBootstrapState{Index: i})
 	}
 	for _, t := range view.RunnerTombstones() {
 		if err == nil {
@@ -230,6 +255,26 @@ func restoreRecord(rs *state.Restore, kind recordKind, b []byte) error {
 		m := &pb.Tombstones{}
 		if err = proto.Unmarshal(b, m); err == nil {
 			err = rs.Tombstones(m)
+		}
+	case recordACLPolicy:
+		m := &pb.ACLPolicy{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.ACLPolicy(m)
+		}
+	case recordACLToken:
+		m := &pb.ACLToken{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.ACLToken(m)
+		}
+	case recordACLUser:
+		m := &pb.ACLUser{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.ACLUser(m)
+		}
+	case recordACLBootstrap:
+		m := &pb.ACLBootstrapState{}
+		if err = proto.Unmarshal(b, m); err == nil {
+			err = rs.ACLBootstrap(m)
 		}
 	case recordRunnerTombstone:
 		m := &pb.RunnerTombstone{}

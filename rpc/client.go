@@ -34,6 +34,9 @@ type Client struct {
 	Operator  outpostv1connect.OperatorServiceClient
 	Projects  outpostv1connect.ProjectServiceClient
 	Keyring   outpostv1connect.KeyringServiceClient
+	ACL       outpostv1connect.ACLServiceClient
+	// Token is the ACL token sent with every call ("" for none).
+	Token string
 }
 
 // NormalizeAddress accepts "host:port", "http://host:port" or
@@ -128,13 +131,19 @@ func NewTLSHTTPClient(cfg *tls.Config) *http.Client {
 // NewClient returns a client for the servers in addrs, a comma-separated
 // list. With several, a request that cannot reach one server is sent to the
 // next, and the client stays with the one that answered.
-func NewClient(addrs string, hc *http.Client) (*Client, error) {
-	return NewClientTLS(addrs, hc, nil)
+//
+// Options: WithToken sends an ACL token on every call.
+func NewClient(addrs string, hc *http.Client, opts ...ClientOption) (*Client, error) {
+	return NewClientTLS(addrs, hc, nil, opts...)
 }
 
 // NewClientTLS is NewClient over TLS with cfg (nil: none): addresses
 // without a scheme are https, and hc, when nil, verifies with cfg.
-func NewClientTLS(addrs string, hc *http.Client, cfg *tls.Config) (*Client, error) {
+func NewClientTLS(addrs string, hc *http.Client, cfg *tls.Config, opts ...ClientOption) (*Client, error) {
+	var o clientOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	scheme := "http"
 	if cfg != nil {
 		scheme = "https"
@@ -150,9 +159,10 @@ func NewClientTLS(addrs string, hc *http.Client, cfg *tls.Config) (*Client, erro
 	if len(list) > 1 {
 		hc = &http.Client{Transport: &failover{next: hc.Transport, addrs: list}, Timeout: hc.Timeout}
 	}
-	opt := connect.WithInterceptors(UnavailableOnReset())
+	opt := connect.WithInterceptors(UnavailableOnReset(), tokenInterceptor(o.token))
 	return &Client{
 		Address:   base,
+		Token:     o.token,
 		Addresses: list,
 		HTTP:      hc,
 		Jobs:      outpostv1connect.NewJobServiceClient(hc, base, opt),
@@ -160,6 +170,7 @@ func NewClientTLS(addrs string, hc *http.Client, cfg *tls.Config) (*Client, erro
 		Agent:     outpostv1connect.NewAgentServiceClient(hc, base, opt),
 		Operator:  outpostv1connect.NewOperatorServiceClient(hc, base, opt),
 		Projects:  outpostv1connect.NewProjectServiceClient(hc, base, opt),
+		ACL:       outpostv1connect.NewACLServiceClient(hc, base, opt),
 		Keyring:   outpostv1connect.NewKeyringServiceClient(hc, base, opt),
 	}, nil
 }

@@ -25,3 +25,15 @@ func NewSecret(prefix string) string {
 	}
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
+
+// NewUUID returns a random (version 4) UUID, the form of ACL accessor ids.
+func NewUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

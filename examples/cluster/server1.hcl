@@ -6,7 +6,9 @@
 # Start all three, each in its own shell:
 #   outpost agent -config examples/cluster/server1.hcl
 # On real machines, give each server its own address in bind_addr and keep
-# the same ports everywhere.
+# the same ports everywhere. ACLs are on: once the three agree on a leader,
+#   outpost acl bootstrap -address 127.0.0.1:1801
+# prints the management token; export OUTPOST_TOKEN=<its secret>.
 # Gossip is encrypted outside -dev: make one key with `outpost operator
 # keygen` and export it as OUTPOST_ENCRYPT in the shell of every agent.
 name      = "s1"

@@ -96,7 +96,8 @@ func (r *Restore) Profile(p *pb.RunnerProfile) error   { return r.insert(TablePr
 
 // Index records the index every table is restored at.
 func (r *Restore) Index(index uint64) error {
-	for _, t := range []string{TableJobs, TableJobLogs, TableProjects, TableRunners, TableTokens, TableProfiles} {
+	for _, t := range []string{TableJobs, TableJobLogs, TableProjects, TableRunners, TableTokens, TableProfiles,
+		TableACLPolicies, TableACLTokens, TableACLUsers, TableACLMeta} {
 		if err := setIndex(r.txn, t, index); err != nil {
 			return err
 		}

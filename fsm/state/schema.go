@@ -22,6 +22,12 @@ const (
 	TableIndex    = "index"
 	TableTokens   = "runner_tokens"
 	TableProfiles = "runner_profiles"
+	// ACL tables (acl_write.go). TableACLMeta holds one row: the index
+	// of the last bootstrap.
+	TableACLPolicies = "acl_policies"
+	TableACLTokens   = "acl_tokens"
+	TableACLUsers    = "acl_users"
+	TableACLMeta     = "acl_meta"
 	// Runner identity and the gossip keyring (identity_write.go).
 	TableRunnerTombstones = "runner_tombstones"
 	TableGossipKeyring    = "gossip_keyring"
@@ -98,6 +104,31 @@ func schema() *memdb.DBSchema {
 			Name: TableProfiles,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			},
+		},
+		TableACLPolicies: {
+			Name: TableACLPolicies,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			},
+		},
+		TableACLTokens: {
+			Name: TableACLTokens,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "AccessorId"}},
+				"hash": {Name: "hash", Unique: true, Indexer: aclTokenHashIndex{}},
+			},
+		},
+		TableACLUsers: {
+			Name: TableACLUsers,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			},
+		},
+		TableACLMeta: {
+			Name: TableACLMeta,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
 			},
 		},
 		TableRunnerTombstones: {

@@ -326,12 +326,16 @@ type JobFilter struct {
 	// CreatedAfter and CreatedBefore bound the jobs' creation time: at or
 	// after the one, before the other.
 	CreatedAfter, CreatedBefore time.Time
+	// ProjectAllowed, when set, keeps only the jobs of projects it
+	// accepts: the projects the caller's ACL token may read.
+	ProjectAllowed func(project string) bool
 }
 
 func (f JobFilter) wantsFinished() bool { return f.Status == "" || rpc.JobTerminal(f.Status) }
 
 func (f JobFilter) matchJob(j *pb.Job) bool {
 	return (f.Status == "" || j.Status == f.Status) && (f.Project == "" || j.Project == f.Project) &&
+		(f.ProjectAllowed == nil || f.ProjectAllowed(j.Project)) &&
 		(f.Name == "" || j.Name == f.Name) && (f.Workspace == "" || j.Workspace == f.Workspace) &&
 		f.matchCreated(unixNanos(j.CreatedAt))
 }
@@ -340,6 +344,7 @@ func (f JobFilter) matchJob(j *pb.Job) bool {
 // name and workspace are read straight from its encoding.
 func (f JobFilter) matchRow(r *finishedJob) bool {
 	return (f.Status == "" || r.Status == f.Status) && (f.Project == "" || r.Project == f.Project) &&
+		(f.ProjectAllowed == nil || f.ProjectAllowed(r.Project)) &&
 		f.matchCreated(r.Created) &&
 		(f.Name == "" || string(rawField(r.Raw, jobNameField)) == f.Name) &&
 		(f.Workspace == "" || string(rawField(r.Raw, jobWorkspaceField)) == f.Workspace)

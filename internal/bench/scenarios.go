@@ -122,7 +122,7 @@ func startEnvTLS(t *testing.T, sz Sizes, serverHCL string, insecure bool) *env {
 	if insecure {
 		tc = nil
 	}
-	all, err := rpc.NewClientTLS(strings.Join(e.cluster.Addrs(), ","), nil, tc)
+	all, err := rpc.NewClientTLS(strings.Join(e.cluster.Addrs(), ","), nil, tc, rpc.WithToken(e.cluster.Token()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/outpost-run/outpost/internal/testcluster"
 	"github.com/outpost-run/outpost/rpc"
+	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 )
 
 // Audit log tests (issue 15): one JSON line per write and per refusal on
@@ -117,10 +121,22 @@ job "sleep" {
 	if count(lines, "Connect", "permission_denied") < 1 {
 		t.Errorf("the impostor's refused stream is not in the audit log")
 	}
+	// Calls name the ACL token they came with; runner streams carry none
+	// (a runner proves itself by certificate and secret), nor does the
+	// harness's ACL bootstrap.
+	self, err := s.Client().ACL.GetToken(context.Background(), connect.NewRequest(&pb.GetTokenRequest{AccessorId: "self"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgmt := "token:" + self.Msg.Token.AccessorId
 	var adopt, cancel, stream bool
 	for _, l := range lines {
-		if l.Node != "audited" || l.Who != "anonymous" || l.Source == "" {
-			t.Errorf("line %+v: want node audited, who anonymous, a source address", l)
+		who := mgmt
+		if strings.HasSuffix(l.Method, "/Connect") || strings.HasSuffix(l.Method, ".ACLService/Bootstrap") {
+			who = "anonymous"
+		}
+		if l.Node != "audited" || l.Who != who || l.Source == "" {
+			t.Errorf("line %+v: want node audited, who %s, a source address", l, who)
 		}
 		adopt = adopt || strings.HasSuffix(l.Method, "/RunnerAction") && l.Object == "id="+pending.ID()+" action=adopt"
 		cancel = cancel || strings.HasSuffix(l.Method, "/CancelJob") && strings.Contains(l.Object, id)

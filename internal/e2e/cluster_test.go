@@ -47,7 +47,7 @@ func ftClient(t *testing.T, servers ...*testcluster.Server) *rpc.Client {
 	for _, s := range servers {
 		addrs = append(addrs, s.Addr())
 	}
-	c, err := rpc.NewClientTLS(strings.Join(addrs, ","), nil, testcluster.ClientTLSConfig(t))
+	c, err := rpc.NewClientTLS(strings.Join(addrs, ","), nil, testcluster.ClientTLSConfig(t), rpc.WithToken(servers[0].Token()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -703,6 +703,9 @@ job "t" {
 	if !strings.Contains(r.stdout, fmt.Sprintf("restored %d jobs", len(ids))) {
 		t.Errorf("restore does not report %d jobs: %v", len(ids), r)
 	}
+	// The ACL tables came with the snapshot: B now knows A's tokens, and
+	// its own bootstrap token is gone.
+	b.UseToken(a.Token())
 
 	// The same jobs, logs, projects and profiles on every server of B.
 	ftWaitCaughtUp(t, b)

@@ -288,7 +288,9 @@ func TestTLSRoleGates(t *testing.T) {
 	}
 	// The rest of RunnerService is the public API.
 	rc := outpostv1connect.NewRunnerServiceClient(roleClient(t, testcluster.ClientTLS(t)), s.Addr())
-	if _, err := rc.ListRunners(ctx, connect.NewRequest(&pb.ListRunnersRequest{})); err != nil {
+	list := connect.NewRequest(&pb.ListRunnersRequest{})
+	list.Header().Set(rpc.TokenHeader, s.Token()) // and ACL tokens gate it
+	if _, err := rc.ListRunners(ctx, list); err != nil {
 		t.Errorf("ListRunners with a client certificate: %v", err)
 	}
 

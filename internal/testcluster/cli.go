@@ -23,12 +23,19 @@ var CLITimeout = 2 * time.Minute
 // goroutine.
 func RunCLI(t testing.TB, bin string, env []string, args ...string) (stdout, stderr string, exitCode int) {
 	t.Helper()
+	return RunCLIInput(t, bin, env, "", args...)
+}
+
+// RunCLIInput is RunCLI with stdin, for commands that read a password.
+func RunCLIInput(t testing.TB, bin string, env []string, stdin string, args ...string) (stdout, stderr string, exitCode int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), CLITimeout)
 	defer cancel()
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = childEnv(env)
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.SysProcAttr = sysProcAttr()
 	// On timeout, kill the whole group: a CLI has no children today, but a
 	// hung one must not leave anything behind either way.

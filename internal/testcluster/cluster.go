@@ -16,6 +16,37 @@ import (
 type Cluster struct {
 	t       testing.TB
 	Servers []*Server
+	// token is the ACL management token, made once the cluster has a
+	// leader, that every server's Client and Env send.
+	token string
+}
+
+// Token returns the cluster's ACL management token.
+func (c *Cluster) Token() string { return c.token }
+
+// UseToken makes every server's Client and Env send token from now on:
+// after a snapshot restore, say, which brings the other cluster's tokens.
+func (c *Cluster) UseToken(token string) {
+	c.token = token
+	for _, s := range c.Servers {
+		s.setToken(c.t, token)
+	}
+}
+
+// bootstrapACL makes the management token through the first server (or
+// takes token, when given) and hands it to every server.
+func (c *Cluster) bootstrapACL(ctx context.Context, token string) error {
+	if token == "" {
+		var err error
+		if token, err = bootstrapVia(ctx, c.Servers[0].client); err != nil {
+			return fmt.Errorf("acl bootstrap: %w", err)
+		}
+	}
+	c.token = token
+	for _, s := range c.Servers {
+		s.setToken(c.t, token)
+	}
+	return nil
 }
 
 // StartCluster starts n servers from the template opts and waits until all
@@ -45,7 +76,8 @@ func StartClusterEach(t testing.TB, n int, opts ServerOptions, each func(i int, 
 		if each != nil {
 			each(0, &opts)
 		}
-		return &Cluster{t: t, Servers: []*Server{StartServer(t, opts)}}
+		s := StartServer(t, opts)
+		return &Cluster{t: t, Servers: []*Server{s}, token: s.Token()}
 	}
 	if opts.Dev {
 		t.Fatalf("testcluster: a -dev agent cannot join a cluster")
@@ -55,6 +87,9 @@ func StartClusterEach(t testing.TB, n int, opts ServerOptions, each func(i int, 
 		timeout := c.Servers[0].opts.ReadyTimeout
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err := poll(ctx, func() (bool, string, error) { return c.agreed(ctx) })
+		if err == nil {
+			err = c.bootstrapACL(ctx, opts.ACLToken)
+		}
 		cancel()
 		if err == nil {
 			return c

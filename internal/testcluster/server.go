@@ -80,6 +80,10 @@ type ServerOptions struct {
 	// ProcessOptions.Prefix), e.g. `ip netns exec NS` to run the server in
 	// a network namespace.
 	Prefix []string
+	// ACLToken is the management token of the cluster a real server joins
+	// (Cluster.Token); empty, StartServer bootstraps ACLs itself and keeps
+	// the token. -dev agents run without ACLs.
+	ACLToken string
 	// InsecureNoTLS runs a real server with -insecure-no-tls (benchmarks
 	// compare it with TLS). A -dev agent never has TLS.
 	InsecureNoTLS bool
@@ -117,6 +121,8 @@ type Server struct {
 	*Process
 	opts   ServerOptions
 	client *rpc.Client
+	// token is the ACL management token Client and Env send.
+	token string
 }
 
 // StartServer starts a server agent and waits until it answers Status with
@@ -129,6 +135,9 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 		s := launchServer(t, opts)
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ReadyTimeout)
 		err := s.WaitReady(ctx)
+		if err == nil && !opts.Dev {
+			err = s.bootstrapACL(ctx, opts.ACLToken)
+		}
 		cancel()
 		if err == nil {
 			return s
@@ -180,15 +189,7 @@ func launchServer(t testing.TB, opts ServerOptions) *Server {
 		opts.TLS = &f
 	}
 	s := &Server{opts: opts}
-	var tc *tls.Config
-	if opts.tls() {
-		tc = ClientTLSConfig(t)
-	}
-	client, err := rpc.NewClientTLS(s.Addr(), nil, tc)
-	if err != nil {
-		t.Fatalf("testcluster: client for %s: %v", s.Addr(), err)
-	}
-	s.client = client
+	s.setToken(t, opts.ACLToken)
 	s.Process = StartProcess(t, ProcessOptions{
 		Name:        opts.Name,
 		Args:        serverArgs(opts),
@@ -291,15 +292,70 @@ func (s *Server) GossipPort() int { return s.opts.GossipPort }
 // Options returns the options the server was started with, defaults filled.
 func (s *Server) Options() ServerOptions { return s.opts }
 
-// Client returns a typed API client for this server.
+// Client returns a typed API client for this server, which sends the
+// cluster's ACL management token.
 func (s *Server) Client() *rpc.Client { return s.client }
 
+// Token returns the ACL management token Client and Env use ("" for a
+// -dev agent).
+func (s *Server) Token() string { return s.token }
+
+// setToken makes the client send token from now on.
+func (s *Server) setToken(t testing.TB, token string) {
+	var tc *tls.Config
+	if s.opts.tls() {
+		tc = ClientTLSConfig(t)
+	}
+	client, err := rpc.NewClientTLS(s.Addr(), nil, tc, rpc.WithToken(token))
+	if err != nil {
+		t.Fatalf("testcluster: client for %s: %v", s.Addr(), err)
+	}
+	s.client, s.token = client, token
+}
+
+// bootstrapACL makes the cluster's management token through this server
+// (acl bootstrap), unless the caller has one (token, of the cluster it
+// joins), and keeps it.
+func (s *Server) bootstrapACL(ctx context.Context, token string) error {
+	if token != "" {
+		return nil
+	}
+	secret, err := bootstrapVia(ctx, s.client)
+	if err != nil {
+		return fmt.Errorf("%s: acl bootstrap: %w (a server joining a cluster needs ServerOptions.ACLToken)", s.Name(), err)
+	}
+	s.setToken(s.t, secret)
+	return nil
+}
+
+// bootstrapVia runs the ACL bootstrap through c, retrying while the
+// cluster has no leader to take it.
+func bootstrapVia(ctx context.Context, c *rpc.Client) (string, error) {
+	var secret string
+	err := poll(ctx, func() (bool, string, error) {
+		resp, err := c.ACL.Bootstrap(ctx, connect.NewRequest(&pb.ACLBootstrapRequest{}))
+		switch {
+		case connect.CodeOf(err) == connect.CodeUnavailable:
+			return false, err.Error(), nil
+		case err != nil:
+			return false, "", err
+		}
+		secret = resp.Msg.Secret
+		return true, "", nil
+	})
+	return secret, err
+}
+
 // Env returns the environment that points the CLI at this server: its
-// address and, under TLS, the test CA and client certificate (ClientEnv).
+// address, under TLS the test CA and client certificate (ClientEnv), and
+// the cluster's ACL management token.
 func (s *Server) Env() []string {
 	env := []string{"OUTPOST_ADDR=" + s.Addr()}
 	if s.opts.tls() {
 		env = append(env, ClientEnv(s.t)...)
+	}
+	if s.token != "" {
+		env = append(env, "OUTPOST_TOKEN="+s.token)
 	}
 	return env
 }

@@ -212,6 +212,11 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
+// ACLName checks an ACL policy's or user's name.
+func ACLName(what, s string) error {
+	return check(s, what, profileRule, MaxNameLength, alnum, nameChar)
+}
+
 // GossipKey checks a gossip encryption key: base64 (standard, padded) of
 // 16, 24 or 32 bytes (AES-128, -192, -256), as `outpost operator keygen`
 // prints.

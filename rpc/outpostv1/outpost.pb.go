@@ -6629,6 +6629,2049 @@ func (x *GossipKeyringResponse) GetRunners() uint32 {
 	return 0
 }
 
+type ACLPolicy struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The policy's HCL, kept verbatim.
+	Rules         string `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
+	CreateIndex   uint64 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex   uint64 `protobuf:"varint,11,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLPolicy) Reset() {
+	*x = ACLPolicy{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLPolicy) ProtoMessage() {}
+
+func (x *ACLPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLPolicy.ProtoReflect.Descriptor instead.
+func (*ACLPolicy) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *ACLPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ACLPolicy) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ACLPolicy) GetRules() string {
+	if x != nil {
+		return x.Rules
+	}
+	return ""
+}
+
+func (x *ACLPolicy) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *ACLPolicy) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+type ACLToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Public id of the token: safe to show, log and pass to revoke.
+	AccessorId string `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	// SHA-256 of the secret; the secret is shown once, at creation.
+	Hash     []byte   `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	Name     string   `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Policies []string `protobuf:"bytes,4,rep,name=policies,proto3" json:"policies,omitempty"`
+	// A management token may do everything; only bootstrap makes one
+	// unless a management token creates another.
+	Management bool                   `protobuf:"varint,5,opt,name=management,proto3" json:"management,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Unset: never expires.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The user it was issued to at login; its policies are the user's.
+	User          string `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`
+	CreateIndex   uint64 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLToken) Reset() {
+	*x = ACLToken{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLToken) ProtoMessage() {}
+
+func (x *ACLToken) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLToken.ProtoReflect.Descriptor instead.
+func (*ACLToken) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *ACLToken) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+func (x *ACLToken) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *ACLToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ACLToken) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *ACLToken) GetManagement() bool {
+	if x != nil {
+		return x.Management
+	}
+	return false
+}
+
+func (x *ACLToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ACLToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ACLToken) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ACLToken) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+type ACLUser struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Policies []string               `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"`
+	// argon2id of the password with salt and the parameters it was made with.
+	PasswordHash   []byte `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	Salt           []byte `protobuf:"bytes,4,opt,name=salt,proto3" json:"salt,omitempty"`
+	ArgonTime      uint32 `protobuf:"varint,5,opt,name=argon_time,json=argonTime,proto3" json:"argon_time,omitempty"`
+	ArgonMemoryKib uint32 `protobuf:"varint,6,opt,name=argon_memory_kib,json=argonMemoryKib,proto3" json:"argon_memory_kib,omitempty"`
+	ArgonThreads   uint32 `protobuf:"varint,7,opt,name=argon_threads,json=argonThreads,proto3" json:"argon_threads,omitempty"`
+	CreateIndex    uint64 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex    uint64 `protobuf:"varint,11,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ACLUser) Reset() {
+	*x = ACLUser{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLUser) ProtoMessage() {}
+
+func (x *ACLUser) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLUser.ProtoReflect.Descriptor instead.
+func (*ACLUser) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{94}
+}
+
+func (x *ACLUser) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ACLUser) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *ACLUser) GetPasswordHash() []byte {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return nil
+}
+
+func (x *ACLUser) GetSalt() []byte {
+	if x != nil {
+		return x.Salt
+	}
+	return nil
+}
+
+func (x *ACLUser) GetArgonTime() uint32 {
+	if x != nil {
+		return x.ArgonTime
+	}
+	return 0
+}
+
+func (x *ACLUser) GetArgonMemoryKib() uint32 {
+	if x != nil {
+		return x.ArgonMemoryKib
+	}
+	return 0
+}
+
+func (x *ACLUser) GetArgonThreads() uint32 {
+	if x != nil {
+		return x.ArgonThreads
+	}
+	return 0
+}
+
+func (x *ACLUser) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *ACLUser) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+// Log entry bodies.
+type ACLBootstrapEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token *ACLToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The bootstrap index an operator wrote to acl-bootstrap-reset on the
+	// leader, to bootstrap again; 0 for the first bootstrap.
+	ResetIndex    uint64 `protobuf:"varint,2,opt,name=reset_index,json=resetIndex,proto3" json:"reset_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLBootstrapEntry) Reset() {
+	*x = ACLBootstrapEntry{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLBootstrapEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLBootstrapEntry) ProtoMessage() {}
+
+func (x *ACLBootstrapEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLBootstrapEntry.ProtoReflect.Descriptor instead.
+func (*ACLBootstrapEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *ACLBootstrapEntry) GetToken() *ACLToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *ACLBootstrapEntry) GetResetIndex() uint64 {
+	if x != nil {
+		return x.ResetIndex
+	}
+	return 0
+}
+
+type ACLPolicyUpsertEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *ACLPolicy             `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLPolicyUpsertEntry) Reset() {
+	*x = ACLPolicyUpsertEntry{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLPolicyUpsertEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLPolicyUpsertEntry) ProtoMessage() {}
+
+func (x *ACLPolicyUpsertEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLPolicyUpsertEntry.ProtoReflect.Descriptor instead.
+func (*ACLPolicyUpsertEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *ACLPolicyUpsertEntry) GetPolicy() *ACLPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type ACLPolicyDeleteEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLPolicyDeleteEntry) Reset() {
+	*x = ACLPolicyDeleteEntry{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLPolicyDeleteEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLPolicyDeleteEntry) ProtoMessage() {}
+
+func (x *ACLPolicyDeleteEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLPolicyDeleteEntry.ProtoReflect.Descriptor instead.
+func (*ACLPolicyDeleteEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *ACLPolicyDeleteEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ACLTokenUpsertEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *ACLToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLTokenUpsertEntry) Reset() {
+	*x = ACLTokenUpsertEntry{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLTokenUpsertEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLTokenUpsertEntry) ProtoMessage() {}
+
+func (x *ACLTokenUpsertEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLTokenUpsertEntry.ProtoReflect.Descriptor instead.
+func (*ACLTokenUpsertEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *ACLTokenUpsertEntry) GetToken() *ACLToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+type ACLTokenDeleteEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessorIds   []string               `protobuf:"bytes,1,rep,name=accessor_ids,json=accessorIds,proto3" json:"accessor_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLTokenDeleteEntry) Reset() {
+	*x = ACLTokenDeleteEntry{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[99]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLTokenDeleteEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLTokenDeleteEntry) ProtoMessage() {}
+
+func (x *ACLTokenDeleteEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[99]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLTokenDeleteEntry.ProtoReflect.Descriptor instead.
+func (*ACLTokenDeleteEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{99}
+}
+
+func (x *ACLTokenDeleteEntry) GetAccessorIds() []string {
+	if x != nil {
+		return x.AccessorIds
+	}
+	return nil
+}
+
+type ACLUserUpsertEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *ACLUser               `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLUserUpsertEntry) Reset() {
+	*x = ACLUserUpsertEntry{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[100]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLUserUpsertEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLUserUpsertEntry) ProtoMessage() {}
+
+func (x *ACLUserUpsertEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[100]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLUserUpsertEntry.ProtoReflect.Descriptor instead.
+func (*ACLUserUpsertEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{100}
+}
+
+func (x *ACLUserUpsertEntry) GetUser() *ACLUser {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+type ACLUserDeleteEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLUserDeleteEntry) Reset() {
+	*x = ACLUserDeleteEntry{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLUserDeleteEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLUserDeleteEntry) ProtoMessage() {}
+
+func (x *ACLUserDeleteEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLUserDeleteEntry.ProtoReflect.Descriptor instead.
+func (*ACLUserDeleteEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{101}
+}
+
+func (x *ACLUserDeleteEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// The bootstrap state (snapshot record): the index of the last bootstrap.
+type ACLBootstrapState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLBootstrapState) Reset() {
+	*x = ACLBootstrapState{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLBootstrapState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLBootstrapState) ProtoMessage() {}
+
+func (x *ACLBootstrapState) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLBootstrapState.ProtoReflect.Descriptor instead.
+func (*ACLBootstrapState) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *ACLBootstrapState) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type ACLBootstrapRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLBootstrapRequest) Reset() {
+	*x = ACLBootstrapRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLBootstrapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLBootstrapRequest) ProtoMessage() {}
+
+func (x *ACLBootstrapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLBootstrapRequest.ProtoReflect.Descriptor instead.
+func (*ACLBootstrapRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{103}
+}
+
+type ACLBootstrapResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token *ACLToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The secret; shown this once, never stored.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ACLBootstrapResponse) Reset() {
+	*x = ACLBootstrapResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[104]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ACLBootstrapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ACLBootstrapResponse) ProtoMessage() {}
+
+func (x *ACLBootstrapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[104]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ACLBootstrapResponse.ProtoReflect.Descriptor instead.
+func (*ACLBootstrapResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{104}
+}
+
+func (x *ACLBootstrapResponse) GetToken() *ACLToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *ACLBootstrapResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type UpsertPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Rules         string                 `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertPolicyRequest) Reset() {
+	*x = UpsertPolicyRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[105]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertPolicyRequest) ProtoMessage() {}
+
+func (x *UpsertPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[105]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertPolicyRequest.ProtoReflect.Descriptor instead.
+func (*UpsertPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{105}
+}
+
+func (x *UpsertPolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpsertPolicyRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *UpsertPolicyRequest) GetRules() string {
+	if x != nil {
+		return x.Rules
+	}
+	return ""
+}
+
+type UpsertPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *ACLPolicy             `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertPolicyResponse) Reset() {
+	*x = UpsertPolicyResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[106]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertPolicyResponse) ProtoMessage() {}
+
+func (x *UpsertPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[106]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertPolicyResponse.ProtoReflect.Descriptor instead.
+func (*UpsertPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{106}
+}
+
+func (x *UpsertPolicyResponse) GetPolicy() *ACLPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type ListPoliciesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesRequest) Reset() {
+	*x = ListPoliciesRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[107]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesRequest) ProtoMessage() {}
+
+func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[107]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{107}
+}
+
+func (x *ListPoliciesRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type ListPoliciesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*ACLPolicy           `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesResponse) Reset() {
+	*x = ListPoliciesResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[108]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesResponse) ProtoMessage() {}
+
+func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[108]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{108}
+}
+
+func (x *ListPoliciesResponse) GetPolicies() []*ACLPolicy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+type GetPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Stale         bool                   `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyRequest) Reset() {
+	*x = GetPolicyRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[109]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyRequest) ProtoMessage() {}
+
+func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[109]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{109}
+}
+
+func (x *GetPolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetPolicyRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type GetPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *ACLPolicy             `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyResponse) Reset() {
+	*x = GetPolicyResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[110]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyResponse) ProtoMessage() {}
+
+func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[110]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{110}
+}
+
+func (x *GetPolicyResponse) GetPolicy() *ACLPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type DeletePolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyRequest) Reset() {
+	*x = DeletePolicyRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[111]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyRequest) ProtoMessage() {}
+
+func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[111]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{111}
+}
+
+func (x *DeletePolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeletePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyResponse) Reset() {
+	*x = DeletePolicyResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[112]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyResponse) ProtoMessage() {}
+
+func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[112]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
+func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{112}
+}
+
+type CreateTokenRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Policies []string               `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Unset or zero: never expires.
+	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Management    bool                 `protobuf:"varint,4,opt,name=management,proto3" json:"management,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenRequest) Reset() {
+	*x = CreateTokenRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[113]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenRequest) ProtoMessage() {}
+
+func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[113]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{113}
+}
+
+func (x *CreateTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *CreateTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *CreateTokenRequest) GetManagement() bool {
+	if x != nil {
+		return x.Management
+	}
+	return false
+}
+
+type CreateTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *ACLToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Secret        string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenResponse) Reset() {
+	*x = CreateTokenResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[114]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenResponse) ProtoMessage() {}
+
+func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[114]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{114}
+}
+
+func (x *CreateTokenResponse) GetToken() *ACLToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *CreateTokenResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[115]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[115]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{115}
+}
+
+func (x *ListTokensRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*ACLToken            `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[116]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[116]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{116}
+}
+
+func (x *ListTokensResponse) GetTokens() []*ACLToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type GetTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An accessor id, or "self" for the caller's own token.
+	AccessorId    string `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	Stale         bool   `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenRequest) Reset() {
+	*x = GetTokenRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[117]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenRequest) ProtoMessage() {}
+
+func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[117]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenRequest.ProtoReflect.Descriptor instead.
+func (*GetTokenRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{117}
+}
+
+func (x *GetTokenRequest) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+func (x *GetTokenRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type GetTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *ACLToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenResponse) Reset() {
+	*x = GetTokenResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[118]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenResponse) ProtoMessage() {}
+
+func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[118]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenResponse.ProtoReflect.Descriptor instead.
+func (*GetTokenResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{118}
+}
+
+func (x *GetTokenResponse) GetToken() *ACLToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+type RevokeTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessorId    string                 `protobuf:"bytes,1,opt,name=accessor_id,json=accessorId,proto3" json:"accessor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[119]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[119]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{119}
+}
+
+func (x *RevokeTokenRequest) GetAccessorId() string {
+	if x != nil {
+		return x.AccessorId
+	}
+	return ""
+}
+
+type RevokeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[120]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[120]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{120}
+}
+
+type CreateUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Policies      []string               `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"`
+	Password      string                 `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserRequest) Reset() {
+	*x = CreateUserRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[121]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserRequest) ProtoMessage() {}
+
+func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[121]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{121}
+}
+
+func (x *CreateUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *CreateUserRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type CreateUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *ACLUser               `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserResponse) Reset() {
+	*x = CreateUserResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[122]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserResponse) ProtoMessage() {}
+
+func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[122]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
+func (*CreateUserResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{122}
+}
+
+func (x *CreateUserResponse) GetUser() *ACLUser {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+type ListUsersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[123]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[123]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{123}
+}
+
+func (x *ListUsersRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+type ListUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*ACLUser             `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[124]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[124]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{124}
+}
+
+func (x *ListUsersResponse) GetUsers() []*ACLUser {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type DeleteUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserRequest) Reset() {
+	*x = DeleteUserRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[125]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserRequest) ProtoMessage() {}
+
+func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[125]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{125}
+}
+
+func (x *DeleteUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserResponse) Reset() {
+	*x = DeleteUserResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[126]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserResponse) ProtoMessage() {}
+
+func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[126]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{126}
+}
+
+type SetPasswordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPasswordRequest) Reset() {
+	*x = SetPasswordRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[127]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswordRequest) ProtoMessage() {}
+
+func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[127]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
+func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{127}
+}
+
+func (x *SetPasswordRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetPasswordRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type SetPasswordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPasswordResponse) Reset() {
+	*x = SetPasswordResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[128]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswordResponse) ProtoMessage() {}
+
+func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[128]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswordResponse.ProtoReflect.Descriptor instead.
+func (*SetPasswordResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{128}
+}
+
+type LoginRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginRequest) Reset() {
+	*x = LoginRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[129]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginRequest) ProtoMessage() {}
+
+func (x *LoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[129]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
+func (*LoginRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{129}
+}
+
+func (x *LoginRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type LoginResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *ACLToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Secret        string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginResponse) Reset() {
+	*x = LoginResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[130]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginResponse) ProtoMessage() {}
+
+func (x *LoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[130]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
+func (*LoginResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{130}
+}
+
+func (x *LoginResponse) GetToken() *ACLToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *LoginResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type LogoutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutRequest) Reset() {
+	*x = LogoutRequest{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[131]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutRequest) ProtoMessage() {}
+
+func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[131]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
+func (*LogoutRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{131}
+}
+
+type LogoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutResponse) Reset() {
+	*x = LogoutResponse{}
+	mi := &file_outpost_v1_outpost_proto_msgTypes[132]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutResponse) ProtoMessage() {}
+
+func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_outpost_proto_msgTypes[132]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
+func (*LogoutResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_outpost_proto_rawDescGZIP(), []int{132}
+}
+
 var File_outpost_v1_outpost_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_outpost_proto_rawDesc = "" +
@@ -7193,7 +9236,131 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x15GossipKeyringResponse\x12.\n" +
 	"\x04keys\x18\x01 \x03(\v2\x1a.outpost.v1.GossipKeyCountR\x04keys\x12\x18\n" +
 	"\aservers\x18\x02 \x01(\rR\aservers\x12\x18\n" +
-	"\arunners\x18\x03 \x01(\rR\arunners2\x9c\x05\n" +
+	"\arunners\x18\x03 \x01(\rR\arunners\"\x9d\x01\n" +
+	"\tACLPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x14\n" +
+	"\x05rules\x18\x03 \x01(\tR\x05rules\x12!\n" +
+	"\fcreate_index\x18\n" +
+	" \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\v \x01(\x04R\vmodifyIndex\"\xbc\x02\n" +
+	"\bACLToken\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpolicies\x18\x04 \x03(\tR\bpolicies\x12\x1e\n" +
+	"\n" +
+	"management\x18\x05 \x01(\bR\n" +
+	"management\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x12\n" +
+	"\x04user\x18\b \x01(\tR\x04user\x12!\n" +
+	"\fcreate_index\x18\n" +
+	" \x01(\x04R\vcreateIndex\"\xa6\x02\n" +
+	"\aACLUser\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12#\n" +
+	"\rpassword_hash\x18\x03 \x01(\fR\fpasswordHash\x12\x12\n" +
+	"\x04salt\x18\x04 \x01(\fR\x04salt\x12\x1d\n" +
+	"\n" +
+	"argon_time\x18\x05 \x01(\rR\targonTime\x12(\n" +
+	"\x10argon_memory_kib\x18\x06 \x01(\rR\x0eargonMemoryKib\x12#\n" +
+	"\rargon_threads\x18\a \x01(\rR\fargonThreads\x12!\n" +
+	"\fcreate_index\x18\n" +
+	" \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\v \x01(\x04R\vmodifyIndex\"`\n" +
+	"\x11ACLBootstrapEntry\x12*\n" +
+	"\x05token\x18\x01 \x01(\v2\x14.outpost.v1.ACLTokenR\x05token\x12\x1f\n" +
+	"\vreset_index\x18\x02 \x01(\x04R\n" +
+	"resetIndex\"E\n" +
+	"\x14ACLPolicyUpsertEntry\x12-\n" +
+	"\x06policy\x18\x01 \x01(\v2\x15.outpost.v1.ACLPolicyR\x06policy\"*\n" +
+	"\x14ACLPolicyDeleteEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"A\n" +
+	"\x13ACLTokenUpsertEntry\x12*\n" +
+	"\x05token\x18\x01 \x01(\v2\x14.outpost.v1.ACLTokenR\x05token\"8\n" +
+	"\x13ACLTokenDeleteEntry\x12!\n" +
+	"\faccessor_ids\x18\x01 \x03(\tR\vaccessorIds\"=\n" +
+	"\x12ACLUserUpsertEntry\x12'\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.outpost.v1.ACLUserR\x04user\"(\n" +
+	"\x12ACLUserDeleteEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\")\n" +
+	"\x11ACLBootstrapState\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x15\n" +
+	"\x13ACLBootstrapRequest\"Z\n" +
+	"\x14ACLBootstrapResponse\x12*\n" +
+	"\x05token\x18\x01 \x01(\v2\x14.outpost.v1.ACLTokenR\x05token\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"a\n" +
+	"\x13UpsertPolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x14\n" +
+	"\x05rules\x18\x03 \x01(\tR\x05rules\"E\n" +
+	"\x14UpsertPolicyResponse\x12-\n" +
+	"\x06policy\x18\x01 \x01(\v2\x15.outpost.v1.ACLPolicyR\x06policy\"+\n" +
+	"\x13ListPoliciesRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"I\n" +
+	"\x14ListPoliciesResponse\x121\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x15.outpost.v1.ACLPolicyR\bpolicies\"<\n" +
+	"\x10GetPolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\"B\n" +
+	"\x11GetPolicyResponse\x12-\n" +
+	"\x06policy\x18\x01 \x01(\v2\x15.outpost.v1.ACLPolicyR\x06policy\")\n" +
+	"\x13DeletePolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14DeletePolicyResponse\"\x91\x01\n" +
+	"\x12CreateTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x1e\n" +
+	"\n" +
+	"management\x18\x04 \x01(\bR\n" +
+	"management\"Y\n" +
+	"\x13CreateTokenResponse\x12*\n" +
+	"\x05token\x18\x01 \x01(\v2\x14.outpost.v1.ACLTokenR\x05token\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\")\n" +
+	"\x11ListTokensRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"B\n" +
+	"\x12ListTokensResponse\x12,\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x14.outpost.v1.ACLTokenR\x06tokens\"H\n" +
+	"\x0fGetTokenRequest\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\">\n" +
+	"\x10GetTokenResponse\x12*\n" +
+	"\x05token\x18\x01 \x01(\v2\x14.outpost.v1.ACLTokenR\x05token\"5\n" +
+	"\x12RevokeTokenRequest\x12\x1f\n" +
+	"\vaccessor_id\x18\x01 \x01(\tR\n" +
+	"accessorId\"\x15\n" +
+	"\x13RevokeTokenResponse\"_\n" +
+	"\x11CreateUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"=\n" +
+	"\x12CreateUserResponse\x12'\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.outpost.v1.ACLUserR\x04user\"(\n" +
+	"\x10ListUsersRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\">\n" +
+	"\x11ListUsersResponse\x12)\n" +
+	"\x05users\x18\x01 \x03(\v2\x13.outpost.v1.ACLUserR\x05users\"'\n" +
+	"\x11DeleteUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12DeleteUserResponse\"D\n" +
+	"\x12SetPasswordRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x15\n" +
+	"\x13SetPasswordResponse\">\n" +
+	"\fLoginRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"S\n" +
+	"\rLoginResponse\x12*\n" +
+	"\x05token\x18\x01 \x01(\v2\x14.outpost.v1.ACLTokenR\x05token\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x0f\n" +
+	"\rLogoutRequest\"\x10\n" +
+	"\x0eLogoutResponse2\x9c\x05\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.outpost.v1.SubmitJobRequest\x1a\x1d.outpost.v1.SubmitJobResponse\x12E\n" +
@@ -7237,7 +9404,27 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"GetProject\x12\x1d.outpost.v1.GetProjectRequest\x1a\x1e.outpost.v1.GetProjectResponse\x12T\n" +
 	"\rDeleteProject\x12 .outpost.v1.DeleteProjectRequest\x1a!.outpost.v1.DeleteProjectResponse2f\n" +
 	"\x0eKeyringService\x12T\n" +
-	"\rGossipKeyring\x12 .outpost.v1.GossipKeyringRequest\x1a!.outpost.v1.GossipKeyringResponseB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
+	"\rGossipKeyring\x12 .outpost.v1.GossipKeyringRequest\x1a!.outpost.v1.GossipKeyringResponse2\x86\t\n" +
+	"\n" +
+	"ACLService\x12N\n" +
+	"\tBootstrap\x12\x1f.outpost.v1.ACLBootstrapRequest\x1a .outpost.v1.ACLBootstrapResponse\x12Q\n" +
+	"\fUpsertPolicy\x12\x1f.outpost.v1.UpsertPolicyRequest\x1a .outpost.v1.UpsertPolicyResponse\x12Q\n" +
+	"\fListPolicies\x12\x1f.outpost.v1.ListPoliciesRequest\x1a .outpost.v1.ListPoliciesResponse\x12H\n" +
+	"\tGetPolicy\x12\x1c.outpost.v1.GetPolicyRequest\x1a\x1d.outpost.v1.GetPolicyResponse\x12Q\n" +
+	"\fDeletePolicy\x12\x1f.outpost.v1.DeletePolicyRequest\x1a .outpost.v1.DeletePolicyResponse\x12N\n" +
+	"\vCreateToken\x12\x1e.outpost.v1.CreateTokenRequest\x1a\x1f.outpost.v1.CreateTokenResponse\x12K\n" +
+	"\n" +
+	"ListTokens\x12\x1d.outpost.v1.ListTokensRequest\x1a\x1e.outpost.v1.ListTokensResponse\x12E\n" +
+	"\bGetToken\x12\x1b.outpost.v1.GetTokenRequest\x1a\x1c.outpost.v1.GetTokenResponse\x12N\n" +
+	"\vRevokeToken\x12\x1e.outpost.v1.RevokeTokenRequest\x1a\x1f.outpost.v1.RevokeTokenResponse\x12K\n" +
+	"\n" +
+	"CreateUser\x12\x1d.outpost.v1.CreateUserRequest\x1a\x1e.outpost.v1.CreateUserResponse\x12H\n" +
+	"\tListUsers\x12\x1c.outpost.v1.ListUsersRequest\x1a\x1d.outpost.v1.ListUsersResponse\x12K\n" +
+	"\n" +
+	"DeleteUser\x12\x1d.outpost.v1.DeleteUserRequest\x1a\x1e.outpost.v1.DeleteUserResponse\x12N\n" +
+	"\vSetPassword\x12\x1e.outpost.v1.SetPasswordRequest\x1a\x1f.outpost.v1.SetPasswordResponse\x12<\n" +
+	"\x05Login\x12\x18.outpost.v1.LoginRequest\x1a\x19.outpost.v1.LoginResponse\x12?\n" +
+	"\x06Logout\x12\x19.outpost.v1.LogoutRequest\x1a\x1a.outpost.v1.LogoutResponseB8Z6github.com/outpost-run/outpost/rpc/outpostv1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_outpost_proto_rawDescOnce sync.Once
@@ -7251,7 +9438,7 @@ func file_outpost_v1_outpost_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_outpost_proto_rawDescData
 }
 
-var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 105)
+var file_outpost_v1_outpost_proto_msgTypes = make([]protoimpl.MessageInfo, 146)
 var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*Step)(nil),                      // 0: outpost.v1.Step
 	(*RetryPolicy)(nil),               // 1: outpost.v1.RetryPolicy
@@ -7345,84 +9532,125 @@ var file_outpost_v1_outpost_proto_goTypes = []any{
 	(*GossipKeyringRequest)(nil),      // 89: outpost.v1.GossipKeyringRequest
 	(*GossipKeyCount)(nil),            // 90: outpost.v1.GossipKeyCount
 	(*GossipKeyringResponse)(nil),     // 91: outpost.v1.GossipKeyringResponse
-	nil,                               // 92: outpost.v1.Step.EnvEntry
-	nil,                               // 93: outpost.v1.Job.VariablesEntry
-	nil,                               // 94: outpost.v1.Job.EnvEntry
-	nil,                               // 95: outpost.v1.Job.TargetLabelsEntry
-	nil,                               // 96: outpost.v1.RunnerProfile.TargetLabelsEntry
-	nil,                               // 97: outpost.v1.RunnerProfile.EnvEntry
-	nil,                               // 98: outpost.v1.Runner.LabelsEntry
-	nil,                               // 99: outpost.v1.RunnerToken.LabelsEntry
-	nil,                               // 100: outpost.v1.SubmitJobRequest.VariablesEntry
-	nil,                               // 101: outpost.v1.Register.LabelsEntry
-	nil,                               // 102: outpost.v1.CreateRunnerTokenRequest.LabelsEntry
-	nil,                               // 103: outpost.v1.StatusResponse.EntriesAppliedEntry
-	nil,                               // 104: outpost.v1.Member.MetaEntry
-	(*durationpb.Duration)(nil),       // 105: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 106: google.protobuf.Timestamp
+	(*ACLPolicy)(nil),                 // 92: outpost.v1.ACLPolicy
+	(*ACLToken)(nil),                  // 93: outpost.v1.ACLToken
+	(*ACLUser)(nil),                   // 94: outpost.v1.ACLUser
+	(*ACLBootstrapEntry)(nil),         // 95: outpost.v1.ACLBootstrapEntry
+	(*ACLPolicyUpsertEntry)(nil),      // 96: outpost.v1.ACLPolicyUpsertEntry
+	(*ACLPolicyDeleteEntry)(nil),      // 97: outpost.v1.ACLPolicyDeleteEntry
+	(*ACLTokenUpsertEntry)(nil),       // 98: outpost.v1.ACLTokenUpsertEntry
+	(*ACLTokenDeleteEntry)(nil),       // 99: outpost.v1.ACLTokenDeleteEntry
+	(*ACLUserUpsertEntry)(nil),        // 100: outpost.v1.ACLUserUpsertEntry
+	(*ACLUserDeleteEntry)(nil),        // 101: outpost.v1.ACLUserDeleteEntry
+	(*ACLBootstrapState)(nil),         // 102: outpost.v1.ACLBootstrapState
+	(*ACLBootstrapRequest)(nil),       // 103: outpost.v1.ACLBootstrapRequest
+	(*ACLBootstrapResponse)(nil),      // 104: outpost.v1.ACLBootstrapResponse
+	(*UpsertPolicyRequest)(nil),       // 105: outpost.v1.UpsertPolicyRequest
+	(*UpsertPolicyResponse)(nil),      // 106: outpost.v1.UpsertPolicyResponse
+	(*ListPoliciesRequest)(nil),       // 107: outpost.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),      // 108: outpost.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),          // 109: outpost.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),         // 110: outpost.v1.GetPolicyResponse
+	(*DeletePolicyRequest)(nil),       // 111: outpost.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),      // 112: outpost.v1.DeletePolicyResponse
+	(*CreateTokenRequest)(nil),        // 113: outpost.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),       // 114: outpost.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),         // 115: outpost.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),        // 116: outpost.v1.ListTokensResponse
+	(*GetTokenRequest)(nil),           // 117: outpost.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),          // 118: outpost.v1.GetTokenResponse
+	(*RevokeTokenRequest)(nil),        // 119: outpost.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),       // 120: outpost.v1.RevokeTokenResponse
+	(*CreateUserRequest)(nil),         // 121: outpost.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),        // 122: outpost.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),          // 123: outpost.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),         // 124: outpost.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),         // 125: outpost.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),        // 126: outpost.v1.DeleteUserResponse
+	(*SetPasswordRequest)(nil),        // 127: outpost.v1.SetPasswordRequest
+	(*SetPasswordResponse)(nil),       // 128: outpost.v1.SetPasswordResponse
+	(*LoginRequest)(nil),              // 129: outpost.v1.LoginRequest
+	(*LoginResponse)(nil),             // 130: outpost.v1.LoginResponse
+	(*LogoutRequest)(nil),             // 131: outpost.v1.LogoutRequest
+	(*LogoutResponse)(nil),            // 132: outpost.v1.LogoutResponse
+	nil,                               // 133: outpost.v1.Step.EnvEntry
+	nil,                               // 134: outpost.v1.Job.VariablesEntry
+	nil,                               // 135: outpost.v1.Job.EnvEntry
+	nil,                               // 136: outpost.v1.Job.TargetLabelsEntry
+	nil,                               // 137: outpost.v1.RunnerProfile.TargetLabelsEntry
+	nil,                               // 138: outpost.v1.RunnerProfile.EnvEntry
+	nil,                               // 139: outpost.v1.Runner.LabelsEntry
+	nil,                               // 140: outpost.v1.RunnerToken.LabelsEntry
+	nil,                               // 141: outpost.v1.SubmitJobRequest.VariablesEntry
+	nil,                               // 142: outpost.v1.Register.LabelsEntry
+	nil,                               // 143: outpost.v1.CreateRunnerTokenRequest.LabelsEntry
+	nil,                               // 144: outpost.v1.StatusResponse.EntriesAppliedEntry
+	nil,                               // 145: outpost.v1.Member.MetaEntry
+	(*durationpb.Duration)(nil),       // 146: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 147: google.protobuf.Timestamp
 }
 var file_outpost_v1_outpost_proto_depIdxs = []int32{
-	92,  // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
-	105, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
-	105, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
-	93,  // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
+	133, // 0: outpost.v1.Step.env:type_name -> outpost.v1.Step.EnvEntry
+	146, // 1: outpost.v1.Step.timeout:type_name -> google.protobuf.Duration
+	146, // 2: outpost.v1.RetryPolicy.delay:type_name -> google.protobuf.Duration
+	134, // 3: outpost.v1.Job.variables:type_name -> outpost.v1.Job.VariablesEntry
 	0,   // 4: outpost.v1.Job.steps:type_name -> outpost.v1.Step
-	94,  // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
-	105, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
-	105, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
+	135, // 5: outpost.v1.Job.env:type_name -> outpost.v1.Job.EnvEntry
+	146, // 6: outpost.v1.Job.timeout:type_name -> google.protobuf.Duration
+	146, // 7: outpost.v1.Job.abort_timeout:type_name -> google.protobuf.Duration
 	1,   // 8: outpost.v1.Job.retry:type_name -> outpost.v1.RetryPolicy
-	95,  // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
+	136, // 9: outpost.v1.Job.target_labels:type_name -> outpost.v1.Job.TargetLabelsEntry
 	6,   // 10: outpost.v1.Job.limits:type_name -> outpost.v1.Limits
 	5,   // 11: outpost.v1.Job.attempt_log:type_name -> outpost.v1.AttemptLog
-	105, // 12: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
-	106, // 13: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	106, // 14: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
-	106, // 15: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	106, // 16: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	106, // 17: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	106, // 18: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
-	106, // 19: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
-	106, // 20: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	146, // 12: outpost.v1.Job.cpu_time:type_name -> google.protobuf.Duration
+	147, // 13: outpost.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	147, // 14: outpost.v1.Job.assigned_at:type_name -> google.protobuf.Timestamp
+	147, // 15: outpost.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	147, // 16: outpost.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	147, // 17: outpost.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	147, // 18: outpost.v1.Job.not_before:type_name -> google.protobuf.Timestamp
+	147, // 19: outpost.v1.Job.done_at:type_name -> google.protobuf.Timestamp
+	147, // 20: outpost.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	3,   // 21: outpost.v1.LogChunk.lines:type_name -> outpost.v1.LogLine
-	96,  // 22: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
-	97,  // 23: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
+	137, // 22: outpost.v1.RunnerProfile.target_labels:type_name -> outpost.v1.RunnerProfile.TargetLabelsEntry
+	138, // 23: outpost.v1.RunnerProfile.env:type_name -> outpost.v1.RunnerProfile.EnvEntry
 	6,   // 24: outpost.v1.RunnerProfile.limits:type_name -> outpost.v1.Limits
-	98,  // 25: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
-	106, // 26: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
-	106, // 27: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
-	106, // 28: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
-	106, // 29: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
-	99,  // 30: outpost.v1.RunnerToken.labels:type_name -> outpost.v1.RunnerToken.LabelsEntry
-	100, // 31: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
+	139, // 25: outpost.v1.Runner.labels:type_name -> outpost.v1.Runner.LabelsEntry
+	147, // 26: outpost.v1.Runner.first_seen:type_name -> google.protobuf.Timestamp
+	147, // 27: outpost.v1.Runner.last_seen:type_name -> google.protobuf.Timestamp
+	147, // 28: outpost.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	147, // 29: outpost.v1.RunnerToken.expires_at:type_name -> google.protobuf.Timestamp
+	140, // 30: outpost.v1.RunnerToken.labels:type_name -> outpost.v1.RunnerToken.LabelsEntry
+	141, // 31: outpost.v1.SubmitJobRequest.variables:type_name -> outpost.v1.SubmitJobRequest.VariablesEntry
 	2,   // 32: outpost.v1.SubmitJobResponse.job:type_name -> outpost.v1.Job
-	105, // 33: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
+	146, // 33: outpost.v1.GetJobRequest.wait:type_name -> google.protobuf.Duration
 	2,   // 34: outpost.v1.GetJobResponse.job:type_name -> outpost.v1.Job
-	106, // 35: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
-	106, // 36: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
+	147, // 35: outpost.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
+	147, // 36: outpost.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
 	2,   // 37: outpost.v1.ListJobsResponse.jobs:type_name -> outpost.v1.Job
 	2,   // 38: outpost.v1.PinJobResponse.job:type_name -> outpost.v1.Job
-	105, // 39: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
+	146, // 39: outpost.v1.GarbageCollectRequest.older_than:type_name -> google.protobuf.Duration
 	2,   // 40: outpost.v1.CancelJobResponse.job:type_name -> outpost.v1.Job
 	4,   // 41: outpost.v1.ReadLogsResponse.chunks:type_name -> outpost.v1.LogChunk
 	2,   // 42: outpost.v1.RetryJobResponse.job:type_name -> outpost.v1.Job
-	101, // 43: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
+	142, // 43: outpost.v1.Register.labels:type_name -> outpost.v1.Register.LabelsEntry
 	29,  // 44: outpost.v1.Register.running:type_name -> outpost.v1.RunningJob
 	29,  // 45: outpost.v1.Register.unacked:type_name -> outpost.v1.RunningJob
 	29,  // 46: outpost.v1.Heartbeat.running:type_name -> outpost.v1.RunningJob
 	29,  // 47: outpost.v1.Heartbeat.unacked:type_name -> outpost.v1.RunningJob
-	106, // 48: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
+	147, // 48: outpost.v1.JobStarted.time:type_name -> google.protobuf.Timestamp
 	3,   // 49: outpost.v1.JobLogs.lines:type_name -> outpost.v1.LogLine
-	106, // 50: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
+	147, // 50: outpost.v1.JobFinished.time:type_name -> google.protobuf.Timestamp
 	3,   // 51: outpost.v1.JobFinished.lines:type_name -> outpost.v1.LogLine
-	105, // 52: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
+	146, // 52: outpost.v1.JobFinished.cpu_time:type_name -> google.protobuf.Duration
 	33,  // 53: outpost.v1.JobFinished.final_log:type_name -> outpost.v1.JobLogs
 	30,  // 54: outpost.v1.RunnerMessage.register:type_name -> outpost.v1.Register
 	31,  // 55: outpost.v1.RunnerMessage.heartbeat:type_name -> outpost.v1.Heartbeat
 	32,  // 56: outpost.v1.RunnerMessage.started:type_name -> outpost.v1.JobStarted
 	33,  // 57: outpost.v1.RunnerMessage.logs:type_name -> outpost.v1.JobLogs
 	34,  // 58: outpost.v1.RunnerMessage.finished:type_name -> outpost.v1.JobFinished
-	105, // 59: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	105, // 60: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
+	146, // 59: outpost.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	146, // 60: outpost.v1.Registered.lease_period:type_name -> google.protobuf.Duration
 	2,   // 61: outpost.v1.Assign.job:type_name -> outpost.v1.Job
 	36,  // 62: outpost.v1.ServerMessage.registered:type_name -> outpost.v1.Registered
 	37,  // 63: outpost.v1.ServerMessage.assign:type_name -> outpost.v1.Assign
@@ -7434,11 +9662,11 @@ var file_outpost_v1_outpost_proto_depIdxs = []int32{
 	9,   // 69: outpost.v1.GetRunnerResponse.runner:type_name -> outpost.v1.Runner
 	2,   // 70: outpost.v1.GetRunnerResponse.jobs:type_name -> outpost.v1.Job
 	9,   // 71: outpost.v1.RunnerActionResponse.runner:type_name -> outpost.v1.Runner
-	105, // 72: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
-	102, // 73: outpost.v1.CreateRunnerTokenRequest.labels:type_name -> outpost.v1.CreateRunnerTokenRequest.LabelsEntry
+	146, // 72: outpost.v1.CreateRunnerTokenRequest.ttl:type_name -> google.protobuf.Duration
+	143, // 73: outpost.v1.CreateRunnerTokenRequest.labels:type_name -> outpost.v1.CreateRunnerTokenRequest.LabelsEntry
 	10,  // 74: outpost.v1.CreateRunnerTokenResponse.info:type_name -> outpost.v1.RunnerToken
-	103, // 75: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
-	104, // 76: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
+	144, // 75: outpost.v1.StatusResponse.entries_applied:type_name -> outpost.v1.StatusResponse.EntriesAppliedEntry
+	145, // 76: outpost.v1.Member.meta:type_name -> outpost.v1.Member.MetaEntry
 	53,  // 77: outpost.v1.MembersResponse.members:type_name -> outpost.v1.Member
 	56,  // 78: outpost.v1.RaftPeersResponse.peers:type_name -> outpost.v1.RaftPeer
 	62,  // 79: outpost.v1.ApplyResponse.report_errors:type_name -> outpost.v1.ReportError
@@ -7450,77 +9678,124 @@ var file_outpost_v1_outpost_proto_depIdxs = []int32{
 	8,   // 85: outpost.v1.ListProjectsResponse.projects:type_name -> outpost.v1.Project
 	8,   // 86: outpost.v1.GetProjectResponse.project:type_name -> outpost.v1.Project
 	10,  // 87: outpost.v1.ListRunnerTokensResponse.tokens:type_name -> outpost.v1.RunnerToken
-	106, // 88: outpost.v1.RunnerTombstone.forgotten_at:type_name -> google.protobuf.Timestamp
+	147, // 88: outpost.v1.RunnerTombstone.forgotten_at:type_name -> google.protobuf.Timestamp
 	90,  // 89: outpost.v1.GossipKeyringResponse.keys:type_name -> outpost.v1.GossipKeyCount
-	11,  // 90: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
-	27,  // 91: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
-	13,  // 92: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
-	15,  // 93: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
-	23,  // 94: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
-	25,  // 95: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
-	17,  // 96: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
-	19,  // 97: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
-	21,  // 98: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
-	35,  // 99: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
-	42,  // 100: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
-	44,  // 101: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
-	46,  // 102: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
-	48,  // 103: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
-	83,  // 104: outpost.v1.RunnerService.ListRunnerTokens:input_type -> outpost.v1.ListRunnerTokensRequest
-	85,  // 105: outpost.v1.RunnerService.RevokeRunnerToken:input_type -> outpost.v1.RevokeRunnerTokenRequest
-	50,  // 106: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
-	52,  // 107: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
-	55,  // 108: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
-	58,  // 109: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
-	60,  // 110: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
-	63,  // 111: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
-	65,  // 112: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
-	67,  // 113: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
-	69,  // 114: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
-	71,  // 115: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
-	73,  // 116: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
-	75,  // 117: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
-	77,  // 118: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
-	79,  // 119: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
-	81,  // 120: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
-	89,  // 121: outpost.v1.KeyringService.GossipKeyring:input_type -> outpost.v1.GossipKeyringRequest
-	12,  // 122: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
-	28,  // 123: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
-	14,  // 124: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
-	16,  // 125: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
-	24,  // 126: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
-	26,  // 127: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
-	18,  // 128: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
-	20,  // 129: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
-	22,  // 130: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
-	41,  // 131: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
-	43,  // 132: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
-	45,  // 133: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
-	47,  // 134: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
-	49,  // 135: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
-	84,  // 136: outpost.v1.RunnerService.ListRunnerTokens:output_type -> outpost.v1.ListRunnerTokensResponse
-	86,  // 137: outpost.v1.RunnerService.RevokeRunnerToken:output_type -> outpost.v1.RevokeRunnerTokenResponse
-	51,  // 138: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
-	54,  // 139: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
-	57,  // 140: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
-	59,  // 141: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
-	61,  // 142: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
-	64,  // 143: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
-	66,  // 144: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
-	68,  // 145: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
-	70,  // 146: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
-	72,  // 147: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
-	74,  // 148: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
-	76,  // 149: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
-	78,  // 150: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
-	80,  // 151: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
-	82,  // 152: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
-	91,  // 153: outpost.v1.KeyringService.GossipKeyring:output_type -> outpost.v1.GossipKeyringResponse
-	122, // [122:154] is the sub-list for method output_type
-	90,  // [90:122] is the sub-list for method input_type
-	90,  // [90:90] is the sub-list for extension type_name
-	90,  // [90:90] is the sub-list for extension extendee
-	0,   // [0:90] is the sub-list for field type_name
+	147, // 90: outpost.v1.ACLToken.created_at:type_name -> google.protobuf.Timestamp
+	147, // 91: outpost.v1.ACLToken.expires_at:type_name -> google.protobuf.Timestamp
+	93,  // 92: outpost.v1.ACLBootstrapEntry.token:type_name -> outpost.v1.ACLToken
+	92,  // 93: outpost.v1.ACLPolicyUpsertEntry.policy:type_name -> outpost.v1.ACLPolicy
+	93,  // 94: outpost.v1.ACLTokenUpsertEntry.token:type_name -> outpost.v1.ACLToken
+	94,  // 95: outpost.v1.ACLUserUpsertEntry.user:type_name -> outpost.v1.ACLUser
+	93,  // 96: outpost.v1.ACLBootstrapResponse.token:type_name -> outpost.v1.ACLToken
+	92,  // 97: outpost.v1.UpsertPolicyResponse.policy:type_name -> outpost.v1.ACLPolicy
+	92,  // 98: outpost.v1.ListPoliciesResponse.policies:type_name -> outpost.v1.ACLPolicy
+	92,  // 99: outpost.v1.GetPolicyResponse.policy:type_name -> outpost.v1.ACLPolicy
+	146, // 100: outpost.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	93,  // 101: outpost.v1.CreateTokenResponse.token:type_name -> outpost.v1.ACLToken
+	93,  // 102: outpost.v1.ListTokensResponse.tokens:type_name -> outpost.v1.ACLToken
+	93,  // 103: outpost.v1.GetTokenResponse.token:type_name -> outpost.v1.ACLToken
+	94,  // 104: outpost.v1.CreateUserResponse.user:type_name -> outpost.v1.ACLUser
+	94,  // 105: outpost.v1.ListUsersResponse.users:type_name -> outpost.v1.ACLUser
+	93,  // 106: outpost.v1.LoginResponse.token:type_name -> outpost.v1.ACLToken
+	11,  // 107: outpost.v1.JobService.SubmitJob:input_type -> outpost.v1.SubmitJobRequest
+	27,  // 108: outpost.v1.JobService.RetryJob:input_type -> outpost.v1.RetryJobRequest
+	13,  // 109: outpost.v1.JobService.GetJob:input_type -> outpost.v1.GetJobRequest
+	15,  // 110: outpost.v1.JobService.ListJobs:input_type -> outpost.v1.ListJobsRequest
+	23,  // 111: outpost.v1.JobService.CancelJob:input_type -> outpost.v1.CancelJobRequest
+	25,  // 112: outpost.v1.JobService.ReadLogs:input_type -> outpost.v1.ReadLogsRequest
+	17,  // 113: outpost.v1.JobService.DeleteJob:input_type -> outpost.v1.DeleteJobRequest
+	19,  // 114: outpost.v1.JobService.PinJob:input_type -> outpost.v1.PinJobRequest
+	21,  // 115: outpost.v1.JobService.GarbageCollect:input_type -> outpost.v1.GarbageCollectRequest
+	35,  // 116: outpost.v1.RunnerService.Connect:input_type -> outpost.v1.RunnerMessage
+	42,  // 117: outpost.v1.RunnerService.ListRunners:input_type -> outpost.v1.ListRunnersRequest
+	44,  // 118: outpost.v1.RunnerService.GetRunner:input_type -> outpost.v1.GetRunnerRequest
+	46,  // 119: outpost.v1.RunnerService.RunnerAction:input_type -> outpost.v1.RunnerActionRequest
+	48,  // 120: outpost.v1.RunnerService.CreateRunnerToken:input_type -> outpost.v1.CreateRunnerTokenRequest
+	83,  // 121: outpost.v1.RunnerService.ListRunnerTokens:input_type -> outpost.v1.ListRunnerTokensRequest
+	85,  // 122: outpost.v1.RunnerService.RevokeRunnerToken:input_type -> outpost.v1.RevokeRunnerTokenRequest
+	50,  // 123: outpost.v1.AgentService.Status:input_type -> outpost.v1.StatusRequest
+	52,  // 124: outpost.v1.OperatorService.Members:input_type -> outpost.v1.MembersRequest
+	55,  // 125: outpost.v1.OperatorService.RaftPeers:input_type -> outpost.v1.RaftPeersRequest
+	58,  // 126: outpost.v1.OperatorService.RemovePeer:input_type -> outpost.v1.RemovePeerRequest
+	60,  // 127: outpost.v1.ClusterService.Apply:input_type -> outpost.v1.ApplyRequest
+	63,  // 128: outpost.v1.ClusterService.ReadIndex:input_type -> outpost.v1.ReadIndexRequest
+	65,  // 129: outpost.v1.ClusterService.RunnerHeartbeats:input_type -> outpost.v1.RunnerHeartbeatsRequest
+	67,  // 130: outpost.v1.ProjectService.SetProfile:input_type -> outpost.v1.SetProfileRequest
+	69,  // 131: outpost.v1.ProjectService.ListProfiles:input_type -> outpost.v1.ListProfilesRequest
+	71,  // 132: outpost.v1.ProjectService.GetProfile:input_type -> outpost.v1.GetProfileRequest
+	73,  // 133: outpost.v1.ProjectService.DeleteProfile:input_type -> outpost.v1.DeleteProfileRequest
+	75,  // 134: outpost.v1.ProjectService.ApplyProject:input_type -> outpost.v1.ApplyProjectRequest
+	77,  // 135: outpost.v1.ProjectService.ListProjects:input_type -> outpost.v1.ListProjectsRequest
+	79,  // 136: outpost.v1.ProjectService.GetProject:input_type -> outpost.v1.GetProjectRequest
+	81,  // 137: outpost.v1.ProjectService.DeleteProject:input_type -> outpost.v1.DeleteProjectRequest
+	89,  // 138: outpost.v1.KeyringService.GossipKeyring:input_type -> outpost.v1.GossipKeyringRequest
+	103, // 139: outpost.v1.ACLService.Bootstrap:input_type -> outpost.v1.ACLBootstrapRequest
+	105, // 140: outpost.v1.ACLService.UpsertPolicy:input_type -> outpost.v1.UpsertPolicyRequest
+	107, // 141: outpost.v1.ACLService.ListPolicies:input_type -> outpost.v1.ListPoliciesRequest
+	109, // 142: outpost.v1.ACLService.GetPolicy:input_type -> outpost.v1.GetPolicyRequest
+	111, // 143: outpost.v1.ACLService.DeletePolicy:input_type -> outpost.v1.DeletePolicyRequest
+	113, // 144: outpost.v1.ACLService.CreateToken:input_type -> outpost.v1.CreateTokenRequest
+	115, // 145: outpost.v1.ACLService.ListTokens:input_type -> outpost.v1.ListTokensRequest
+	117, // 146: outpost.v1.ACLService.GetToken:input_type -> outpost.v1.GetTokenRequest
+	119, // 147: outpost.v1.ACLService.RevokeToken:input_type -> outpost.v1.RevokeTokenRequest
+	121, // 148: outpost.v1.ACLService.CreateUser:input_type -> outpost.v1.CreateUserRequest
+	123, // 149: outpost.v1.ACLService.ListUsers:input_type -> outpost.v1.ListUsersRequest
+	125, // 150: outpost.v1.ACLService.DeleteUser:input_type -> outpost.v1.DeleteUserRequest
+	127, // 151: outpost.v1.ACLService.SetPassword:input_type -> outpost.v1.SetPasswordRequest
+	129, // 152: outpost.v1.ACLService.Login:input_type -> outpost.v1.LoginRequest
+	131, // 153: outpost.v1.ACLService.Logout:input_type -> outpost.v1.LogoutRequest
+	12,  // 154: outpost.v1.JobService.SubmitJob:output_type -> outpost.v1.SubmitJobResponse
+	28,  // 155: outpost.v1.JobService.RetryJob:output_type -> outpost.v1.RetryJobResponse
+	14,  // 156: outpost.v1.JobService.GetJob:output_type -> outpost.v1.GetJobResponse
+	16,  // 157: outpost.v1.JobService.ListJobs:output_type -> outpost.v1.ListJobsResponse
+	24,  // 158: outpost.v1.JobService.CancelJob:output_type -> outpost.v1.CancelJobResponse
+	26,  // 159: outpost.v1.JobService.ReadLogs:output_type -> outpost.v1.ReadLogsResponse
+	18,  // 160: outpost.v1.JobService.DeleteJob:output_type -> outpost.v1.DeleteJobResponse
+	20,  // 161: outpost.v1.JobService.PinJob:output_type -> outpost.v1.PinJobResponse
+	22,  // 162: outpost.v1.JobService.GarbageCollect:output_type -> outpost.v1.GarbageCollectResponse
+	41,  // 163: outpost.v1.RunnerService.Connect:output_type -> outpost.v1.ServerMessage
+	43,  // 164: outpost.v1.RunnerService.ListRunners:output_type -> outpost.v1.ListRunnersResponse
+	45,  // 165: outpost.v1.RunnerService.GetRunner:output_type -> outpost.v1.GetRunnerResponse
+	47,  // 166: outpost.v1.RunnerService.RunnerAction:output_type -> outpost.v1.RunnerActionResponse
+	49,  // 167: outpost.v1.RunnerService.CreateRunnerToken:output_type -> outpost.v1.CreateRunnerTokenResponse
+	84,  // 168: outpost.v1.RunnerService.ListRunnerTokens:output_type -> outpost.v1.ListRunnerTokensResponse
+	86,  // 169: outpost.v1.RunnerService.RevokeRunnerToken:output_type -> outpost.v1.RevokeRunnerTokenResponse
+	51,  // 170: outpost.v1.AgentService.Status:output_type -> outpost.v1.StatusResponse
+	54,  // 171: outpost.v1.OperatorService.Members:output_type -> outpost.v1.MembersResponse
+	57,  // 172: outpost.v1.OperatorService.RaftPeers:output_type -> outpost.v1.RaftPeersResponse
+	59,  // 173: outpost.v1.OperatorService.RemovePeer:output_type -> outpost.v1.RemovePeerResponse
+	61,  // 174: outpost.v1.ClusterService.Apply:output_type -> outpost.v1.ApplyResponse
+	64,  // 175: outpost.v1.ClusterService.ReadIndex:output_type -> outpost.v1.ReadIndexResponse
+	66,  // 176: outpost.v1.ClusterService.RunnerHeartbeats:output_type -> outpost.v1.RunnerHeartbeatsResponse
+	68,  // 177: outpost.v1.ProjectService.SetProfile:output_type -> outpost.v1.SetProfileResponse
+	70,  // 178: outpost.v1.ProjectService.ListProfiles:output_type -> outpost.v1.ListProfilesResponse
+	72,  // 179: outpost.v1.ProjectService.GetProfile:output_type -> outpost.v1.GetProfileResponse
+	74,  // 180: outpost.v1.ProjectService.DeleteProfile:output_type -> outpost.v1.DeleteProfileResponse
+	76,  // 181: outpost.v1.ProjectService.ApplyProject:output_type -> outpost.v1.ApplyProjectResponse
+	78,  // 182: outpost.v1.ProjectService.ListProjects:output_type -> outpost.v1.ListProjectsResponse
+	80,  // 183: outpost.v1.ProjectService.GetProject:output_type -> outpost.v1.GetProjectResponse
+	82,  // 184: outpost.v1.ProjectService.DeleteProject:output_type -> outpost.v1.DeleteProjectResponse
+	91,  // 185: outpost.v1.KeyringService.GossipKeyring:output_type -> outpost.v1.GossipKeyringResponse
+	104, // 186: outpost.v1.ACLService.Bootstrap:output_type -> outpost.v1.ACLBootstrapResponse
+	106, // 187: outpost.v1.ACLService.UpsertPolicy:output_type -> outpost.v1.UpsertPolicyResponse
+	108, // 188: outpost.v1.ACLService.ListPolicies:output_type -> outpost.v1.ListPoliciesResponse
+	110, // 189: outpost.v1.ACLService.GetPolicy:output_type -> outpost.v1.GetPolicyResponse
+	112, // 190: outpost.v1.ACLService.DeletePolicy:output_type -> outpost.v1.DeletePolicyResponse
+	114, // 191: outpost.v1.ACLService.CreateToken:output_type -> outpost.v1.CreateTokenResponse
+	116, // 192: outpost.v1.ACLService.ListTokens:output_type -> outpost.v1.ListTokensResponse
+	118, // 193: outpost.v1.ACLService.GetToken:output_type -> outpost.v1.GetTokenResponse
+	120, // 194: outpost.v1.ACLService.RevokeToken:output_type -> outpost.v1.RevokeTokenResponse
+	122, // 195: outpost.v1.ACLService.CreateUser:output_type -> outpost.v1.CreateUserResponse
+	124, // 196: outpost.v1.ACLService.ListUsers:output_type -> outpost.v1.ListUsersResponse
+	126, // 197: outpost.v1.ACLService.DeleteUser:output_type -> outpost.v1.DeleteUserResponse
+	128, // 198: outpost.v1.ACLService.SetPassword:output_type -> outpost.v1.SetPasswordResponse
+	130, // 199: outpost.v1.ACLService.Login:output_type -> outpost.v1.LoginResponse
+	132, // 200: outpost.v1.ACLService.Logout:output_type -> outpost.v1.LogoutResponse
+	154, // [154:201] is the sub-list for method output_type
+	107, // [107:154] is the sub-list for method input_type
+	107, // [107:107] is the sub-list for extension type_name
+	107, // [107:107] is the sub-list for extension extendee
+	0,   // [0:107] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_outpost_proto_init() }
@@ -7549,9 +9824,9 @@ func file_outpost_v1_outpost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_outpost_proto_rawDesc), len(file_outpost_v1_outpost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   105,
+			NumMessages:   146,
 			NumExtensions: 0,
-			NumServices:   7,
+			NumServices:   8,
 		},
 		GoTypes:           file_outpost_v1_outpost_proto_goTypes,
 		DependencyIndexes: file_outpost_v1_outpost_proto_depIdxs,

@@ -94,6 +94,14 @@ type Backend interface {
 	RaftPeers(ctx context.Context, stale bool) (*pb.RaftPeersResponse, error)
 	// RemovePeer removes a server from the Raft configuration.
 	RemovePeer(ctx context.Context, id string) error
+
+	// ACL is this server's ACL settings.
+	ACL() ACLSettings
+	// ACLBootstrapReset is the reset index an operator wrote to
+	// <data_dir>/acl-bootstrap-reset, 0 when there is no such file;
+	// ClearACLBootstrapReset removes the file once it has been used.
+	ACLBootstrapReset() (uint64, error)
+	ClearACLBootstrapReset()
 }
 
 // KeyHolders counts gossip members by role.

@@ -25,12 +25,17 @@ const (
 // protocol (JSON or protobuf over HTTP/1.1 or HTTP/2, so curl works), gRPC
 // and gRPC-Web. interceptors wrap every service, the first outermost: the
 // audit log's comes first, so it sees what the others decide.
-func Register(mux *http.ServeMux, b Backend, logger hclog.Logger, interceptors ...connect.Interceptor) {
+//
+// Every service runs behind one ACL guard (acl_guard.go), innermost,
+// which checks each call against methodRules; Register returns it so the
+// agent can put its other endpoints behind it too (Guard.HTTP).
+func Register(mux *http.ServeMux, b Backend, logger hclog.Logger, interceptors ...connect.Interceptor) *Guard {
+	guard := NewGuard(b, logger.Named("acl"))
 	// Compressing small messages costs more CPU than it saves on the
 	// loopback and LAN links outpost runs on; big ones (job lists, logs)
 	// still are. JSON is parsed strictly (strictJSON): it is what people
 	// send.
-	wrap := connect.WithInterceptors(interceptors...)
+	wrap := connect.WithInterceptors(append(interceptors, guard.Interceptor())...)
 	opts := append([]connect.HandlerOption{wrap, connect.WithReadMaxBytes(maxMessageBytes), connect.WithCompressMinBytes(32 << 10)}, strictJSONCodecs()...)
 	public := func(path string, h http.Handler) { mux.Handle(path, limitUnaryBody(h, maxMessageBytes)) }
 	public(outpostv1connect.NewJobServiceHandler(&JobService{b: b, projects: project.NewCache(parsedProjects)}, opts...))
@@ -39,11 +44,13 @@ func Register(mux *http.ServeMux, b Backend, logger hclog.Logger, interceptors .
 	public(outpostv1connect.NewAgentServiceHandler(&AgentService{b: b}, opts...))
 	public(outpostv1connect.NewOperatorServiceHandler(&OperatorService{b: b}, opts...))
 	public(outpostv1connect.NewProjectServiceHandler(&ProjectService{b: b}, opts...))
+	public(outpostv1connect.NewACLServiceHandler(NewACLService(b), opts...))
 	public(outpostv1connect.NewKeyringServiceHandler(&KeyringService{b: b}, opts...))
 	// Only servers call the cluster service, in binary; its JSON stays
 	// connect's lenient one.
 	path, h := outpostv1connect.NewClusterServiceHandler(&ClusterService{b: b}, wrap, connect.WithReadMaxBytes(maxClusterMessageBytes), connect.WithCompressMinBytes(32<<10))
 	mux.Handle(path, requireRole(serverRoles, limitUnaryBody(h, maxClusterMessageBytes)))
+	return guard
 }
 
 // The role gates of the HTTP port, over TLS (a plain port is -dev's or

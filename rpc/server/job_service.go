@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outpost-run/outpost/acl"
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/internal/validate"
@@ -119,6 +120,9 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	if err := authorize(ctx, acl.AreaProject, acl.Submit, proj.Name); err != nil {
+		return nil, err
+	}
 	resolved, err := proj.Resolve(m.Job, m.Variables, m.Workspace)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
@@ -219,7 +223,7 @@ func applyProfile(st *state.Store, job *pb.Job, r *project.ResolvedJob) error {
 
 // RetryJob runs a finished job again as a new attempt.
 func (s *JobService) RetryJob(ctx context.Context, req *connect.Request[pb.RetryJobRequest]) (*connect.Response[pb.RetryJobResponse], error) {
-	j, err := s.jobToChange(ctx, req.Msg.Id)
+	j, err := s.jobToChange(ctx, req.Msg.Id, acl.Submit)
 	if err != nil {
 		return nil, err
 	}
@@ -253,6 +257,9 @@ func (s *JobService) GetJob(ctx context.Context, req *connect.Request[pb.GetJobR
 		j, err := s.b.State().JobByID(ws, m.Id)
 		if err != nil {
 			return nil, toConnect(err)
+		}
+		if err := authorize(ctx, acl.AreaProject, acl.Read, j.Project); err != nil {
+			return nil, err
 		}
 		if m.WaitIndex == 0 || j.ModifyIndex > m.WaitIndex || watchOrTimeout(ctx, ws) {
 			return connect.NewResponse(&pb.GetJobResponse{Job: j, Index: j.ModifyIndex}), nil
@@ -293,6 +300,13 @@ func (s *JobService) ListJobs(ctx context.Context, req *connect.Request[pb.ListJ
 	if err != nil {
 		return nil, err
 	}
+	if m.Project != "" {
+		if err := authorize(ctx, acl.AreaProject, acl.Read, m.Project); err != nil {
+			return nil, err
+		}
+	} else if !authzFrom(ctx).IsManagement() {
+		f.ProjectAllowed = func(p string) bool { return canRead(ctx, p) }
+	}
 	if err := s.b.ReadBarrier(ctx, m.Stale); err != nil {
 		return nil, toConnect(err)
 	}
@@ -326,7 +340,7 @@ func validStatus(s string) bool {
 // jobToChange resolves id (a full id or a unique prefix) to the job a
 // write is about, on a state that has every write before this request.
 // Its errors are ready for the caller.
-func (s *JobService) jobToChange(ctx context.Context, id string) (*pb.Job, error) {
+func (s *JobService) jobToChange(ctx context.Context, id string, need acl.Level) (*pb.Job, error) {
 	if id == "" {
 		return nil, invalid("id: a job id is required")
 	}
@@ -337,13 +351,16 @@ func (s *JobService) jobToChange(ctx context.Context, id string) (*pb.Job, error
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	if err := authorize(ctx, acl.AreaProject, need, j.Project); err != nil {
+		return nil, err
+	}
 	return j, nil
 }
 
 // CancelJob asks a job to stop.
 func (s *JobService) CancelJob(ctx context.Context, req *connect.Request[pb.CancelJobRequest]) (*connect.Response[pb.CancelJobResponse], error) {
 	m := req.Msg
-	j, err := s.jobToChange(ctx, m.Id)
+	j, err := s.jobToChange(ctx, m.Id, acl.Submit)
 	if err != nil {
 		return nil, err
 	}
@@ -379,6 +396,9 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 		if err != nil {
 			return toConnect(err)
 		}
+		if err := authorize(ctx, acl.AreaProject, acl.Read, j.Project); err != nil {
+			return err
+		}
 		chunks := st.LogChunks(ws, j.Id, after)
 		if len(chunks) > 0 || !m.Follow {
 			resp := &pb.ReadLogsResponse{Chunks: readerLines(chunks), Status: j.Status, Truncated: j.LogsTruncated}
@@ -412,7 +432,7 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 // DeleteJob removes one finished job and its logs, leaving a tombstone so
 // its id is not used again.
 func (s *JobService) DeleteJob(ctx context.Context, req *connect.Request[pb.DeleteJobRequest]) (*connect.Response[pb.DeleteJobResponse], error) {
-	j, err := s.jobToChange(ctx, req.Msg.Id)
+	j, err := s.jobToChange(ctx, req.Msg.Id, acl.Admin)
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +445,7 @@ func (s *JobService) DeleteJob(ctx context.Context, req *connect.Request[pb.Dele
 
 // PinJob pins or unpins a job.
 func (s *JobService) PinJob(ctx context.Context, req *connect.Request[pb.PinJobRequest]) (*connect.Response[pb.PinJobResponse], error) {
-	j, err := s.jobToChange(ctx, req.Msg.Id)
+	j, err := s.jobToChange(ctx, req.Msg.Id, acl.Submit)
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +461,6 @@ func (s *JobService) PinJob(ctx context.Context, req *connect.Request[pb.PinJobR
 
 // GarbageCollect runs a garbage-collection pass now. The leader runs it
 // (it picks the jobs, by its clock), so another server hands the call on.
-// Once ACLs exist this takes the operator's write right.
 func (s *JobService) GarbageCollect(ctx context.Context, req *connect.Request[pb.GarbageCollectRequest]) (*connect.Response[pb.GarbageCollectResponse], error) {
 	var olderThan *time.Duration
 	if req.Msg.OlderThan != nil {
@@ -462,7 +481,7 @@ func (s *JobService) GarbageCollect(ctx context.Context, req *connect.Request[pb
 		}
 		l := s.leader
 		s.leaderMu.Unlock()
-		return l.GarbageCollect(ctx, connect.NewRequest(req.Msg))
+		return l.GarbageCollect(ctx, forwarded(req))
 	}
 	resp, err := s.b.CollectJobs(ctx, olderThan)
 	if err != nil {

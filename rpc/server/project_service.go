@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-run/outpost/acl"
 	"github.com/outpost-run/outpost/fsm"
 	"github.com/outpost-run/outpost/fsm/state"
 	"github.com/outpost-run/outpost/jobspec/profile"
@@ -121,6 +123,9 @@ func (s *ProjectService) ApplyProject(ctx context.Context, req *connect.Request[
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	if err := authorize(ctx, acl.AreaProject, acl.Admin, p.Name); err != nil {
+		return nil, err
+	}
 	stored := &pb.Project{Name: p.Name, Filename: name, Source: m.Source}
 	if _, err := s.b.Apply(ctx, fsm.UpsertProjectType, &pb.UpsertProjectEntry{Project: stored}); err != nil {
 		return nil, toConnect(err)
@@ -137,7 +142,11 @@ func (s *ProjectService) ListProjects(ctx context.Context, req *connect.Request[
 	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {
 		return nil, toConnect(err)
 	}
-	page, next, err := keyPage(s.b.State().Projects(nil), func(p *pb.Project) string { return p.Name }, tokenProjects, "project", req.Msg.PageToken, req.Msg.PageSize)
+	projects := s.b.State().Projects(nil)
+	if !authzFrom(ctx).IsManagement() {
+		projects = slices.DeleteFunc(projects, func(p *pb.Project) bool { return !canRead(ctx, p.Name) })
+	}
+	page, next, err := keyPage(projects, func(p *pb.Project) string { return p.Name }, tokenProjects, "project", req.Msg.PageToken, req.Msg.PageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +157,9 @@ func (s *ProjectService) ListProjects(ctx context.Context, req *connect.Request[
 func (s *ProjectService) GetProject(ctx context.Context, req *connect.Request[pb.GetProjectRequest]) (*connect.Response[pb.GetProjectResponse], error) {
 	if req.Msg.Name == "" {
 		return nil, invalid("name: a project name is required")
+	}
+	if err := authorize(ctx, acl.AreaProject, acl.Read, req.Msg.Name); err != nil {
+		return nil, err
 	}
 	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {
 		return nil, toConnect(err)
@@ -167,6 +179,9 @@ func (s *ProjectService) GetProject(ctx context.Context, req *connect.Request[pb
 func (s *ProjectService) DeleteProject(ctx context.Context, req *connect.Request[pb.DeleteProjectRequest]) (*connect.Response[pb.DeleteProjectResponse], error) {
 	if req.Msg.Name == "" {
 		return nil, invalid("name: a project name is required")
+	}
+	if err := authorize(ctx, acl.AreaProject, acl.Admin, req.Msg.Name); err != nil {
+		return nil, err
 	}
 	if _, err := s.b.Apply(ctx, fsm.DeleteProjectType, &pb.DeleteProjectEntry{Name: req.Msg.Name}); err != nil {
 		if errors.Is(err, state.ErrNotFound) {

@@ -60,7 +60,7 @@ func (s *RunnerService) ListRunners(ctx context.Context, req *connect.Request[pb
 		if l, err := s.onLeader(ctx); err != nil {
 			return nil, toConnect(err)
 		} else if l != nil {
-			return l.ListRunners(ctx, connect.NewRequest(req.Msg))
+			return l.ListRunners(ctx, forwarded(req))
 		}
 	}
 	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {
@@ -114,7 +114,7 @@ func (s *RunnerService) GetRunner(ctx context.Context, req *connect.Request[pb.G
 		if l, err := s.onLeader(ctx); err != nil {
 			return nil, toConnect(err)
 		} else if l != nil {
-			return l.GetRunner(ctx, connect.NewRequest(req.Msg))
+			return l.GetRunner(ctx, forwarded(req))
 		}
 	}
 	if err := s.b.ReadBarrier(ctx, req.Msg.Stale); err != nil {

@@ -43,6 +43,8 @@ const (
 	ProjectServiceName = "outpost.v1.ProjectService"
 	// KeyringServiceName is the fully-qualified name of the KeyringService service.
 	KeyringServiceName = "outpost.v1.KeyringService"
+	// ACLServiceName is the fully-qualified name of the ACLService service.
+	ACLServiceName = "outpost.v1.ACLService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -136,6 +138,36 @@ const (
 	// KeyringServiceGossipKeyringProcedure is the fully-qualified name of the KeyringService's
 	// GossipKeyring RPC.
 	KeyringServiceGossipKeyringProcedure = "/outpost.v1.KeyringService/GossipKeyring"
+	// ACLServiceBootstrapProcedure is the fully-qualified name of the ACLService's Bootstrap RPC.
+	ACLServiceBootstrapProcedure = "/outpost.v1.ACLService/Bootstrap"
+	// ACLServiceUpsertPolicyProcedure is the fully-qualified name of the ACLService's UpsertPolicy RPC.
+	ACLServiceUpsertPolicyProcedure = "/outpost.v1.ACLService/UpsertPolicy"
+	// ACLServiceListPoliciesProcedure is the fully-qualified name of the ACLService's ListPolicies RPC.
+	ACLServiceListPoliciesProcedure = "/outpost.v1.ACLService/ListPolicies"
+	// ACLServiceGetPolicyProcedure is the fully-qualified name of the ACLService's GetPolicy RPC.
+	ACLServiceGetPolicyProcedure = "/outpost.v1.ACLService/GetPolicy"
+	// ACLServiceDeletePolicyProcedure is the fully-qualified name of the ACLService's DeletePolicy RPC.
+	ACLServiceDeletePolicyProcedure = "/outpost.v1.ACLService/DeletePolicy"
+	// ACLServiceCreateTokenProcedure is the fully-qualified name of the ACLService's CreateToken RPC.
+	ACLServiceCreateTokenProcedure = "/outpost.v1.ACLService/CreateToken"
+	// ACLServiceListTokensProcedure is the fully-qualified name of the ACLService's ListTokens RPC.
+	ACLServiceListTokensProcedure = "/outpost.v1.ACLService/ListTokens"
+	// ACLServiceGetTokenProcedure is the fully-qualified name of the ACLService's GetToken RPC.
+	ACLServiceGetTokenProcedure = "/outpost.v1.ACLService/GetToken"
+	// ACLServiceRevokeTokenProcedure is the fully-qualified name of the ACLService's RevokeToken RPC.
+	ACLServiceRevokeTokenProcedure = "/outpost.v1.ACLService/RevokeToken"
+	// ACLServiceCreateUserProcedure is the fully-qualified name of the ACLService's CreateUser RPC.
+	ACLServiceCreateUserProcedure = "/outpost.v1.ACLService/CreateUser"
+	// ACLServiceListUsersProcedure is the fully-qualified name of the ACLService's ListUsers RPC.
+	ACLServiceListUsersProcedure = "/outpost.v1.ACLService/ListUsers"
+	// ACLServiceDeleteUserProcedure is the fully-qualified name of the ACLService's DeleteUser RPC.
+	ACLServiceDeleteUserProcedure = "/outpost.v1.ACLService/DeleteUser"
+	// ACLServiceSetPasswordProcedure is the fully-qualified name of the ACLService's SetPassword RPC.
+	ACLServiceSetPasswordProcedure = "/outpost.v1.ACLService/SetPassword"
+	// ACLServiceLoginProcedure is the fully-qualified name of the ACLService's Login RPC.
+	ACLServiceLoginProcedure = "/outpost.v1.ACLService/Login"
+	// ACLServiceLogoutProcedure is the fully-qualified name of the ACLService's Logout RPC.
+	ACLServiceLogoutProcedure = "/outpost.v1.ACLService/Logout"
 )
 
 // JobServiceClient is a client for the outpost.v1.JobService service.
@@ -1284,4 +1316,438 @@ type UnimplementedKeyringServiceHandler struct{}
 
 func (UnimplementedKeyringServiceHandler) GossipKeyring(context.Context, *connect.Request[outpostv1.GossipKeyringRequest]) (*connect.Response[outpostv1.GossipKeyringResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.KeyringService.GossipKeyring is not implemented"))
+}
+
+// ACLServiceClient is a client for the outpost.v1.ACLService service.
+type ACLServiceClient interface {
+	Bootstrap(context.Context, *connect.Request[outpostv1.ACLBootstrapRequest]) (*connect.Response[outpostv1.ACLBootstrapResponse], error)
+	UpsertPolicy(context.Context, *connect.Request[outpostv1.UpsertPolicyRequest]) (*connect.Response[outpostv1.UpsertPolicyResponse], error)
+	ListPolicies(context.Context, *connect.Request[outpostv1.ListPoliciesRequest]) (*connect.Response[outpostv1.ListPoliciesResponse], error)
+	GetPolicy(context.Context, *connect.Request[outpostv1.GetPolicyRequest]) (*connect.Response[outpostv1.GetPolicyResponse], error)
+	DeletePolicy(context.Context, *connect.Request[outpostv1.DeletePolicyRequest]) (*connect.Response[outpostv1.DeletePolicyResponse], error)
+	CreateToken(context.Context, *connect.Request[outpostv1.CreateTokenRequest]) (*connect.Response[outpostv1.CreateTokenResponse], error)
+	ListTokens(context.Context, *connect.Request[outpostv1.ListTokensRequest]) (*connect.Response[outpostv1.ListTokensResponse], error)
+	GetToken(context.Context, *connect.Request[outpostv1.GetTokenRequest]) (*connect.Response[outpostv1.GetTokenResponse], error)
+	RevokeToken(context.Context, *connect.Request[outpostv1.RevokeTokenRequest]) (*connect.Response[outpostv1.RevokeTokenResponse], error)
+	CreateUser(context.Context, *connect.Request[outpostv1.CreateUserRequest]) (*connect.Response[outpostv1.CreateUserResponse], error)
+	ListUsers(context.Context, *connect.Request[outpostv1.ListUsersRequest]) (*connect.Response[outpostv1.ListUsersResponse], error)
+	DeleteUser(context.Context, *connect.Request[outpostv1.DeleteUserRequest]) (*connect.Response[outpostv1.DeleteUserResponse], error)
+	SetPassword(context.Context, *connect.Request[outpostv1.SetPasswordRequest]) (*connect.Response[outpostv1.SetPasswordResponse], error)
+	Login(context.Context, *connect.Request[outpostv1.LoginRequest]) (*connect.Response[outpostv1.LoginResponse], error)
+	Logout(context.Context, *connect.Request[outpostv1.LogoutRequest]) (*connect.Response[outpostv1.LogoutResponse], error)
+}
+
+// NewACLServiceClient constructs a client for the outpost.v1.ACLService service. By default, it
+// uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses, and sends
+// uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the connect.WithGRPC() or
+// connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewACLServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ACLServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	aCLServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("ACLService").Methods()
+	return &aCLServiceClient{
+		bootstrap: connect.NewClient[outpostv1.ACLBootstrapRequest, outpostv1.ACLBootstrapResponse](
+			httpClient,
+			baseURL+ACLServiceBootstrapProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("Bootstrap")),
+			connect.WithClientOptions(opts...),
+		),
+		upsertPolicy: connect.NewClient[outpostv1.UpsertPolicyRequest, outpostv1.UpsertPolicyResponse](
+			httpClient,
+			baseURL+ACLServiceUpsertPolicyProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("UpsertPolicy")),
+			connect.WithClientOptions(opts...),
+		),
+		listPolicies: connect.NewClient[outpostv1.ListPoliciesRequest, outpostv1.ListPoliciesResponse](
+			httpClient,
+			baseURL+ACLServiceListPoliciesProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("ListPolicies")),
+			connect.WithClientOptions(opts...),
+		),
+		getPolicy: connect.NewClient[outpostv1.GetPolicyRequest, outpostv1.GetPolicyResponse](
+			httpClient,
+			baseURL+ACLServiceGetPolicyProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("GetPolicy")),
+			connect.WithClientOptions(opts...),
+		),
+		deletePolicy: connect.NewClient[outpostv1.DeletePolicyRequest, outpostv1.DeletePolicyResponse](
+			httpClient,
+			baseURL+ACLServiceDeletePolicyProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("DeletePolicy")),
+			connect.WithClientOptions(opts...),
+		),
+		createToken: connect.NewClient[outpostv1.CreateTokenRequest, outpostv1.CreateTokenResponse](
+			httpClient,
+			baseURL+ACLServiceCreateTokenProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("CreateToken")),
+			connect.WithClientOptions(opts...),
+		),
+		listTokens: connect.NewClient[outpostv1.ListTokensRequest, outpostv1.ListTokensResponse](
+			httpClient,
+			baseURL+ACLServiceListTokensProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("ListTokens")),
+			connect.WithClientOptions(opts...),
+		),
+		getToken: connect.NewClient[outpostv1.GetTokenRequest, outpostv1.GetTokenResponse](
+			httpClient,
+			baseURL+ACLServiceGetTokenProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("GetToken")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeToken: connect.NewClient[outpostv1.RevokeTokenRequest, outpostv1.RevokeTokenResponse](
+			httpClient,
+			baseURL+ACLServiceRevokeTokenProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("RevokeToken")),
+			connect.WithClientOptions(opts...),
+		),
+		createUser: connect.NewClient[outpostv1.CreateUserRequest, outpostv1.CreateUserResponse](
+			httpClient,
+			baseURL+ACLServiceCreateUserProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("CreateUser")),
+			connect.WithClientOptions(opts...),
+		),
+		listUsers: connect.NewClient[outpostv1.ListUsersRequest, outpostv1.ListUsersResponse](
+			httpClient,
+			baseURL+ACLServiceListUsersProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("ListUsers")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteUser: connect.NewClient[outpostv1.DeleteUserRequest, outpostv1.DeleteUserResponse](
+			httpClient,
+			baseURL+ACLServiceDeleteUserProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("DeleteUser")),
+			connect.WithClientOptions(opts...),
+		),
+		setPassword: connect.NewClient[outpostv1.SetPasswordRequest, outpostv1.SetPasswordResponse](
+			httpClient,
+			baseURL+ACLServiceSetPasswordProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("SetPassword")),
+			connect.WithClientOptions(opts...),
+		),
+		login: connect.NewClient[outpostv1.LoginRequest, outpostv1.LoginResponse](
+			httpClient,
+			baseURL+ACLServiceLoginProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("Login")),
+			connect.WithClientOptions(opts...),
+		),
+		logout: connect.NewClient[outpostv1.LogoutRequest, outpostv1.LogoutResponse](
+			httpClient,
+			baseURL+ACLServiceLogoutProcedure,
+			connect.WithSchema(aCLServiceMethods.ByName("Logout")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// aCLServiceClient implements ACLServiceClient.
+type aCLServiceClient struct {
+	bootstrap    *connect.Client[outpostv1.ACLBootstrapRequest, outpostv1.ACLBootstrapResponse]
+	upsertPolicy *connect.Client[outpostv1.UpsertPolicyRequest, outpostv1.UpsertPolicyResponse]
+	listPolicies *connect.Client[outpostv1.ListPoliciesRequest, outpostv1.ListPoliciesResponse]
+	getPolicy    *connect.Client[outpostv1.GetPolicyRequest, outpostv1.GetPolicyResponse]
+	deletePolicy *connect.Client[outpostv1.DeletePolicyRequest, outpostv1.DeletePolicyResponse]
+	createToken  *connect.Client[outpostv1.CreateTokenRequest, outpostv1.CreateTokenResponse]
+	listTokens   *connect.Client[outpostv1.ListTokensRequest, outpostv1.ListTokensResponse]
+	getToken     *connect.Client[outpostv1.GetTokenRequest, outpostv1.GetTokenResponse]
+	revokeToken  *connect.Client[outpostv1.RevokeTokenRequest, outpostv1.RevokeTokenResponse]
+	createUser   *connect.Client[outpostv1.CreateUserRequest, outpostv1.CreateUserResponse]
+	listUsers    *connect.Client[outpostv1.ListUsersRequest, outpostv1.ListUsersResponse]
+	deleteUser   *connect.Client[outpostv1.DeleteUserRequest, outpostv1.DeleteUserResponse]
+	setPassword  *connect.Client[outpostv1.SetPasswordRequest, outpostv1.SetPasswordResponse]
+	login        *connect.Client[outpostv1.LoginRequest, outpostv1.LoginResponse]
+	logout       *connect.Client[outpostv1.LogoutRequest, outpostv1.LogoutResponse]
+}
+
+// Bootstrap calls outpost.v1.ACLService.Bootstrap.
+func (c *aCLServiceClient) Bootstrap(ctx context.Context, req *connect.Request[outpostv1.ACLBootstrapRequest]) (*connect.Response[outpostv1.ACLBootstrapResponse], error) {
+	return c.bootstrap.CallUnary(ctx, req)
+}
+
+// UpsertPolicy calls outpost.v1.ACLService.UpsertPolicy.
+func (c *aCLServiceClient) UpsertPolicy(ctx context.Context, req *connect.Request[outpostv1.UpsertPolicyRequest]) (*connect.Response[outpostv1.UpsertPolicyResponse], error) {
+	return c.upsertPolicy.CallUnary(ctx, req)
+}
+
+// ListPolicies calls outpost.v1.ACLService.ListPolicies.
+func (c *aCLServiceClient) ListPolicies(ctx context.Context, req *connect.Request[outpostv1.ListPoliciesRequest]) (*connect.Response[outpostv1.ListPoliciesResponse], error) {
+	return c.listPolicies.CallUnary(ctx, req)
+}
+
+// GetPolicy calls outpost.v1.ACLService.GetPolicy.
+func (c *aCLServiceClient) GetPolicy(ctx context.Context, req *connect.Request[outpostv1.GetPolicyRequest]) (*connect.Response[outpostv1.GetPolicyResponse], error) {
+	return c.getPolicy.CallUnary(ctx, req)
+}
+
+// DeletePolicy calls outpost.v1.ACLService.DeletePolicy.
+func (c *aCLServiceClient) DeletePolicy(ctx context.Context, req *connect.Request[outpostv1.DeletePolicyRequest]) (*connect.Response[outpostv1.DeletePolicyResponse], error) {
+	return c.deletePolicy.CallUnary(ctx, req)
+}
+
+// CreateToken calls outpost.v1.ACLService.CreateToken.
+func (c *aCLServiceClient) CreateToken(ctx context.Context, req *connect.Request[outpostv1.CreateTokenRequest]) (*connect.Response[outpostv1.CreateTokenResponse], error) {
+	return c.createToken.CallUnary(ctx, req)
+}
+
+// ListTokens calls outpost.v1.ACLService.ListTokens.
+func (c *aCLServiceClient) ListTokens(ctx context.Context, req *connect.Request[outpostv1.ListTokensRequest]) (*connect.Response[outpostv1.ListTokensResponse], error) {
+	return c.listTokens.CallUnary(ctx, req)
+}
+
+// GetToken calls outpost.v1.ACLService.GetToken.
+func (c *aCLServiceClient) GetToken(ctx context.Context, req *connect.Request[outpostv1.GetTokenRequest]) (*connect.Response[outpostv1.GetTokenResponse], error) {
+	return c.getToken.CallUnary(ctx, req)
+}
+
+// RevokeToken calls outpost.v1.ACLService.RevokeToken.
+func (c *aCLServiceClient) RevokeToken(ctx context.Context, req *connect.Request[outpostv1.RevokeTokenRequest]) (*connect.Response[outpostv1.RevokeTokenResponse], error) {
+	return c.revokeToken.CallUnary(ctx, req)
+}
+
+// CreateUser calls outpost.v1.ACLService.CreateUser.
+func (c *aCLServiceClient) CreateUser(ctx context.Context, req *connect.Request[outpostv1.CreateUserRequest]) (*connect.Response[outpostv1.CreateUserResponse], error) {
+	return c.createUser.CallUnary(ctx, req)
+}
+
+// ListUsers calls outpost.v1.ACLService.ListUsers.
+func (c *aCLServiceClient) ListUsers(ctx context.Context, req *connect.Request[outpostv1.ListUsersRequest]) (*connect.Response[outpostv1.ListUsersResponse], error) {
+	return c.listUsers.CallUnary(ctx, req)
+}
+
+// DeleteUser calls outpost.v1.ACLService.DeleteUser.
+func (c *aCLServiceClient) DeleteUser(ctx context.Context, req *connect.Request[outpostv1.DeleteUserRequest]) (*connect.Response[outpostv1.DeleteUserResponse], error) {
+	return c.deleteUser.CallUnary(ctx, req)
+}
+
+// SetPassword calls outpost.v1.ACLService.SetPassword.
+func (c *aCLServiceClient) SetPassword(ctx context.Context, req *connect.Request[outpostv1.SetPasswordRequest]) (*connect.Response[outpostv1.SetPasswordResponse], error) {
+	return c.setPassword.CallUnary(ctx, req)
+}
+
+// Login calls outpost.v1.ACLService.Login.
+func (c *aCLServiceClient) Login(ctx context.Context, req *connect.Request[outpostv1.LoginRequest]) (*connect.Response[outpostv1.LoginResponse], error) {
+	return c.login.CallUnary(ctx, req)
+}
+
+// Logout calls outpost.v1.ACLService.Logout.
+func (c *aCLServiceClient) Logout(ctx context.Context, req *connect.Request[outpostv1.LogoutRequest]) (*connect.Response[outpostv1.LogoutResponse], error) {
+	return c.logout.CallUnary(ctx, req)
+}
+
+// ACLServiceHandler is an implementation of the outpost.v1.ACLService service.
+type ACLServiceHandler interface {
+	Bootstrap(context.Context, *connect.Request[outpostv1.ACLBootstrapRequest]) (*connect.Response[outpostv1.ACLBootstrapResponse], error)
+	UpsertPolicy(context.Context, *connect.Request[outpostv1.UpsertPolicyRequest]) (*connect.Response[outpostv1.UpsertPolicyResponse], error)
+	ListPolicies(context.Context, *connect.Request[outpostv1.ListPoliciesRequest]) (*connect.Response[outpostv1.ListPoliciesResponse], error)
+	GetPolicy(context.Context, *connect.Request[outpostv1.GetPolicyRequest]) (*connect.Response[outpostv1.GetPolicyResponse], error)
+	DeletePolicy(context.Context, *connect.Request[outpostv1.DeletePolicyRequest]) (*connect.Response[outpostv1.DeletePolicyResponse], error)
+	CreateToken(context.Context, *connect.Request[outpostv1.CreateTokenRequest]) (*connect.Response[outpostv1.CreateTokenResponse], error)
+	ListTokens(context.Context, *connect.Request[outpostv1.ListTokensRequest]) (*connect.Response[outpostv1.ListTokensResponse], error)
+	GetToken(context.Context, *connect.Request[outpostv1.GetTokenRequest]) (*connect.Response[outpostv1.GetTokenResponse], error)
+	RevokeToken(context.Context, *connect.Request[outpostv1.RevokeTokenRequest]) (*connect.Response[outpostv1.RevokeTokenResponse], error)
+	CreateUser(context.Context, *connect.Request[outpostv1.CreateUserRequest]) (*connect.Response[outpostv1.CreateUserResponse], error)
+	ListUsers(context.Context, *connect.Request[outpostv1.ListUsersRequest]) (*connect.Response[outpostv1.ListUsersResponse], error)
+	DeleteUser(context.Context, *connect.Request[outpostv1.DeleteUserRequest]) (*connect.Response[outpostv1.DeleteUserResponse], error)
+	SetPassword(context.Context, *connect.Request[outpostv1.SetPasswordRequest]) (*connect.Response[outpostv1.SetPasswordResponse], error)
+	Login(context.Context, *connect.Request[outpostv1.LoginRequest]) (*connect.Response[outpostv1.LoginResponse], error)
+	Logout(context.Context, *connect.Request[outpostv1.LogoutRequest]) (*connect.Response[outpostv1.LogoutResponse], error)
+}
+
+// NewACLServiceHandler builds an HTTP handler from the service implementation. It returns the path
+// on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewACLServiceHandler(svc ACLServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	aCLServiceMethods := outpostv1.File_outpost_v1_outpost_proto.Services().ByName("ACLService").Methods()
+	aCLServiceBootstrapHandler := connect.NewUnaryHandler(
+		ACLServiceBootstrapProcedure,
+		svc.Bootstrap,
+		connect.WithSchema(aCLServiceMethods.ByName("Bootstrap")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceUpsertPolicyHandler := connect.NewUnaryHandler(
+		ACLServiceUpsertPolicyProcedure,
+		svc.UpsertPolicy,
+		connect.WithSchema(aCLServiceMethods.ByName("UpsertPolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceListPoliciesHandler := connect.NewUnaryHandler(
+		ACLServiceListPoliciesProcedure,
+		svc.ListPolicies,
+		connect.WithSchema(aCLServiceMethods.ByName("ListPolicies")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceGetPolicyHandler := connect.NewUnaryHandler(
+		ACLServiceGetPolicyProcedure,
+		svc.GetPolicy,
+		connect.WithSchema(aCLServiceMethods.ByName("GetPolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceDeletePolicyHandler := connect.NewUnaryHandler(
+		ACLServiceDeletePolicyProcedure,
+		svc.DeletePolicy,
+		connect.WithSchema(aCLServiceMethods.ByName("DeletePolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceCreateTokenHandler := connect.NewUnaryHandler(
+		ACLServiceCreateTokenProcedure,
+		svc.CreateToken,
+		connect.WithSchema(aCLServiceMethods.ByName("CreateToken")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceListTokensHandler := connect.NewUnaryHandler(
+		ACLServiceListTokensProcedure,
+		svc.ListTokens,
+		connect.WithSchema(aCLServiceMethods.ByName("ListTokens")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceGetTokenHandler := connect.NewUnaryHandler(
+		ACLServiceGetTokenProcedure,
+		svc.GetToken,
+		connect.WithSchema(aCLServiceMethods.ByName("GetToken")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceRevokeTokenHandler := connect.NewUnaryHandler(
+		ACLServiceRevokeTokenProcedure,
+		svc.RevokeToken,
+		connect.WithSchema(aCLServiceMethods.ByName("RevokeToken")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceCreateUserHandler := connect.NewUnaryHandler(
+		ACLServiceCreateUserProcedure,
+		svc.CreateUser,
+		connect.WithSchema(aCLServiceMethods.ByName("CreateUser")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceListUsersHandler := connect.NewUnaryHandler(
+		ACLServiceListUsersProcedure,
+		svc.ListUsers,
+		connect.WithSchema(aCLServiceMethods.ByName("ListUsers")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceDeleteUserHandler := connect.NewUnaryHandler(
+		ACLServiceDeleteUserProcedure,
+		svc.DeleteUser,
+		connect.WithSchema(aCLServiceMethods.ByName("DeleteUser")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceSetPasswordHandler := connect.NewUnaryHandler(
+		ACLServiceSetPasswordProcedure,
+		svc.SetPassword,
+		connect.WithSchema(aCLServiceMethods.ByName("SetPassword")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceLoginHandler := connect.NewUnaryHandler(
+		ACLServiceLoginProcedure,
+		svc.Login,
+		connect.WithSchema(aCLServiceMethods.ByName("Login")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aCLServiceLogoutHandler := connect.NewUnaryHandler(
+		ACLServiceLogoutProcedure,
+		svc.Logout,
+		connect.WithSchema(aCLServiceMethods.ByName("Logout")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.v1.ACLService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ACLServiceBootstrapProcedure:
+			aCLServiceBootstrapHandler.ServeHTTP(w, r)
+		case ACLServiceUpsertPolicyProcedure:
+			aCLServiceUpsertPolicyHandler.ServeHTTP(w, r)
+		case ACLServiceListPoliciesProcedure:
+			aCLServiceListPoliciesHandler.ServeHTTP(w, r)
+		case ACLServiceGetPolicyProcedure:
+			aCLServiceGetPolicyHandler.ServeHTTP(w, r)
+		case ACLServiceDeletePolicyProcedure:
+			aCLServiceDeletePolicyHandler.ServeHTTP(w, r)
+		case ACLServiceCreateTokenProcedure:
+			aCLServiceCreateTokenHandler.ServeHTTP(w, r)
+		case ACLServiceListTokensProcedure:
+			aCLServiceListTokensHandler.ServeHTTP(w, r)
+		case ACLServiceGetTokenProcedure:
+			aCLServiceGetTokenHandler.ServeHTTP(w, r)
+		case ACLServiceRevokeTokenProcedure:
+			aCLServiceRevokeTokenHandler.ServeHTTP(w, r)
+		case ACLServiceCreateUserProcedure:
+			aCLServiceCreateUserHandler.ServeHTTP(w, r)
+		case ACLServiceListUsersProcedure:
+			aCLServiceListUsersHandler.ServeHTTP(w, r)
+		case ACLServiceDeleteUserProcedure:
+			aCLServiceDeleteUserHandler.ServeHTTP(w, r)
+		case ACLServiceSetPasswordProcedure:
+			aCLServiceSetPasswordHandler.ServeHTTP(w, r)
+		case ACLServiceLoginProcedure:
+			aCLServiceLoginHandler.ServeHTTP(w, r)
+		case ACLServiceLogoutProcedure:
+			aCLServiceLogoutHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedACLServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedACLServiceHandler struct{}
+
+func (UnimplementedACLServiceHandler) Bootstrap(context.Context, *connect.Request[outpostv1.ACLBootstrapRequest]) (*connect.Response[outpostv1.ACLBootstrapResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.Bootstrap is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) UpsertPolicy(context.Context, *connect.Request[outpostv1.UpsertPolicyRequest]) (*connect.Response[outpostv1.UpsertPolicyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.UpsertPolicy is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) ListPolicies(context.Context, *connect.Request[outpostv1.ListPoliciesRequest]) (*connect.Response[outpostv1.ListPoliciesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.ListPolicies is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) GetPolicy(context.Context, *connect.Request[outpostv1.GetPolicyRequest]) (*connect.Response[outpostv1.GetPolicyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.GetPolicy is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) DeletePolicy(context.Context, *connect.Request[outpostv1.DeletePolicyRequest]) (*connect.Response[outpostv1.DeletePolicyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.DeletePolicy is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) CreateToken(context.Context, *connect.Request[outpostv1.CreateTokenRequest]) (*connect.Response[outpostv1.CreateTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.CreateToken is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) ListTokens(context.Context, *connect.Request[outpostv1.ListTokensRequest]) (*connect.Response[outpostv1.ListTokensResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.ListTokens is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) GetToken(context.Context, *connect.Request[outpostv1.GetTokenRequest]) (*connect.Response[outpostv1.GetTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.GetToken is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) RevokeToken(context.Context, *connect.Request[outpostv1.RevokeTokenRequest]) (*connect.Response[outpostv1.RevokeTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.RevokeToken is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) CreateUser(context.Context, *connect.Request[outpostv1.CreateUserRequest]) (*connect.Response[outpostv1.CreateUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.CreateUser is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) ListUsers(context.Context, *connect.Request[outpostv1.ListUsersRequest]) (*connect.Response[outpostv1.ListUsersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.ListUsers is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) DeleteUser(context.Context, *connect.Request[outpostv1.DeleteUserRequest]) (*connect.Response[outpostv1.DeleteUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.DeleteUser is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) SetPassword(context.Context, *connect.Request[outpostv1.SetPasswordRequest]) (*connect.Response[outpostv1.SetPasswordResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.SetPassword is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) Login(context.Context, *connect.Request[outpostv1.LoginRequest]) (*connect.Response[outpostv1.LoginResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.Login is not implemented"))
+}
+
+func (UnimplementedACLServiceHandler) Logout(context.Context, *connect.Request[outpostv1.LogoutRequest]) (*connect.Response[outpostv1.LogoutResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.v1.ACLService.Logout is not implemented"))
 }
