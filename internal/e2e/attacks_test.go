@@ -210,4 +210,3 @@ func runnerHTTPClient(t *testing.T, pool *x509.CertPool) *http.Client {
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
 }
-
