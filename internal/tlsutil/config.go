@@ -265,6 +265,16 @@ func ClientConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, er
 			return nil, fmt.Errorf("tls: the client certificate %s expired at %s: make a new one with `outpost tls cert create -client`",
 				certFile, cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
+		// One CA signs every certificate of a cluster, so a client
+		// certificate the CA does not verify is refused by every server.
+		// Said here: under TLS 1.3 the server refuses it after the
+		// client's side of the handshake, and the client then often sees
+		// only a reset connection.
+		if t.RootCAs != nil && cert.Leaf != nil {
+			if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: t.RootCAs, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				return nil, fmt.Errorf("tls: the client certificate %s is not signed by the CA in -ca-cert (%s), so no server of the cluster accepts it: %w", certFile, caFile, err)
+			}
+		}
 		// Always sent: Go's default sends none when the certificate is not
 		// from a CA the server names, and the client would then go on
 		// as anonymous instead of hearing why its certificate is refused.
