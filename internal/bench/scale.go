@@ -14,6 +14,7 @@ import (
 
 	"github.com/outpost-run/outpost/agent"
 	"github.com/outpost-run/outpost/internal/testcluster"
+	"github.com/outpost-run/outpost/rpc"
 	pb "github.com/outpost-run/outpost/rpc/outpostv1"
 	"github.com/outpost-run/outpost/runner"
 )
@@ -41,14 +42,19 @@ func (e *env) scale(r *Report, sz Sizes) {
 		wg.Wait()
 	}()
 	addrs := e.cluster.Addrs()
+	hc := rpc.NewHTTPClient()
+	if !e.insecure {
+		hc = rpc.NewTLSHTTPClient(testcluster.RunnerTLSConfig(e.t))
+	}
 	for i := range sz.ScaleRunners {
 		rn, err := runner.New(runner.Config{
-			Name:     "light-" + strconv.Itoa(i),
-			Labels:   map[string]string{"env": envs[i%len(envs)], "zone": "z" + strconv.Itoa(i%5)},
-			Capacity: 2,
-			Servers:  []string{addrs[i%len(addrs)], addrs[(i+1)%len(addrs)]},
-			Token:    e.token,
-			Logger:   hclog.NewNullLogger(),
+			Name:       "light-" + strconv.Itoa(i),
+			Labels:     map[string]string{"env": envs[i%len(envs)], "zone": "z" + strconv.Itoa(i%5)},
+			Capacity:   2,
+			Servers:    []string{addrs[i%len(addrs)], addrs[(i+1)%len(addrs)]},
+			Token:      e.token,
+			HTTPClient: hc,
+			Logger:     hclog.NewNullLogger(),
 		})
 		if err != nil {
 			e.t.Fatalf("runner %d: %v", i, err)

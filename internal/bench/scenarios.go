@@ -157,7 +157,7 @@ func (e *env) startRunner(name string, capacity int, labels string, i int) *test
 	}
 	dir := e.t.TempDir()
 	args := []string{"runner", "agent", "-server=" + servers, "-name=" + name, "-capacity=" + strconv.Itoa(capacity),
-		"-data-dir=" + dir, "-token=" + e.token, "-bind=127.0.0.1", "-log-level=warn"}
+		"-data-dir=" + dir, "-token=" + e.token, "-bind=127.0.0.1", "-log-level=warn", "-encrypt=" + testcluster.GossipKey}
 	if labels != "" {
 		args = append(args, "-label="+labels)
 	}

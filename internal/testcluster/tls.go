@@ -129,3 +129,16 @@ func ClientTLSConfig(t testing.TB) *tls.Config { return sharedPKI(t).clientTLS.C
 func HTTPClient(t testing.TB) *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: ClientTLSConfig(t)}}
 }
+
+// RunnerTLSConfig is the TLS configuration of a runner run in the test
+// process (runner.Config.HTTPClient): the shared runner certificate,
+// servers verified as ServerName.
+func RunnerTLSConfig(t testing.TB) *tls.Config {
+	t.Helper()
+	f := RunnerTLS(t)
+	cfg, err := tlsutil.ClientConfig(f.CAFile, f.CertFile, f.KeyFile, ServerName)
+	if err != nil {
+		t.Fatalf("testcluster: runner TLS: %v", err)
+	}
+	return cfg
+}
