@@ -50,7 +50,63 @@ func drain(jl *jobLog, now time.Time, s *sink) (reports int) {
 		}
 		s.take(ls.rep)
 		jl.sentLive(ls)
+		// The server stored it and says so.
+		jl.stored(ls.rep.FirstLine, ls.rep.FirstLine+uint64(len(ls.rep.Lines)))
 		reports++
+	}
+}
+
+// A server that took head lines and died before storing them never
+// acknowledges them: the final log sends them again, and only them and
+// what was never sent.
+func TestJobLogUnacknowledgedHeadComesAgain(t *testing.T) {
+	jl := newJobLog(testLimits)
+	now := time.Now()
+	for i := range 10 {
+		jl.add(line(i))
+	}
+	first := jl.nextLive(now)
+	jl.sentLive(first) // taken by a server that then died: no acknowledgement
+	for i := 10; i < 15; i++ {
+		jl.add(line(i))
+	}
+	second := jl.nextLive(now)
+	jl.sentLive(second)
+	// The second report went to the next server, which stored it: the
+	// first report's lines are still unacknowledged, so all are kept.
+	jl.stored(second.rep.FirstLine, second.rep.FirstLine+uint64(len(second.rep.Lines)))
+	for i := 15; i < 20; i++ {
+		jl.add(line(i))
+	}
+	fin := jl.final("j-1", 7)
+	s := newSink(t)
+	for _, p := range fin.pieces {
+		s.take(p)
+	}
+	if len(fin.pieces) == 0 || fin.pieces[0].FirstLine != 1 {
+		t.Fatalf("final log %v, want it to start at line 1: lines 1-10 were never acknowledged", fin.pieces)
+	}
+	for i := range 20 {
+		if s.lines[uint64(i+1)] != line(i).Text {
+			t.Errorf("line %d: final log has %q, want %q", i+1, s.lines[uint64(i+1)], line(i).Text)
+		}
+	}
+
+	// Without any acknowledgement every head line comes again.
+	jl = newJobLog(testLimits)
+	for i := range 10 {
+		jl.add(line(i))
+	}
+	jl.sentLive(jl.nextLive(now))
+	fin = jl.final("j-2", 7)
+	s = newSink(t)
+	for _, p := range fin.pieces {
+		s.take(p)
+	}
+	for i := range 10 {
+		if s.lines[uint64(i+1)] != line(i).Text {
+			t.Errorf("line %d: final log has %q, want %q", i+1, s.lines[uint64(i+1)], line(i).Text)
+		}
 	}
 }
 
@@ -70,6 +126,9 @@ func TestJobLogQuietJobIsSentWhole(t *testing.T) {
 	drain(jl, now.Add(time.Minute), s)
 	fin := jl.final("j-1", 7)
 	for _, p := range fin.pieces {
+		if !p.Tail {
+			t.Errorf("final piece %d sends head lines %d.. again, though every one was acknowledged", p.FinalPiece, p.FirstLine)
+		}
 		s.take(p)
 		if p.Replay {
 			t.Errorf("final piece %d replays the tail of a log that left nothing out", p.FinalPiece)

@@ -109,6 +109,13 @@ type jobLog struct {
 	head     []outLine
 	headLine uint64
 	headByte uint64
+	// unacked are head lines sent live that no server has said it
+	// stored, the first numbered unackedLine after unackedByte bytes: a
+	// server that dies between taking a report and committing it loses
+	// them, so the final log sends them again (servers store a line once).
+	unacked     []outLine
+	unackedLine uint64
+	unackedByte uint64
 
 	// The tail ring: the newest lines after the head, at most TailBytes,
 	// in ring[ringOff:]; the first numbered ringLine after ringByte bytes.
@@ -281,6 +288,10 @@ func (jl *jobLog) sentLive(s *liveSend) {
 	jl.tokens -= float64(s.cost)
 	jl.offline = false
 	if !s.tail {
+		if len(jl.unacked) == 0 {
+			jl.unackedLine, jl.unackedByte = jl.headLine, jl.headByte
+		}
+		jl.unacked = append(jl.unacked, jl.head[:s.headLines]...)
 		for i := range s.headLines {
 			jl.head[i] = outLine{}
 		}
@@ -298,6 +309,28 @@ func (jl *jobLog) sentLive(s *liveSend) {
 	}
 	if s.endLine > jl.sent {
 		jl.sent, jl.sentByte = s.endLine, s.endByte
+	}
+}
+
+// stored records that a server committed the attempt's lines from first
+// to before next. When no older line waits for its acknowledgement, the
+// lines before next need not be sent again. When one does (its report
+// went to a server that died, and this one to the next server), all are
+// kept: the final log sends them again and servers store each line once.
+func (jl *jobLog) stored(first, next uint64) {
+	jl.mu.Lock()
+	defer jl.mu.Unlock()
+	if first > jl.unackedLine {
+		return
+	}
+	for len(jl.unacked) > 0 && jl.unackedLine < next {
+		jl.unackedByte += uint64(len(jl.unacked[0].text))
+		jl.unacked[0] = outLine{}
+		jl.unacked = jl.unacked[1:]
+		jl.unackedLine++
+	}
+	if len(jl.unacked) == 0 {
+		jl.unacked = nil
 	}
 }
 
@@ -344,7 +377,13 @@ func (jl *jobLog) final(jobID string, lease uint64) finalLog {
 			lines = lines[n:]
 		}
 	}
-	add(jl.head, jl.headLine, jl.headByte, false, false, "")
+	// Unacknowledged head lines come first: they and the unsent head are
+	// one run of lines.
+	head, line, at := jl.head, jl.headLine, jl.headByte
+	if len(jl.unacked) > 0 {
+		head, line, at = append(jl.unacked, jl.head...), jl.unackedLine, jl.unackedByte
+	}
+	add(head, line, at, false, false, "")
 	ring := jl.ring[jl.ringOff:]
 	if jl.headFull && len(ring) > 0 {
 		out.tailLine, out.tailByte = jl.ringLine, jl.ringByte
@@ -357,6 +396,6 @@ func (jl *jobLog) final(jobID string, lease uint64) finalLog {
 			add(unsent, jl.sent, jl.sentByte, true, false, jl.cause)
 		}
 	}
-	jl.head, jl.ring, jl.ringOff = nil, nil, 0
+	jl.head, jl.unacked, jl.ring, jl.ringOff = nil, nil, nil, 0
 	return out
 }

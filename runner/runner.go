@@ -675,6 +675,13 @@ func (r *Runner) handleAck(a *pb.Ack) {
 	case "finished":
 	default:
 		switch {
+		case a.NextLine > 0 && a.Error == "":
+			r.mu.Lock()
+			e := r.jobs[jobKey{a.JobId, a.Lease}]
+			r.mu.Unlock()
+			if e != nil {
+				e.log.stored(a.FirstLine, a.NextLine)
+			}
 		case a.Stale:
 			r.cancelJob(a.JobId, a.Lease, "lease is stale: "+a.Error)
 		case a.Invalid:

@@ -3667,7 +3667,13 @@ type Ack struct {
 	Nonce uint64 `protobuf:"varint,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	// For a piece of a final log: its number. Servers answer every final
 	// piece, recorded or not, so a runner can bound what it has in flight.
-	FinalPiece    uint32 `protobuf:"varint,8,opt,name=final_piece,json=finalPiece,proto3" json:"final_piece,omitempty"`
+	FinalPiece uint32 `protobuf:"varint,8,opt,name=final_piece,json=finalPiece,proto3" json:"final_piece,omitempty"`
+	// For live head lines stored: the report's first line and the line
+	// after its last. The runner keeps head lines until a server says it
+	// stored them, and sends them again in the final log otherwise (a
+	// server killed between taking a report and committing it loses it).
+	FirstLine     uint64 `protobuf:"varint,9,opt,name=first_line,json=firstLine,proto3" json:"first_line,omitempty"`
+	NextLine      uint64 `protobuf:"varint,10,opt,name=next_line,json=nextLine,proto3" json:"next_line,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3754,6 +3760,20 @@ func (x *Ack) GetNonce() uint64 {
 func (x *Ack) GetFinalPiece() uint32 {
 	if x != nil {
 		return x.FinalPiece
+	}
+	return 0
+}
+
+func (x *Ack) GetFirstLine() uint64 {
+	if x != nil {
+		return x.FirstLine
+	}
+	return 0
+}
+
+func (x *Ack) GetNextLine() uint64 {
+	if x != nil {
+		return x.NextLine
 	}
 	return 0
 }
@@ -9043,7 +9063,7 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\x0eCancelAssigned\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xc3\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xff\x01\n" +
 	"\x03Ack\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x12\n" +
@@ -9053,7 +9073,11 @@ const file_outpost_v1_outpost_proto_rawDesc = "" +
 	"\ainvalid\x18\x06 \x01(\bR\ainvalid\x12\x14\n" +
 	"\x05nonce\x18\a \x01(\x04R\x05nonce\x12\x1f\n" +
 	"\vfinal_piece\x18\b \x01(\rR\n" +
-	"finalPiece\"n\n" +
+	"finalPiece\x12\x1d\n" +
+	"\n" +
+	"first_line\x18\t \x01(\x04R\tfirstLine\x12\x1b\n" +
+	"\tnext_line\x18\n" +
+	" \x01(\x04R\bnextLine\"n\n" +
 	"\fHeartbeatAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\tconfirmed\x18\x02 \x01(\bR\tconfirmed\x12\x14\n" +

@@ -422,11 +422,15 @@ func (c *runnerConn) sendAcks(ctx context.Context, results <-chan reportResult, 
 		<-slots
 		kind := reportKind(r.msg)
 		piece := r.msg.GetLogs().GetFinalPiece()
-		if r.err == nil && kind == "logs" && piece == 0 {
-			continue
+		logs := r.msg.GetLogs()
+		if r.err == nil && kind == "logs" && piece == 0 && (logs.GetTail() || len(logs.GetLines()) == 0) {
+			continue // only head lines are kept for an acknowledgement
 		}
 		jobID, lease := reportKey(r.msg)
 		ack := &pb.Ack{JobId: jobID, Lease: lease, Kind: kind, Nonce: r.msg.GetStarted().GetNonce(), FinalPiece: piece}
+		if r.err == nil && kind == "logs" && piece == 0 && logs.GetFirstLine() > 0 {
+			ack.FirstLine, ack.NextLine = logs.GetFirstLine(), logs.GetFirstLine()+uint64(len(logs.GetLines()))
+		}
 		if r.err != nil {
 			ack.Error = r.err.Error()
 			ack.Stale = errors.Is(r.err, state.ErrStaleLease) || errors.Is(r.err, state.ErrNotFound)
