@@ -55,7 +55,7 @@ func refused(code connect.Code) bool {
 // in the order they are written. Only these are ever read from a request:
 // none of them holds a secret (a token, a runner secret, a password or an
 // environment value is never in one of them).
-var objectFields = []string{"project", "job", "job_id", "id", "runner_id", "name", "workspace", "action", "op"}
+var objectFields = []string{"project", "job", "job_id", "id", "runner_id", "name", "user", "workspace", "action", "op"}
 
 // Object describes the object of a request from its id fields, e.g.
 // "project=web job=deploy".
