@@ -22,8 +22,14 @@ type automaton struct {
 	out   []int32
 	dict  []int32
 	depth []int32 // length of the prefix a state stands for
-	// hit marks states with out or dict set: the only check on the hot path.
+	// hit marks states with out or dict set.
 	hit []bool
+	// fast is delta for the scan loop: an entry is the next state's row
+	// offset (row × nclass) when that state is dense and completes no
+	// pattern, so ordinary output costs one load per byte; otherwise it is
+	// ^state, and the loop takes the slow path for that byte.
+	fast     []int32
+	rowState []int32 // row → state
 }
 
 type edge struct {
@@ -33,7 +39,7 @@ type edge struct {
 
 // denseDepth: states shallower than this get dense rows. At most
 // patterns × denseDepth of them, so the rows stay small.
-const denseDepth = 3
+const denseDepth = 4
 
 func newAutomaton(patterns [][]byte) *automaton {
 	a := &automaton{}
@@ -121,6 +127,20 @@ func newAutomaton(patterns [][]byte) *automaton {
 	for s := range n {
 		a.hit[s] = a.out[s] >= 0 || a.dict[s] >= 0
 	}
+	a.rowState = make([]int32, len(a.delta)/a.nclass)
+	for s := range n {
+		if a.row[s] >= 0 {
+			a.rowState[a.row[s]] = int32(s)
+		}
+	}
+	a.fast = make([]int32, len(a.delta))
+	for i, t := range a.delta {
+		if a.row[t] >= 0 && !a.hit[t] {
+			a.fast[i] = a.row[t] * int32(a.nclass)
+		} else {
+			a.fast[i] = ^t
+		}
+	}
 	return a
 }
 
@@ -139,4 +159,13 @@ func (a *automaton) step(s int32, c uint16) int32 {
 		}
 		s = a.fail[s]
 	}
+}
+
+// offset is s's row offset in fast, or -1 for a state without a dense row
+// or one that completes a pattern (the scan must look at it).
+func (a *automaton) offset(s int32) int32 {
+	if r := a.row[s]; r >= 0 && !a.hit[s] {
+		return r * int32(a.nclass)
+	}
+	return -1
 }

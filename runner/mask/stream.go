@@ -10,11 +10,11 @@ import (
 // match is one occurrence of a pattern, in absolute stream offsets.
 type match struct {
 	start, end int64
-	name       int32
-	// cont marks a match clipped at bytes already released as part of a
-	// masked region of the same secret: it continues that region and adds
-	// no second label.
-	cont bool
+	// from is where the match began; start is later when that head was
+	// already released inside a masked region (clipped), and the match
+	// then continues that region.
+	from int64
+	name int32
 }
 
 // Stream masks a byte stream written in any number of pieces: a value
@@ -82,14 +82,25 @@ func (s *Stream) Close() error { return s.Flush() }
 // scan runs the automaton over p, recording every match that ends in it.
 func (s *Stream) scan(p []byte) {
 	a := s.m.auto
+	// Locals, so the loop does not reload them through a after each append.
+	fast, hit, class, nc := a.fast, a.hit, &a.class, int32(a.nclass)
 	st := s.state
+	// off is st's row offset while st is dense and the fast path holds;
+	// st itself is then only brought up to date when leaving the loop.
+	off := a.offset(st)
 	for i, c := range p {
-		if r := a.row[st]; r >= 0 {
-			st = a.delta[int(r)*a.nclass+int(a.class[c])]
+		if off >= 0 {
+			e := fast[off+int32(class[c])]
+			if e >= 0 {
+				off = e
+				continue
+			}
+			st = ^e
 		} else {
-			st = a.step(st, a.class[c])
+			st = a.step(st, class[c])
 		}
-		if !a.hit[st] {
+		off = a.offset(st)
+		if !hit[st] {
 			continue
 		}
 		end := s.pos + int64(i) + 1
@@ -99,13 +110,12 @@ func (s *Stream) scan(p []byte) {
 		}
 		for ; t >= 0; t = a.dict[t] {
 			pat := a.out[t]
-			mt := match{start: end - int64(s.m.lens[pat]), end: end, name: s.m.owner[pat]}
-			if mt.start < s.done {
-				// Its head was released inside the last masked region.
-				mt.start, mt.cont = s.done, mt.name == s.last
-			}
-			s.found = append(s.found, mt)
+			from := end - int64(s.m.lens[pat])
+			s.found = append(s.found, match{start: max(from, s.done), end: end, from: from, name: s.m.owner[pat]})
 		}
+	}
+	if off >= 0 {
+		st = a.rowState[off/nc]
 	}
 	s.state = st
 	s.pos += int64(len(p))
@@ -119,33 +129,41 @@ func (s *Stream) scan(p []byte) {
 func (s *Stream) decide(win []byte, upTo int64) {
 	base := s.done
 	out := s.out[:0]
+	// In the order of where matches began, as Line sees them: the labels
+	// then do not depend on where writes were cut.
 	slices.SortFunc(s.found, func(a, b match) int {
-		if c := cmp.Compare(a.start, b.start); c != 0 {
+		if c := cmp.Compare(a.from, b.from); c != 0 {
 			return c
 		}
 		return cmp.Compare(b.end, a.end) // the longer first: it wins
 	})
 	i := 0
 	for i < len(s.found) && s.found[i].start < upTo {
+		// The region: matches overlapping one another, transitively. One
+		// that was clipped makes it the rest of the region released
+		// last, whose last label it continues.
 		rs, re := s.found[i].start, s.found[i].end
+		j, label := i, int32(-1)
+		for ; j < len(s.found) && s.found[j].start < re; j++ {
+			re = max(re, s.found[j].end)
+			if s.found[j].from < s.found[j].start {
+				label = s.last
+			}
+		}
 		out = append(out, win[s.done-base:rs-base]...)
-		label := int32(-1)
-		for first := true; i < len(s.found) && s.found[i].start < re; i, first = i+1, false {
-			mt := s.found[i]
-			if !first && mt.end <= re {
+		cov := s.done
+		for _, mt := range s.found[i:j] {
+			if mt.end <= cov {
 				continue // inside what is masked already: a prefix secret, a shorter form
 			}
-			re = max(re, mt.end)
-			if mt.cont || mt.name == label {
-				continue
+			cov = mt.end
+			if mt.name != label {
+				label = mt.name
+				out = append(out, s.m.names[label]...)
 			}
-			label = mt.name
-			out = append(out, s.m.names[label]...)
 		}
-		if label >= 0 {
-			s.last = label
-		}
-		s.done = re
+		s.last = label
+		s.done, i = re, j
 	}
 	if s.done < upTo {
 		out = append(out, win[s.done-base:upTo-base]...)
@@ -186,12 +204,24 @@ func (m *Masker) Line(text string) string {
 // contains reports whether any pattern occurs in text.
 func (m *Masker) contains(text string) bool {
 	a := m.auto
-	st := int32(0)
+	fast, class := a.fast, &a.class
+	st, off := int32(0), a.offset(0)
 	for i := 0; i < len(text); i++ {
-		st = a.step(st, a.class[text[i]])
+		c := class[text[i]]
+		if off >= 0 {
+			e := fast[off+int32(c)]
+			if e >= 0 {
+				off = e
+				continue
+			}
+			st = ^e
+		} else {
+			st = a.step(st, c)
+		}
 		if a.hit[st] {
 			return true
 		}
+		off = a.offset(st)
 	}
 	return false
 }
