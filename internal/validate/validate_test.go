@@ -142,8 +142,13 @@ func FuzzRules(f *testing.F) {
 		for name, check := range checks {
 			err := check(s)
 			if err == nil {
-				// Environment names have no length limit of their own.
-				if strings.ContainsAny(s, " \t\r\n\x00=,{}\"'") || (name != "env" && len(s) > MaxNodeNameLength) {
+				// Environment names have no length limit of their own; a
+				// runner id holds a node name and "-runner".
+				limit := MaxNodeNameLength
+				if name == "runner id" {
+					limit = MaxRunnerIDLength
+				}
+				if strings.ContainsAny(s, " \t\r\n\x00=,{}\"'") || (name != "env" && len(s) > limit) {
 					t.Errorf("%s rule accepts %q", name, s)
 				}
 				continue
