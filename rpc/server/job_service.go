@@ -160,7 +160,19 @@ func (s *JobService) SubmitJob(ctx context.Context, req *connect.Request[pb.Subm
 	// applied it yet; rather than wait, answer with the job as the state
 	// machine records it on submit. Reads that follow go through a read
 	// barrier and see it.
-	if stored, err := s.b.State().JobByID(nil, job.Id); err == nil {
+	if stored, err := s.b.State().JobByID(nil, job.Id); err == nil && stored.Id == job.Id {
+		// The state machine skips a job whose id is taken, so the job
+		// found may be another project's, chosen by a caller who gave
+		// its id: answering with it would hand over a job (its
+		// environment too) the caller's submit right does not cover.
+		// Only a job of the project just authorized is this submit's.
+		if stored.Project != job.Project {
+			if err := authorize(ctx, acl.AreaProject, acl.Read, stored.Project); err != nil {
+				return nil, err
+			}
+			return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf(
+				"id %s is taken by a job of project %q; submit without an id to run the job anew", job.Id, stored.Project))
+		}
 		return connect.NewResponse(&pb.SubmitJobResponse{Job: stored}), nil
 	}
 	// The state machine skips a job whose id is a deleted job's: it was
@@ -254,9 +266,9 @@ func (s *JobService) GetJob(ctx context.Context, req *connect.Request[pb.GetJobR
 	defer cancel()
 	for {
 		ws := memdb.NewWatchSet()
-		j, err := s.b.State().JobByID(ws, m.Id)
+		j, err := jobByID(ctx, s.b.State(), ws, m.Id)
 		if err != nil {
-			return nil, toConnect(err)
+			return nil, err
 		}
 		if err := authorize(ctx, acl.AreaProject, acl.Read, j.Project); err != nil {
 			return nil, err
@@ -347,12 +359,28 @@ func (s *JobService) jobToChange(ctx context.Context, id string, need acl.Level)
 	if err := s.b.ReadBarrier(ctx, false); err != nil {
 		return nil, toConnect(err)
 	}
-	j, err := s.b.State().JobByID(nil, id)
+	j, err := jobByID(ctx, s.b.State(), nil, id)
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
 	}
 	if err := authorize(ctx, acl.AreaProject, need, j.Project); err != nil {
 		return nil, err
+	}
+	return j, nil
+}
+
+// jobByID is the store's lookup of a job by id or unique prefix, with its
+// error ready for the caller. An ambiguous prefix's error lists the ids
+// it matches, of every project: a caller that may not read them all gets
+// the refusal without them, or "j-" would list other projects' jobs.
+func jobByID(ctx context.Context, st *state.Store, ws memdb.WatchSet, id string) (*pb.Job, error) {
+	j, err := st.JobByID(ws, id)
+	if errors.Is(err, state.ErrAmbiguous) && !authzFrom(ctx).IsManagement() {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(
+			"prefix %q matches more than one job; give more of the id (see `outpost job list`)", id))
+	}
+	if err != nil {
+		return nil, toConnect(err)
 	}
 	return j, nil
 }
@@ -392,9 +420,9 @@ func (s *JobService) ReadLogs(ctx context.Context, req *connect.Request[pb.ReadL
 		// The job is read before its chunks: a finish and its last lines
 		// commit together, so if this read sees the job terminal, the chunk
 		// read below sees every line.
-		j, err := st.JobByID(ws, m.Id)
+		j, err := jobByID(ctx, st, ws, m.Id)
 		if err != nil {
-			return toConnect(err)
+			return err
 		}
 		if err := authorize(ctx, acl.AreaProject, acl.Read, j.Project); err != nil {
 			return err
