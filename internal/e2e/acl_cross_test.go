@@ -363,6 +363,38 @@ func TestACLCross(t *testing.T) {
 		t.Errorf("GetJob j- as management: %v, want an ambiguous prefix that lists the ids", err)
 	}
 
+	// A runner serves every project: a token that may inspect runners but
+	// read only a sees, of the runner's jobs in play, only a's.
+	if _, err := mgmt.ACL.UpsertPolicy(ctx, connect.NewRequest(&pb.UpsertPolicyRequest{Name: "runner-a",
+		Rules: "project \"a\" { policy = \"read\" }\nrunner { policy = \"register\" }\n"})); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := mgmt.ACL.CreateToken(ctx, connect.NewRequest(&pb.CreateTokenRequest{Name: "runner-a", Policies: []string{"runner-a"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspector, err := rpc.NewClientTLS(s.Addr(), nil, testcluster.ClientTLSConfig(t), rpc.WithToken(tok.Msg.Secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bJob, err := getJob(ctx, s, b.running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []*rpc.Client{mgmt, inspector} {
+		resp, err := cl.Runners.GetRunner(ctx, connect.NewRequest(&pb.GetRunnerRequest{Id: bJob.RunnerId}))
+		if err != nil {
+			t.Fatalf("GetRunner: %v", err)
+		}
+		sawB := false
+		for _, j := range resp.Msg.Jobs {
+			sawB = sawB || j.Project == "b"
+		}
+		if want := cl == mgmt; sawB != want {
+			t.Errorf("GetRunner (management %v) shows b's jobs: %v, want %v", cl == mgmt, sawB, want)
+		}
+	}
+
 	jobsAfter, projectAfter := snapshotB()
 	if projectAfter != projectBefore {
 		t.Errorf("project b changed: modify index %d, was %d", projectAfter, projectBefore)

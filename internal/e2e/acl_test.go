@@ -98,6 +98,9 @@ func TestACLReadFiltering(t *testing.T) {
 		for stream.Receive() {
 			for _, c := range stream.Msg().Chunks {
 				for _, l := range c.Lines {
+					// Either form may carry the line (text for valid
+					// UTF-8, data for the raw bytes): check both.
+					text.WriteString(l.Text)
 					text.Write(l.Data)
 				}
 			}

@@ -125,7 +125,10 @@ func (s *RunnerService) GetRunner(ctx context.Context, req *connect.Request[pb.G
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return connect.NewResponse(&pb.GetRunnerResponse{Runner: s.withLive(st, r), Jobs: st.ActiveJobs(nil, r.Id)}), nil
+	// A runner serves many projects: show only the jobs of projects the
+	// caller may read (a job carries its environment).
+	jobs := slices.DeleteFunc(st.ActiveJobs(nil, r.Id), func(j *pb.Job) bool { return !canRead(ctx, j.Project) })
+	return connect.NewResponse(&pb.GetRunnerResponse{Runner: s.withLive(st, r), Jobs: jobs}), nil
 }
 
 // RunnerAction adopts, rejects, forgets, drains or undrains a runner.
