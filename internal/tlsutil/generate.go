@@ -64,9 +64,26 @@ func GenerateCA(o CAOptions) (certPEM, keyPEM []byte, err error) {
 	if o.Days <= 0 {
 		o.Days = DefaultCADays
 	}
+	key, tmpl, err := newTemplate(o.Now, o.Days)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl.Subject = pkix.Name{CommonName: "Outpost Agent CA " + tmpl.SerialNumber.Text(10)[:8], Organization: []string{"Outpost"}}
+	tmpl.IsCA = true
+	tmpl.BasicConstraintsValid = true
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	tmpl.AuthorityKeyId = tmpl.SubjectKeyId
+	return sign(tmpl, tmpl, key, key)
+}
+
+// newTemplate makes a fresh ECDSA P-256 key and a certificate template
+// for it: a random serial, its key id, valid from a minute before now
+// (the current time if zero, so that a clock a little behind accepts
+// it) for days.
+func newTemplate(now time.Time, days int) (*ecdsa.PrivateKey, *x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tls: generate CA key: %w", err)
+		return nil, nil, fmt.Errorf("tls: generate key: %w", err)
 	}
 	serial, err := newSerial()
 	if err != nil {
@@ -76,24 +93,23 @@ func GenerateCA(o CAOptions) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	start := o.Now
-	if start.IsZero() {
-		start = time.Now()
+	if now.IsZero() {
+		now = time.Now()
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "Outpost Agent CA " + serial.Text(10)[:8], Organization: []string{"Outpost"}},
-		NotBefore:             start.Add(-time.Minute),
-		NotAfter:              start.Add(time.Duration(o.Days) * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		SubjectKeyId:          ski,
-		AuthorityKeyId:        ski,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	return key, &x509.Certificate{
+		SerialNumber: serial,
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(time.Duration(days) * 24 * time.Hour),
+		SubjectKeyId: ski,
+	}, nil
+}
+
+// sign signs tmpl (for key) with parent's key signer and returns the
+// certificate and key in PEM.
+func sign(tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tls: create CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("tls: sign certificate: %w", err)
 	}
 	keyPEM, err = encodeKey(key)
 	if err != nil {
@@ -135,15 +151,7 @@ func GenerateCert(o CertOptions) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tls: generate key: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	ski, err := keyID(&key.PublicKey)
+	key, tmpl, err := newTemplate(o.Now, o.Days)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -156,38 +164,19 @@ func GenerateCert(o CertOptions) (certPEM, keyPEM []byte, err error) {
 	}
 	dns = append(dns, o.DNSNames...)
 	ips = append(ips, o.IPs...)
-	start := o.Now
-	if start.IsZero() {
-		start = time.Now()
-	}
 	// Every role authenticates both ways: servers dial servers with
 	// their own certificate, and a runner's or client's is a client
 	// certificate.
-	tmpl := &x509.Certificate{
-		SerialNumber:   serial,
-		Subject:        pkix.Name{CommonName: name},
-		NotBefore:      start.Add(-time.Minute),
-		NotAfter:       start.Add(time.Duration(o.Days) * 24 * time.Hour),
-		KeyUsage:       x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:       dns,
-		IPAddresses:    ips,
-		SubjectKeyId:   ski,
-		AuthorityKeyId: ca.SubjectKeyId,
-	}
+	tmpl.Subject = pkix.Name{CommonName: name}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	tmpl.DNSNames, tmpl.IPAddresses = dns, ips
+	tmpl.AuthorityKeyId = ca.SubjectKeyId
 	if tmpl.NotAfter.After(ca.NotAfter) {
 		// A certificate cannot outlive its CA; clients would refuse it.
 		tmpl.NotAfter = ca.NotAfter
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tls: sign certificate: %w", err)
-	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return sign(tmpl, ca, key, caKey)
 }
 
 // ParseCA reads a CA certificate and its key from PEM.
