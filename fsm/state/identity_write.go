@@ -70,19 +70,7 @@ func (s *Store) RegisterRunnerWithToken(index uint64, r *pb.Runner, tokenID stri
 				return err
 			}
 		}
-		if cur != nil {
-			r.CreateIndex = cur.(*pb.Runner).CreateIndex
-			if r.FirstSeen == nil {
-				r.FirstSeen = cur.(*pb.Runner).FirstSeen
-			}
-		} else {
-			r.CreateIndex = index
-		}
-		r.ModifyIndex = index
-		if err := txn.Insert(TableRunners, r); err != nil {
-			return fmt.Errorf("state: insert runner %s: %w", r.Id, err)
-		}
-		return nil
+		return putRunner(txn, index, r, cur)
 	}, TableRunners)
 }
 

@@ -14,21 +14,28 @@ import (
 func (s *Store) UpsertRunner(index uint64, r *pb.Runner) error {
 	return s.write(index, func(txn *memdb.Txn) error {
 		r = proto.Clone(r).(*pb.Runner)
-		if raw, _ := txn.First(TableRunners, "id", r.Id); raw != nil {
-			old := raw.(*pb.Runner)
-			r.CreateIndex = old.CreateIndex
-			if r.FirstSeen == nil {
-				r.FirstSeen = old.FirstSeen
-			}
-		} else {
-			r.CreateIndex = index
-		}
-		r.ModifyIndex = index
-		if err := txn.Insert(TableRunners, r); err != nil {
-			return fmt.Errorf("state: insert runner %s: %w", r.Id, err)
-		}
-		return nil
+		raw, _ := txn.First(TableRunners, "id", r.Id)
+		return putRunner(txn, index, r, raw)
 	}, TableRunners)
+}
+
+// putRunner inserts r at index over cur, the record it replaces (nil for
+// a new runner), keeping cur's creation index and first sighting.
+func putRunner(txn *memdb.Txn, index uint64, r *pb.Runner, cur any) error {
+	if cur != nil {
+		old := cur.(*pb.Runner)
+		r.CreateIndex = old.CreateIndex
+		if r.FirstSeen == nil {
+			r.FirstSeen = old.FirstSeen
+		}
+	} else {
+		r.CreateIndex = index
+	}
+	r.ModifyIndex = index
+	if err := txn.Insert(TableRunners, r); err != nil {
+		return fmt.Errorf("state: insert runner %s: %w", r.Id, err)
+	}
+	return nil
 }
 
 // Runner actions carried by RunnerUpdateEntry.
